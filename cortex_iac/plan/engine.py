@@ -1,0 +1,366 @@
+"""Run Pulumi code under a recording mock engine: no Pulumi CLI, no cloud, no credentials.
+
+Pulumi's own mock engine (``pulumi.runtime.set_mocks``) answers every resource registration; we
+subclass its monitor to keep what a plan needs and the mocks do not pass on: each resource's parent,
+provider, explicit and per-property dependencies, and its inputs exactly as the program sent them
+(unknowns and secrets included).
+
+Two modes:
+- ``preview=True`` (``cortex plan``): like ``pulumi preview`` of a new stack. A resource's outputs
+  that are not among its inputs are unknown, so an input computed from another resource's output
+  shows as unknown instead of a made-up value. Plans are therefore deterministic.
+- ``preview=False`` (tests): outputs are faked by :func:`fake_outputs` (ARNs, ids, the outputs of
+  ``eks:index:Cluster``), so tests can assert on values derived from them.
+
+Invokes (data-source calls such as ``aws.get_caller_identity``) are refused: the library's rule is
+that no constructor needs cloud credentials, and a plan is the proof.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi.runtime
+from google.protobuf import json_format
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc, settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from cortex_iac.errors import PlanError
+
+UNKNOWN = "$unknown"
+SECRET = "$secret"
+
+_SIG_KEY = "4dabf18193072939515e22adb298388d"
+_SIG_SECRET = "1b47061264138c4ac30d75fd1eb44270"
+_SIG_RESOURCE = "5cf8f73096256a8f31e491e813e4eb8e"
+_SIG_OUTPUT = "d0e6a833031e9bbcd3f4e8bde6ca49a4"
+_SIG_ASSET = "c44067f5952c0a294b673a41bacd8c17"
+_SIG_ARCHIVE = "0def7320c3a5731c473e5ecbe6d01bc7"
+
+FAKE_ACCOUNT = "123456789012"
+FAKE_REGION = "us-east-1"
+
+
+@dataclass
+class RecordedResource:
+    """One resource registration as the program made it."""
+
+    urn: str
+    type: str
+    name: str
+    parent: str | None
+    custom: bool
+    provider: str | None
+    inputs: dict[str, Any]
+    dependencies: list[str] = field(default_factory=list)
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "urn": self.urn,
+            "type": self.type,
+            "name": self.name,
+            "parent": self.parent,
+            "custom": self.custom,
+            "provider": self.provider,
+            "inputs": self.inputs,
+            "dependencies": self.dependencies,
+            "property_dependencies": self.property_dependencies,
+        }
+
+
+@dataclass
+class Recording:
+    """Everything a run registered, in registration order, plus the stack outputs."""
+
+    project: str
+    stack: str
+    resources: list[RecordedResource]
+    outputs: dict[str, Any]
+
+    def find(self, type_: str, name: str) -> RecordedResource:
+        """The one resource of this type and name; ``KeyError`` listing what exists otherwise."""
+        for r in self.resources:
+            if r.type == type_ and r.name == name:
+                return r
+        names = sorted(r.name for r in self.resources if r.type == type_)
+        raise KeyError(f"no {type_} named {name!r}; resources of that type: {names}")
+
+    def of_type(self, type_: str) -> list[RecordedResource]:
+        """All resources of a type, in registration order."""
+        return [r for r in self.resources if r.type == type_]
+
+    def children(self, parent_urn: str) -> list[RecordedResource]:
+        """Direct children of a resource."""
+        return [r for r in self.resources if r.parent == parent_urn]
+
+
+def _plain(value: Any) -> Any:
+    """Turn a protobuf-JSON property value into plain JSON, marking unknowns and masking secrets."""
+    if isinstance(value, str):
+        return UNKNOWN if value == rpc.UNKNOWN else value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        sig = value.get(_SIG_KEY)
+        if sig == _SIG_SECRET:
+            return SECRET
+        if sig == _SIG_RESOURCE:
+            return {"$resource": value.get("urn", UNKNOWN)}
+        if sig == _SIG_OUTPUT:
+            if value.get("secret"):
+                return SECRET
+            return _plain(value["value"]) if "value" in value else UNKNOWN
+        if sig in (_SIG_ASSET, _SIG_ARCHIVE):
+            return {"$asset": value.get("path") or value.get("uri") or "(inline)"}
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _urn_only(provider_ref: str) -> str | None:
+    # A provider reference is "<urn>::<id>"; the id is unknown in preview and says nothing useful.
+    return provider_ref.rsplit("::", 1)[0] if provider_ref else None
+
+
+def fake_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Plausible outputs for a created resource in test mode (never used by ``cortex plan``)."""
+    out: dict[str, Any] = {}
+    if type_ == "eks:index:Cluster":
+        cluster = inputs.get("name", name)
+        issuer = f"oidc.eks.{FAKE_REGION}.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"
+        out = {
+            "kubeconfig": {"apiVersion": "v1", "kind": "Config", "clusters": [{"name": cluster}]},
+            "kubeconfigJson": json.dumps({"apiVersion": "v1", "kind": "Config"}),
+            "clusterSecurityGroupId": f"sg-{cluster}-cluster",
+            "nodeSecurityGroupId": f"sg-{cluster}-node",
+            "oidcProviderArn": f"arn:aws:iam::{FAKE_ACCOUNT}:oidc-provider/{issuer}",
+            "oidcProviderUrl": f"https://{issuer}",
+            "oidcIssuer": issuer,
+        }
+    elif type_.startswith("aws:"):
+        service = type_.split(":")[1].split("/")[0]
+        out = {"arn": f"arn:aws:{service}:{FAKE_REGION}:{FAKE_ACCOUNT}:{name}", "id": f"{name}-id"}
+        if type_ == "aws:sqs/queue:Queue":
+            out["url"] = f"https://sqs.{FAKE_REGION}.amazonaws.com/{FAKE_ACCOUNT}/{name}"
+    return {**out, **inputs}
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    def __init__(self, preview: bool) -> None:
+        self.preview = preview
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        if self.preview:
+            # Inputs echo back as known outputs; everything else stays unknown, as in a real preview.
+            return None, dict(args.inputs)
+        return f"{args.name}-id", fake_outputs(args.typ, args.name, dict(args.inputs))
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        raise PlanError(
+            f"the program called the data source {args.token!r}, which needs cloud credentials; "
+            "pass such values in as inputs instead"
+        )
+
+
+class _RecordingMonitor(pulumi_mocks.MockMonitor):
+    def __init__(self, mocks: _Mocks) -> None:
+        super().__init__(mocks)
+        self.recorded: list[RecordedResource] = []
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the monitor's RPC name
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        raw = json_format.MessageToDict(request.object, preserving_proto_field_name=True)
+        self.recorded.append(
+            RecordedResource(
+                urn=response.urn,
+                type=request.type,
+                name=request.name,
+                parent=request.parent or None,
+                custom=bool(request.custom),
+                provider=_urn_only(request.provider),
+                inputs=_plain(raw),
+                dependencies=sorted(set(request.dependencies)),
+                property_dependencies={
+                    k: sorted(set(v.urns)) for k, v in sorted(request.propertyDependencies.items()) if v.urns
+                },
+            )
+        )
+        return response
+
+
+async def _resolve(value: Any) -> Any:
+    """Await an exported value into plain JSON (unknowns and secrets marked)."""
+    if isinstance(value, dict):
+        return {str(k): await _resolve(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [await _resolve(v) for v in value]
+    output = pulumi.Output.from_input(value)
+    known = await output.is_known()
+    if not known:
+        return UNKNOWN
+    if await output.is_secret():
+        return SECRET
+    resolved = await output.future()
+    if isinstance(resolved, dict):
+        return {str(k): await _resolve(v) for k, v in resolved.items()}
+    if isinstance(resolved, (list, tuple)):
+        return [await _resolve(v) for v in resolved]
+    if isinstance(resolved, pulumi.Resource):
+        return {"$resource": await _resolve(resolved.urn)}
+    return resolved
+
+
+def record(
+    fn: Callable[[], Any],
+    *,
+    project: str = "cortex",
+    stack: str = "test",
+    config: dict[str, str] | None = None,
+    preview: bool = False,
+) -> Recording:
+    """Run ``fn`` (which declares resources) under the recording engine and return what it declared.
+
+    ``config`` maps full Pulumi config keys (``"cortex:cluster"``) to their string values, as the
+    Pulumi CLI would pass them. Defaults: test mode (``preview=False``), project ``cortex``, stack
+    ``test``.
+    """
+    mocks = _Mocks(preview)
+    monitor = _RecordingMonitor(mocks)
+    settings.ROOT.set(None)
+    pulumi.runtime.set_all_config(dict(config or {}), [])
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=monitor)
+    root = settings.get_root_resource()
+    try:
+        _sync_await(run_pulumi_func(fn))
+        outputs = _sync_await(_resolve(getattr(root, "outputs", {}) or {}))
+    except PlanError:
+        raise
+    except Exception as e:
+        # Errors from inside Pulumi's machinery come wrapped; surface the library's own error.
+        cause = _find_cortex_error(e)
+        if cause is not None:
+            raise cause from e
+        raise
+    finally:
+        settings.ROOT.set(None)
+    return Recording(project=project, stack=stack, resources=monitor.recorded, outputs=outputs)
+
+
+def _find_cortex_error(e: BaseException) -> BaseException | None:
+    from cortex_iac.errors import CortexError
+
+    seen: set[int] = set()
+    current: BaseException | None = e
+    while current is not None and id(current) not in seen:
+        if isinstance(current, CortexError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+@dataclass
+class Program:
+    """A Pulumi program on disk: its project file, main directory and one stack's config."""
+
+    project: str
+    main: Path
+    stack: str
+    config: dict[str, str]
+    secret_keys: list[str]
+
+
+def load_program(program_dir: str | Path, stack: str) -> Program:
+    """Read ``Pulumi.yaml`` and ``Pulumi.<stack>.yaml`` the way the Pulumi CLI does.
+
+    Config values that are not strings are passed as JSON, like the CLI does for structured config;
+    keys without a namespace get the project's name; ``secure:`` values (encrypted, so unreadable
+    here) are passed as ``$secret``.
+    """
+    import yaml
+
+    root = Path(program_dir)
+    project_file = root / "Pulumi.yaml"
+    if not project_file.is_file():
+        raise PlanError(f"{project_file}: not found (a Pulumi program directory has a Pulumi.yaml)")
+    try:
+        project_doc = yaml.safe_load(project_file.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise PlanError(f"{project_file}: not valid YAML: {e}") from None
+    if not isinstance(project_doc, dict) or "name" not in project_doc:
+        raise PlanError(f"{project_file}: must be a mapping with at least 'name' and 'runtime'")
+    runtime = project_doc.get("runtime")
+    runtime_name = runtime.get("name") if isinstance(runtime, dict) else runtime
+    if runtime_name != "python":
+        raise PlanError(f"{project_file}: runtime is {runtime_name!r}; cortex plan runs only 'python' programs")
+    project = str(project_doc["name"])
+    main = (root / str(project_doc.get("main", "."))).resolve()
+    config_dir = root / str(project_doc.get("stackConfigDir", "."))
+    stack_file = config_dir / f"Pulumi.{stack}.yaml"
+    if not stack_file.is_file():
+        have = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in config_dir.glob("Pulumi.*.yaml"))
+        raise PlanError(f"{stack_file}: no such stack config; stacks here: {', '.join(have) or 'none'}")
+    try:
+        stack_doc = yaml.safe_load(stack_file.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise PlanError(f"{stack_file}: not valid YAML: {e}") from None
+    raw_config = stack_doc.get("config") or {}
+    if not isinstance(raw_config, dict):
+        raise PlanError(f"{stack_file}: 'config' must be a mapping of keys to values")
+    config: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for key, value in raw_config.items():
+        full_key = key if ":" in str(key) else f"{project}:{key}"
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            config[full_key] = SECRET
+            secret_keys.append(full_key)
+        elif isinstance(value, str):
+            config[full_key] = value
+        else:
+            config[full_key] = json.dumps(value)
+    return Program(project=project, main=main, stack=stack, config=config, secret_keys=secret_keys)
+
+
+@contextmanager
+def _program_context(main: Path) -> Iterator[None]:
+    # The Pulumi language host runs the program with its main directory as working directory and
+    # first on sys.path; do the same, and undo it afterwards.
+    old_cwd, old_path = os.getcwd(), list(sys.path)
+    os.chdir(main)
+    sys.path.insert(0, str(main))
+    try:
+        yield
+    finally:
+        os.chdir(old_cwd)
+        sys.path[:] = old_path
+
+
+def run_program(program_dir: str | Path, stack: str, *, preview: bool = True) -> Recording:
+    """Run a Pulumi Python program directory for ``stack`` under the recording engine."""
+    program = load_program(program_dir, stack)
+    entry = program.main / "__main__.py"
+    if not entry.is_file():
+        raise PlanError(f"{entry}: not found (the program's main directory needs a __main__.py)")
+    with _program_context(program.main):
+        return record(
+            lambda: runpy.run_path(str(entry), run_name="__main__"),
+            project=program.project,
+            stack=stack,
+            config=program.config,
+            preview=preview,
+        )
