@@ -1,0 +1,96 @@
+"""The ``cortex`` command: validate specs, plan programs without credentials, render, serve.
+
+Only the library's own errors (``CortexError``) are caught: each becomes one line per problem on
+stderr and exit code 1. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cortex_iac.errors import CortexError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Cortex-style model APIs on AWS EKS with Pulumi: validate specs, plan stacks, render objects.",
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(error: CortexError) -> None:
+    for line in str(error).splitlines() or [type(error).__name__]:
+        typer.echo(f"error: {line}", err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="cluster.yaml and/or cortex.yaml files")],
+) -> None:
+    """Check cluster and API spec files; exit 0 when all are valid, else one line per problem."""
+    from cortex_iac.specs import detect_spec_kind, load_api_files, load_cluster
+
+    problems: list[str] = []
+    api_files: list[Path] = []
+    for path in files:
+        try:
+            if detect_spec_kind(path) == "cluster":
+                cluster = load_cluster(path)
+                typer.echo(f"ok {path}: cluster {cluster.cluster_name!r}, {len(cluster.node_groups)} node group(s)")
+            else:
+                api_files.append(path)
+        except CortexError as e:
+            problems.extend(str(e).splitlines())
+    if api_files:
+        # Loaded together: API names must be unique across all files given.
+        try:
+            apis = load_api_files(api_files)
+            typer.echo(f"ok {', '.join(map(str, api_files))}: {len(apis)} API(s)")
+        except CortexError as e:
+            problems.extend(str(e).splitlines())
+    for line in problems:
+        typer.echo(f"error: {line}", err=True)
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command()
+def plan(
+    program_dir: Annotated[Path, typer.Argument(help="Pulumi Python program (directory with Pulumi.yaml)")] = Path("."),
+    stack: Annotated[str, typer.Option("--stack", "-s", help="stack name: reads Pulumi.<stack>.yaml")] = "dev",
+    json_file: Annotated[Optional[Path], typer.Option("--json", help="write the JSON plan here")] = None,
+    manifests: Annotated[Optional[Path], typer.Option("--manifests", help="write every Kubernetes object here as YAML")] = None,
+) -> None:
+    """Run a program under a recording mock engine (no cloud, no credentials) and show what it declares."""
+    from cortex_iac.plan.engine import run_program
+    from cortex_iac.plan.plan import dumps, kubernetes_objects, to_plan, tree_lines, write_manifests
+
+    try:
+        recording = run_program(program_dir, stack, preview=True)
+        for line in tree_lines(recording):
+            typer.echo(line)
+        objects = kubernetes_objects(recording)
+        typer.echo(f"\n{len(recording.resources)} resources, {len(objects)} Kubernetes objects, stack {stack!r}")
+        if json_file is not None:
+            json_file.parent.mkdir(parents=True, exist_ok=True)
+            json_file.write_text(dumps(to_plan(recording)))
+            typer.echo(f"plan written to {json_file}")
+        if manifests is not None:
+            written = write_manifests(objects, manifests)
+            typer.echo(f"{len(written)} manifests written to {manifests}")
+    except CortexError as e:
+        _fail(e)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="cortex")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

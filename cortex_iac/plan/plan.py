@@ -1,0 +1,116 @@
+"""The plan file: a deterministic JSON record of what a program declares, and its Kubernetes objects.
+
+Same program + same config -> byte-identical file: resources sorted by URN, keys sorted, no
+timestamps, no random ids (the recording engine in preview mode leaves every output that is not an
+input unknown, so nothing made-up leaks in).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from cortex_iac.errors import PlanError
+from cortex_iac.plan.engine import Recording, RecordedResource
+
+SCHEMA_VERSION = 1
+
+# Resource types whose inputs are not one Kubernetes object.
+_NOT_OBJECTS = ("kubernetes:helm.sh/", "kubernetes:yaml:", "kubernetes:kustomize:", "pulumi:providers:")
+
+
+def to_plan(recording: Recording) -> dict[str, Any]:
+    """The plan document of a recording (see module docstring)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "project": recording.project,
+        "stack": recording.stack,
+        "resources": [r.to_json() for r in sorted(recording.resources, key=lambda r: r.urn)],
+        "outputs": recording.outputs,
+    }
+
+
+def dumps(plan: dict[str, Any]) -> str:
+    """Serialise a plan deterministically."""
+    return json.dumps(plan, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def kubernetes_objects(recording: Recording) -> list[dict[str, Any]]:
+    """Every Kubernetes object the program declares, as the manifest it would apply."""
+    objects = []
+    for r in recording.resources:
+        if _is_kubernetes_object(r):
+            obj = {k: v for k, v in r.inputs.items() if not k.startswith("__")}
+            objects.append(obj)
+    return objects
+
+
+def _is_kubernetes_object(r: RecordedResource) -> bool:
+    return r.custom and r.type.startswith("kubernetes:") and not r.type.startswith(_NOT_OBJECTS)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9.-]+", "-", text.lower()).strip("-") or "unnamed"
+
+
+def write_manifests(objects: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+    """Write each object as ``<kind>.<namespace>.<name>.yaml`` under ``out_dir``; return the paths."""
+    import yaml
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for obj in objects:
+        meta = obj.get("metadata") or {}
+        parts = [obj.get("kind", "object"), meta.get("namespace", "_cluster"), meta.get("name", "unnamed")]
+        path = out_dir / (".".join(_slug(str(p)) for p in parts) + ".yaml")
+        if path in written:
+            raise PlanError(f"two Kubernetes objects would both be written to {path}: same kind, namespace and name")
+        path.write_text(yaml.safe_dump(obj, sort_keys=True, default_flow_style=False))
+        written.append(path)
+    return written
+
+
+def load_plan(path: str | Path) -> dict[str, Any]:
+    """Read a plan file, checking it is one this version understands."""
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise PlanError(f"{p}: no such plan file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PlanError(f"{p}: not a JSON plan file ({e})") from None
+    if not isinstance(doc, dict):
+        raise PlanError(f"{p}: a plan file is a JSON object, got {type(doc).__name__}")
+    version = doc.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise PlanError(f"{p}: schema_version is {version!r}; this cortex reads version {SCHEMA_VERSION} (re-run cortex plan)")
+    for key in ("project", "stack", "resources", "outputs"):
+        if key not in doc:
+            raise PlanError(f"{p}: missing field {key!r}")
+    if not isinstance(doc["resources"], list):
+        raise PlanError(f"{p}: 'resources' must be a list")
+    for i, r in enumerate(doc["resources"]):
+        missing = [k for k in ("urn", "type", "name", "inputs") if not isinstance(r, dict) or k not in r]
+        if missing:
+            raise PlanError(f"{p}: resources[{i}] is missing {', '.join(missing)}")
+    return doc
+
+
+def tree_lines(recording: Recording) -> list[str]:
+    """The resource tree as indented lines of ``type  name``, children under their parents."""
+    by_parent: dict[str | None, list[RecordedResource]] = {}
+    urns = {r.urn for r in recording.resources}
+    for r in recording.resources:
+        parent = r.parent if r.parent in urns else None
+        by_parent.setdefault(parent, []).append(r)
+    lines: list[str] = []
+
+    def walk(parent: str | None, depth: int) -> None:
+        for r in sorted(by_parent.get(parent, []), key=lambda r: (r.type, r.name)):
+            lines.append(f"{'  ' * depth}{r.type}  {r.name}")
+            walk(r.urn, depth + 1)
+
+    walk(None, 0)
+    return lines

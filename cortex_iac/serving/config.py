@@ -1,0 +1,167 @@
+"""The runtime's settings: one plain dataclass, read from ``CORTEX_*`` environment variables in a pod.
+
+Deliberately free of the pydantic API specs so the runtime image needs nothing but this package.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cortex_iac.errors import CortexError
+
+
+class RuntimeConfigError(CortexError):
+    """A runtime setting (an environment variable in a pod) has a value the runtime cannot use."""
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Everything the serving runtime needs to run one handler.
+
+    Attributes:
+        handler_path: path of the Python file that defines ``class Handler``.
+        handler_config: the API spec's ``handler.config``, passed to ``Handler.__init__`` (default ``{}``).
+        threads_per_process: size of the thread pool that runs synchronous handler methods, and the
+            number of batches that may run at once (default 1).
+        max_batch_size: above 1, ``handle_post`` receives a list of up to this many payloads and
+            returns a list of results in the same order (default 1: no batching).
+        batch_interval: seconds a batch waits for more payloads after its first one; ``None`` sends
+            what is queued as soon as a thread is free (default ``None``).
+        host: address to listen on (default ``"0.0.0.0"``).
+        port: port to listen on (default 8080, Cortex's ``pod.port`` default).
+        max_body_bytes: larger request bodies are refused with 413 (default 10 MiB).
+        grace_period: seconds from SIGTERM to exit; requests already accepted get until then to
+            finish (default 30, Kubernetes' ``terminationGracePeriodSeconds`` default).
+        python_requirements: pip requirement strings installed into ``packages_dir`` before the
+            handler loads (default none).
+        packages_dir: where ``python_requirements`` go; the pod mounts ``/tmp`` as an emptyDir, the
+            only writable place under a read-only root filesystem (default ``/tmp/cortex/python``).
+        log_level: level of the runtime's own log lines; per-request lines are always written
+            (default ``"info"``).
+    """
+
+    handler_path: str
+    handler_config: dict[str, Any] = field(default_factory=dict)
+    threads_per_process: int = 1
+    max_batch_size: int = 1
+    batch_interval: float | None = None
+    host: str = "0.0.0.0"
+    port: int = 8080
+    max_body_bytes: int = 10 * 1024 * 1024
+    grace_period: float = 30.0
+    python_requirements: tuple[str, ...] = ()
+    packages_dir: str = "/tmp/cortex/python"
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if not self.handler_path:
+            raise RuntimeConfigError("handler_path is empty: name the file that defines class Handler")
+        _require(self.threads_per_process >= 1, "threads_per_process", self.threads_per_process, "must be >= 1")
+        _require(self.max_batch_size >= 1, "max_batch_size", self.max_batch_size, "must be >= 1")
+        _require(
+            self.batch_interval is None or self.batch_interval > 0,
+            "batch_interval", self.batch_interval, "must be > 0 seconds, or unset",
+        )
+        _require(0 <= self.port <= 65535, "port", self.port, "must be 0..65535")
+        _require(self.max_body_bytes >= 1, "max_body_bytes", self.max_body_bytes, "must be >= 1")
+        _require(self.grace_period > 0, "grace_period", self.grace_period, "must be > 0 seconds")
+        _require(
+            self.log_level in _LOG_LEVELS, "log_level", self.log_level, f"must be one of {', '.join(_LOG_LEVELS)}"
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RuntimeConfig:
+        """Build the config from ``CORTEX_*`` variables (see the serving README for the table).
+
+        ``CORTEX_HANDLER_PATH`` is required; every other variable falls back to the field default.
+        Raises ``RuntimeConfigError`` naming the variable and its bad value.
+        """
+        if not env.get("CORTEX_HANDLER_PATH"):
+            raise RuntimeConfigError("CORTEX_HANDLER_PATH is not set: name the file that defines class Handler")
+        values: dict[str, Any] = {"handler_path": env["CORTEX_HANDLER_PATH"]}
+        for name, parse in _ENV_PARSERS.items():
+            key = "CORTEX_" + name.upper()
+            raw = env.get(key)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[name] = parse(raw)
+            except ValueError as error:
+                raise RuntimeConfigError(f"Config '{key}' has value {raw!r}. {error}") from error
+        try:
+            return cls(**values)
+        except RuntimeConfigError as error:
+            raise RuntimeConfigError(f"{error} (from CORTEX_* environment variables)") from error
+
+    def to_env(self) -> dict[str, str]:
+        """The ``CORTEX_*`` variables that ``from_env`` turns back into this config."""
+        env = {"CORTEX_HANDLER_PATH": self.handler_path}
+        for name in _ENV_PARSERS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if name in ("handler_config", "python_requirements"):
+                env["CORTEX_" + name.upper()] = json.dumps(list(value) if isinstance(value, tuple) else value)
+            else:
+                env["CORTEX_" + name.upper()] = str(value)
+        return env
+
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _require(ok: bool, name: str, value: object, rule: str) -> None:
+    if not ok:
+        raise RuntimeConfigError(f"{name}: {value!r} is not allowed ({rule})")
+
+
+def _parse_int(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError("Not a valid int.") from None
+
+
+def _parse_float(raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError("Not a valid number of seconds.") from None
+
+
+def _parse_object(raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"Not valid JSON: {error}.") from None
+    if not isinstance(value, dict):
+        raise ValueError("Not a JSON object.")
+    return value
+
+
+def _parse_string_list(raw: str) -> tuple[str, ...]:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"Not valid JSON: {error}.") from None
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError("Not a JSON list of strings.")
+    return tuple(value)
+
+
+_ENV_PARSERS = {
+    "handler_config": _parse_object,
+    "threads_per_process": _parse_int,
+    "max_batch_size": _parse_int,
+    "batch_interval": _parse_float,
+    "host": str,
+    "port": _parse_int,
+    "max_body_bytes": _parse_int,
+    "grace_period": _parse_float,
+    "python_requirements": _parse_string_list,
+    "packages_dir": str,
+    "log_level": str.lower,
+}

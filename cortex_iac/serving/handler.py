@@ -1,0 +1,98 @@
+"""Loading the user's ``class Handler`` and calling it: sync methods in a bounded thread pool, async
+methods on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import inspect
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from cortex_iac.errors import CortexError
+
+
+class HandlerLoadError(CortexError):
+    """The handler file cannot be imported, has no usable ``class Handler``, or its requirements failed."""
+
+
+def load_handler_class(path: str) -> type:
+    """Import the file at ``path`` and return its ``Handler`` class.
+
+    The file's directory goes first on ``sys.path`` so the handler can import modules next to it.
+    Raises ``HandlerLoadError`` when the file is missing or ``Handler`` has neither ``handle_post``
+    nor ``handle_get``; an exception raised while importing propagates with its own traceback.
+    """
+    file = Path(path).resolve()
+    if not file.is_file():
+        raise HandlerLoadError(f"handler file {path!r} does not exist")
+    sys.path.insert(0, str(file.parent))
+    spec = importlib.util.spec_from_file_location("cortex_user_handler", file)
+    if spec is None or spec.loader is None:
+        raise HandlerLoadError(f"handler file {path!r} is not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    handler_class = getattr(module, "Handler", None)
+    if not inspect.isclass(handler_class):
+        raise HandlerLoadError(f"{path}: defines no class Handler")
+    if not hasattr(handler_class, "handle_post") and not hasattr(handler_class, "handle_get"):
+        raise HandlerLoadError(f"{path}: class Handler defines neither handle_post nor handle_get")
+    return handler_class
+
+
+def install_requirements(requirements: Sequence[str], target: str) -> None:
+    """``pip install`` the requirement strings into ``target`` and put it on ``sys.path``.
+
+    Raises ``HandlerLoadError`` with pip's output when the install fails.
+    """
+    Path(target).mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check",
+               "--target", target, *requirements]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise HandlerLoadError(
+            f"installing python_requirements {list(requirements)} failed:\n{result.stdout}{result.stderr}"
+        )
+    sys.path.insert(0, target)
+
+
+Call = Callable[[Any], Awaitable[Any]]
+
+
+class HandlerRunner:
+    """Calls one handler instance; ``post``/``get`` are ``None`` when the handler lacks the method.
+
+    Synchronous methods run in a pool of ``threads`` threads, so the event loop keeps answering probes
+    and metrics while a model computes; coroutine methods are awaited on the loop itself.
+    """
+
+    def __init__(self, handler: object, threads: int) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="handler")
+        self.post: Call | None = self._wrap(getattr(handler, "handle_post", None), takes_payload=True)
+        self.get: Call | None = self._wrap(getattr(handler, "handle_get", None), takes_payload=False)
+
+    def _wrap(self, method: Callable[..., Any] | None, *, takes_payload: bool) -> Call | None:
+        if method is None:
+            return None
+        if inspect.iscoroutinefunction(method):
+            if takes_payload:
+                return method
+            return lambda _payload: method()
+        executor = self._executor
+
+        if takes_payload:
+            def run_sync(payload: Any) -> Awaitable[Any]:
+                return asyncio.get_running_loop().run_in_executor(executor, method, payload)
+        else:
+            def run_sync(payload: Any) -> Awaitable[Any]:
+                return asyncio.get_running_loop().run_in_executor(executor, method)
+        return run_sync
+
+    def shutdown(self) -> None:
+        """Stop the thread pool without waiting for a handler call that outlived the grace period."""
+        self._executor.shutdown(wait=False, cancel_futures=True)

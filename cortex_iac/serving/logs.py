@@ -1,0 +1,93 @@
+"""Structured logs: one JSON object per line on stdout.
+
+Per-request lines are the hot path, so they are not formatted when the request ends: the request
+appends a tuple to a buffer and ``AccessLog.flush`` (called every fraction of a second and at shutdown)
+turns the buffer into lines with one write.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import IO, Any
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=`` and is logged as a field.
+_STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+
+
+def _timestamp(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1000):03d}Z"
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON line: time, level, logger, message, extra fields, traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Return the record as a single-line JSON object."""
+        line: dict[str, Any] = {
+            "time": _timestamp(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD_ATTRS:
+                line[key] = value
+        if record.exc_info:
+            line["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def configure_logging(level: str, stream: IO[str] | None = None) -> None:
+    """Send every logger (ours, uvicorn's, the handler's) through one JSON handler on ``stream``.
+
+    ``level`` is a name such as ``"info"``; ``stream`` defaults to stdout.
+    """
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+
+
+class AccessLog:
+    """Buffers one record per request and writes them as JSON lines on ``flush``.
+
+    ``stream`` defaults to stdout, looked up at flush time so redirections made later are honoured.
+    """
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self._stream = stream
+        self._pending: list[tuple[float, str, int, float, str | None]] = []
+
+    def record(self, method: str, status: int, latency: float, error_id: str | None = None) -> None:
+        """Remember one finished request: wall-clock time, method, status, latency in seconds."""
+        self._pending.append((time.time(), method, status, latency, error_id))
+
+    def flush(self) -> None:
+        """Write every buffered record as one line each, then empty the buffer."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        lines = []
+        for created, method, status, latency, error_id in pending:
+            line: dict[str, Any] = {
+                "time": _timestamp(created),
+                "level": "info",
+                "logger": "cortex.access",
+                "method": method,
+                "path": "/",
+                "status": status,
+                "latency_ms": round(latency * 1000, 3),
+            }
+            if error_id is not None:
+                line["error_id"] = error_id
+            lines.append(json.dumps(line))
+        stream = self._stream or sys.stdout
+        stream.write("\n".join(lines) + "\n")
+        stream.flush()
