@@ -9,7 +9,7 @@ import inspect
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,8 @@ class HandlerRunner:
 
     def __init__(self, handler: object, threads: int) -> None:
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="handler")
+        # Calls submitted and not finished; set.add/discard are atomic, so no lock on the hot path.
+        self._busy: set[Future[Any]] = set()
         self.post: Call | None = self._wrap(getattr(handler, "handle_post", None), takes_payload=True)
         self.get: Call | None = self._wrap(getattr(handler, "handle_get", None), takes_payload=False)
 
@@ -83,15 +85,20 @@ class HandlerRunner:
             if takes_payload:
                 return method
             return lambda _payload: method()
-        executor = self._executor
+        submit = self._executor.submit
+        busy = self._busy
 
-        if takes_payload:
-            def run_sync(payload: Any) -> Awaitable[Any]:
-                return asyncio.get_running_loop().run_in_executor(executor, method, payload)
-        else:
-            def run_sync(payload: Any) -> Awaitable[Any]:
-                return asyncio.get_running_loop().run_in_executor(executor, method)
+        def run_sync(payload: Any) -> Awaitable[Any]:
+            work = submit(method, payload) if takes_payload else submit(method)
+            busy.add(work)
+            work.add_done_callback(busy.discard)
+            return asyncio.wrap_future(work)
         return run_sync
+
+    @property
+    def busy(self) -> bool:
+        """True while a synchronous handler call is still running in a thread."""
+        return bool(self._busy)
 
     def shutdown(self) -> None:
         """Stop the thread pool without waiting for a handler call that outlived the grace period."""

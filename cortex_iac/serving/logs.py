@@ -13,8 +13,9 @@ import sys
 import time
 from typing import IO, Any
 
-# Attributes every LogRecord has; anything else on a record came from ``extra=`` and is logged as a field.
-_STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+# Attributes every LogRecord has (and uvicorn's ANSI-coloured copy of its message); anything else on a
+# record came from ``extra=`` and is logged as a field.
+_STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName", "color_message"}
 
 
 def _timestamp(seconds: float) -> str:
