@@ -180,6 +180,12 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         super().__init__(mocks)
         self.recorded: list[RecordedResource] = []
 
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        # As the real engine does: the stack is not part of its children's qualified type.
+        if parent and parent.split("::")[2] == "pulumi:pulumi:Stack":
+            parent = ""
+        return super().make_urn(parent, type_, name)
+
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the monitor's RPC name
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":

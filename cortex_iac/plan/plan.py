@@ -38,9 +38,9 @@ def dumps(plan: dict[str, Any]) -> str:
 
 
 def kubernetes_objects(recording: Recording) -> list[dict[str, Any]]:
-    """Every Kubernetes object the program declares, as the manifest it would apply."""
+    """Every Kubernetes object the program declares, as the manifest it would apply, in URN order."""
     objects = []
-    for r in recording.resources:
+    for r in sorted(recording.resources, key=lambda r: r.urn):
         if _is_kubernetes_object(r):
             obj = {k: v for k, v in r.inputs.items() if not k.startswith("__")}
             objects.append(obj)

@@ -1,0 +1,1 @@
+"""Pure functions that turn specs into deployable artefacts (manifests, configs, policies)."""

@@ -1,0 +1,337 @@
+"""The Envoy sidecar of a RealtimeAPI pod: bootstrap config, command line, shutdown and metric.
+
+Cortex put a proxy in front of every API container. It lets ``max_concurrency`` requests reach the
+container at once, queues ``max_queue_length`` more, answers 503 at once beyond that, and reports
+the pod's in-flight count (processing + queued), which the autoscaler averages over ``window``.
+Here that proxy is Envoy, configured statically by :func:`envoy_config`:
+
+* listener ``ingress`` on ``listen_port`` (8888): every request goes to the app on
+  ``app_address:app_port``, except :data:`READINESS_PATH`, which Envoy answers itself (200, or 503
+  once the pod has started shutting down, see :func:`drain_plan`);
+* listener ``metrics`` on ``metrics_port`` (15000): only ``GET /stats/prometheus``, passed to the
+  admin interface, so the admin's mutating endpoints (``/quitquitquit``, ``/healthcheck/fail``,
+  ``/drain_listeners``...) are never reachable from outside the pod;
+* admin interface on ``127.0.0.1:admin_port`` (15001) only, for the pod's own preStop hook.
+
+Envoy must run with :func:`envoy_args` (one worker thread; see there why).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from cortex_iac.errors import CortexError
+
+LISTEN_PORT = 8888
+METRICS_PORT = 15000
+ADMIN_PORT = 15001
+READINESS_PATH = "/-/ready"
+METRICS_PATH = "/stats/prometheus"
+# Name of the Envoy container's metrics port in the pod spec; the Prometheus scrape job keeps only
+# pod ports of this name, so no other container port of an API pod is ever scraped.
+METRICS_PORT_NAME = "envoy-metrics"
+# Pod label carrying the API's name; the Deployment renderer must set it on every API pod.
+API_NAME_LABEL = "cortex.dev/api-name"
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 60
+# How long a terminating pod keeps serving new requests: the time the AWS load balancer and the
+# Service endpoints take to stop routing to it after it is marked terminating / not ready.
+DEFAULT_DEREGISTRATION_SECONDS = 15
+
+_APP_CLUSTER = "app"
+_ADMIN_CLUSTER = "admin"
+_INGRESS = "ingress"
+_METRICS = "metrics"
+# Prometheus names of the two per-pod gauges whose sum is the pod's in-flight count.
+_INFLIGHT_METRICS = ("envoy_cluster_upstream_rq_active", "envoy_cluster_upstream_rq_pending_active")
+# After the drain wait, SIGTERM makes Envoy exit at once; this is the slack for that exit.
+_EXIT_SECONDS = 5
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_TYPE = "type.googleapis.com/envoy.extensions.filters"
+
+
+def envoy_config(
+    *,
+    app_port: int,
+    max_concurrency: int,
+    max_queue_length: int,
+    listen_port: int = LISTEN_PORT,
+    metrics_port: int = METRICS_PORT,
+    admin_port: int = ADMIN_PORT,
+    listen_address: str = "0.0.0.0",
+    app_address: str = "127.0.0.1",
+    request_timeout_seconds: int = DEFAULT_REQUEST_TIMEOUT_SECONDS,
+) -> dict[str, Any]:
+    """Envoy v3 bootstrap (static resources only) of one API pod's sidecar.
+
+    ``app_port``: the user container's port (``pod.port``). ``max_concurrency`` (>= 1) requests
+    reach it at once, ``max_queue_length`` (>= 0) more wait in Envoy, any further request gets 503
+    at once. ``request_timeout_seconds`` (default 60) bounds a request's time in Envoy from the
+    moment it is fully received, queueing included (then 504); it also bounds the shutdown drain.
+    Ports default to 8888 (traffic), 15000 (metrics) and 15001 (admin, loopback only).
+    """
+    _check_range("max_concurrency", max_concurrency, 1, 2**32 - 1)
+    _check_range("max_queue_length", max_queue_length, 0, 2**32 - 1)
+    _check_range("request_timeout_seconds", request_timeout_seconds, 1, 24 * 3600)
+    ports = {"app_port": app_port, "listen_port": listen_port, "metrics_port": metrics_port,
+             "admin_port": admin_port}
+    for name, port in ports.items():
+        _check_range(name, port, 1, 65535)
+    if len(set(ports.values())) != len(ports):
+        raise CortexError(f"envoy ports must be distinct, got {ports}")
+
+    ingress_routes = [{
+        "match": {"prefix": "/"},
+        "route": {"cluster": _APP_CLUSTER, "timeout": f"{request_timeout_seconds}s"},
+    }]
+    readiness = {
+        "name": "envoy.filters.http.health_check",
+        "typed_config": {
+            "@type": f"{_TYPE}.http.health_check.v3.HealthCheck",
+            # Answered by Envoy itself: 200 until /healthcheck/fail is posted to the admin, then 503.
+            "pass_through_mode": False,
+            "headers": [{"name": ":path", "string_match": {"exact": READINESS_PATH}}],
+        },
+    }
+    metrics_routes = [
+        {
+            "match": {"path": METRICS_PATH,
+                      "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
+            "route": {"cluster": _ADMIN_CLUSTER},
+        },
+        {"match": {"prefix": "/"}, "direct_response": {"status": 404}},
+    ]
+    return {
+        "admin": {"address": _socket_address("127.0.0.1", admin_port)},
+        "static_resources": {
+            "listeners": [
+                # INBOUND so that the preStop's `drain_listeners?inboundonly` stops accepting here
+                # while the metrics listener keeps reporting the drain to Prometheus.
+                _listener(_INGRESS, listen_address, listen_port, ingress_routes, [readiness],
+                          traffic_direction="INBOUND"),
+                _listener(_METRICS, listen_address, metrics_port, metrics_routes, []),
+            ],
+            "clusters": [
+                _cluster(_APP_CLUSTER, app_address, app_port, _circuit_breakers(
+                    max_concurrency, max_queue_length)),
+                _cluster(_ADMIN_CLUSTER, "127.0.0.1", admin_port, None),
+            ],
+        },
+    }
+
+
+def _circuit_breakers(max_concurrency: int, max_queue_length: int) -> dict[str, Any]:
+    # The upstream speaks HTTP/1.1, where one connection carries one request at a time. Envoy's
+    # HTTP/1.1 pool queues a request as "pending" only when no idle connection exists and no new
+    # one may be opened, so the concurrency limit has to be `max_connections`: with it at
+    # max_concurrency, request number max_concurrency+1 waits for a connection to come free.
+    # `max_pending_requests` bounds that wait list; once it is full the pool fails the request
+    # with 503 (response flag UO, counter upstream_rq_pending_overflow) without queueing it.
+    # `max_requests` (active requests, what HTTP/2 would be limited by) is set to the same bound so
+    # it can never be the binding limit of a different kind; `max_retries` 0 because a retry of a
+    # model request is the client's decision, not the sidecar's. The limits are cluster-wide, but
+    # Envoy lets every worker's pool open one connection even above `max_connections` (so that no
+    # pending request waits on a pool without connections); hence exactly one worker, see
+    # envoy_args().
+    return {"thresholds": [{
+        "priority": "DEFAULT",
+        "max_connections": max_concurrency,
+        "max_pending_requests": max_queue_length,
+        "max_requests": max_concurrency,
+        "max_retries": 0,
+    }]}
+
+
+def _listener(name: str, address: str, port: int, routes: list[dict[str, Any]],
+              filters: list[dict[str, Any]], *, traffic_direction: str | None = None
+              ) -> dict[str, Any]:
+    manager = {
+        "@type": f"{_TYPE}.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": name,
+        # Clients reach the pod through a load balancer and are not trusted: with the remote address
+        # as the only source of truth and no address counted as internal, Envoy strips the
+        # x-envoy-* request headers that would let a client change the route timeout or ask for
+        # retries.
+        "use_remote_address": True,
+        "internal_address_config": {"cidr_ranges": []},
+        "route_config": {"name": name, "virtual_hosts": [
+            {"name": name, "domains": ["*"], "routes": routes}]},
+        "http_filters": [*filters, {
+            "name": "envoy.filters.http.router",
+            "typed_config": {"@type": f"{_TYPE}.http.router.v3.Router"},
+        }],
+    }
+    listener: dict[str, Any] = {
+        "name": name,
+        "address": _socket_address(address, port),
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager", "typed_config": manager}]}],
+    }
+    if traffic_direction is not None:
+        listener["traffic_direction"] = traffic_direction
+    return listener
+
+
+def _cluster(name: str, address: str, port: int, circuit_breakers: dict[str, Any] | None
+             ) -> dict[str, Any]:
+    cluster: dict[str, Any] = {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": _socket_address(address, port)}}]}]},
+    }
+    if circuit_breakers is not None:
+        cluster["circuit_breakers"] = circuit_breakers
+    return cluster
+
+
+def _socket_address(address: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": address, "port_value": port}}
+
+
+def _check_range(name: str, value: int, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise CortexError(f"envoy {name}: {value!r} is not allowed (must be an integer in "
+                          f"[{low}, {high}])")
+
+
+def render_envoy_yaml(config: dict[str, Any]) -> str:
+    """``config`` as YAML with sorted keys: the same config always gives the same bytes, so the
+    ConfigMap's checksum (which rolls the pods) changes only when the config does."""
+    return yaml.safe_dump(config, sort_keys=True, default_flow_style=False, width=1000)
+
+
+def envoy_args(config_path: str) -> list[str]:
+    """Envoy's command-line arguments (after the ``envoy`` executable) for ``config_path``.
+
+    ``--concurrency 1``: one worker thread, so the circuit breakers are exact (with N workers the
+    app could see up to max_concurrency + N - 1 connections, see envoy_config); one worker
+    proxies far more requests per second than a model container serves.
+    ``--disable-hot-restart``: pods are replaced, never hot-restarted, and without it two Envoys on
+    one host (tests) would share a shared-memory segment.
+    """
+    return ["-c", config_path, "--concurrency", "1", "--disable-hot-restart", "--log-level", "warn"]
+
+
+@dataclass(frozen=True)
+class DrainPlan:
+    """How an API pod shuts down without failing a request it accepted.
+
+    On pod deletion the kubelet runs every container's preStop hook, then sends it SIGTERM, and
+    kills what still runs ``termination_grace_period_seconds`` after deletion. Envoy exits at once
+    on SIGTERM, dropping whatever it still holds, so its preStop hook
+    (``envoy_prestop_command``, a bash script talking to the loopback admin; the Envoy image has
+    bash but no curl) does the draining first:
+
+    1. ``POST /healthcheck/fail``: :data:`READINESS_PATH` answers 503 (load balancer health checks
+       fail) and every HTTP/1.1 response carries ``Connection: close``, so clients stop reusing
+       their connections to this pod. Everything is still served.
+    2. Sleep ``deregistration_seconds`` while the load balancer and the Service endpoints stop
+       sending: requests arriving meanwhile are accepted and served normally.
+    3. ``POST /drain_listeners?inboundonly``: the traffic listener stops accepting connections (a
+       late client gets a refused connection it can retry elsewhere, never a reset request).
+    4. Poll ``http.ingress.downstream_rq_active`` every second until it is 0, at most
+       ``drain_timeout_seconds`` (the request timeout + 1: every accepted request, queued ones
+       included, ends by then).
+    5. Return; the kubelet's SIGTERM then stops Envoy with nothing in flight.
+
+    The app container must outlive this: its preStop must be a sleep of
+    ``app_prestop_sleep_seconds`` (Kubernetes ``lifecycle.preStop.sleep``), otherwise queued
+    requests would find no app to go to.
+    """
+
+    deregistration_seconds: int
+    drain_timeout_seconds: int
+    app_prestop_sleep_seconds: int
+    termination_grace_period_seconds: int
+    envoy_prestop_command: list[str]
+
+
+def drain_plan(
+    *,
+    request_timeout_seconds: int = DEFAULT_REQUEST_TIMEOUT_SECONDS,
+    deregistration_seconds: int = DEFAULT_DEREGISTRATION_SECONDS,
+    admin_port: int = ADMIN_PORT,
+) -> DrainPlan:
+    """The :class:`DrainPlan` for a sidecar rendered with the same ``request_timeout_seconds``
+    (default 60) and ``admin_port`` (default 15001); ``deregistration_seconds`` defaults to 15.
+    With the defaults: preStop up to 15 + 61 s, terminationGracePeriodSeconds 81."""
+    _check_range("request_timeout_seconds", request_timeout_seconds, 1, 24 * 3600)
+    _check_range("deregistration_seconds", deregistration_seconds, 0, 3600)
+    _check_range("admin_port", admin_port, 1, 65535)
+    drain_timeout = request_timeout_seconds + 1
+    script = f"""set -u
+admin() {{
+  exec 3<>/dev/tcp/127.0.0.1/{admin_port} || return 1
+  printf '%s %s HTTP/1.0\\r\\n\\r\\n' "$1" "$2" >&3
+  while IFS= read -r line <&3; do printf '%s\\n' "$line"; done
+  exec 3<&-
+}}
+admin POST /healthcheck/fail >/dev/null
+sleep {deregistration_seconds}
+admin POST '/drain_listeners?inboundonly' >/dev/null
+for ((i = 0; i < {drain_timeout}; i++)); do
+  while IFS= read -r line; do
+    [[ $line == 'http.{_INGRESS}.downstream_rq_active: 0' ]] && exit 0
+  done < <(admin GET '/stats?filter=http.{_INGRESS}.downstream_rq_active')
+  sleep 1
+done
+"""
+    return DrainPlan(
+        deregistration_seconds=deregistration_seconds,
+        drain_timeout_seconds=drain_timeout,
+        app_prestop_sleep_seconds=deregistration_seconds + drain_timeout,
+        termination_grace_period_seconds=deregistration_seconds + drain_timeout + _EXIT_SECONDS,
+        envoy_prestop_command=["/bin/bash", "-c", script],
+    )
+
+
+def inflight_query(namespace: str, api_name: str, window_seconds: int) -> str:
+    """PromQL of the API's total in-flight requests (processing + queued, all pods) averaged over
+    the last ``window_seconds``.
+
+    Per pod the in-flight count is Envoy's ``upstream_rq_active + upstream_rq_pending_active`` of
+    the app cluster. Like Cortex, the total's average is the sum of all samples in the window over
+    the sample count of one series, so a pod that lived for part of the window counts only for that
+    part. Relies on the ``namespace`` and ``api`` labels that :func:`prometheus_scrape_job` sets.
+    No pod scraped in the window gives an empty result (KEDA reads it as 0).
+    """
+    for name, value in (("namespace", namespace), ("api_name", api_name)):
+        if not isinstance(value, str) or not _DNS_LABEL.fullmatch(value) or len(value) > 63:
+            raise CortexError(f"inflight_query {name}: {value!r} is not a DNS label "
+                              "(lowercase letters, digits and '-', at most 63 characters)")
+    _check_range("window_seconds", window_seconds, 1, 7 * 24 * 3600)
+    selector = (f'{{__name__=~"{"|".join(_INFLIGHT_METRICS)}",namespace="{namespace}",'
+                f'api="{api_name}",envoy_cluster_name="{_APP_CLUSTER}"}}[{window_seconds}s]')
+    return f"sum(sum_over_time({selector})) / max(count_over_time({selector}))"
+
+
+def prometheus_scrape_job(job_name: str = "cortex-envoy") -> dict[str, Any]:
+    """Prometheus scrape job for every API pod's Envoy, found by Kubernetes pod discovery.
+
+    Keeps only pods labelled :data:`API_NAME_LABEL`, and of those only the container port named
+    :data:`METRICS_PORT_NAME`; scrapes :data:`METRICS_PATH`; sets the labels ``namespace``, ``pod``
+    and ``api`` (the API's name) that :func:`inflight_query` selects on; stores only the in-flight
+    gauges (an Envoy exports hundreds of series). ``job_name`` defaults to ``cortex-envoy``.
+    """
+    api_label = "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", API_NAME_LABEL)
+    return {
+        "job_name": job_name,
+        "kubernetes_sd_configs": [{"role": "pod"}],
+        "metrics_path": METRICS_PATH,
+        "relabel_configs": [
+            {"source_labels": [api_label], "regex": ".+", "action": "keep"},
+            {"source_labels": ["__meta_kubernetes_pod_container_port_name"],
+             "regex": METRICS_PORT_NAME, "action": "keep"},
+            {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+            {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+            {"source_labels": [api_label], "target_label": "api"},
+        ],
+        "metric_relabel_configs": [
+            {"source_labels": ["__name__"], "regex": "|".join(_INFLIGHT_METRICS), "action": "keep"},
+        ],
+    }

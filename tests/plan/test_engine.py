@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+import pytest
+
+from cortex_iac.errors import PlanError
+from cortex_iac.plan.engine import SECRET, UNKNOWN, load_program, record, run_program
+
+TINY = Path(__file__).parent / "fixtures" / "tiny"
+VPC_URN = "urn:pulumi:dev::tiny::aws:ec2/vpc:Vpc::vpc"
+
+
+def test_records_parent_provider_and_dependencies() -> None:
+    rec = run_program(TINY, "dev", preview=True)
+    subnet = rec.find("aws:ec2/subnet:Subnet", "subnet")
+    assert subnet.parent == VPC_URN
+    assert subnet.dependencies == [VPC_URN]
+    assert subnet.property_dependencies == {"vpcId": [VPC_URN]}
+    cm = rec.find("kubernetes:core/v1:ConfigMap", "greeting")
+    assert cm.provider == "urn:pulumi:dev::tiny::pulumi:providers:kubernetes::k8s"
+    assert cm.parent == "urn:pulumi:dev::tiny::pulumi:pulumi:Stack::tiny-dev"
+
+
+def test_preview_marks_outputs_unknown_and_keeps_inputs() -> None:
+    rec = run_program(TINY, "dev", preview=True)
+    assert rec.find("aws:ec2/subnet:Subnet", "subnet").inputs == {"vpcId": UNKNOWN, "cidrBlock": "10.0.1.0/24"}
+    cm = rec.find("kubernetes:core/v1:ConfigMap", "greeting")
+    assert cm.inputs["data"] == {"greeting": "hello", "vpc": UNKNOWN}
+    assert cm.inputs["metadata"]["labels"] == {"team": "ml"}
+    assert rec.outputs == {"greeting": "hello", "vpc_id": UNKNOWN}
+
+
+def test_secrets_are_masked() -> None:
+    rec = run_program(TINY, "dev", preview=True)
+    secret = rec.find("kubernetes:core/v1:Secret", "password")
+    assert secret.inputs["stringData"] == SECRET
+
+
+def test_test_mode_fakes_outputs() -> None:
+    def program() -> None:
+        vpc = aws.ec2.Vpc("v", cidr_block="10.0.0.0/16")
+        aws.ec2.Subnet("s", vpc_id=vpc.id, cidr_block="10.0.0.0/24")
+        pulumi.export("arn", vpc.arn)
+
+    rec = record(program)
+    assert rec.find("aws:ec2/subnet:Subnet", "s").inputs["vpcId"] == "v-id"
+    assert rec.outputs == {"arn": "arn:aws:ec2:us-east-1:123456789012:v"}
+
+
+def test_invokes_are_refused_with_the_token() -> None:
+    with pytest.raises(PlanError, match=r"data source 'aws:index/getCallerIdentity:getCallerIdentity'"):
+        record(lambda: aws.get_caller_identity())
+
+
+def test_runs_are_independent() -> None:
+    first = record(lambda: aws.ec2.Vpc("a", cidr_block="10.0.0.0/16"))
+    second = record(lambda: aws.ec2.Vpc("b", cidr_block="10.0.0.0/16"))
+    assert [r.name for r in first.resources] == ["a"]
+    assert [r.name for r in second.resources] == ["b"]
+
+
+def test_load_program_namespaces_keys_and_encodes_objects() -> None:
+    program = load_program(TINY, "dev")
+    assert program.project == "tiny"
+    assert program.config == {"tiny:greeting": "hello", "tiny:labels": '{"team": "ml"}', "db:password": SECRET}
+    assert program.secret_keys == ["db:password"]
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda d: None, r"Pulumi.yaml: not found"),
+        (lambda d: (d / "Pulumi.yaml").write_text("name: x\nruntime: nodejs\n"), r"runtime is 'nodejs'"),
+        (lambda d: (d / "Pulumi.yaml").write_text("name: [\n"), r"not valid YAML"),
+        (lambda d: (d / "Pulumi.yaml").write_text("name: x\nruntime: python\n"), r"Pulumi.dev.yaml: no such stack config; stacks here: none"),
+    ],
+)
+def test_bad_programs_give_one_clear_error(tmp_path: Path, setup, message: str) -> None:
+    setup(tmp_path)
+    with pytest.raises(PlanError, match=message):
+        load_program(tmp_path, "dev")
