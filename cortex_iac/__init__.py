@@ -1,0 +1,46 @@
+"""cortex_iac: Cortex-style autoscaling model APIs on AWS EKS, as Pulumi components.
+
+The components import Pulumi and its providers, so they load on first use: the serving runtime
+(``cortex_iac.serving``) runs inside API pods without any of them installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = [
+    "Cluster",
+    "NodeGroup",
+    "RealtimeApi",
+    "ClusterSpec",
+    "NodeGroupSpec",
+    "RealtimeApiSpec",
+    "load_cluster",
+    "load_apis",
+    "load_api_files",
+    "CortexError",
+    "SpecError",
+    "PlanError",
+]
+
+_WHERE = {
+    "Cluster": "cortex_iac.components.cluster",
+    "NodeGroup": "cortex_iac.components.node_group",
+    "RealtimeApi": "cortex_iac.components.realtime_api",
+    "ClusterSpec": "cortex_iac.specs",
+    "NodeGroupSpec": "cortex_iac.specs",
+    "RealtimeApiSpec": "cortex_iac.specs",
+    "load_cluster": "cortex_iac.specs",
+    "load_apis": "cortex_iac.specs",
+    "load_api_files": "cortex_iac.specs",
+    "CortexError": "cortex_iac.errors",
+    "SpecError": "cortex_iac.errors",
+    "PlanError": "cortex_iac.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'cortex_iac' has no attribute {name!r}")
