@@ -291,23 +291,26 @@ done
 
 
 def inflight_query(namespace: str, api_name: str, window_seconds: int) -> str:
-    """PromQL of the API's total in-flight requests (processing + queued, all pods) averaged over
-    the last ``window_seconds``.
+    """PromQL of the API's total in-flight requests (processing + queued, all its pods) averaged
+    over the last ``window_seconds``.
 
     Per pod the in-flight count is Envoy's ``upstream_rq_active + upstream_rq_pending_active`` of
-    the app cluster. Like Cortex, the total's average is the sum of all samples in the window over
-    the sample count of one series, so a pod that lived for part of the window counts only for that
-    part. Relies on the ``namespace`` and ``api`` labels that :func:`prometheus_scrape_job` sets.
-    No pod scraped in the window gives an empty result (KEDA reads it as 0).
+    the app cluster. The total is summed at every second of the window (a subquery, each pod
+    contributing its latest sample) and those totals are averaged: a time average of the total
+    that does not depend on how the pods' scrapes are phased, and in which a pod counts only for
+    the part of the window it existed in (Prometheus marks a vanished pod's series stale).
+    Cortex's own ``sum(sum_over_time) / max(count_over_time)`` is off by up to a sample per pod
+    when scrapes are not aligned. Relies on the ``namespace`` and ``api`` labels that
+    :func:`prometheus_scrape_job` sets. No pod scraped gives an empty result (KEDA reads 0).
     """
     for name, value in (("namespace", namespace), ("api_name", api_name)):
-        if not isinstance(value, str) or not _DNS_LABEL.fullmatch(value) or len(value) > 63:
+        if not isinstance(value, str) or len(value) > 63 or not _DNS_LABEL.fullmatch(value):
             raise CortexError(f"inflight_query {name}: {value!r} is not a DNS label "
                               "(lowercase letters, digits and '-', at most 63 characters)")
-    _check_range("window_seconds", window_seconds, 1, 7 * 24 * 3600)
+    _check_range("window_seconds", window_seconds, 1, 24 * 3600)
     selector = (f'{{__name__=~"{"|".join(_INFLIGHT_METRICS)}",namespace="{namespace}",'
-                f'api="{api_name}",envoy_cluster_name="{_APP_CLUSTER}"}}[{window_seconds}s]')
-    return f"sum(sum_over_time({selector})) / max(count_over_time({selector}))"
+                f'api="{api_name}",envoy_cluster_name="{_APP_CLUSTER}"}}')
+    return f"avg_over_time(sum({selector})[{window_seconds}s:1s])"
 
 
 def prometheus_scrape_job(job_name: str = "cortex-envoy") -> dict[str, Any]:

@@ -1,0 +1,40 @@
+"""A real `pulumi up` / `destroy` of the dev stack through the Pulumi Automation API.
+
+Needs what this project's CI machines do not have: the pulumi CLI, AWS credentials and money. It runs
+only when the CLI is on PATH and CORTEX_E2E=1 is set (see the README).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        shutil.which("pulumi") is None or os.environ.get("CORTEX_E2E") != "1",
+        reason="needs the pulumi CLI on PATH, AWS credentials and CORTEX_E2E=1",
+    ),
+]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_dev_stack_up_and_destroy() -> None:
+    from pulumi import automation as auto
+
+    stack_name = os.environ.get("CORTEX_E2E_STACK", "e2e-dev")
+    stack = auto.create_or_select_stack(stack_name=stack_name, work_dir=str(REPO))
+    # The e2e stack reuses the dev stack's config file.
+    for key, value in auto.LocalWorkspace(work_dir=str(REPO)).get_all_config("dev").items():
+        stack.set_config(key, value)
+    try:
+        up = stack.up(on_output=print)
+        assert up.summary.result == "succeeded"
+        assert "hello-world" in up.outputs["api_urls"].value
+    finally:
+        stack.destroy(on_output=print)
+        stack.workspace.remove_stack(stack_name)
