@@ -27,10 +27,10 @@ def test_dev_stack_up_and_destroy() -> None:
     from pulumi import automation as auto
 
     stack_name = os.environ.get("CORTEX_E2E_STACK", "e2e-dev")
+    # The e2e stack is the dev stack's config under another name, so it never touches a real dev stack.
+    config_file = REPO / "stacks" / f"Pulumi.{stack_name}.yaml"
+    shutil.copyfile(REPO / "stacks" / "Pulumi.dev.yaml", config_file)
     stack = auto.create_or_select_stack(stack_name=stack_name, work_dir=str(REPO))
-    # The e2e stack reuses the dev stack's config file.
-    for key, value in auto.LocalWorkspace(work_dir=str(REPO)).get_all_config("dev").items():
-        stack.set_config(key, value)
     try:
         up = stack.up(on_output=print)
         assert up.summary.result == "succeeded"
@@ -38,3 +38,4 @@ def test_dev_stack_up_and_destroy() -> None:
     finally:
         stack.destroy(on_output=print)
         stack.workspace.remove_stack(stack_name)
+        config_file.unlink(missing_ok=True)
