@@ -88,6 +88,7 @@ class Recording:
     stack: str
     resources: list[RecordedResource]
     outputs: dict[str, Any]
+    config: dict[str, str] = field(default_factory=dict)
 
     def find(self, type_: str, name: str) -> RecordedResource:
         """The one resource of this type and name; ``KeyError`` listing what exists otherwise."""
@@ -264,7 +265,9 @@ def record(
         raise
     finally:
         settings.ROOT.set(None)
-    return Recording(project=project, stack=stack, resources=monitor.recorded, outputs=outputs)
+    return Recording(
+        project=project, stack=stack, resources=monitor.recorded, outputs=outputs, config=dict(config or {})
+    )
 
 
 def _find_cortex_error(e: BaseException) -> BaseException | None:

@@ -27,6 +27,7 @@ def to_plan(recording: Recording) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "project": recording.project,
         "stack": recording.stack,
+        "config": recording.config,
         "resources": [r.to_json() for r in sorted(recording.resources, key=lambda r: r.urn)],
         "outputs": recording.outputs,
     }
@@ -86,7 +87,7 @@ def load_plan(path: str | Path) -> dict[str, Any]:
     version = doc.get("schema_version")
     if version != SCHEMA_VERSION:
         raise PlanError(f"{p}: schema_version is {version!r}; this cortex reads version {SCHEMA_VERSION} (re-run cortex plan)")
-    for key in ("project", "stack", "resources", "outputs"):
+    for key in ("project", "stack", "config", "resources", "outputs"):
         if key not in doc:
             raise PlanError(f"{p}: missing field {key!r}")
     if not isinstance(doc["resources"], list):

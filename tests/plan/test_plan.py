@@ -19,6 +19,7 @@ def test_plan_is_byte_identical_across_runs() -> None:
     assert first == second
     doc = json.loads(first)
     assert doc["schema_version"] == SCHEMA_VERSION
+    assert doc["config"] == {"tiny:greeting": "hello", "tiny:labels": '{"team": "ml"}', "db:password": "$secret"}
     assert [r["urn"] for r in doc["resources"]] == sorted(r["urn"] for r in doc["resources"])
     assert {r["type"] for r in doc["resources"]} == {
         "aws:ec2/vpc:Vpc",
@@ -60,9 +61,9 @@ def test_tree_nests_children_under_parents() -> None:
         ("not json", "not a JSON plan file"),
         ("[]", "a plan file is a JSON object, got list"),
         ('{"schema_version": 99}', "schema_version is 99; this cortex reads version 1"),
-        ('{"schema_version": 1, "project": "p", "stack": "s", "resources": []}', "missing field 'outputs'"),
+        ('{"schema_version": 1, "project": "p", "stack": "s", "config": {}, "resources": []}', "missing field 'outputs'"),
         (
-            '{"schema_version": 1, "project": "p", "stack": "s", "outputs": {}, "resources": [{"urn": "u"}]}',
+            '{"schema_version": 1, "project": "p", "stack": "s", "config": {}, "outputs": {}, "resources": [{"urn": "u"}]}',
             r"resources\[0\] is missing type, name, inputs",
         ),
     ],
