@@ -1,0 +1,61 @@
+"""Durations as Cortex wrote them (Go's `time.ParseDuration` units h, m, s: `60s`, `5m`, `1h30m`,
+`1.5m`), parsed into whole seconds."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import PlainValidator, WithJsonSchema
+
+from cortex_iac.specs.problems import rule_error
+
+DURATION_EXAMPLES = "a duration such as 60s, 5m, 1h30m or 1.5m"
+
+_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(h|m|s)")
+_UNIT_SECONDS = {"h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(text: str | int) -> int:
+    """Whole seconds of ``text``: a Go-style duration string, or an int meaning seconds.
+
+    ``"0"`` is zero (as in Go). Raises `ValueError` naming what is accepted for anything else,
+    for negative durations and for fractions of a second.
+    """
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text < 0:
+            raise ValueError("must not be negative")
+        return text
+    if not isinstance(text, str):
+        raise ValueError(f"must be {DURATION_EXAMPLES}")
+    if text == "0":
+        return 0
+    position, total = 0, Decimal(0)
+    for match in _PART.finditer(text):
+        if match.start() != position:
+            break
+        total += Decimal(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        position = match.end()
+    if position == 0 or position != len(text):
+        if text.startswith("-"):
+            raise ValueError("must not be negative")
+        raise ValueError(f"must be {DURATION_EXAMPLES}")
+    if total != total.to_integral_value():
+        raise ValueError("must be a whole number of seconds")
+    return int(total)
+
+
+def _validate(value: Any) -> int:
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise rule_error(value, str(error)) from None
+
+
+Duration = Annotated[
+    int,
+    PlainValidator(_validate),
+    WithJsonSchema({"type": ["string", "integer"], "description": DURATION_EXAMPLES}),
+]
+"""A model field type: accepts a duration string or int seconds, holds int seconds."""
