@@ -125,21 +125,30 @@ def envoy_config(
 
 def _circuit_breakers(max_concurrency: int, max_queue_length: int) -> dict[str, Any]:
     # The upstream speaks HTTP/1.1, where one connection carries one request at a time. Envoy's
-    # HTTP/1.1 pool queues a request as "pending" only when no idle connection exists and no new
-    # one may be opened, so the concurrency limit has to be `max_connections`: with it at
-    # max_concurrency, request number max_concurrency+1 waits for a connection to come free.
-    # `max_pending_requests` bounds that wait list; once it is full the pool fails the request
-    # with 503 (response flag UO, counter upstream_rq_pending_overflow) without queueing it.
-    # `max_requests` (active requests, what HTTP/2 would be limited by) is set to the same bound so
-    # it can never be the binding limit of a different kind; `max_retries` 0 because a retry of a
-    # model request is the client's decision, not the sidecar's. The limits are cluster-wide, but
-    # Envoy lets every worker's pool open one connection even above `max_connections` (so that no
-    # pending request waits on a pool without connections); hence exactly one worker, see
-    # envoy_args().
+    # HTTP/1.1 pool queues a request as "pending" when no idle connection exists, and opens a new
+    # connection for it unless `max_connections` is reached. So the concurrency limit has to be
+    # `max_connections` = max_concurrency: request max_concurrency+1 waits for a connection to come
+    # free. `max_pending_requests` bounds that wait list; once it is full the pool fails a request
+    # with 503 at once (response flag UO, counter upstream_rq_pending_overflow). `max_requests`
+    # (active requests, the limit HTTP/2 would need) is the same bound, a second guard.
+    # A request also counts as pending while the connection it will use is being opened (a
+    # loopback round trip, after start or after the app closed idle connections), so with no
+    # queue at all every first request would overflow. max_queue_length 0 therefore limits on
+    # `max_requests` instead: a request that finds all max_concurrency busy waits only for one
+    # spare connection to open (max_connections + 1) and is then refused with 503, and the
+    # pending list (max_concurrency) only holds requests while their connections open.
+    # `max_retries` 0: retrying a model request is the client's decision, not the sidecar's.
+    # The limits are cluster-wide, but Envoy lets every worker's pool open one connection even
+    # above `max_connections` (so no pending request waits on a pool without connections); hence
+    # exactly one worker, see envoy_args().
+    if max_queue_length == 0:
+        connections, pending = max_concurrency + 1, max_concurrency
+    else:
+        connections, pending = max_concurrency, max_queue_length
     return {"thresholds": [{
         "priority": "DEFAULT",
-        "max_connections": max_concurrency,
-        "max_pending_requests": max_queue_length,
+        "max_connections": connections,
+        "max_pending_requests": pending,
         "max_requests": max_concurrency,
         "max_retries": 0,
     }]}
@@ -151,12 +160,11 @@ def _listener(name: str, address: str, port: int, routes: list[dict[str, Any]],
     manager = {
         "@type": f"{_TYPE}.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": name,
-        # Clients reach the pod through a load balancer and are not trusted: with the remote address
-        # as the only source of truth and no address counted as internal, Envoy strips the
-        # x-envoy-* request headers that would let a client change the route timeout or ask for
-        # retries.
+        # Clients are not trusted: the socket peer (the load balancer or the client) decides whether
+        # a request is internal, and since Envoy 1.33 no address is internal unless configured, so
+        # the x-envoy-* request headers that would change the route timeout are stripped. (An
+        # explicit but empty internal_address_config brings back the old private-range default.)
         "use_remote_address": True,
-        "internal_address_config": {"cidr_ranges": []},
         "route_config": {"name": name, "virtual_hosts": [
             {"name": name, "domains": ["*"], "routes": routes}]},
         "http_filters": [*filters, {
