@@ -46,16 +46,25 @@ def parse_duration(text: str | int) -> int:
     return int(total)
 
 
-def _validate(value: Any) -> int:
-    try:
-        return parse_duration(value)
-    except ValueError as error:
-        raise rule_error(value, str(error)) from None
+def duration(*, multiple_of: int = 1, minimum: int = 0) -> Any:
+    """A model field type: a duration string (or int seconds) held as int seconds, at least
+    ``minimum`` seconds and a multiple of ``multiple_of`` seconds. Errors show the value as written."""
+
+    def validate(value: Any) -> int:
+        try:
+            seconds = parse_duration(value)
+        except ValueError as error:
+            raise rule_error(value, str(error)) from None
+        if seconds < minimum or seconds % multiple_of:
+            raise rule_error(value, f"must be a multiple of {multiple_of}s, at least {minimum}s")
+        return seconds
+
+    return Annotated[
+        int,
+        PlainValidator(validate),
+        WithJsonSchema({"type": ["string", "integer"], "description": DURATION_EXAMPLES}),
+    ]
 
 
-Duration = Annotated[
-    int,
-    PlainValidator(_validate),
-    WithJsonSchema({"type": ["string", "integer"], "description": DURATION_EXAMPLES}),
-]
+Duration = duration()
 """A model field type: accepts a duration string or int seconds, holds int seconds."""

@@ -29,6 +29,10 @@ class _Missing:
 MISSING: Final = _Missing()
 
 
+class Phrase(str):
+    """A problem's "value" that is a description, shown as is (not quoted), e.g. ``weights 30 + 60``."""
+
+
 def rule_error(value: Any, requirement: str, *path: str | int) -> PydanticCustomError:
     """One problem with ``value`` (at ``path`` below the validated object), as a pydantic error.
 

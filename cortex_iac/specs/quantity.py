@@ -11,7 +11,8 @@ import re
 from decimal import ROUND_UP, Context, Decimal, localcontext
 from typing import Any, Literal
 
-from pydantic import GetCoreSchemaHandler
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
 from cortex_iac.specs.problems import rule_error
@@ -150,6 +151,10 @@ class Quantity:
             _validate,
             serialization=core_schema.plain_serializer_function_ser_schema(str),
         )
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return {"type": ["string", "number"], "description": f"a Kubernetes quantity: {QUANTITY_EXAMPLES}"}
 
 
 def _validate(value: Any) -> Quantity:

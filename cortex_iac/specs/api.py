@@ -1,0 +1,316 @@
+"""API specs: the entries of Cortex v0.42's `cortex.yaml`, one model per kind.
+
+Which kind takes which section follows Cortex's validations.go: RealtimeAPI and AsyncAPI have
+`autoscaling` and `update_strategy`; BatchAPI and TaskAPI have neither (their workers are sized per
+job); TrafficSplitter has only `apis` and `networking`. Our extensions: `pod.containers[].handler`
+and `iam`.
+
+Deviations from Cortex, on purpose:
+- Names are RFC 1035 labels of at most 42 characters as in Cortex, but the `b-` prefix Cortex
+  reserved for its SQS queue names is allowed (our queues are named differently).
+- `update_strategy` values such as ``"5"`` are read as the integer 5, since Kubernetes rejects a
+  number in a string where Cortex passed it through.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, PlainValidator, WithJsonSchema, model_validator
+
+from cortex_iac.specs.base import NodeGroupName, SpecModel, dns_label, rule
+from cortex_iac.specs.duration import Duration, duration
+from cortex_iac.specs.pod import PodSpec
+from cortex_iac.specs.problems import MISSING, Phrase, Problems, rule_error
+
+API_KINDS = ("RealtimeAPI", "AsyncAPI", "BatchAPI", "TaskAPI", "TrafficSplitter")
+
+ApiName = Annotated[str, dns_label(42, letter_first=True)]
+
+# Cortex's autoscaler ticks every 10 s, so windows are whole ticks.
+AutoscalingWindow = duration(multiple_of=10, minimum=10)
+
+_ENDPOINT = re.compile(r"[a-zA-Z0-9_\-./]*")
+_S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?")
+
+
+class AutoscalingSpec(SpecModel):
+    """Cortex's autoscaling parameters (RealtimeAPI and AsyncAPI).
+
+    ``min_replicas`` 1 (>= 0; 0 scales to zero), ``max_replicas`` 100 (>= 1), ``init_replicas``
+    (default: min_replicas), ``target_in_flight`` (in-flight requests per replica, > 0; default: the
+    pod's max_concurrency, filled in by the API model), ``window`` 60 s (a multiple of 10 s),
+    ``downscale_stabilization_period`` 300 s, ``upscale_stabilization_period`` 60 s,
+    ``max_downscale_factor`` 0.75 (in [0, 1)), ``max_upscale_factor`` 1.5 (> 1),
+    ``downscale_tolerance`` 0.05 (in [0, 1)), ``upscale_tolerance`` 0.05 (>= 0). Durations are seconds.
+    """
+
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(100, ge=1)
+    init_replicas: int = Field(None, ge=0)  # type: ignore[assignment]  # filled in below
+    target_in_flight: float = Field(None, gt=0)  # type: ignore[assignment]  # filled in by the API
+    window: AutoscalingWindow = 60
+    downscale_stabilization_period: Duration = 300
+    upscale_stabilization_period: Duration = 60
+    max_downscale_factor: float = Field(0.75, ge=0, lt=1)
+    max_upscale_factor: float = Field(1.5, gt=1)
+    downscale_tolerance: float = Field(0.05, ge=0, lt=1)
+    upscale_tolerance: float = Field(0.05, ge=0)
+
+    @model_validator(mode="after")
+    def _replicas(self) -> AutoscalingSpec:
+        if self.init_replicas is None:
+            self.init_replicas = self.min_replicas
+        problems = Problems()
+        if self.min_replicas > self.max_replicas:
+            problems.add(("min_replicas",), self.min_replicas, f"must be <= max_replicas ({self.max_replicas})")
+        elif not self.min_replicas <= self.init_replicas <= self.max_replicas:
+            problems.add(
+                ("init_replicas",),
+                self.init_replicas,
+                f"must be between min_replicas ({self.min_replicas}) and max_replicas ({self.max_replicas})",
+            )
+        problems.check()
+        return self
+
+
+def _surge(value: Any) -> int | str:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        if value.isdigit():
+            return int(value)
+        if value.endswith("%") and value[:-1].isdigit() and int(value[:-1]) <= 100:
+            return value
+    raise rule_error(value, "must be a whole number >= 0 or a percentage from 0% to 100%, e.g. 1 or 25%")
+
+
+Surge = Annotated[int | str, PlainValidator(_surge), WithJsonSchema({"type": ["integer", "string"]})]
+
+
+class UpdateStrategySpec(SpecModel):
+    """Rolling-update limits: ``max_surge`` and ``max_unavailable``, each a replica count or a
+    percentage string (default ``"25%"`` both; not both zero)."""
+
+    max_surge: Surge = "25%"
+    max_unavailable: Surge = "25%"
+
+    @model_validator(mode="after")
+    def _not_both_zero(self) -> UpdateStrategySpec:
+        if _is_zero(self.max_surge) and _is_zero(self.max_unavailable):
+            raise rule_error(self.max_unavailable, "max_surge and max_unavailable cannot both be 0", "max_unavailable")
+        return self
+
+
+def _is_zero(value: int | str) -> bool:
+    return value in (0, "0%")
+
+
+def _canonical_endpoint(endpoint: str) -> str:
+    return "/" + endpoint.strip("/")
+
+
+Endpoint = Annotated[
+    str,
+    rule(
+        lambda e: len(e) <= 1000 and _ENDPOINT.fullmatch(e) is not None and "//" not in e and e.strip("/") != "",
+        "must be a non-empty URL path of letters, digits and _ - . / without '//', at most 1000 characters",
+    ),
+]
+
+
+class NetworkingSpec(SpecModel):
+    """Where the API is served: ``endpoint``, a path prefix on the shared load balancer (default
+    ``/<api name>``, filled in by the API model; written with one leading and no trailing ``/``)."""
+
+    endpoint: Endpoint = Field(None)  # type: ignore[assignment]  # filled in by the API
+
+    @model_validator(mode="after")
+    def _canonical(self) -> NetworkingSpec:
+        if self.endpoint is not None:
+            self.endpoint = _canonical_endpoint(self.endpoint)
+        return self
+
+
+S3Uri = Annotated[str, rule(lambda uri: _S3_URI.fullmatch(uri) is not None, "must be an S3 URI such as s3://bucket/prefix/")]
+
+
+class IamSpec(SpecModel):
+    """Our extension: AWS access the API's pods get, least privilege. ``s3_read`` (default []):
+    S3 URIs (``s3://bucket/prefix/``) the pods may read."""
+
+    s3_read: list[S3Uri] = Field(default_factory=list)
+
+
+class _ApiBase(SpecModel):
+    name: ApiName
+    kind: str
+    networking: NetworkingSpec = Field(default_factory=NetworkingSpec)
+
+    @model_validator(mode="after")
+    def _default_endpoint(self) -> _ApiBase:
+        if self.networking.endpoint is None:
+            self.networking.endpoint = "/" + self.name
+        return self
+
+
+class _WorkloadBase(_ApiBase):
+    """The sections of every kind that runs pods; the class variables say what the kind supports."""
+
+    _KIND_HAS_PORT: ClassVar[bool] = True
+    _MAX_CONCURRENCY: ClassVar[int | None] = None  # None: the kind takes no max_concurrency
+    _KIND_HAS_QUEUE: ClassVar[bool] = False
+    _READINESS: ClassVar[Literal["any", "no-exec", "none"]] = "no-exec"
+    _KIND_HAS_PRE_STOP: ClassVar[bool] = False
+    _NEEDS_COMMAND: ClassVar[bool] = False
+
+    pod: PodSpec
+    node_groups: Annotated[list[NodeGroupName], Field(min_length=1)] | None = None
+    iam: IamSpec = Field(default_factory=IamSpec)
+
+    @model_validator(mode="after")
+    def _kind_support(self) -> _WorkloadBase:
+        problems = Problems()
+        kind, pod, given = self.kind, self.pod, self.pod.model_fields_set
+        if "port" in given and not self._KIND_HAS_PORT:
+            problems.add(("pod", "port"), pod.port, f"not supported by {kind}: a task serves no requests")
+        if self._MAX_CONCURRENCY is None:
+            if "max_concurrency" in given:
+                problems.add(("pod", "max_concurrency"), pod.max_concurrency, f"not supported by {kind}")
+        elif pod.max_concurrency > self._MAX_CONCURRENCY:
+            problems.add(("pod", "max_concurrency"), pod.max_concurrency, f"must be <= {self._MAX_CONCURRENCY} for {kind}")
+        if "max_queue_length" in given and not self._KIND_HAS_QUEUE:
+            problems.add(("pod", "max_queue_length"), pod.max_queue_length, f"not supported by {kind}")
+        for index, container in enumerate(pod.containers):
+            at = ("pod", "containers", index)
+            probe = container.readiness_probe
+            if probe is not None and self._READINESS == "none":
+                problems.add((*at, "readiness_probe"), probe.model_dump(exclude_defaults=True), f"not supported by {kind}")
+            elif probe is not None and probe.exec is not None and self._READINESS == "no-exec":
+                problems.add((*at, "readiness_probe", "exec"), probe.exec.model_dump(exclude_defaults=True), f"not supported by {kind}: use http_get or tcp_socket")
+            if container.pre_stop is not None and not self._KIND_HAS_PRE_STOP:
+                problems.add((*at, "pre_stop"), container.pre_stop.model_dump(exclude_defaults=True), f"not supported by {kind}")
+            if self._NEEDS_COMMAND and container.image is not None and container.command is None:
+                problems.add((*at, "command"), MISSING, f"{kind} containers with an image need a command")
+        problems.check()
+        return self
+
+
+class _ScalingBase(_WorkloadBase):
+    _TARGET_WITHIN_QUEUE: ClassVar[bool] = False
+
+    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
+    update_strategy: UpdateStrategySpec = Field(default_factory=UpdateStrategySpec)
+
+    @model_validator(mode="after")
+    def _target_in_flight(self) -> _ScalingBase:
+        autoscaling, pod = self.autoscaling, self.pod
+        if autoscaling.target_in_flight is None:
+            autoscaling.target_in_flight = float(pod.max_concurrency)
+        limit = pod.max_concurrency + pod.max_queue_length
+        if self._TARGET_WITHIN_QUEUE and autoscaling.target_in_flight > limit:
+            raise rule_error(
+                autoscaling.target_in_flight,
+                f"must be <= max_concurrency + max_queue_length ({pod.max_concurrency} + {pod.max_queue_length} = {limit})",
+                "autoscaling",
+                "target_in_flight",
+            )
+        return self
+
+
+class RealtimeApiSpec(_ScalingBase):
+    """A synchronous HTTP API (kind RealtimeAPI): ``name``, ``pod``, ``autoscaling``,
+    ``update_strategy``, ``node_groups``, ``networking``, ``iam``. ``pod.max_concurrency`` <= 30000;
+    ``autoscaling.target_in_flight`` <= max_concurrency + max_queue_length."""
+
+    _MAX_CONCURRENCY: ClassVar[int | None] = 30000
+    _KIND_HAS_QUEUE: ClassVar[bool] = True
+    _READINESS: ClassVar[Literal["any", "no-exec", "none"]] = "any"
+    _KIND_HAS_PRE_STOP: ClassVar[bool] = True
+    _TARGET_WITHIN_QUEUE: ClassVar[bool] = True
+
+    kind: Literal["RealtimeAPI"] = "RealtimeAPI"
+
+
+class AsyncApiSpec(_ScalingBase):
+    """A queue-backed API (kind AsyncAPI): as RealtimeAPI, but ``pod.max_concurrency`` <= 100, no
+    ``pod.max_queue_length`` and no exec readiness probes."""
+
+    _MAX_CONCURRENCY: ClassVar[int | None] = 100
+    _KIND_HAS_PRE_STOP: ClassVar[bool] = True
+
+    kind: Literal["AsyncAPI"] = "AsyncAPI"
+
+
+class BatchApiSpec(_WorkloadBase):
+    """A batch-job API (kind BatchAPI): ``name``, ``pod`` (containers need a command; no
+    max_concurrency, max_queue_length, pre_stop, exec readiness probes), ``node_groups``,
+    ``networking``, ``iam``."""
+
+    _NEEDS_COMMAND: ClassVar[bool] = True
+
+    kind: Literal["BatchAPI"] = "BatchAPI"
+
+
+class TaskApiSpec(_WorkloadBase):
+    """A run-to-completion task API (kind TaskAPI): as BatchAPI, but the pod has no port and the
+    containers no readiness probe."""
+
+    _KIND_HAS_PORT: ClassVar[bool] = False
+    _READINESS: ClassVar[Literal["any", "no-exec", "none"]] = "none"
+    _NEEDS_COMMAND: ClassVar[bool] = True
+
+    kind: Literal["TaskAPI"] = "TaskAPI"
+
+
+class TrafficSplitTarget(SpecModel):
+    """One RealtimeAPI behind a traffic splitter: ``name`` and ``weight`` (0..100) required,
+    ``shadow`` (default false: a fire-and-forget copy of the traffic)."""
+
+    name: ApiName
+    weight: int = Field(ge=0, le=100)
+    shadow: bool = False
+
+
+class TrafficSplitterSpec(_ApiBase):
+    """Weighted routing across RealtimeAPIs (kind TrafficSplitter): ``name``, ``apis`` (at least one,
+    unique names, non-shadow weights summing to 100, at most one shadow), ``networking``."""
+
+    kind: Literal["TrafficSplitter"] = "TrafficSplitter"
+    apis: Annotated[list[TrafficSplitTarget], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _weights(self) -> TrafficSplitterSpec:
+        problems = Problems()
+        seen: dict[str, int] = {}
+        shadow: int | None = None
+        for index, target in enumerate(self.apis):
+            if target.name in seen:
+                problems.add(("apis", index, "name"), target.name, f"must be unique in the splitter; apis[{seen[target.name]}] has it")
+            seen.setdefault(target.name, index)
+            if target.shadow:
+                if shadow is not None:
+                    problems.add(("apis", index, "shadow"), True, f"at most one shadow API per splitter; its apis[{shadow}] is already the shadow")
+                shadow = index if shadow is None else shadow
+        weights = [target.weight for target in self.apis if not target.shadow]
+        if sum(weights) != 100:
+            shown = " + ".join(map(str, weights)) + f" = {sum(weights)}" if len(weights) > 1 else str(sum(weights))
+            problems.add(("apis",), Phrase(f"non-shadow weights {shown}"), "the non-shadow weights must sum to 100")
+        problems.check()
+        return self
+
+
+ApiSpec = Annotated[
+    RealtimeApiSpec | AsyncApiSpec | BatchApiSpec | TaskApiSpec | TrafficSplitterSpec,
+    Field(discriminator="kind"),
+]
+"""Any API spec; pydantic picks the model by ``kind``."""
+
+API_SPEC_MODELS: dict[str, type[_ApiBase]] = {
+    "RealtimeAPI": RealtimeApiSpec,
+    "AsyncAPI": AsyncApiSpec,
+    "BatchAPI": BatchApiSpec,
+    "TaskAPI": TaskApiSpec,
+    "TrafficSplitter": TrafficSplitterSpec,
+}

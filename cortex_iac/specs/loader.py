@@ -1,0 +1,242 @@
+"""Loading cluster and API specs from YAML files or from already-parsed data (Pulumi stack config).
+
+Every problem of a source is collected and raised as one `SpecError`, one line per problem, each
+naming the source, the field path, the bad value and what is allowed (format: `messages`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from cortex_iac.errors import SpecError
+from cortex_iac.specs.api import API_KINDS, API_SPEC_MODELS, ApiSpec
+from cortex_iac.specs.cluster import ClusterSpec
+from cortex_iac.specs.messages import problem_lines, show, suggest
+
+Source = str | os.PathLike[str] | Mapping[str, Any] | list[Any]
+"""A path to a YAML file, or data already parsed (then name it with ``origin``)."""
+
+_CLUSTER_EXAMPLE = "a mapping of cluster settings such as region: us-east-1"
+_APIS_EXAMPLE = "a list of APIs, each starting with '- name: ...'"
+
+
+def load_cluster(source: Source, *, origin: str | None = None) -> ClusterSpec:
+    """Load and validate a cluster spec (Cortex's `cluster.yaml`) from a path or parsed data.
+
+    ``origin`` names the source in messages (default: the path, or ``<data>``). Raises `SpecError`
+    listing every problem.
+    """
+    data, origin = _resolve(source, origin, expected=_CLUSTER_EXAMPLE)
+    if isinstance(data, Mapping) and not isinstance(data, dict):
+        data = dict(data)
+    if not isinstance(data, dict):
+        raise SpecError(f"{origin}: (top level): {show(data)} is not allowed (must be {_CLUSTER_EXAMPLE})")
+    return _validate(ClusterSpec, data, origin=origin, root="")
+
+
+def load_apis(source: Source, *, origin: str | None = None) -> list[ApiSpec]:
+    """Load and validate a list of API specs (Cortex's `cortex.yaml`) from a path or parsed data.
+
+    Names must be unique in the list, and a TrafficSplitter may only route to RealtimeAPIs of the
+    list (or to APIs deployed elsewhere). Raises `SpecError` listing every problem.
+    """
+    data, origin = _resolve(source, origin, expected=_APIS_EXAMPLE)
+    specs, lines, entries = _check_api_list(data, origin)
+    lines += _check_together(entries)
+    if lines:
+        raise SpecError(lines)
+    return specs
+
+
+def load_api_files(paths: Iterable[str | os.PathLike[str]]) -> list[ApiSpec]:
+    """Load the API specs of several files as one set: names must be unique across all of them.
+
+    Raises one `SpecError` listing the problems of every file.
+    """
+    specs: list[ApiSpec] = []
+    lines: list[str] = []
+    entries: list[_Entry] = []
+    for path in paths:
+        try:
+            data, origin = _resolve(path, None, expected=_APIS_EXAMPLE)
+        except SpecError as error:
+            lines += error.problems
+            continue
+        file_specs, file_lines, file_entries = _check_api_list(data, origin)
+        specs += file_specs
+        lines += file_lines
+        entries += file_entries
+    lines += _check_together(entries)
+    if lines:
+        raise SpecError(lines)
+    return specs
+
+
+def detect_spec_kind(path: str | os.PathLike[str]) -> Literal["cluster", "apis"]:
+    """Whether the YAML file at ``path`` is a cluster spec (a mapping with cluster keys) or API
+    specs (a list); raises `SpecError` when it is neither, or unreadable."""
+    data, origin = _resolve(path, None, expected=f"{_CLUSTER_EXAMPLE}, or {_APIS_EXAMPLE}")
+    if isinstance(data, list):
+        return "apis"
+    if isinstance(data, dict):
+        if set(data) & set(ClusterSpec.model_fields):
+            return "cluster"
+        if "kind" in data or "name" in data:
+            return "apis"
+    raise SpecError(
+        f"{origin}: (top level): {show(data)} is not allowed (must be {_CLUSTER_EXAMPLE}, or {_APIS_EXAMPLE})"
+    )
+
+
+@dataclass
+class _Entry:
+    """What the cross-API checks need of one list item, valid or not."""
+
+    origin: str
+    index: int
+    name: Any
+    kind: Any
+    targets: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _check_api_list(data: Any, origin: str) -> tuple[list[ApiSpec], list[str], list[_Entry]]:
+    if not isinstance(data, list):
+        hint = "; put '- ' before the first key" if isinstance(data, dict) and "kind" in data else ""
+        return [], [f"{origin}: apis: {show(data)} is not allowed (must be {_APIS_EXAMPLE}{hint})"], []
+    specs: list[ApiSpec] = []
+    lines: list[str] = []
+    entries: list[_Entry] = []
+    for index, item in enumerate(data):
+        root = f"apis[{index}]"
+        if not isinstance(item, dict):
+            lines.append(f"{origin}: {root}: {show(item)} is not allowed (must be a mapping with name, kind, ...)")
+            continue
+        kind = item.get("kind")
+        entries.append(_Entry(origin, index, item.get("name"), kind, _raw_targets(item)))
+        model = API_SPEC_MODELS.get(kind) if isinstance(kind, str) else None
+        if model is None:
+            lines.append(f"{origin}: {root}.kind: {_kind_problem(kind, 'kind' in item)}")
+            continue
+        try:
+            specs.append(_validate(model, item, origin=origin, root=root))  # type: ignore[arg-type]
+        except SpecError as error:
+            lines += error.problems
+    return specs, lines, entries
+
+
+def _kind_problem(kind: Any, given: bool) -> str:
+    allowed = f"must be one of: {', '.join(API_KINDS)}"
+    if not given:
+        return f"required key is missing ({allowed})"
+    close = suggest(kind, API_KINDS) if isinstance(kind, str) else None
+    hint = f"; did you mean {close!r}?" if close else ""
+    return f"{show(kind)} is not allowed ({allowed}{hint})"
+
+
+def _raw_targets(item: dict[str, Any]) -> list[tuple[int, str]]:
+    apis = item.get("apis") if item.get("kind") == "TrafficSplitter" else None
+    if not isinstance(apis, list):
+        return []
+    return [(j, target["name"]) for j, target in enumerate(apis) if isinstance(target, dict) and isinstance(target.get("name"), str)]
+
+
+def _check_together(entries: list[_Entry]) -> list[str]:
+    lines: list[str] = []
+    first: dict[str, _Entry] = {}
+    for entry in entries:
+        if not isinstance(entry.name, str):
+            continue
+        if entry.name in first:
+            other = first[entry.name]
+            where = f"apis[{other.index}]" if other.origin == entry.origin else f"{other.origin}: apis[{other.index}]"
+            lines.append(
+                f"{entry.origin}: apis[{entry.index}].name: {show(entry.name)} is not allowed "
+                f"(API names must be unique; {where} has it)"
+            )
+        else:
+            first[entry.name] = entry
+    for entry in entries:
+        for j, target in entry.targets:
+            other = first.get(target)
+            if other is not None and other.kind != "RealtimeAPI":
+                lines.append(
+                    f"{entry.origin}: apis[{entry.index}].apis[{j}].name: {show(target)} is not allowed "
+                    f"(a TrafficSplitter routes to RealtimeAPIs; {target} is a {other.kind})"
+                )
+    return lines
+
+
+def _validate(model: type[BaseModel], data: dict[str, Any], *, origin: str, root: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise SpecError(problem_lines(error, origin=origin, root=root, data=data, model=model)) from error
+
+
+def _resolve(source: Source, origin: str | None, *, expected: str) -> tuple[Any, str]:
+    if isinstance(source, (str, os.PathLike)):
+        name = origin or os.fspath(source)
+        return _read_yaml(Path(source), name, expected), name
+    return source, origin or "<data>"
+
+
+class _DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A key given twice in one mapping; its message is already in our format."""
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, but a key given twice in one mapping is an error, not "last one wins"."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:  # unhashable; the base class reports it
+                break
+            if duplicate:
+                raise _DuplicateKeyError(
+                    None, None, f"key {show(key)} given twice is not allowed (one value per key)", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(path: Path, origin: str, expected: str) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{origin}: file not found") from None
+    except IsADirectoryError:
+        raise SpecError(f"{origin}: is a directory, not a spec file") from None
+    except UnicodeDecodeError as error:
+        raise SpecError(f"{origin}: byte {error.start} is not UTF-8 text (spec files are UTF-8 YAML)") from None
+    except OSError as error:
+        raise SpecError(f"{origin}: cannot be read ({error.strerror})") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(top level)"
+        problem = " ".join(str(error.problem or error.context or "not valid YAML").split())
+        text = problem if isinstance(error, _DuplicateKeyError) else f"invalid YAML ({problem})"
+        raise SpecError(f"{origin}: {where}: {text}") from None
+    except yaml.YAMLError as error:
+        raise SpecError(f"{origin}: (top level): invalid YAML ({' '.join(str(error).split())})") from None
+    except (ValueError, OverflowError) as error:  # e.g. a timestamp such as 2021-13-45
+        raise SpecError(f"{origin}: (top level): invalid YAML value ({error})") from None
+    except RecursionError:
+        raise SpecError(f"{origin}: (top level): invalid YAML (nested too deeply)") from None
+    if data is None:
+        raise SpecError(f"{origin}: (top level): the file is empty (must be {expected})")
+    return data

@@ -1,0 +1,234 @@
+"""The `pod` section of an API spec: containers, their compute requests, probes and hooks.
+
+Field names and defaults are Cortex v0.42's (docs/workloads/*/configuration.md and
+pkg/types/spec/validations.go). Which kinds accept which of these fields is checked by the API
+models (`cortex_iac.specs.api`), since one pod model serves all four workload kinds.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar
+
+from pydantic import Field, model_validator
+
+from cortex_iac.specs.base import NonEmptyStr, Port, SpecModel, dns_label, rule
+from cortex_iac.specs.problems import MISSING, Problems
+from cortex_iac.specs.quantity import Quantity
+
+MIN_CPU = Quantity.parse("20m")
+MIN_MEM = Quantity.parse("20Mi")
+DEFAULT_CPU = Quantity.parse("200m")
+# Cortex's own sidecars; ours is named after one of them.
+RESERVED_CONTAINER_NAMES = ("dequeuer", "proxy")
+
+_ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
+_URL_PATH = re.compile(r"[a-zA-Z0-9_\-./]*")
+
+
+def _canonical_path(path: str) -> str:
+    return path if path.startswith("/") else "/" + path
+
+
+HttpPath = Annotated[
+    str,
+    rule(
+        lambda path: _URL_PATH.fullmatch(path) is not None and "//" not in path,
+        "must be a URL path of letters, digits and _ - . / without '//'",
+    ),
+]
+
+
+class HttpGetSpec(SpecModel):
+    """An HTTP GET handler: ``port`` (required), ``path`` (default ``/``; a leading ``/`` is added)."""
+
+    path: HttpPath = "/"
+    port: Port
+
+    @model_validator(mode="after")
+    def _leading_slash(self) -> HttpGetSpec:
+        self.path = _canonical_path(self.path)
+        return self
+
+
+class TcpSocketSpec(SpecModel):
+    """A TCP connect handler on ``port`` (required)."""
+
+    port: Port
+
+
+class ExecSpec(SpecModel):
+    """A command run inside the container, not in a shell (``command``, required, non-empty)."""
+
+    command: Annotated[list[str], Field(min_length=1)]
+
+
+class ProbeSpec(SpecModel):
+    """A readiness or liveness probe: exactly one of ``http_get``, ``tcp_socket``, ``exec``.
+
+    Defaults: ``initial_delay_seconds`` 0, ``timeout_seconds`` 1, ``period_seconds`` 10,
+    ``success_threshold`` 1, ``failure_threshold`` 3. Deviation: Cortex let the last four be 0, which
+    Kubernetes reads as "its default"; here they are >= 1 so the value written is the value used.
+    """
+
+    http_get: HttpGetSpec | None = None
+    tcp_socket: TcpSocketSpec | None = None
+    exec: ExecSpec | None = None
+    initial_delay_seconds: int = Field(0, ge=0)
+    timeout_seconds: int = Field(1, ge=1)
+    period_seconds: int = Field(10, ge=1)
+    success_threshold: int = Field(1, ge=1)
+    failure_threshold: int = Field(3, ge=1)
+
+    @model_validator(mode="after")
+    def _one_handler(self) -> ProbeSpec:
+        _exactly_one_handler(self, ("http_get", "tcp_socket", "exec"))
+        return self
+
+
+class PreStopSpec(SpecModel):
+    """A pre-stop hook run before the container is stopped: exactly one of ``http_get``, ``exec``."""
+
+    http_get: HttpGetSpec | None = None
+    exec: ExecSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_handler(self) -> PreStopSpec:
+        _exactly_one_handler(self, ("http_get", "exec"))
+        return self
+
+
+def _exactly_one_handler(spec: SpecModel, handlers: tuple[str, ...]) -> None:
+    given = [name for name in handlers if getattr(spec, name) is not None]
+    if len(given) == 1:
+        return
+    problems = Problems()
+    requirement = f"exactly one of {', '.join(handlers)} is needed"
+    if given:
+        for name in given[1:]:
+            problems.add((name,), getattr(spec, name).model_dump(), f"{requirement}; {given[0]} is already given")
+    else:
+        problems.add((handlers[0],), MISSING, requirement)
+    problems.check()
+
+
+class ComputeSpec(SpecModel):
+    """Resource requests of one container.
+
+    ``cpu`` (default 200m, at least 20m; null means no CPU request), ``mem`` (default none, at
+    least 20Mi), ``gpu`` and ``inf`` (NVIDIA GPUs / Inferentia chips, default 0, not both), ``shm``
+    (size of an in-memory /dev/shm, default none, at most ``mem``).
+    """
+
+    _KEEP_NULL: ClassVar[frozenset[str]] = frozenset({"cpu"})
+
+    cpu: Annotated[Quantity | None, rule(lambda q: q is None or q >= MIN_CPU, "must be >= 20m")] = DEFAULT_CPU
+    mem: Annotated[Quantity | None, rule(lambda q: q is None or q >= MIN_MEM, "must be >= 20Mi")] = None
+    gpu: int = Field(0, ge=0)
+    inf: int = Field(0, ge=0)
+    shm: Annotated[Quantity | None, rule(lambda q: q is None or q.value > 0, "must be > 0")] = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ComputeSpec:
+        problems = Problems()
+        if self.gpu and self.inf:
+            problems.add(("inf",), self.inf, "cannot be combined with gpu: request GPUs or Inferentia chips")
+        if self.shm is not None and self.mem is not None and self.shm > self.mem:
+            problems.add(("shm",), str(self.shm), f"must be <= mem ({self.mem})")
+        problems.check()
+        return self
+
+
+class HandlerSpec(SpecModel):
+    """Our extension: serve a Python handler with the bundled runtime instead of a user image.
+
+    ``path`` (required) locates the handler; ``config`` (default {}) is passed to it;
+    ``threads_per_process`` (default 1); server-side batching with ``max_batch_size`` (default 1 = off)
+    and ``batch_interval`` (seconds to wait for a batch to fill, default none);
+    ``python_requirements`` (pip requirement lines, default []).
+    """
+
+    path: NonEmptyStr
+    config: dict[str, Any] = Field(default_factory=dict)
+    threads_per_process: int = Field(1, ge=1)
+    max_batch_size: int = Field(1, ge=1)
+    batch_interval: float | None = Field(None, gt=0)
+    python_requirements: list[NonEmptyStr] = Field(default_factory=list)
+
+
+EnvName = Annotated[
+    str,
+    rule(
+        lambda name: _ENV_NAME.fullmatch(name) is not None and not name.startswith("CORTEX_"),
+        "must be an environment variable name of letters, digits, '_', '-', '.', not starting with a "
+        "digit nor with CORTEX_ (reserved)",
+    ),
+]
+Image = Annotated[str, rule(lambda image: bool(image) and not any(c.isspace() for c in image), "must be a container image reference without spaces")]
+
+
+class ContainerSpec(SpecModel):
+    """One container of an API's pod.
+
+    ``name`` (required; lowercase DNS label, unique in the pod, not ``proxy`` or ``dequeuer``),
+    exactly one of ``image`` and ``handler`` (our extension), ``command`` and ``args`` (default: the
+    image's; Batch and Task containers need a command), ``env`` (default {}), ``compute`` (see
+    `ComputeSpec`), ``readiness_probe`` / ``liveness_probe`` / ``pre_stop`` (default none).
+    """
+
+    name: Annotated[
+        str,
+        dns_label(63, letter_first=True),
+        rule(lambda name: name not in RESERVED_CONTAINER_NAMES, "proxy and dequeuer are reserved container names"),
+    ]
+    image: Image | None = None
+    handler: HandlerSpec | None = None
+    command: list[str] | None = None
+    args: list[str] | None = None
+    env: dict[EnvName, str] = Field(default_factory=dict)
+    compute: ComputeSpec = Field(default_factory=ComputeSpec)
+    readiness_probe: ProbeSpec | None = None
+    liveness_probe: ProbeSpec | None = None
+    pre_stop: PreStopSpec | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ContainerSpec:
+        problems = Problems()
+        if self.image is None and self.handler is None:
+            problems.add(("image",), MISSING, "a container needs exactly one of image or handler")
+        elif self.image is not None and self.handler is not None:
+            problems.add(("handler",), self.handler.model_dump(), "a container needs exactly one of image or handler, and image is given")
+        if self.liveness_probe is not None and self.liveness_probe.success_threshold != 1:
+            problems.add(("liveness_probe", "success_threshold"), self.liveness_probe.success_threshold, "must be 1 for a liveness probe (Kubernetes)")
+        problems.check()
+        return self
+
+
+class PodSpec(SpecModel):
+    """The pod of an API: ``port`` (default 8080; 8888, 15000 and 15001 are reserved),
+    ``max_concurrency`` (default 1), ``max_queue_length`` (default 100, at most 30000), and
+    ``containers`` (at least one, unique names; a pod requests GPUs or Inferentia chips, not both).
+
+    The per-kind limits (which kinds take a port, a queue length, how much concurrency) are checked
+    by the API models.
+    """
+
+    port: Port = 8080
+    max_concurrency: int = Field(1, ge=1)
+    max_queue_length: int = Field(100, ge=1, le=30000)
+    containers: Annotated[list[ContainerSpec], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PodSpec:
+        problems = Problems()
+        seen: dict[str, int] = {}
+        for index, container in enumerate(self.containers):
+            if container.name in seen:
+                problems.add(("containers", index, "name"), container.name, f"must be unique in the pod; containers[{seen[container.name]}] has it")
+            seen.setdefault(container.name, index)
+        if any(c.compute.gpu for c in self.containers):
+            for index, container in enumerate(self.containers):
+                if container.compute.inf:
+                    problems.add(("containers", index, "compute", "inf"), container.compute.inf, "cannot be combined with gpu in one pod: request GPUs or Inferentia chips")
+        problems.check()
+        return self
