@@ -32,25 +32,21 @@ def _fail(error: CortexError) -> None:
 def validate(
     files: Annotated[list[Path], typer.Argument(help="cluster.yaml and/or cortex.yaml files")],
 ) -> None:
-    """Check cluster and API spec files; exit 0 when all are valid, else one line per problem."""
-    from cortex_iac.specs import detect_spec_kind, load_api_files, load_cluster
+    """Check cluster and API spec files, each on its own; exit 0 when all are valid.
+
+    Otherwise print one line per problem (file, field path, value, what is allowed) and exit 1.
+    """
+    from cortex_iac.specs import detect_spec_kind, load_apis, load_cluster
 
     problems: list[str] = []
-    api_files: list[Path] = []
     for path in files:
         try:
             if detect_spec_kind(path) == "cluster":
                 cluster = load_cluster(path)
                 typer.echo(f"ok {path}: cluster {cluster.cluster_name!r}, {len(cluster.node_groups)} node group(s)")
             else:
-                api_files.append(path)
-        except CortexError as e:
-            problems.extend(str(e).splitlines())
-    if api_files:
-        # Loaded together: API names must be unique across all files given.
-        try:
-            apis = load_api_files(api_files)
-            typer.echo(f"ok {', '.join(map(str, api_files))}: {len(apis)} API(s)")
+                apis = load_apis(path)
+                typer.echo(f"ok {path}: {', '.join(f'{a.kind} {a.name!r}' for a in apis)}")
         except CortexError as e:
             problems.extend(str(e).splitlines())
     for line in problems:

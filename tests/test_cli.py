@@ -26,3 +26,62 @@ def test_plan_of_a_missing_stack_is_one_line_and_exit_1() -> None:
     assert result.output.strip().splitlines() == [
         f"error: {TINY}/Pulumi.nope.yaml: no such stack config; stacks here: dev"
     ]
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "cortex-reference"
+
+
+def test_validate_accepts_every_reference_config() -> None:
+    import pytest
+
+    if not SHARED.is_dir():
+        pytest.skip(f"Cortex reference configs not found at {SHARED} (shared/ sits beside the repo in dev and CI)")
+    files = sorted((SHARED / "apis").glob("*.yaml")) + [SHARED / "cluster.yaml"]
+    assert len(files) == 21
+    result = runner.invoke(app, ["validate", *map(str, files)])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("\nok ") + result.output.startswith("ok ") == 21
+
+
+def test_validate_accepts_the_project_stacks_and_examples() -> None:
+    repo = Path(__file__).resolve().parents[1]
+    files = [repo / "stacks" / "apis" / "dev.yaml", repo / "stacks" / "clusters" / "prod.yaml"]
+    result = runner.invoke(app, ["validate", *map(str, files)])
+    assert result.exit_code == 0, result.output
+
+
+BAD = {
+    "syntax.yaml": ("- name: [x\n", "invalid YAML"),
+    "empty.yaml": ("", "empty"),
+    "scalar.yaml": ("42\n", None),
+    "misspelt.yaml": (
+        "- name: a\n  kind: RealtimeAPI\n  pod:\n    containers: [{name: c, image: i}]\n  autoscaling: {max_replica: 3}\n",
+        "apis[0].autoscaling.max_replica: unknown key (did you mean 'max_replicas'?",
+    ),
+    "range.yaml": (
+        "- name: a\n  kind: RealtimeAPI\n  pod:\n    containers: [{name: c, image: i}]\n  autoscaling: {max_replicas: 0}\n",
+        "apis[0].autoscaling.max_replicas: 0",
+    ),
+    "quantity.yaml": (
+        "- name: a\n  kind: RealtimeAPI\n  pod:\n    containers: [{name: c, image: i, compute: {mem: 2GiB}}]\n",
+        "apis[0].pod.containers[0].compute.mem: '2GiB'",
+    ),
+    "duplicate.yaml": (
+        "- {name: a, kind: TaskAPI, pod: {containers: [{name: c, image: i, command: [x]}]}}\n"
+        "- {name: a, kind: TaskAPI, pod: {containers: [{name: c, image: i, command: [x]}]}}\n",
+        "apis[1].name: 'a'",
+    ),
+}
+
+
+def test_validate_rejects_each_malformed_file_with_one_line_per_problem(tmp_path: Path) -> None:
+    for name, (content, expected) in BAD.items():
+        path = tmp_path / name
+        path.write_text(content)
+        result = runner.invoke(app, ["validate", str(path)])
+        assert result.exit_code == 1, (name, result.output)
+        assert "Traceback" not in result.output
+        lines = result.output.strip().splitlines()
+        assert lines and all(line.startswith(f"error: {path}") for line in lines), (name, lines)
+        if expected:
+            assert expected in result.output, (name, result.output)
