@@ -5,6 +5,8 @@ A change here is a change of what users deploy: give it an upgrade note in the c
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 # EKS control-plane version the Cluster component asks for; rendered objects are validated against
 # the Kubernetes schemas of this version.
 KUBERNETES_VERSION = "1.34"
@@ -13,3 +15,39 @@ KUBERNETES_VERSION = "1.34"
 # rendered config with, so what is tested is what is deployed.
 ENVOY_VERSION = "1.40.0"
 ENVOY_IMAGE = f"envoyproxy/envoy:v{ENVOY_VERSION}"
+
+
+@dataclass(frozen=True)
+class HelmChart:
+    """A pinned Helm chart: ``chart`` is its name in ``repository``, or a full ``oci://`` reference
+    (then ``repository`` is None)."""
+
+    chart: str
+    version: str
+    repository: str | None = None
+
+
+# Helm charts of the cluster add-ons. Chart versions were read from each chart's Chart.yaml at the
+# release tag (or, for the KEDA charts, at the release commit of kedacore/charts); the app versions
+# match the CRD schemas the tests validate against (../shared/schemas/crds/SOURCES.md).
+
+# aws/karpenter-provider-aws v1.14.1 (charts/karpenter, charts/karpenter-crd). CRDs come from their
+# own chart so that upgrades update them (Helm never upgrades a chart's crds/ directory).
+KARPENTER_CHART = HelmChart("oci://public.ecr.aws/karpenter/karpenter", "1.14.1")
+KARPENTER_CRD_CHART = HelmChart("oci://public.ecr.aws/karpenter/karpenter-crd", "1.14.1")
+# kubernetes-sigs/aws-load-balancer-controller v3.5.0 (helm/aws-load-balancer-controller, appVersion v3.5.0).
+AWS_LOAD_BALANCER_CONTROLLER_CHART = HelmChart("aws-load-balancer-controller", "3.5.0", "https://aws.github.io/eks-charts")
+# The controller's IAM policy for that version: docs/install/iam_policy.json at tag v3.5.0.
+AWS_LOAD_BALANCER_CONTROLLER_POLICY_FILE = "aws_load_balancer_controller_iam_policy_v3.5.0.json"
+# kedacore/charts: keda 2.20.2 (appVersion 2.20.2), keda-add-ons-http 0.15.0 (appVersion 0.15.0).
+KEDA_CHART = HelmChart("keda", "2.20.2", "https://kedacore.github.io/charts")
+KEDA_HTTP_ADD_ON_CHART = HelmChart("keda-add-ons-http", "0.15.0", "https://kedacore.github.io/charts")
+# kubernetes-sigs/metrics-server tag metrics-server-helm-chart-3.13.1 (appVersion 0.8.1).
+METRICS_SERVER_CHART = HelmChart("metrics-server", "3.13.1", "https://kubernetes-sigs.github.io/metrics-server/")
+# prometheus-community/helm-charts tag prometheus-29.27.0 (appVersion v3.14.0).
+PROMETHEUS_CHART = HelmChart("prometheus", "29.27.0", "https://prometheus-community.github.io/helm-charts")
+# NVIDIA/k8s-device-plugin v0.20.0 (deployments/helm/nvidia-device-plugin).
+NVIDIA_DEVICE_PLUGIN_CHART = HelmChart("nvidia-device-plugin", "0.20.0", "https://nvidia.github.io/k8s-device-plugin")
+# aws/eks-charts stable/aws-for-fluent-bit 0.2.0 (AWS for Fluent Bit 3.2.1, which reads EKS Pod
+# Identity credentials; added in 2.32.5).
+AWS_FOR_FLUENT_BIT_CHART = HelmChart("aws-for-fluent-bit", "0.2.0", "https://aws.github.io/eks-charts")

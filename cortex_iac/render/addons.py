@@ -1,0 +1,541 @@
+"""The cluster add-ons as data: Helm values, IAM policies, the Karpenter interruption plumbing.
+
+Pure functions of plain values (names, ARNs, the region); the Cluster component wires them into
+Helm releases and IAM resources. Every values key used here exists in the pinned chart's
+values.yaml (chart versions in :mod:`cortex_iac.versions`).
+
+Placement: the add-ons' controllers run on the small on-demand *system* node group, which carries
+:data:`SYSTEM_NODE_LABELS` and the ``CriticalAddonsOnly`` taint (the EKS convention CoreDNS and
+Karpenter already tolerate), so model pods never land there and Karpenter never has to find room for
+its own controller. Prometheus gets its own node group of Cortex's ``prometheus_instance_type``.
+DaemonSets (log shipping, the GPU device plugin) tolerate what they must to reach their nodes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from cortex_iac.errors import CortexError
+from cortex_iac.render.envoy import prometheus_scrape_job
+from cortex_iac.render.iam import policy_document
+from cortex_iac.render.karpenter import CLUSTER_NAME_TAG, GPU_RESOURCE
+from cortex_iac.versions import AWS_LOAD_BALANCER_CONTROLLER_POLICY_FILE
+
+# Tag key Karpenter's EC2NodeClasses select subnets and security groups by (value: cluster name).
+DISCOVERY_TAG = "karpenter.sh/discovery"
+
+# Node role label of the node groups the Cluster manages itself (not Karpenter's).
+ROLE_LABEL = "cortex.dev/role"
+SYSTEM_NODE_LABELS = {ROLE_LABEL: "system"}
+SYSTEM_TAINT = {"key": "CriticalAddonsOnly", "value": "true", "effect": "NO_SCHEDULE"}
+PROMETHEUS_NODE_LABELS = {ROLE_LABEL: "prometheus"}
+PROMETHEUS_TAINT = {"key": ROLE_LABEL, "value": "prometheus", "effect": "NO_SCHEDULE"}
+
+# Namespaces. Karpenter and the load balancer controller stay in kube-system: Karpenter's docs rely
+# on kube-system's API priority (FlowSchemas) for the controller.
+API_NAMESPACE = "cortex"
+KEDA_NAMESPACE = "keda"
+PROMETHEUS_NAMESPACE = "prometheus"
+LOGGING_NAMESPACE = "logging"
+KUBE_SYSTEM = "kube-system"
+
+# Helm release names, fixed so the charts' service account and service names are known.
+KARPENTER_RELEASE = "karpenter"
+KARPENTER_CRD_RELEASE = "karpenter-crd"
+LOAD_BALANCER_CONTROLLER_RELEASE = "aws-load-balancer-controller"
+KEDA_RELEASE = "keda"
+KEDA_HTTP_ADD_ON_RELEASE = "keda-add-ons-http"
+METRICS_SERVER_RELEASE = "metrics-server"
+PROMETHEUS_RELEASE = "prometheus"
+NVIDIA_DEVICE_PLUGIN_RELEASE = "nvidia-device-plugin"
+FLUENT_BIT_RELEASE = "aws-for-fluent-bit"
+
+# Service accounts that get an IAM role through EKS Pod Identity.
+KARPENTER_SERVICE_ACCOUNT = "karpenter"
+LOAD_BALANCER_CONTROLLER_SERVICE_ACCOUNT = "aws-load-balancer-controller"
+FLUENT_BIT_SERVICE_ACCOUNT = "aws-for-fluent-bit"
+
+# The Prometheus server Service the chart names "<release>-server" (port 80), and the HTTP add-on's
+# interceptor proxy Service the chart names "<chart>-interceptor-proxy" (port 8080).
+PROMETHEUS_URL = f"http://{PROMETHEUS_RELEASE}-server.{PROMETHEUS_NAMESPACE}.svc.cluster.local:80"
+KEDA_HTTP_INTERCEPTOR_SERVICE = f"keda-add-ons-http-interceptor-proxy.{KEDA_NAMESPACE}.svc.cluster.local:8080"
+
+# How often the API pods' in-flight gauges are scraped: Cortex's autoscaler looked every 10 s, and
+# the chart's global default (1 m) would leave one sample in a 60 s window.
+API_SCRAPE_INTERVAL = "10s"
+# Cortex's autoscaling only needs recent samples, so Prometheus keeps little and uses node disk.
+PROMETHEUS_RETENTION = "7d"
+PROMETHEUS_RETENTION_SIZE = "20GB"
+PROMETHEUS_DISK_GIB = 50  # root volume of the Prometheus node, holding the TSDB
+
+# EventBridge events Karpenter drains nodes on (its v1.14 getting-started CloudFormation template).
+KARPENTER_INTERRUPTION_EVENTS: dict[str, dict[str, list[str]]] = {
+    "scheduled-change": {"source": ["aws.health"], "detail-type": ["AWS Health Event"]},
+    "spot-interruption": {"source": ["aws.ec2"], "detail-type": ["EC2 Spot Instance Interruption Warning"]},
+    "rebalance": {"source": ["aws.ec2"], "detail-type": ["EC2 Instance Rebalance Recommendation"]},
+    "instance-state-change": {"source": ["aws.ec2"], "detail-type": ["EC2 Instance State-change Notification"]},
+    "capacity-reservation-interruption": {
+        "source": ["aws.ec2"],
+        "detail-type": ["EC2 Capacity Reservation Instance Interruption Warning"],
+    },
+}
+# Interruption messages are useless once the node is gone; Karpenter's template keeps them 5 min.
+KARPENTER_QUEUE_RETENTION_SECONDS = 300
+
+# The Karpenter controller's policies, as its getting-started template splits them (each must stay
+# under IAM's 6,144-character limit for a managed policy).
+KARPENTER_POLICY_NAMES = ("node-lifecycle", "iam-integration", "eks-integration", "interruption", "resource-discovery")
+
+_SQS_NAME_MAX = 80
+
+
+def resource_tags(cluster_name: str, tags: Mapping[str, str]) -> dict[str, str]:
+    """Tags of every AWS resource of a cluster: cluster.yaml's ``tags`` plus
+    ``cortex.dev/cluster-name: <cluster>``, as Cortex did (the spec already refuses other
+    ``cortex.dev/`` keys and ``aws:`` keys)."""
+    return {**tags, CLUSTER_NAME_TAG: cluster_name}
+
+
+@dataclass(frozen=True)
+class LoadBalancerSettings:
+    """The shared API load balancer, as an API's route needs it.
+
+    APIs put an Ingress of class ``ingress_class_name``; its IngressClassParams (made by the load
+    balancer controller's chart) fixes ``scheme``, the ``cidr_allow_list``, the ``certificate_arn``
+    (None: HTTP only) and the IngressGroup ``ingress_group_name``, so every API shares one ALB and
+    no API can widen access. Targets are pod IPs (``target_type``), so the ALB follows readiness.
+    """
+
+    scheme: str
+    cidr_allow_list: tuple[str, ...]
+    certificate_arn: str | None
+    ingress_class_name: str
+    ingress_group_name: str
+    target_type: str = "ip"
+
+
+def load_balancer_settings(
+    cluster_name: str, scheme: str, cidr_allow_list: list[str] | tuple[str, ...], certificate_arn: str | None
+) -> LoadBalancerSettings:
+    """Settings of the cluster's API load balancer; class and group are named ``<cluster>-api``."""
+    return LoadBalancerSettings(
+        scheme=scheme,
+        cidr_allow_list=tuple(cidr_allow_list),
+        certificate_arn=certificate_arn or None,
+        ingress_class_name=f"{cluster_name}-api",
+        ingress_group_name=f"{cluster_name}-api",
+    )
+
+
+def ingress_class_params_spec(lb: LoadBalancerSettings) -> dict[str, Any]:
+    """The ``spec`` of the IngressClassParams (``elbv2.k8s.aws/v1beta1``) behind the API class."""
+    spec: dict[str, Any] = {
+        "group": {"name": lb.ingress_group_name},
+        "scheme": lb.scheme,
+        "inboundCIDRs": list(lb.cidr_allow_list),
+        "targetType": lb.target_type,
+    }
+    if lb.certificate_arn:
+        spec["certificateArn"] = [lb.certificate_arn]
+    return spec
+
+
+def system_placement() -> dict[str, Any]:
+    """``nodeSelector`` and ``tolerations`` values that put a controller on the system node group."""
+    return {
+        "nodeSelector": dict(SYSTEM_NODE_LABELS),
+        "tolerations": [{"key": SYSTEM_TAINT["key"], "operator": "Exists", "effect": "NoSchedule"}],
+    }
+
+
+# --- Karpenter ---------------------------------------------------------------------------------
+
+
+def karpenter_interruption_queue_name(cluster_name: str) -> str:
+    """Name of the SQS queue Karpenter reads interruption events from: ``<cluster>-karpenter``."""
+    name = f"{cluster_name}-karpenter"
+    if len(name) > _SQS_NAME_MAX:
+        raise CortexError(
+            f"cluster_name: {cluster_name!r} is too long for the Karpenter interruption queue name "
+            f"{name!r} (SQS allows {_SQS_NAME_MAX} characters)"
+        )
+    return name
+
+
+def karpenter_values(cluster_name: str, interruption_queue_name: str) -> dict[str, Any]:
+    """Values of the ``karpenter`` chart.
+
+    The CRDs come from the separate ``karpenter-crd`` release. ``staticCapacity`` is switched on
+    because Cortex's ``min_instances`` becomes a static NodePool (see render/karpenter.py). The
+    controller keeps the chart's affinity (never on a Karpenter node) and its CriticalAddonsOnly
+    toleration; requests are sized for the small system nodes rather than the docs' 1 CPU / 1 GiB.
+    """
+    return {
+        "serviceAccount": {"name": KARPENTER_SERVICE_ACCOUNT},
+        "settings": {
+            "clusterName": cluster_name,
+            "interruptionQueue": interruption_queue_name,
+            "featureGates": {"staticCapacity": True},
+        },
+        "nodeSelector": {"kubernetes.io/os": "linux", **SYSTEM_NODE_LABELS},
+        "controller": {
+            "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
+        },
+    }
+
+
+def karpenter_interruption_queue_policy(queue_arn: str) -> dict[str, Any]:
+    """Queue policy: EventBridge (and SQS) may send to the queue; nothing over plain HTTP."""
+    return policy_document(
+        [
+            {
+                "Sid": "AllowEventBridge",
+                "Effect": "Allow",
+                "Principal": {"Service": ["events.amazonaws.com", "sqs.amazonaws.com"]},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+            },
+            {
+                "Sid": "DenyHTTP",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "sqs:*",
+                "Resource": queue_arn,
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            },
+        ]
+    )
+
+
+def karpenter_controller_policies(
+    cluster_name: str, region: str, node_role_arn: str, queue_arn: str
+) -> dict[str, dict[str, Any]]:
+    """The Karpenter controller's IAM policies, by short name.
+
+    The statements of Karpenter v1.14's getting-started CloudFormation template (node lifecycle,
+    IAM integration, EKS integration, interruption, resource discovery), scoped to this cluster and
+    region; ``*`` stands for the account in ARNs of resources Karpenter itself creates, since the
+    role can only act in its own account anyway. Zonal shift is not enabled, so its policy is left out.
+    """
+    ec2 = f"arn:aws:ec2:{region}"
+    owned = {f"aws:RequestTag/kubernetes.io/cluster/{cluster_name}": "owned"}
+    owned_resource = {f"aws:ResourceTag/kubernetes.io/cluster/{cluster_name}": "owned"}
+    nodepool_request = {"aws:RequestTag/karpenter.sh/nodepool": "*"}
+    nodepool_resource = {"aws:ResourceTag/karpenter.sh/nodepool": "*"}
+    created = [f"{ec2}:*:{kind}/*" for kind in (
+        "fleet", "instance", "volume", "network-interface", "launch-template", "spot-instances-request"
+    )]
+    profile = "arn:aws:iam::*:instance-profile/*"
+    nodeclass_request = {"aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*"}
+    nodeclass_resource = {"aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*"}
+    region_resource = {"aws:ResourceTag/topology.kubernetes.io/region": region}
+    region_request = {"aws:RequestTag/topology.kubernetes.io/region": region}
+    cluster_request = {"aws:RequestTag/eks:eks-cluster-name": cluster_name}
+    return {
+        "node-lifecycle": policy_document([
+            {
+                "Sid": "AllowScopedEC2InstanceAccessActions",
+                "Effect": "Allow",
+                "Resource": [
+                    f"{ec2}::image/*", f"{ec2}::snapshot/*", f"{ec2}:*:security-group/*", f"{ec2}:*:subnet/*",
+                    f"{ec2}:*:capacity-reservation/*", f"{ec2}:*:placement-group/*",
+                ],
+                "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
+            },
+            {
+                "Sid": "AllowScopedEC2LaunchTemplateAccessActions",
+                "Effect": "Allow",
+                "Resource": f"{ec2}:*:launch-template/*",
+                "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
+                "Condition": {"StringEquals": owned_resource, "StringLike": nodepool_resource},
+            },
+            {
+                "Sid": "AllowScopedEC2InstanceActionsWithTags",
+                "Effect": "Allow",
+                "Resource": created,
+                "Action": ["ec2:RunInstances", "ec2:CreateFleet", "ec2:CreateLaunchTemplate"],
+                "Condition": {"StringEquals": {**owned, **cluster_request}, "StringLike": nodepool_request},
+            },
+            {
+                "Sid": "AllowScopedResourceCreationTagging",
+                "Effect": "Allow",
+                "Resource": created,
+                "Action": "ec2:CreateTags",
+                "Condition": {
+                    "StringEquals": {
+                        **owned, **cluster_request,
+                        "ec2:CreateAction": ["RunInstances", "CreateFleet", "CreateLaunchTemplate"],
+                    },
+                    "StringLike": nodepool_request,
+                },
+            },
+            {
+                "Sid": "AllowScopedResourceTagging",
+                "Effect": "Allow",
+                "Resource": f"{ec2}:*:instance/*",
+                "Action": "ec2:CreateTags",
+                "Condition": {
+                    "StringEquals": owned_resource,
+                    "StringLike": nodepool_resource,
+                    "StringEqualsIfExists": cluster_request,
+                    "ForAllValues:StringEquals": {
+                        "aws:TagKeys": ["eks:eks-cluster-name", "karpenter.sh/nodeclaim", "Name"]
+                    },
+                },
+            },
+            {
+                "Sid": "AllowScopedDeletion",
+                "Effect": "Allow",
+                "Resource": [f"{ec2}:*:instance/*", f"{ec2}:*:launch-template/*"],
+                "Action": ["ec2:TerminateInstances", "ec2:DeleteLaunchTemplate"],
+                "Condition": {"StringEquals": owned_resource, "StringLike": nodepool_resource},
+            },
+        ]),
+        "iam-integration": policy_document([
+            {
+                "Sid": "AllowPassingInstanceRole",
+                "Effect": "Allow",
+                "Resource": node_role_arn,
+                "Action": "iam:PassRole",
+                "Condition": {"StringEquals": {"iam:PassedToService": ["ec2.amazonaws.com"]}},
+            },
+            {
+                "Sid": "AllowScopedInstanceProfileCreationActions",
+                "Effect": "Allow",
+                "Resource": profile,
+                "Action": ["iam:CreateInstanceProfile"],
+                "Condition": {
+                    "StringEquals": {**owned, **cluster_request, **region_request},
+                    "StringLike": nodeclass_request,
+                },
+            },
+            {
+                "Sid": "AllowScopedInstanceProfileTagActions",
+                "Effect": "Allow",
+                "Resource": profile,
+                "Action": ["iam:TagInstanceProfile"],
+                "Condition": {
+                    "StringEquals": {**owned_resource, **region_resource, **owned, **cluster_request, **region_request},
+                    "StringLike": {**nodeclass_resource, **nodeclass_request},
+                },
+            },
+            {
+                "Sid": "AllowScopedInstanceProfileActions",
+                "Effect": "Allow",
+                "Resource": profile,
+                "Action": ["iam:AddRoleToInstanceProfile", "iam:RemoveRoleFromInstanceProfile", "iam:DeleteInstanceProfile"],
+                "Condition": {"StringEquals": {**owned_resource, **region_resource}, "StringLike": nodeclass_resource},
+            },
+        ]),
+        "eks-integration": policy_document([
+            {
+                "Sid": "AllowAPIServerEndpointDiscovery",
+                "Effect": "Allow",
+                "Resource": f"arn:aws:eks:{region}:*:cluster/{cluster_name}",
+                "Action": "eks:DescribeCluster",
+            },
+        ]),
+        "interruption": policy_document([
+            {
+                "Sid": "AllowInterruptionQueueActions",
+                "Effect": "Allow",
+                "Resource": queue_arn,
+                "Action": ["sqs:DeleteMessage", "sqs:GetQueueUrl", "sqs:ReceiveMessage"],
+            },
+        ]),
+        "resource-discovery": policy_document([
+            {
+                "Sid": "AllowRegionalReadActions",
+                "Effect": "Allow",
+                "Resource": "*",
+                "Action": [
+                    "ec2:DescribeCapacityReservations", "ec2:DescribeImages", "ec2:DescribeInstances",
+                    "ec2:DescribeInstanceStatus", "ec2:DescribeInstanceTypeOfferings", "ec2:DescribeInstanceTypes",
+                    "ec2:DescribeLaunchTemplates", "ec2:DescribePlacementGroups", "ec2:DescribeSecurityGroups",
+                    "ec2:DescribeSpotPriceHistory", "ec2:DescribeSubnets",
+                ],
+                "Condition": {"StringEquals": {"aws:RequestedRegion": region}},
+            },
+            {
+                "Sid": "AllowSSMReadActions",
+                "Effect": "Allow",
+                "Resource": f"arn:aws:ssm:{region}::parameter/aws/service/*",
+                "Action": "ssm:GetParameter",
+            },
+            {"Sid": "AllowPricingReadActions", "Effect": "Allow", "Resource": "*", "Action": "pricing:GetProducts"},
+            {
+                "Sid": "AllowUnscopedInstanceProfileListAction",
+                "Effect": "Allow",
+                "Resource": "*",
+                "Action": "iam:ListInstanceProfiles",
+            },
+            {
+                "Sid": "AllowInstanceProfileReadActions",
+                "Effect": "Allow",
+                "Resource": profile,
+                "Action": "iam:GetInstanceProfile",
+            },
+        ]),
+    }
+
+
+# --- AWS Load Balancer Controller ------------------------------------------------------------
+
+
+def aws_load_balancer_controller_policy() -> dict[str, Any]:
+    """The controller's IAM policy as its docs publish it for the pinned version (a data file)."""
+    text = resources.files("cortex_iac.data").joinpath(AWS_LOAD_BALANCER_CONTROLLER_POLICY_FILE).read_text()
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
+def aws_load_balancer_controller_values(
+    cluster_name: str, region: str, vpc_id: str, lb: LoadBalancerSettings, tags: dict[str, str]
+) -> dict[str, Any]:
+    """Values of the ``aws-load-balancer-controller`` chart.
+
+    Region and VPC are given, so the controller needs no instance metadata (nodes allow one IMDS
+    hop, which pods cannot use). The chart makes the API IngressClass and its IngressClassParams
+    (:func:`ingress_class_params_spec`). ``tags`` go on every load balancer it creates.
+    """
+    return {
+        "clusterName": cluster_name,
+        "region": region,
+        "vpcId": vpc_id,
+        "serviceAccount": {"name": LOAD_BALANCER_CONTROLLER_SERVICE_ACCOUNT},
+        "ingressClass": lb.ingress_class_name,
+        "createIngressClassResource": True,
+        "ingressClassParams": {
+            "create": True,
+            "name": lb.ingress_class_name,
+            "spec": ingress_class_params_spec(lb),
+        },
+        "defaultTags": dict(tags),
+        **system_placement(),
+    }
+
+
+# --- KEDA ----------------------------------------------------------------------------------------
+
+
+def keda_values(cluster_name: str) -> dict[str, Any]:
+    """Values of the ``keda`` chart (CRDs installed by the chart, the default)."""
+    return {"clusterName": cluster_name, "crds": {"install": True}, **system_placement()}
+
+
+def keda_http_add_on_values() -> dict[str, Any]:
+    """Values of the ``keda-add-ons-http`` chart.
+
+    Operator and scaler run on the system nodes; the interceptor is in the request path and scales
+    with traffic, so it may run anywhere (it tolerates the system taint, but is not bound to it).
+    """
+    placement = system_placement()
+    return {
+        "crds": {"install": True},
+        "operator": dict(placement),
+        "scaler": dict(placement),
+        "interceptor": {"tolerations": placement["tolerations"]},
+    }
+
+
+# --- metrics-server, Prometheus --------------------------------------------------------------
+
+
+def metrics_server_values() -> dict[str, Any]:
+    """Values of the ``metrics-server`` chart."""
+    return system_placement()
+
+
+def prometheus_values(retention: str = PROMETHEUS_RETENTION, retention_size: str = PROMETHEUS_RETENTION_SIZE) -> dict[str, Any]:
+    """Values of the ``prometheus`` chart: only the server.
+
+    No alertmanager, pushgateway, node exporter or kube-state-metrics: the platform needs the API
+    pods' in-flight gauges, scraped by the ``cortex-envoy`` job of :func:`prometheus_scrape_job`
+    every :data:`API_SCRAPE_INTERVAL`, besides the chart's default jobs (annotated pods included).
+    Data lives on the node's disk (no EBS CSI driver needed) for ``retention`` (default 7d) or
+    ``retention_size`` (default 20GB). The server runs alone on the Prometheus node group.
+    """
+    job = prometheus_scrape_job()
+    return {
+        "alertmanager": {"enabled": False},
+        "prometheus-pushgateway": {"enabled": False},
+        "prometheus-node-exporter": {"enabled": False},
+        "kube-state-metrics": {"enabled": False},
+        "server": {
+            "retention": retention,
+            "retentionSize": retention_size,
+            "persistentVolume": {"enabled": False},
+            "nodeSelector": dict(PROMETHEUS_NODE_LABELS),
+            "tolerations": [
+                {"key": PROMETHEUS_TAINT["key"], "operator": "Equal", "value": PROMETHEUS_TAINT["value"],
+                 "effect": "NoSchedule"},
+            ],
+        },
+        "scrapeConfigs": {job["job_name"]: {**job, "scrape_interval": API_SCRAPE_INTERVAL}},
+    }
+
+
+# --- GPU device plugin ----------------------------------------------------------------------------
+
+
+def nvidia_device_plugin_values() -> dict[str, Any]:
+    """Values of the ``nvidia-device-plugin`` chart.
+
+    The chart's default affinity looks for labels of NVIDIA's feature discovery, which is not
+    installed; Karpenter labels its GPU nodes with the GPU maker instead. The plugin tolerates the
+    GPU taint the node groups carry (key :data:`~cortex_iac.render.karpenter.GPU_RESOURCE`).
+    """
+    return {
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [
+                            {"key": "karpenter.k8s.aws/instance-gpu-manufacturer", "operator": "In", "values": ["nvidia"]}
+                        ]}
+                    ]
+                }
+            }
+        },
+        "tolerations": [
+            {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"},
+            {"key": SYSTEM_TAINT["key"], "operator": "Exists"},
+        ],
+    }
+
+
+# --- logs ---------------------------------------------------------------------------------------------
+
+
+def log_group_name(cluster_name: str) -> str:
+    """CloudWatch log group of the cluster's container logs: ``/cortex/<cluster>``."""
+    return f"/cortex/{cluster_name}"
+
+
+def fluent_bit_values(region: str, log_group: str) -> dict[str, Any]:
+    """Values of the ``aws-for-fluent-bit`` chart: container logs to ``log_group`` only.
+
+    The group is created (with its retention) by the Cluster, so the chart must not create it; the
+    DaemonSet tolerates every taint, so logs of GPU and system nodes are shipped too.
+    """
+    return {
+        "cloudWatchLogs": {"enabled": True, "region": region, "logGroupName": log_group, "autoCreateGroup": False},
+        "serviceAccount": {"name": FLUENT_BIT_SERVICE_ACCOUNT},
+        "tolerations": [{"operator": "Exists"}],
+    }
+
+
+def fluent_bit_policy(log_group_arn: str) -> dict[str, Any]:
+    """IAM policy letting Fluent Bit write streams of one log group (and nothing else)."""
+    return policy_document(
+        [
+            {
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+                "Resource": [log_group_arn, f"{log_group_arn}:*"],
+            }
+        ]
+    )
