@@ -1,0 +1,328 @@
+"""The cluster add-ons as resources: Helm releases, their IAM roles, Karpenter's interruption queue.
+
+Children of the :class:`~cortex_iac.components.cluster.Cluster` (no component of their own); the
+values and policies come from :mod:`cortex_iac.render.addons`. Controllers that call AWS get a role
+through EKS Pod Identity: a role trusting ``pods.eks.amazonaws.com`` plus an
+``aws.eks.PodIdentityAssociation`` naming the chart's service account. Unlike IRSA this needs no
+service-account annotation (so the Helm values hold no ARN) and no per-cluster trust policy.
+
+Every chart is a ``helm.v3.Release`` (Helm runs in the provider at deploy time; a ``Chart`` would
+template at preview, which needs the cluster).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from cortex_iac.errors import CortexError
+from cortex_iac.render import addons as render
+from cortex_iac.render.iam import pod_identity_trust_policy, to_json
+from cortex_iac.versions import (
+    AWS_FOR_FLUENT_BIT_CHART,
+    AWS_LOAD_BALANCER_CONTROLLER_CHART,
+    KARPENTER_CHART,
+    KARPENTER_CRD_CHART,
+    KEDA_CHART,
+    KEDA_HTTP_ADD_ON_CHART,
+    METRICS_SERVER_CHART,
+    NVIDIA_DEVICE_PLUGIN_CHART,
+    PROMETHEUS_CHART,
+    HelmChart,
+)
+
+
+@dataclass(frozen=True)
+class AddonsArgs:
+    """Which add-ons the Cluster installs; every one is on by default.
+
+    - ``karpenter`` (True): node autoscaling; required when the cluster has ``node_groups``.
+    - ``aws_load_balancer_controller`` (True): the API load balancer; APIs need it for a URL.
+    - ``keda`` (True) and ``keda_http_add_on`` (True, needs ``keda``): API autoscaling, to zero.
+    - ``metrics_server`` (True): ``kubectl top`` and CPU-based autoscaling.
+    - ``prometheus`` (True): the metric store KEDA scales APIs on; runs on its own node group of
+      ``prometheus_instance_type``.
+    - ``nvidia_device_plugin`` (True): installed only when a node group has NVIDIA GPUs.
+    - ``fluent_bit`` (True): container logs to the CloudWatch log group ``/cortex/<cluster>``,
+      kept ``log_retention_days`` (30).
+    """
+
+    karpenter: bool = True
+    aws_load_balancer_controller: bool = True
+    keda: bool = True
+    keda_http_add_on: bool = True
+    metrics_server: bool = True
+    prometheus: bool = True
+    nvidia_device_plugin: bool = True
+    fluent_bit: bool = True
+    log_retention_days: int = 30
+
+    def check(self, node_groups: Sequence[str]) -> None:
+        """Raise CortexError for switches that contradict each other or the node groups."""
+        if self.keda_http_add_on and not self.keda:
+            raise CortexError("addons: keda_http_add_on needs keda (it is a KEDA external scaler); switch both off or keda on")
+        if node_groups and not self.karpenter:
+            raise CortexError(
+                f"addons: karpenter is off but cluster.yaml has node_groups {list(node_groups)}; "
+                "Karpenter launches their nodes"
+            )
+        if self.log_retention_days not in _LOG_RETENTION_DAYS:
+            raise CortexError(
+                f"addons: log_retention_days: {self.log_retention_days} is not a CloudWatch retention; "
+                f"allowed: {', '.join(map(str, _LOG_RETENTION_DAYS))}"
+            )
+
+
+# The values CloudWatch Logs accepts for a log group's retention (0 would mean forever: not offered).
+_LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
+
+
+@dataclass(frozen=True)
+class AddonContext:
+    """What every add-on needs from the Cluster.
+
+    ``name`` prefixes child names; ``eks`` is the EKS cluster resource the AWS-side children wait
+    for; ``ready`` are what releases wait for (the system node group, the Pod Identity agent).
+    """
+
+    name: str
+    parent: pulumi.Resource
+    cluster_name: str
+    region: str
+    tags: Mapping[str, str]
+    k8s_provider: k8s.Provider
+    eks: pulumi.Resource
+    ready: Sequence[pulumi.Resource]
+
+    def opts(self, *depends_on: pulumi.Resource) -> pulumi.ResourceOptions:
+        """Options of an AWS child: parent, and waiting for ``depends_on``."""
+        return pulumi.ResourceOptions(parent=self.parent, depends_on=list(depends_on))
+
+
+def release(
+    ctx: AddonContext,
+    key: str,
+    chart: HelmChart,
+    namespace: pulumi.Input[str],
+    release_name: str,
+    values: pulumi.Input[Mapping[str, object]],
+    *,
+    depends_on: Sequence[pulumi.Resource] = (),
+    skip_crds: bool = False,
+) -> k8s.helm.v3.Release:
+    """A Helm release ``<name>-<key>`` of a pinned chart, through the cluster's provider."""
+    return k8s.helm.v3.Release(
+        f"{ctx.name}-{key}",
+        name=release_name,
+        chart=chart.chart,
+        version=chart.version,
+        repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repository) if chart.repository else None,
+        namespace=namespace,
+        values=values,
+        skip_crds=skip_crds,
+        opts=pulumi.ResourceOptions(
+            parent=ctx.parent, provider=ctx.k8s_provider, depends_on=[*ctx.ready, *depends_on]
+        ),
+    )
+
+
+def pod_identity_role(
+    ctx: AddonContext,
+    key: str,
+    namespace: str,
+    service_account: str,
+    policies: Mapping[str, pulumi.Input[str]],
+) -> tuple[aws.iam.Role, list[pulumi.Resource]]:
+    """A role for one service account through EKS Pod Identity, with customer-managed policies.
+
+    Creates ``<name>-<key>-role``, one ``<name>-<key>-<policy>`` policy and attachment per entry of
+    ``policies`` (policy JSON by short name) and the ``<name>-<key>`` association. Returns the role
+    and what a release must wait for (attachments and association), so pods start with their rights.
+    """
+    prefix = f"{ctx.name}-{key}"
+    role = aws.iam.Role(
+        f"{prefix}-role",
+        assume_role_policy=to_json(pod_identity_trust_policy()),
+        description=f"{key} of EKS cluster {ctx.cluster_name} ({namespace}/{service_account}, EKS Pod Identity)",
+        tags=dict(ctx.tags),
+        opts=ctx.opts(),
+    )
+    waits: list[pulumi.Resource] = []
+    for policy_name, document in policies.items():
+        policy = aws.iam.Policy(
+            f"{prefix}-{policy_name}",
+            policy=document,
+            description=f"{key} {policy_name} of EKS cluster {ctx.cluster_name}",
+            tags=dict(ctx.tags),
+            opts=ctx.opts(),
+        )
+        waits.append(
+            aws.iam.RolePolicyAttachment(f"{prefix}-{policy_name}", role=role.name, policy_arn=policy.arn, opts=ctx.opts())
+        )
+    waits.append(
+        aws.eks.PodIdentityAssociation(
+            prefix,
+            cluster_name=ctx.cluster_name,
+            namespace=namespace,
+            service_account=service_account,
+            role_arn=role.arn,
+            tags=dict(ctx.tags),
+            opts=ctx.opts(ctx.eks),
+        )
+    )
+    return role, waits
+
+
+def karpenter(
+    ctx: AddonContext, node_role: aws.iam.Role, node_role_policies: Sequence[pulumi.Resource]
+) -> tuple[k8s.helm.v3.Release, k8s.helm.v3.Release]:
+    """Karpenter: interruption queue and rules, controller role, CRD and controller releases.
+
+    The controller starts once ``node_role`` has its ``node_role_policies`` (nodes it launches
+    need them). Returns the CRD and controller releases; node groups must wait for both.
+    """
+    queue = aws.sqs.Queue(
+        f"{ctx.name}-karpenter-interruption",
+        name=render.karpenter_interruption_queue_name(ctx.cluster_name),
+        message_retention_seconds=render.KARPENTER_QUEUE_RETENTION_SECONDS,
+        sqs_managed_sse_enabled=True,
+        tags=dict(ctx.tags),
+        opts=ctx.opts(),
+    )
+    aws.sqs.QueuePolicy(
+        f"{ctx.name}-karpenter-interruption",
+        queue_url=queue.url,
+        policy=queue.arn.apply(lambda arn: to_json(render.karpenter_interruption_queue_policy(arn))),
+        opts=ctx.opts(),
+    )
+    for event, pattern in render.KARPENTER_INTERRUPTION_EVENTS.items():
+        rule = aws.cloudwatch.EventRule(
+            f"{ctx.name}-karpenter-{event}",
+            description=f"{pattern['detail-type'][0]} events for Karpenter of EKS cluster {ctx.cluster_name}",
+            event_pattern=json.dumps(pattern),
+            tags=dict(ctx.tags),
+            opts=ctx.opts(),
+        )
+        aws.cloudwatch.EventTarget(
+            f"{ctx.name}-karpenter-{event}",
+            rule=rule.name,
+            arn=queue.arn,
+            target_id="KarpenterInterruptionQueueTarget",
+            opts=ctx.opts(),
+        )
+    documents = pulumi.Output.all(node_role.arn, queue.arn).apply(
+        lambda arns: render.karpenter_controller_policies(ctx.cluster_name, ctx.region, arns[0], arns[1])
+    )
+    _, waits = pod_identity_role(
+        ctx,
+        "karpenter",
+        render.KUBE_SYSTEM,
+        render.KARPENTER_SERVICE_ACCOUNT,
+        {name: documents.apply(lambda docs, name=name: to_json(docs[name])) for name in render.KARPENTER_POLICY_NAMES},
+    )
+    crds = release(ctx, "karpenter-crd", KARPENTER_CRD_CHART, render.KUBE_SYSTEM, render.KARPENTER_CRD_RELEASE, {})
+    controller = release(
+        ctx,
+        "karpenter",
+        KARPENTER_CHART,
+        render.KUBE_SYSTEM,
+        render.KARPENTER_RELEASE,
+        render.karpenter_values(ctx.cluster_name, render.karpenter_interruption_queue_name(ctx.cluster_name)),
+        depends_on=[crds, queue, *waits, *node_role_policies],
+        skip_crds=True,
+    )
+    return crds, controller
+
+
+def load_balancer_controller(
+    ctx: AddonContext, vpc_id: pulumi.Input[str], lb: render.LoadBalancerSettings
+) -> k8s.helm.v3.Release:
+    """The AWS Load Balancer Controller with its documented IAM policy."""
+    _, waits = pod_identity_role(
+        ctx,
+        "load-balancer-controller",
+        render.KUBE_SYSTEM,
+        render.LOAD_BALANCER_CONTROLLER_SERVICE_ACCOUNT,
+        {"policy": to_json(render.aws_load_balancer_controller_policy())},
+    )
+    values = pulumi.Output.from_input(vpc_id).apply(
+        lambda vpc: render.aws_load_balancer_controller_values(ctx.cluster_name, ctx.region, vpc, lb, dict(ctx.tags))
+    )
+    return release(
+        ctx,
+        "load-balancer-controller",
+        AWS_LOAD_BALANCER_CONTROLLER_CHART,
+        render.KUBE_SYSTEM,
+        render.LOAD_BALANCER_CONTROLLER_RELEASE,
+        values,
+        depends_on=waits,
+    )
+
+
+def keda(ctx: AddonContext, namespace: pulumi.Input[str], http_add_on: bool) -> dict[str, k8s.helm.v3.Release]:
+    """KEDA, and its HTTP add-on (scale to zero) when ``http_add_on``; releases by key."""
+    core = release(ctx, "keda", KEDA_CHART, namespace, render.KEDA_RELEASE, render.keda_values(ctx.cluster_name))
+    if not http_add_on:
+        return {"keda": core}
+    http = release(
+        ctx,
+        "keda-http-add-on",
+        KEDA_HTTP_ADD_ON_CHART,
+        namespace,
+        render.KEDA_HTTP_ADD_ON_RELEASE,
+        render.keda_http_add_on_values(),
+        depends_on=[core],
+    )
+    return {"keda": core, "keda-http-add-on": http}
+
+
+def metrics_server(ctx: AddonContext) -> k8s.helm.v3.Release:
+    """metrics-server in kube-system."""
+    return release(
+        ctx, "metrics-server", METRICS_SERVER_CHART, render.KUBE_SYSTEM, render.METRICS_SERVER_RELEASE,
+        render.metrics_server_values(),
+    )
+
+
+def prometheus(ctx: AddonContext, namespace: pulumi.Input[str], node_group: pulumi.Resource) -> k8s.helm.v3.Release:
+    """The Prometheus server, on its own node group ``node_group``."""
+    return release(
+        ctx, "prometheus", PROMETHEUS_CHART, namespace, render.PROMETHEUS_RELEASE, render.prometheus_values(),
+        depends_on=[node_group],
+    )
+
+
+def nvidia_device_plugin(ctx: AddonContext) -> k8s.helm.v3.Release:
+    """The NVIDIA device plugin DaemonSet (GPU nodes only)."""
+    return release(
+        ctx, "nvidia-device-plugin", NVIDIA_DEVICE_PLUGIN_CHART, render.KUBE_SYSTEM,
+        render.NVIDIA_DEVICE_PLUGIN_RELEASE, render.nvidia_device_plugin_values(),
+    )
+
+
+def fluent_bit(ctx: AddonContext, namespace: pulumi.Input[str], retention_days: int) -> k8s.helm.v3.Release:
+    """aws-for-fluent-bit shipping container logs to a log group made here, with a role to write it."""
+    log_group = aws.cloudwatch.LogGroup(
+        f"{ctx.name}-logs",
+        name=render.log_group_name(ctx.cluster_name),
+        retention_in_days=retention_days,
+        tags=dict(ctx.tags),
+        opts=ctx.opts(),
+    )
+    _, waits = pod_identity_role(
+        ctx,
+        "fluent-bit",
+        render.LOGGING_NAMESPACE,
+        render.FLUENT_BIT_SERVICE_ACCOUNT,
+        {"logs": log_group.arn.apply(lambda arn: to_json(render.fluent_bit_policy(arn)))},
+    )
+    return release(
+        ctx, "fluent-bit", AWS_FOR_FLUENT_BIT_CHART, namespace, render.FLUENT_BIT_RELEASE,
+        render.fluent_bit_values(ctx.region, render.log_group_name(ctx.cluster_name)),
+        depends_on=[log_group, *waits],
+    )

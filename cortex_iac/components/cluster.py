@@ -1,0 +1,452 @@
+"""``cortex:eks:Cluster``: a Cortex cluster (cluster.yaml) on EKS, with its network and add-ons."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_eks as eks
+import pulumi_kubernetes as k8s
+
+from cortex_iac.components import addons as install
+from cortex_iac.components.addons import AddonContext, AddonsArgs
+from cortex_iac.components.node_group import NodeGroup
+from cortex_iac.errors import CortexError
+from cortex_iac.instance_types import INSTANCE_TYPES, get_instance_type
+from cortex_iac.render import addons as render
+from cortex_iac.render.iam import aws_managed_policy_arn, require_commercial_partition, service_trust_policy, to_json
+from cortex_iac.render.karpenter import GPU_RESOURCE, accelerator_resource
+from cortex_iac.render.network import NetworkLayout, network_layout, subnet_tags
+from cortex_iac.specs import ClusterSpec
+from cortex_iac.versions import KUBERNETES_VERSION
+
+# Instance type of the two on-demand system nodes that run the add-ons' controllers.
+SYSTEM_INSTANCE_TYPE = "t3.large"
+SYSTEM_NODES = 2  # Karpenter runs two replicas, never on the same node
+
+# Policies of every node role (Karpenter's v1.14 node role; EKS managed node groups need the first three).
+NODE_POLICIES = (
+    "AmazonEKSWorkerNodePolicy",
+    "AmazonEKS_CNI_Policy",
+    "AmazonEC2ContainerRegistryPullOnly",
+    "AmazonSSMManagedInstanceCore",
+)
+ADMIN_ACCESS_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+
+
+class Cluster(pulumi.ComponentResource):
+    """A Cortex cluster: network, EKS control plane, system nodes, Karpenter node groups, add-ons.
+
+    - Network: a new VPC laid out by :func:`cortex_iac.render.network.network_layout` (public
+      subnets, private ones with a NAT gateway, route tables, ELB and Karpenter discovery tags), or
+      cluster.yaml's existing ``subnets`` (then ``vpc_id`` is required and no VPC is created; the
+      subnets only get the ``karpenter.sh/discovery`` tag).
+    - EKS (``pulumi_eks.Cluster``, Kubernetes :data:`~cortex_iac.versions.KUBERNETES_VERSION`):
+      access entries only (authentication mode API), an IAM OIDC provider, secrets encrypted with a
+      rotating KMS key, no default node group, no extra security groups (nodes use the EKS cluster
+      security group). ``operator_load_balancer_scheme: internal`` makes the API server endpoint
+      private only; otherwise it is public too, limited to ``operator_load_balancer_cidr_white_list``.
+    - Nodes: :data:`SYSTEM_NODES` on-demand ``system_instance_type`` nodes (tainted
+      ``CriticalAddonsOnly``) for the controllers, one node of ``prometheus_instance_type`` for
+      Prometheus, and one :class:`~cortex_iac.components.node_group.NodeGroup` (Karpenter) per
+      cluster.yaml node group.
+    - Add-ons, each switchable in ``addons`` (:class:`~cortex_iac.components.addons.AddonsArgs`).
+    - Tags: every AWS resource gets cluster.yaml's ``tags`` plus ``cortex.dev/cluster-name``, set on
+      each resource rather than as provider default tags, so they show in every plan and hold with
+      whatever AWS provider the program uses.
+
+    No AWS lookup is made: the region comes from the spec (the AWS provider must be configured
+    for the same region), ARNs from other resources' outputs.
+
+    Args:
+        name: component name; children are named ``<name>-...``.
+        spec: the cluster (cluster.yaml); ``spec.cluster_name`` names the EKS cluster.
+        addons: add-on switches (default: all on).
+        vpc_id: the VPC of ``spec.subnets``; required with them, refused without.
+        admin_principal_arns: IAM roles or users given cluster-admin access entries (default none;
+            the identity running Pulumi is admin already).
+        system_instance_type: instance type of the system nodes (default :data:`SYSTEM_INSTANCE_TYPE`).
+        opts: resource options.
+
+    Attributes (outputs): ``cluster_name``, ``kubeconfig`` (secret), ``oidc_provider_arn``,
+    ``oidc_provider_url``, ``oidc_issuer``, ``k8s_provider``, ``node_role_name`` (Karpenter's, None
+    without Karpenter), ``vpc_id``, ``load_balancer`` (:class:`~cortex_iac.render.addons.LoadBalancerSettings`,
+    None without the load balancer controller), ``namespaces`` (role -> name), ``api_namespace``
+    (the namespace's name as an output that waits for it), ``prometheus_url`` and
+    ``keda_http_interceptor`` (None when off), ``iam_policy_arns`` (cluster.yaml's, for API roles),
+    ``node_groups``, ``addon_releases`` (what API resources must wait for), ``pod_identity_agent``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        spec: ClusterSpec,
+        *,
+        addons: AddonsArgs | None = None,
+        vpc_id: str | None = None,
+        admin_principal_arns: Sequence[str] = (),
+        system_instance_type: str = SYSTEM_INSTANCE_TYPE,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        addons = addons or AddonsArgs()
+        _check_args(name, spec, addons, vpc_id, system_instance_type)
+        super().__init__("cortex:eks:Cluster", name, None, opts)
+        cluster_name = spec.cluster_name
+        tags = render.resource_tags(cluster_name, spec.tags)
+        child = pulumi.ResourceOptions(parent=self)
+
+        if spec.subnets:
+            self.vpc_id: pulumi.Output[str] = pulumi.Output.from_input(vpc_id)  # type: ignore[arg-type]
+            node_subnet_ids: list[pulumi.Input[str]] = [s.subnet_id for s in spec.subnets]
+            subnet_args: dict[str, object] = {"subnet_ids": node_subnet_ids}
+            if addons.karpenter:
+                for subnet in spec.subnets:
+                    aws.ec2.Tag(
+                        f"{name}-{subnet.subnet_id}-discovery",
+                        resource_id=subnet.subnet_id,
+                        key=render.DISCOVERY_TAG,
+                        value=cluster_name,
+                        opts=child,
+                    )
+        else:
+            layout = network_layout(
+                region=spec.region,
+                vpc_cidr=spec.vpc_cidr,
+                availability_zones=spec.availability_zones,
+                nat_gateway=spec.nat_gateway,
+                subnet_visibility=spec.subnet_visibility,
+            )
+            self.vpc_id, public, private = self._network(name, cluster_name, layout, tags)
+            node_subnet_ids = private if layout.nodes_in_private_subnets else public
+            subnet_args = {"vpc_id": self.vpc_id, "public_subnet_ids": public}
+            if private:
+                subnet_args["private_subnet_ids"] = private
+
+        secrets_key = aws.kms.Key(
+            f"{name}-secrets",
+            description=f"Envelope encryption of Kubernetes secrets of EKS cluster {cluster_name}",
+            enable_key_rotation=True,
+            tags=tags,
+            opts=child,
+        )
+        karpenter_node_role, karpenter_role_policies = (
+            self._node_role(f"{name}-karpenter-node", "Karpenter nodes", cluster_name, tags) if addons.karpenter else (None, [])
+        )
+        system_node_role, system_role_policies = self._node_role(f"{name}-system-node", "system nodes", cluster_name, tags)
+
+        access_entries = {
+            f"admin-{index}": eks.AccessEntryArgs(
+                principal_arn=arn,
+                access_policies={
+                    "cluster-admin": eks.AccessPolicyAssociationArgs(
+                        policy_arn=ADMIN_ACCESS_POLICY,
+                        access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+                    )
+                },
+            )
+            for index, arn in enumerate(admin_principal_arns)
+        }
+        if karpenter_node_role is not None:
+            access_entries["karpenter-nodes"] = eks.AccessEntryArgs(
+                principal_arn=karpenter_node_role.arn, type=eks.AccessEntryType.EC2_LINUX
+            )
+        private_endpoint_only = spec.operator_load_balancer_scheme == "internal"
+        self.eks = eks.Cluster(
+            f"{name}-eks",
+            name=cluster_name,
+            version=KUBERNETES_VERSION,
+            authentication_mode=eks.AuthenticationMode.API,
+            access_entries=access_entries,
+            create_oidc_provider=True,
+            encryption_config_key_arn=secrets_key.arn,
+            skip_default_node_group=True,
+            skip_default_security_groups=True,
+            endpoint_private_access=True,
+            endpoint_public_access=not private_endpoint_only,
+            public_access_cidrs=None if private_endpoint_only else spec.operator_load_balancer_cidr_white_list,
+            tags=tags,
+            opts=child,
+            **subnet_args,  # type: ignore[arg-type]
+        )
+        after_eks = pulumi.ResourceOptions(parent=self, depends_on=[self.eks])
+        if addons.karpenter:
+            # Karpenter's EC2NodeClasses find the EKS-made cluster security group by this tag.
+            aws.ec2.Tag(
+                f"{name}-cluster-security-group-discovery",
+                resource_id=self.eks.cluster_security_group_id,
+                key=render.DISCOVERY_TAG,
+                value=cluster_name,
+                opts=child,
+            )
+        system_nodes = self._managed_node_group(
+            f"{name}-system", cluster_name, system_instance_type, SYSTEM_NODES, render.SYSTEM_NODE_LABELS,
+            render.SYSTEM_TAINT, system_node_role, node_subnet_ids, tags, [self.eks, *system_role_policies],
+        )
+        self.pod_identity_agent = aws.eks.Addon(
+            f"{name}-pod-identity-agent",
+            cluster_name=cluster_name,
+            addon_name="eks-pod-identity-agent",
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="OVERWRITE",
+            tags=tags,
+            opts=after_eks,
+        )
+        # CoreDNS as an EKS add-on (EKS upgrades it with the cluster); it needs nodes to run on.
+        aws.eks.Addon(
+            f"{name}-coredns",
+            cluster_name=cluster_name,
+            addon_name="coredns",
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="OVERWRITE",
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[system_nodes]),
+        )
+
+        self.k8s_provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.eks.kubeconfig_json, opts=child)
+        on_cluster = pulumi.ResourceOptions(parent=self, provider=self.k8s_provider)
+        self.namespaces = {"apis": render.API_NAMESPACE, "karpenter": render.KUBE_SYSTEM,
+                           "load_balancer_controller": render.KUBE_SYSTEM}
+        wanted = {"apis": True, "keda": addons.keda, "prometheus": addons.prometheus, "logging": addons.fluent_bit}
+        namespace_names = {"apis": render.API_NAMESPACE, "keda": render.KEDA_NAMESPACE,
+                           "prometheus": render.PROMETHEUS_NAMESPACE, "logging": render.LOGGING_NAMESPACE}
+        namespace: dict[str, pulumi.Output[str]] = {}
+        for role, wanted_here in wanted.items():
+            if wanted_here:
+                ns = k8s.core.v1.Namespace(
+                    f"{name}-{namespace_names[role]}-namespace",
+                    metadata={"name": namespace_names[role], "labels": {"cortex.dev/cluster-name": cluster_name}},
+                    opts=on_cluster,
+                )
+                namespace[role] = ns.metadata.name
+                self.namespaces[role] = namespace_names[role]
+        self.api_namespace = namespace["apis"]
+
+        ctx = AddonContext(
+            name=name, parent=self, cluster_name=cluster_name, region=spec.region, tags=tags,
+            k8s_provider=self.k8s_provider, eks=self.eks, ready=[system_nodes, self.pod_identity_agent],
+        )
+        self.addon_releases: dict[str, k8s.helm.v3.Release] = {}
+        self.node_groups: dict[str, NodeGroup] = {}
+        self.node_role_name = karpenter_node_role.name if karpenter_node_role is not None else None
+        if karpenter_node_role is not None:
+            crds, controller = install.karpenter(ctx, karpenter_node_role, karpenter_role_policies)
+            self.addon_releases.update({"karpenter-crd": crds, "karpenter": controller})
+            selector = {render.DISCOVERY_TAG: cluster_name}
+            for group in spec.node_groups:
+                self.node_groups[group.name] = NodeGroup(
+                    f"{name}-{group.name}",
+                    group,
+                    cluster_name=cluster_name,
+                    node_role_name=karpenter_node_role.name,
+                    subnet_selector_tags=selector,
+                    security_group_selector_tags=selector,
+                    tags=tags,
+                    opts=pulumi.ResourceOptions(parent=self, providers=[self.k8s_provider], depends_on=[crds, controller]),
+                )
+        self.load_balancer = None
+        if addons.aws_load_balancer_controller:
+            self.load_balancer = render.load_balancer_settings(
+                cluster_name, spec.api_load_balancer_scheme, spec.api_load_balancer_cidr_white_list,
+                spec.ssl_certificate_arn,
+            )
+            self.addon_releases["load-balancer-controller"] = install.load_balancer_controller(
+                ctx, self.vpc_id, self.load_balancer
+            )
+        self.keda_http_interceptor = None
+        if addons.keda:
+            self.addon_releases.update(install.keda(ctx, namespace["keda"], addons.keda_http_add_on))
+            if addons.keda_http_add_on:
+                self.keda_http_interceptor = render.KEDA_HTTP_INTERCEPTOR_SERVICE
+        if addons.metrics_server:
+            self.addon_releases["metrics-server"] = install.metrics_server(ctx)
+        self.prometheus_url = None
+        if addons.prometheus:
+            prometheus_nodes = self._managed_node_group(
+                f"{name}-prometheus", cluster_name, spec.prometheus_instance_type, 1, render.PROMETHEUS_NODE_LABELS,
+                render.PROMETHEUS_TAINT, system_node_role, node_subnet_ids, tags, [self.eks, *system_role_policies],
+                disk_size=render.PROMETHEUS_DISK_GIB,
+            )
+            self.addon_releases["prometheus"] = install.prometheus(ctx, namespace["prometheus"], prometheus_nodes)
+            self.prometheus_url = render.PROMETHEUS_URL
+        gpu_groups = [g.name for g in spec.node_groups if accelerator_resource(get_instance_type(g.instance_type)) == GPU_RESOURCE]
+        if addons.nvidia_device_plugin and gpu_groups:
+            self.addon_releases["nvidia-device-plugin"] = install.nvidia_device_plugin(ctx)
+        if addons.fluent_bit:
+            self.addon_releases["fluent-bit"] = install.fluent_bit(ctx, namespace["logging"], addons.log_retention_days)
+
+        # A known value at preview that still makes its users wait for the EKS cluster.
+        self.cluster_name: pulumi.Output[str] = self.eks.urn.apply(lambda _: cluster_name)
+        self.kubeconfig: pulumi.Output[str] = pulumi.Output.secret(self.eks.kubeconfig_json)
+        self.oidc_provider_arn: pulumi.Output[str] = self.eks.oidc_provider_arn
+        self.oidc_provider_url: pulumi.Output[str] = self.eks.oidc_provider_url
+        self.oidc_issuer: pulumi.Output[str] = self.eks.oidc_issuer
+        self.iam_policy_arns = list(spec.iam_policy_arns)
+        self.register_outputs(
+            {
+                "cluster_name": self.cluster_name,
+                "kubeconfig": self.kubeconfig,
+                "oidc_provider_arn": self.oidc_provider_arn,
+                "oidc_provider_url": self.oidc_provider_url,
+                "node_role_name": self.node_role_name,
+                "vpc_id": self.vpc_id,
+                "namespaces": self.namespaces,
+                "load_balancer": None if self.load_balancer is None else {
+                    "scheme": self.load_balancer.scheme,
+                    "cidr_allow_list": list(self.load_balancer.cidr_allow_list),
+                    "certificate_arn": self.load_balancer.certificate_arn,
+                    "ingress_class_name": self.load_balancer.ingress_class_name,
+                    "ingress_group_name": self.load_balancer.ingress_group_name,
+                },
+                "prometheus_url": self.prometheus_url,
+                "keda_http_interceptor": self.keda_http_interceptor,
+            }
+        )
+
+    def _network(
+        self, name: str, cluster_name: str, layout: NetworkLayout, tags: dict[str, str]
+    ) -> tuple[pulumi.Output[str], list[pulumi.Output[str]], list[pulumi.Output[str]]]:
+        """The new VPC; returns its id and the public and private subnet ids (private: [] without NAT)."""
+        child = pulumi.ResourceOptions(parent=self)
+        vpc = aws.ec2.Vpc(
+            f"{name}-vpc",
+            cidr_block=layout.vpc_cidr,
+            enable_dns_hostnames=True,
+            enable_dns_support=True,
+            tags={**tags, "Name": cluster_name},
+            opts=child,
+        )
+        gateway = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags={**tags, "Name": cluster_name}, opts=child)
+        public_routes = aws.ec2.RouteTable(
+            f"{name}-public",
+            vpc_id=vpc.id,
+            routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=gateway.id)],
+            tags={**tags, "Name": f"{cluster_name}-public"},
+            opts=child,
+        )
+        public: list[pulumi.Output[str]] = []
+        nat_gateways: dict[str, aws.ec2.NatGateway] = {}
+        for zone in layout.zones:
+            az = zone.availability_zone
+            subnet = aws.ec2.Subnet(
+                f"{name}-public-{az}",
+                vpc_id=vpc.id,
+                cidr_block=zone.public_cidr,
+                availability_zone=az,
+                map_public_ip_on_launch=not layout.nodes_in_private_subnets,
+                tags={**tags, **subnet_tags(cluster_name, layout, public=True), "Name": f"{cluster_name}-public-{az}"},
+                opts=child,
+            )
+            aws.ec2.RouteTableAssociation(
+                f"{name}-public-{az}", subnet_id=subnet.id, route_table_id=public_routes.id, opts=child
+            )
+            public.append(subnet.id)
+            if zone.nat_gateway:
+                address = aws.ec2.Eip(f"{name}-nat-{az}", domain="vpc", tags={**tags, "Name": f"{cluster_name}-nat-{az}"}, opts=child)
+                nat_gateways[az] = aws.ec2.NatGateway(
+                    f"{name}-nat-{az}",
+                    allocation_id=address.allocation_id,
+                    subnet_id=subnet.id,
+                    tags={**tags, "Name": f"{cluster_name}-nat-{az}"},
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[gateway]),
+                )
+        private: list[pulumi.Output[str]] = []
+        for zone in layout.zones:
+            if zone.private_cidr is None:
+                continue
+            az = zone.availability_zone
+            subnet = aws.ec2.Subnet(
+                f"{name}-private-{az}",
+                vpc_id=vpc.id,
+                cidr_block=zone.private_cidr,
+                availability_zone=az,
+                tags={**tags, **subnet_tags(cluster_name, layout, public=False), "Name": f"{cluster_name}-private-{az}"},
+                opts=child,
+            )
+            routes = aws.ec2.RouteTable(
+                f"{name}-private-{az}",
+                vpc_id=vpc.id,
+                routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", nat_gateway_id=nat_gateways[layout.nat_zone_of(az)].id)],
+                tags={**tags, "Name": f"{cluster_name}-private-{az}"},
+                opts=child,
+            )
+            aws.ec2.RouteTableAssociation(f"{name}-private-{az}", subnet_id=subnet.id, route_table_id=routes.id, opts=child)
+            private.append(subnet.id)
+        return vpc.id, public, private
+
+    def _node_role(
+        self, name: str, what: str, cluster_name: str, tags: dict[str, str]
+    ) -> tuple[aws.iam.Role, list[aws.iam.RolePolicyAttachment]]:
+        """A role EC2 nodes run as, with :data:`NODE_POLICIES`: ``<name>-role`` and its attachments."""
+        child = pulumi.ResourceOptions(parent=self)
+        role = aws.iam.Role(
+            f"{name}-role",
+            assume_role_policy=to_json(service_trust_policy("ec2.amazonaws.com")),
+            description=f"{what} of EKS cluster {cluster_name}",
+            tags=tags,
+            opts=child,
+        )
+        attachments = [
+            aws.iam.RolePolicyAttachment(
+                f"{name}-{policy}", role=role.name, policy_arn=aws_managed_policy_arn(policy), opts=child
+            )
+            for policy in NODE_POLICIES
+        ]
+        return role, attachments
+
+    def _managed_node_group(
+        self,
+        name: str,
+        cluster_name: str,
+        instance_type: str,
+        size: int,
+        labels: dict[str, str],
+        taint: dict[str, str],
+        role: aws.iam.Role,
+        subnet_ids: Sequence[pulumi.Input[str]],
+        tags: dict[str, str],
+        depends_on: Sequence[pulumi.Resource],
+        disk_size: int | None = None,
+    ) -> aws.eks.NodeGroup:
+        """A fixed-size on-demand EKS managed node group (its access entry is made by EKS)."""
+        arch = get_instance_type(instance_type).arch
+        return aws.eks.NodeGroup(
+            name,
+            cluster_name=cluster_name,
+            node_role_arn=role.arn,
+            subnet_ids=list(subnet_ids),
+            instance_types=[instance_type],
+            capacity_type="ON_DEMAND",
+            ami_type="AL2023_ARM_64_STANDARD" if arch == "arm64" else "AL2023_x86_64_STANDARD",
+            disk_size=disk_size,
+            scaling_config=aws.eks.NodeGroupScalingConfigArgs(desired_size=size, min_size=size, max_size=size),
+            update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+            labels=labels,
+            taints=[aws.eks.NodeGroupTaintArgs(**taint)],
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
+        )
+
+
+def _check_args(name: str, spec: object, addons: AddonsArgs, vpc_id: str | None, system_instance_type: str) -> None:
+    if not isinstance(name, str) or not name:
+        raise CortexError(f"Cluster: name must be a non-empty string, got {name!r}")
+    if not isinstance(spec, ClusterSpec):
+        raise CortexError(f"Cluster {name!r}: spec must be a ClusterSpec, got {type(spec).__name__}")
+    if spec.subnets and not vpc_id:
+        raise CortexError(
+            f"Cluster {name!r}: vpc_id is required with cluster.yaml subnets (the VPC of "
+            f"{', '.join(s.subnet_id for s in spec.subnets)}; it is not looked up)"
+        )
+    if vpc_id and not spec.subnets:
+        raise CortexError(f"Cluster {name!r}: vpc_id is only for cluster.yaml subnets; without them a VPC is created")
+    if system_instance_type not in INSTANCE_TYPES:
+        raise CortexError(f"Cluster {name!r}: system_instance_type: {system_instance_type!r} is not in the bundled instance table")
+    require_commercial_partition(spec.region, "cluster.yaml: region")
+    aws_region = pulumi.Config("aws").get("region")
+    if aws_region and aws_region != spec.region:
+        raise CortexError(
+            f"Cluster {name!r}: cluster.yaml region {spec.region!r} differs from the AWS provider's "
+            f"aws:region {aws_region!r}; set them equal"
+        )
+    addons.check([g.name for g in spec.node_groups])
