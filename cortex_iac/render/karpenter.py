@@ -1,0 +1,373 @@
+"""One Cortex node group as Karpenter objects: an ``EC2NodeClass`` and its ``NodePool``\\ s.
+
+Pure functions of a :class:`~cortex_iac.specs.NodeGroupSpec`; Karpenter v1 API (``karpenter.sh/v1``,
+``karpenter.k8s.aws/v1``), checked against the v1.14 CRDs.
+
+How Cortex's node group fields are realised:
+
+- ``instance_type`` + ``spot_config.instance_distribution`` -> ``node.kubernetes.io/instance-type``
+  requirement; ``kubernetes.io/arch`` from the instance table (the spec makes all types share it).
+- ``spot`` -> capacity types ``[spot, on-demand]``: Karpenter launches spot first and falls back to
+  on-demand when spot is unavailable. Otherwise ``[on-demand]``.
+- ``priority`` -> NodePool ``weight`` (both 1..100, higher first).
+- ``max_instances`` -> NodePool ``limits``: ``nodes`` plus cpu / memory / accelerators of the largest
+  allowed type, times the node count the pool may hold.
+- ``min_instances`` -> a *static* NodePool (``spec.replicas``, alpha in Karpenter v1.14, needs the
+  chart value ``settings.featureGates.staticCapacity: true``) holding the floor; the dynamic pool
+  then covers ``max_instances - min_instances``. ``min_instances: 0`` renders no floor.
+- ``spot_config.on_demand_base_capacity`` -> that many floor nodes in a second, on-demand-only static
+  pool. Karpenter keeps no on-demand count outside a static pool, so it must be <= ``min_instances``.
+- ``spot_config.on_demand_percentage_above_base_capacity``: 0 (spot preferred) or 100 (on-demand
+  only); Karpenter cannot hold a ratio between the two, so other values are rejected.
+- ``spot_config.max_price`` / ``instance_pools``: Karpenter has no equivalent (it bids at most the
+  on-demand price and chooses pools with the price-capacity-optimized strategy); rejected.
+- ``instance_volume_*`` -> the root volume in ``blockDeviceMappings``, always encrypted. EC2 cannot
+  boot from st1/sc1 (rejected), and io1 needs ``instance_volume_iops``.
+- Nodes run the EKS-optimized AL2023 AMI (:data:`AMI_ALIAS`), IMDSv2 only with hop limit 1.
+- GPU (NVIDIA) and Inferentia groups get a ``<resource>.present: "true"`` label and a
+  ``NoSchedule`` taint keyed by the device plugin's resource name (``nvidia.com/gpu``,
+  ``aws.amazon.com/neuron``); pods use :func:`tolerations_for`. Every node carries
+  :data:`NODE_GROUP_LABEL` so APIs can be pinned to their ``node_groups``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from cortex_iac.errors import SpecError
+from cortex_iac.instance_types import InstanceType, get_instance_type
+from cortex_iac.specs import CLUSTER_NAME_TAG
+
+if TYPE_CHECKING:
+    from cortex_iac.specs import NodeGroupSpec
+
+NODE_POOL_API_VERSION = "karpenter.sh/v1"
+NODE_CLASS_API_VERSION = "karpenter.k8s.aws/v1"
+
+# Node label naming the Cortex node group; API pods select node groups with it.
+NODE_GROUP_LABEL = "cortex.dev/node-group"
+
+# Extended resource names of the NVIDIA and Neuron device plugins, reused as label and taint keys so
+# that "may run on a GPU node" and "requests a GPU" read the same.
+GPU_RESOURCE = "nvidia.com/gpu"
+NEURON_RESOURCE = "aws.amazon.com/neuron"
+
+# EKS-optimized AL2023, pinned: `latest` would drift (replace) every node on each AMI release. With an
+# alias Karpenter picks the standard, NVIDIA or Neuron variant per instance type. v20260520 is the
+# release Karpenter v1.14.1's own AMI e2e suite uses on Kubernetes 1.30-1.36.
+AMI_ALIAS = "al2023@v20260520"
+# AL2023's root device; Karpenter's default mapping for the family uses the same name.
+ROOT_DEVICE = "/dev/xvda"
+
+# Nodes are replaced after 30 days (Karpenter's default, stated so it is visible and reviewed), and a
+# drain may take at most a day: a PodDisruptionBudget that can never be met must not keep an expired
+# or drifted node (and its unpatched AMI) alive for ever.
+EXPIRE_AFTER = "720h"
+TERMINATION_GRACE_PERIOD = "24h"
+# Serving traffic follows KEDA scaling, which settles within minutes (Cortex's default downscale
+# stabilization is 5m); consolidating sooner would churn nodes between bursts.
+CONSOLIDATE_AFTER = "5m"
+
+_MAX_NAME = 63  # label values (karpenter.sh/nodepool, karpenter.k8s.aws/ec2nodeclass) hold the names
+_FLOOR = "-floor"
+_FLOOR_ON_DEMAND = "-floor-on-demand"
+# EC2 refuses HDD volumes as boot volumes.
+_BOOT_VOLUME_TYPES = ("gp3", "gp2", "io1")
+_RESTRICTED_TAGS = (
+    "eks:eks-cluster-name",
+    "karpenter.sh/nodepool",
+    "karpenter.sh/nodeclaim",
+    "karpenter.k8s.aws/ec2nodeclass",
+)
+
+
+def object_name(cluster_name: str, group_name: str, suffix: str = "") -> str:
+    """Kubernetes name ``<cluster>-<group><suffix>``, lower-cased, at most 63 characters.
+
+    Karpenter copies NodePool and EC2NodeClass names into node label values, hence the limit. A name
+    that would be longer keeps its suffix and gets its prefix shortened with a hash of it, so it stays
+    stable and unique.
+    """
+    prefix = re.sub(r"[^a-z0-9-]+", "-", f"{cluster_name}-{group_name}".lower()).strip("-")
+    if len(prefix) + len(suffix) > _MAX_NAME:
+        digest = hashlib.sha256(prefix.encode()).hexdigest()[:8]
+        prefix = f"{prefix[: _MAX_NAME - len(suffix) - len(digest) - 1].rstrip('-')}-{digest}"
+    return prefix + suffix
+
+
+def node_class_name(cluster_name: str, group_name: str) -> str:
+    """Name of a node group's EC2NodeClass (the same as its dynamic NodePool)."""
+    return object_name(cluster_name, group_name)
+
+
+def node_pool_name(cluster_name: str, group_name: str) -> str:
+    """Name of a node group's dynamic NodePool."""
+    return object_name(cluster_name, group_name)
+
+
+def accelerator_resource(instance_type: InstanceType) -> str | None:
+    """The device plugin resource an instance type offers (GPU or Neuron), or None."""
+    if instance_type.gpus:
+        return GPU_RESOURCE
+    if instance_type.neuron_devices:
+        return NEURON_RESOURCE
+    return None
+
+
+def taints_for(instance_type: str) -> list[dict[str, str]]:
+    """Node taints of a node group of this instance type: accelerators repel other workloads.
+
+    Raises KeyError for a type missing from :data:`cortex_iac.instance_types.INSTANCE_TYPES`.
+    """
+    resource = accelerator_resource(get_instance_type(instance_type))
+    return [] if resource is None else [{"key": resource, "value": "true", "effect": "NoSchedule"}]
+
+
+def tolerations_for(instance_type: str) -> list[dict[str, str]]:
+    """Pod tolerations needed to run on a node group of this instance type ([] for plain CPU types).
+
+    They use ``operator: Exists``, so they match the taint whatever its value.
+    """
+    return [{"key": t["key"], "operator": "Exists", "effect": t["effect"]} for t in taints_for(instance_type)]
+
+
+def instance_types(group: NodeGroupSpec) -> list[InstanceType]:
+    """The instance types a group may launch: ``instance_type`` first, then the spot distribution.
+
+    The spec has already checked that they share architecture and accelerators.
+    """
+    names = [group.instance_type]
+    if group.spot and group.spot_config is not None:
+        names += [n for n in group.spot_config.instance_distribution if n not in names]
+    return [get_instance_type(n) for n in names]
+
+
+def check(group: NodeGroupSpec) -> None:
+    """Raise SpecError, naming the field, if Karpenter cannot realise this node group as written.
+
+    Complements the spec's own validation with what only Karpenter's model rules out.
+    """
+    _check_spot(group)
+    _root_volume(group)
+
+
+def check_tags(tags: Mapping[str, str]) -> None:
+    """Raise SpecError if ``tags`` sets a tag EKS or Karpenter reserves for itself."""
+    for key in tags:
+        if key in _RESTRICTED_TAGS or key.startswith("kubernetes.io/cluster"):
+            raise SpecError(f"tags: {key!r} is reserved by EKS or Karpenter and cannot be set")
+
+
+def floor_sizes(group: NodeGroupSpec) -> dict[str, int]:
+    """Static (floor) NodePools of a group, by name suffix, with their node counts.
+
+    ``-floor`` holds ``min_instances`` nodes, less the ``on_demand_base_capacity`` of a spot group,
+    which ``-floor-on-demand`` holds. Pools with no nodes are left out, so ``min_instances: 0`` gives ``{}``.
+    """
+    check(group)
+    on_demand_base = group.spot_config.on_demand_base_capacity if group.spot and group.spot_config else 0
+    sizes = {_FLOOR: group.min_instances - on_demand_base, _FLOOR_ON_DEMAND: on_demand_base}
+    return {suffix: n for suffix, n in sizes.items() if n > 0}
+
+
+def node_class(
+    cluster_name: str,
+    group: NodeGroupSpec,
+    *,
+    node_role: str,
+    subnet_selector_tags: Mapping[str, str],
+    security_group_selector_tags: Mapping[str, str],
+    tags: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The group's EC2NodeClass.
+
+    ``node_role`` is the IAM role name of the nodes (Karpenter makes the instance profile);
+    subnets and security groups are found by the given tags. ``tags`` (default none) go on every
+    instance, volume and network interface, with ``cortex.dev/cluster-name`` and the group name
+    added. IMDSv2 is required with a hop limit of 1, so pods cannot use the node's role.
+    """
+    check(group)
+    check_tags(tags or {})
+    all_tags = {**(tags or {}), CLUSTER_NAME_TAG: cluster_name, NODE_GROUP_LABEL: group.name}
+    return {
+        "apiVersion": NODE_CLASS_API_VERSION,
+        "kind": "EC2NodeClass",
+        "metadata": {"name": node_class_name(cluster_name, group.name), "labels": {NODE_GROUP_LABEL: group.name}},
+        "spec": {
+            "role": node_role,
+            "amiSelectorTerms": [{"alias": AMI_ALIAS}],
+            "subnetSelectorTerms": [{"tags": dict(subnet_selector_tags)}],
+            "securityGroupSelectorTerms": [{"tags": dict(security_group_selector_tags)}],
+            "metadataOptions": {
+                "httpEndpoint": "enabled",
+                "httpProtocolIPv6": "disabled",
+                "httpPutResponseHopLimit": 1,
+                "httpTokens": "required",
+            },
+            "blockDeviceMappings": [_root_volume(group)],
+            "tags": all_tags,
+        },
+    }
+
+
+def node_pool(cluster_name: str, group: NodeGroupSpec) -> dict[str, Any]:
+    """The group's dynamic NodePool: scales with pending pods up to ``max_instances - min_instances``.
+
+    Consolidation removes empty or underutilised nodes after :data:`CONSOLIDATE_AFTER`; budgets let
+    at most 10% of the pool's nodes be disrupted at once, and only one node at a time for
+    underutilisation (which moves running pods).
+    """
+    check(group)
+    types = instance_types(group)
+    pool = _pool(
+        cluster_name,
+        group,
+        node_pool_name(cluster_name, group.name),
+        types,
+        _dynamic_capacity_types(group),
+    )
+    pool["spec"]["weight"] = group.priority
+    pool["spec"]["limits"] = _limits(types, group.max_instances - group.min_instances)
+    pool["spec"]["disruption"] = {
+        "consolidationPolicy": "WhenEmptyOrUnderutilized",
+        "consolidateAfter": CONSOLIDATE_AFTER,
+        "budgets": [{"nodes": "10%"}, {"nodes": "1", "reasons": ["Underutilized"]}],
+    }
+    return pool
+
+
+def floor_node_pools(cluster_name: str, group: NodeGroupSpec) -> dict[str, dict[str, Any]]:
+    """The group's static NodePools holding ``min_instances`` nodes, keyed as :func:`floor_sizes`.
+
+    Static pools are never consolidated; drift and expiry replace one node at a time. Karpenter
+    forbids ``weight`` and resource limits on them.
+    """
+    types = instance_types(group)
+    pools = {}
+    for suffix, replicas in floor_sizes(group).items():
+        capacity_types = ["on-demand"] if suffix == _FLOOR_ON_DEMAND else _dynamic_capacity_types(group)
+        pool = _pool(cluster_name, group, object_name(cluster_name, group.name, suffix), types, capacity_types)
+        pool["spec"]["replicas"] = replicas
+        pool["spec"]["disruption"] = {"consolidateAfter": "Never", "budgets": [{"nodes": "1"}]}
+        pools[suffix] = pool
+    return pools
+
+
+def node_pools(cluster_name: str, group: NodeGroupSpec) -> list[dict[str, Any]]:
+    """All NodePools of a group: the dynamic one, then the floors."""
+    return [node_pool(cluster_name, group), *floor_node_pools(cluster_name, group).values()]
+
+
+def _pool(
+    cluster_name: str,
+    group: NodeGroupSpec,
+    name: str,
+    types: list[InstanceType],
+    capacity_types: list[str],
+) -> dict[str, Any]:
+    labels = {NODE_GROUP_LABEL: group.name}
+    resource = accelerator_resource(types[0])
+    if resource is not None:
+        # `nvidia.com/gpu.present` is the label the NVIDIA device plugin chart's default node
+        # affinity accepts in place of node-feature-discovery; the Neuron label mirrors it.
+        labels[f"{resource}.present"] = "true"
+    node_spec: dict[str, Any] = {
+        "nodeClassRef": {
+            "group": NODE_CLASS_API_VERSION.split("/")[0],
+            "kind": "EC2NodeClass",
+            "name": node_class_name(cluster_name, group.name),
+        },
+        "requirements": [
+            {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": [t.name for t in types]},
+            {"key": "karpenter.sh/capacity-type", "operator": "In", "values": capacity_types},
+            {"key": "kubernetes.io/arch", "operator": "In", "values": [types[0].arch]},
+        ],
+        "expireAfter": EXPIRE_AFTER,
+        "terminationGracePeriod": TERMINATION_GRACE_PERIOD,
+    }
+    taints = taints_for(group.instance_type)
+    if taints:
+        node_spec["taints"] = taints
+    return {
+        "apiVersion": NODE_POOL_API_VERSION,
+        "kind": "NodePool",
+        "metadata": {"name": name, "labels": {NODE_GROUP_LABEL: group.name}},
+        "spec": {"template": {"metadata": {"labels": labels}, "spec": node_spec}},
+    }
+
+
+def _dynamic_capacity_types(group: NodeGroupSpec) -> list[str]:
+    # Karpenter tries spot before on-demand when both are allowed (reserved > spot > on-demand).
+    if group.spot and (group.spot_config is None or group.spot_config.on_demand_percentage_above_base_capacity == 0):
+        return ["spot", "on-demand"]
+    return ["on-demand"]
+
+
+def _limits(types: list[InstanceType], nodes: int) -> dict[str, str]:
+    # Karpenter checks limits against the launched type's capacity; the largest allowed type times
+    # the node count is a bound that never blocks a launch within `nodes`.
+    limits = {
+        "nodes": str(nodes),
+        "cpu": str(nodes * max(t.vcpus for t in types)),
+        "memory": f"{nodes * max(t.memory_mib for t in types)}Mi",
+    }
+    resource = accelerator_resource(types[0])
+    if resource == GPU_RESOURCE:
+        limits[resource] = str(nodes * max(t.gpus for t in types))
+    elif resource == NEURON_RESOURCE:
+        limits[resource] = str(nodes * max(t.neuron_devices for t in types))
+    return limits
+
+
+def _root_volume(group: NodeGroupSpec) -> dict[str, Any]:
+    volume_type = group.instance_volume_type
+    if volume_type not in _BOOT_VOLUME_TYPES:
+        raise SpecError(
+            f"node group {group.name!r}: instance_volume_type: {volume_type!r} cannot hold the root "
+            f"volume (EC2 does not boot from HDD volumes); use one of {', '.join(_BOOT_VOLUME_TYPES)}"
+        )
+    ebs: dict[str, Any] = {
+        "volumeSize": f"{group.instance_volume_size}Gi",
+        "volumeType": volume_type,
+        "encrypted": True,
+        "deleteOnTermination": True,
+    }
+    if volume_type == "io1" and group.instance_volume_iops is None:
+        raise SpecError(f"node group {group.name!r}: instance_volume_iops: required for io1 volumes (100 to 64000)")
+    if group.instance_volume_iops is not None:
+        ebs["iops"] = group.instance_volume_iops
+    if group.instance_volume_throughput is not None:
+        ebs["throughput"] = group.instance_volume_throughput
+    return {"deviceName": ROOT_DEVICE, "rootVolume": True, "ebs": ebs}
+
+
+def _check_spot(group: NodeGroupSpec) -> None:
+    spot = group.spot_config
+    if spot is None:
+        return
+    where = f"node group {group.name!r}: spot_config"
+    if spot.max_price is not None:
+        raise SpecError(
+            f"{where}.max_price: {spot.max_price} is not supported; Karpenter never pays more than the "
+            "on-demand price for spot and has no lower cap (remove max_price)"
+        )
+    if spot.instance_pools is not None:
+        raise SpecError(
+            f"{where}.instance_pools: {spot.instance_pools} is not supported; Karpenter spreads spot "
+            "launches with the price-capacity-optimized strategy across all listed types (remove instance_pools)"
+        )
+    if spot.on_demand_percentage_above_base_capacity not in (0, 100):
+        raise SpecError(
+            f"{where}.on_demand_percentage_above_base_capacity: "
+            f"{spot.on_demand_percentage_above_base_capacity} is not supported; Karpenter can prefer "
+            "spot (0) or use on-demand only (100), not a ratio"
+        )
+    if spot.on_demand_base_capacity > group.min_instances:
+        raise SpecError(
+            f"{where}.on_demand_base_capacity: {spot.on_demand_base_capacity} is more than "
+            f"min_instances ({group.min_instances}); on-demand nodes can only be kept in the "
+            "min_instances floor, so it must be <= min_instances"
+        )
