@@ -1,0 +1,510 @@
+"""RealtimeAPI rendering: golden files, real validators, and the decisions the objects encode.
+
+Golden files live in tests/render/golden/realtime/; after an intended change, rewrite them with
+``CORTEX_UPDATE_GOLDEN=1 pytest tests/render/test_realtime.py`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cortex_iac.errors import CortexError, SpecError
+from cortex_iac.render import autoscaling, envoy, routing
+from cortex_iac.render.realtime import (
+    API_NAMESPACE,
+    ENVOY_CONFIG_CHECKSUM,
+    ApiContext,
+    api_objects,
+    iam_policy,
+    render_api,
+    render_namespace,
+)
+from cortex_iac.specs import ClusterSpec, RealtimeApiSpec, load_apis, load_cluster
+from tests.kube import validate_all
+
+GOLDEN = Path(__file__).parent / "golden" / "realtime"
+REFERENCE_APIS = Path(__file__).resolve().parents[3] / "shared" / "cortex-reference" / "apis"
+
+CLUSTER: dict[str, Any] = {
+    "cluster_name": "cortex-test",
+    "region": "us-west-2",
+    "ssl_certificate_arn": "arn:aws:acm:us-west-2:123456789012:certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0",
+    "api_load_balancer_cidr_white_list": ["10.0.0.0/8", "192.0.2.0/24"],
+    "tags": {"team": "ml"},
+    "node_groups": [
+        {"name": "cpu", "instance_type": "m5.xlarge", "priority": 10},
+        {"name": "cpu-spot", "instance_type": "m5.xlarge", "priority": 50, "spot": True},
+        {"name": "gpu", "instance_type": "g4dn.xlarge", "priority": 20},
+        {"name": "inf", "instance_type": "inf1.xlarge"},
+    ],
+}
+
+
+def _container(**extra: Any) -> dict[str, Any]:
+    return {"name": "api", "image": "registry.example/model:1", **extra}
+
+
+# Synthetic APIs: one feature each, on CLUSTER.
+SYNTHETIC: dict[str, dict[str, Any]] = {
+    "gpu": {
+        "name": "gpu-model", "kind": "RealtimeAPI",
+        "pod": {"max_concurrency": 4, "containers": [_container(compute={"cpu": "1", "mem": "4Gi", "gpu": 1})]},
+        "autoscaling": {"min_replicas": 2, "max_replicas": 8, "target_in_flight": 3},
+    },
+    "inferentia": {
+        "name": "inf-model", "kind": "RealtimeAPI",
+        "pod": {"port": 9000, "containers": [_container(compute={"cpu": "500m", "mem": "2Gi", "inf": 1})]},
+    },
+    "multi-container": {
+        "name": "two-parts", "kind": "RealtimeAPI",
+        "node_groups": ["cpu", "cpu-spot"],
+        "pod": {"containers": [
+            _container(name="web", readiness_probe={"tcp_socket": {"port": 8080}}),
+            _container(name="model", image="registry.example/tfs:2", compute={"cpu": "2", "mem": "3Gi"},
+                       env={"MODEL": "resnet", "THREADS": "4"}, command=["/serve"], args=["--port=8500"]),
+        ]},
+    },
+    "scale-to-zero": {
+        "name": "sleepy", "kind": "RealtimeAPI",
+        "pod": {"max_concurrency": 2, "max_queue_length": 10, "containers": [_container()]},
+        "networking": {"endpoint": "/v1/sleepy.model"},
+        "autoscaling": {"min_replicas": 0, "max_replicas": 3, "downscale_stabilization_period": "30s"},
+    },
+    "shm": {
+        "name": "shm-model", "kind": "RealtimeAPI",
+        "pod": {"containers": [_container(compute={"cpu": "1", "mem": "4Gi", "shm": "1Gi"})]},
+    },
+    "probes": {
+        "name": "probed", "kind": "RealtimeAPI",
+        "update_strategy": {"max_surge": 1, "max_unavailable": 0},
+        "iam": {"s3_read": ["s3://models/probed/", "s3://models/shared/", "s3://other-bucket"]},
+        "autoscaling": {"window": "30s", "max_upscale_factor": 3, "max_downscale_factor": 0.5,
+                        "upscale_tolerance": 0.1, "downscale_tolerance": 0.02, "init_replicas": 3},
+        "pod": {"containers": [
+            _container(
+                readiness_probe={"http_get": {"path": "/ready", "port": 8080}, "initial_delay_seconds": 5,
+                                 "period_seconds": 3, "failure_threshold": 2},
+                liveness_probe={"exec": {"command": ["/bin/check", "--live"]}, "timeout_seconds": 2},
+                pre_stop={"http_get": {"path": "/shutdown", "port": 8080}},
+            ),
+            _container(name="sidecar", image="registry.example/helper:1",
+                       liveness_probe={"tcp_socket": {"port": 9100}}, pre_stop={"exec": {"command": ["/stop"]}}),
+        ]},
+    },
+}
+
+
+def _spec(data: dict[str, Any]) -> RealtimeApiSpec:
+    (spec,) = load_apis([copy.deepcopy(data)], origin="test")
+    assert isinstance(spec, RealtimeApiSpec)
+    return spec
+
+
+def _cluster(**changes: Any) -> ClusterSpec:
+    return load_cluster({**copy.deepcopy(CLUSTER), **changes}, origin="test")
+
+
+def _reference_files() -> list[Path]:
+    return sorted(REFERENCE_APIS.glob("realtime__*.yaml")) if REFERENCE_APIS.is_dir() else []
+
+
+def _need_reference() -> None:
+    if not REFERENCE_APIS.is_dir():
+        pytest.skip(f"Cortex reference APIs not found at {REFERENCE_APIS} (shared/ is only beside the repo)")
+
+
+def _check_golden(name: str, objects: list[dict[str, Any]]) -> None:
+    text = yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False, width=120)
+    path = GOLDEN / f"{name}.yaml"
+    if os.environ.get("CORTEX_UPDATE_GOLDEN") == "1":
+        path.write_text(text)
+    assert path.is_file(), f"{path} missing; run with CORTEX_UPDATE_GOLDEN=1 to create it"
+    assert text == path.read_text(), f"{path} differs from the rendering; rerun with CORTEX_UPDATE_GOLDEN=1 and review"
+
+
+def _by_kind(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    kinds = [o["kind"] for o in objects]
+    assert len(kinds) == len(set(kinds)), kinds
+    return {o["kind"]: o for o in objects}
+
+
+# --- golden files and validators -----------------------------------------------------------------
+
+@pytest.mark.parametrize("case", sorted(SYNTHETIC))
+def test_synthetic_golden_and_valid(case: str) -> None:
+    objects = render_api(_spec(SYNTHETIC[case]), _cluster())
+    assert validate_all(objects) == len(objects) >= 7
+    _check_golden(f"synthetic-{case}", objects)
+
+
+@pytest.mark.parametrize("path", _reference_files(), ids=lambda p: p.stem)
+def test_reference_apis_golden_and_valid(path: Path) -> None:
+    (spec,) = load_apis(path)
+    assert isinstance(spec, RealtimeApiSpec)
+    objects = render_api(spec)  # no cluster spec: what `cortex render` gives for a bare cortex.yaml
+    assert validate_all(objects) == len(objects)
+    _check_golden(path.stem.removeprefix("realtime__"), objects)
+
+
+def test_reference_apis_are_all_exercised() -> None:
+    _need_reference()
+    assert len(_reference_files()) >= 12
+
+
+@pytest.mark.parametrize("path", _reference_files(), ids=lambda p: p.stem)
+def test_reference_apis_valid_on_a_cluster(path: Path) -> None:
+    (spec,) = load_apis(path)
+    assert isinstance(spec, RealtimeApiSpec)
+    objects = render_api(spec, _cluster())
+    assert validate_all(objects) == len(objects)
+
+
+def test_cluster_objects_golden_and_valid() -> None:
+    objects = [render_namespace(), *routing.ingress_class_objects(_cluster(), API_NAMESPACE)]
+    assert validate_all(objects) == 3
+    _check_golden("cluster-objects", objects)
+
+
+def test_ingress_class_without_tls_has_no_certificate_nor_redirect() -> None:
+    params, _ = routing.ingress_class_objects(_cluster(ssl_certificate_arn=None), API_NAMESPACE)
+    assert "certificateArn" not in params["spec"] and "sslRedirectPort" not in params["spec"]
+    ingress = _by_kind(render_api(_spec(SYNTHETIC["shm"]), _cluster(ssl_certificate_arn=None)))["Ingress"]
+    assert ingress["metadata"]["annotations"]["alb.ingress.kubernetes.io/listen-ports"] == '[{"HTTP": 80}]'
+
+
+# --- autoscaling ---------------------------------------------------------------------------------
+
+def _behavior(**autoscaling_fields: Any) -> dict[str, Any]:
+    data = copy.deepcopy(SYNTHETIC["shm"])
+    data["autoscaling"] = autoscaling_fields
+    return autoscaling.hpa_behavior("x", _spec(data).autoscaling)
+
+
+def test_step_limits_become_percent_policies_rounded_down() -> None:
+    b = _behavior(max_upscale_factor=1.5, max_downscale_factor=0.9)
+    assert b["scaleUp"]["policies"] == [
+        {"type": "Percent", "value": 50, "periodSeconds": 15}, {"type": "Pods", "value": 1, "periodSeconds": 15}]
+    # 1 - 0.9 is 0.09999999999999998 in floats; the percent must still be 10, not 9.
+    assert b["scaleDown"]["policies"][0]["value"] == 10
+    assert b["scaleUp"]["selectPolicy"] == b["scaleDown"]["selectPolicy"] == "Max"
+    assert _behavior(max_upscale_factor=1.005)["scaleUp"]["policies"][0]["value"] == 1
+    assert _behavior(max_upscale_factor=4.333)["scaleUp"]["policies"][0]["value"] == 333
+    assert _behavior(max_downscale_factor=0)["scaleDown"]["policies"][0]["value"] == 100
+
+
+def test_windows_and_tolerances_land_in_the_behavior() -> None:
+    b = _behavior(upscale_stabilization_period="2m", downscale_stabilization_period="10m",
+                  upscale_tolerance=0.25, downscale_tolerance=0)
+    assert b["scaleUp"]["stabilizationWindowSeconds"] == 120
+    assert b["scaleDown"]["stabilizationWindowSeconds"] == 600
+    assert (b["scaleUp"]["tolerance"], b["scaleDown"]["tolerance"]) == ("0.25", "0")
+
+
+def test_stabilization_above_one_hour_is_refused() -> None:
+    with pytest.raises(SpecError, match=r"api 'x': autoscaling.downscale_stabilization_period: 3660s is not allowed"):
+        _behavior(downscale_stabilization_period="61m")
+
+
+def test_scaled_object_uses_the_envoy_inflight_query_and_target() -> None:
+    spec = _spec(SYNTHETIC["probes"])
+    so = _by_kind(render_api(spec, _cluster()))["ScaledObject"]
+    (trigger,) = so["spec"]["triggers"]
+    assert trigger["metadata"]["query"] == envoy.inflight_query(API_NAMESPACE, "probed", 30)
+    assert trigger["metadata"]["threshold"] == "1"  # target_in_flight defaults to max_concurrency
+    assert trigger["metricType"] == "AverageValue"
+    assert (so["spec"]["minReplicaCount"], so["spec"]["maxReplicaCount"]) == (1, 100)
+    assert so["spec"]["scaleTargetRef"]["name"] == "probed"
+
+
+def test_fractional_target_in_flight() -> None:
+    data = copy.deepcopy(SYNTHETIC["gpu"])
+    data["autoscaling"]["target_in_flight"] = 2.5
+    so = _by_kind(render_api(_spec(data), _cluster()))["ScaledObject"]
+    assert so["spec"]["triggers"][0]["metadata"]["threshold"] == "2.5"
+
+
+def test_scale_to_zero_is_one_scaled_object_with_both_triggers_and_a_matching_route() -> None:
+    objects = _by_kind(render_api(_spec(SYNTHETIC["scale-to-zero"]), _cluster()))
+    so, route, ingress = objects["ScaledObject"], objects["InterceptorRoute"], objects["Ingress"]
+    assert [t["name"] for t in so["spec"]["triggers"]] == ["in-flight", "interceptor"]
+    push = so["spec"]["triggers"][1]
+    assert push["type"] == "external-push"
+    assert push["metadata"] == {
+        "scalerAddress": "keda-add-ons-http-external-scaler.keda:9090", "interceptorRoute": route["metadata"]["name"]}
+    assert so["spec"]["minReplicaCount"] == 0 and so["spec"]["cooldownPeriod"] == 30
+    assert objects["Deployment"]["spec"]["replicas"] == 0
+    # The interceptor's per-replica target is the pod's capacity.
+    assert route["spec"]["scalingMetric"] == {"concurrency": {"targetValue": 12}}
+    assert route["spec"]["target"] == {"service": "sleepy", "port": 8888}
+    assert route["metadata"]["namespace"] == API_NAMESPACE
+    # The ALB sends the path to the interceptor with the Host the route matches.
+    assert ingress["metadata"]["namespace"] == routing.KEDA_NAMESPACE
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "keda-add-ons-http-interceptor-proxy", "port": {"number": 8080}}
+    annotations = ingress["metadata"]["annotations"]
+    transforms = yaml.safe_load(annotations["alb.ingress.kubernetes.io/transforms.keda-add-ons-http-interceptor-proxy"])
+    (host_rewrite,) = [t for t in transforms if t["type"] == "host-header-rewrite"]
+    assert host_rewrite["hostHeaderRewriteConfig"]["rewrites"][0]["replace"] == route["spec"]["rules"][0]["hosts"][0]
+    assert annotations["alb.ingress.kubernetes.io/healthcheck-port"] == "9090"
+
+
+def test_always_on_api_has_no_interceptor() -> None:
+    objects = render_api(_spec(SYNTHETIC["gpu"]), _cluster())
+    kinds = [o["kind"] for o in objects]
+    assert "InterceptorRoute" not in kinds
+    assert [t["name"] for t in _by_kind(objects)["ScaledObject"]["spec"]["triggers"]] == ["in-flight"]
+
+
+# --- routing -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("endpoint", "request_path", "app_path"), [
+    ("/sleepy", "/sleepy", "/"),
+    ("/sleepy", "/sleepy/", "/"),
+    ("/sleepy", "/sleepy/predict/x", "/predict/x"),
+    ("/v1/a.b", "/v1/a.b/run", "/run"),
+])
+def test_endpoint_prefix_is_stripped_like_cortex(endpoint: str, request_path: str, app_path: str) -> None:
+    data = copy.deepcopy(SYNTHETIC["shm"])
+    data["networking"] = {"endpoint": endpoint}
+    ingress = _by_kind(render_api(_spec(data), _cluster()))["Ingress"]
+    (transform,) = yaml.safe_load(ingress["metadata"]["annotations"]["alb.ingress.kubernetes.io/transforms.shm-model"])
+    (rewrite,) = transform["urlRewriteConfig"]["rewrites"]
+    # The ALB's regex and $1 replacement, evaluated the same way here.
+    assert re.sub(rewrite["regex"], rewrite["replace"].replace("$1", r"\1"), request_path) == app_path
+    # A '.' in the endpoint is literal, not "any character".
+    assert re.fullmatch(rewrite["regex"], request_path.replace(".", "X")) is None or "." not in endpoint
+    assert ingress["spec"]["rules"][0]["http"]["paths"][0]["path"] == endpoint
+
+
+def test_deeper_endpoints_are_evaluated_first() -> None:
+    def order(endpoint: str) -> int:
+        data = copy.deepcopy(SYNTHETIC["shm"])
+        data["networking"] = {"endpoint": endpoint}
+        ingress = _by_kind(render_api(_spec(data), _cluster()))["Ingress"]
+        return int(ingress["metadata"]["annotations"]["alb.ingress.kubernetes.io/group.order"])
+
+    assert order("/a/b/c") < order("/a/b") < order("/a")
+
+
+def test_api_url() -> None:
+    assert routing.api_url("lb.example", "/x", https=True) == "https://lb.example/x"
+    assert routing.api_url("lb.example", "/x/y", https=False) == "http://lb.example/x/y"
+
+
+# --- deployment ----------------------------------------------------------------------------------
+
+def _deployment(data: dict[str, Any], cluster: ClusterSpec | None = None) -> dict[str, Any]:
+    return _by_kind(render_api(_spec(data), cluster if cluster is not None else _cluster()))["Deployment"]
+
+
+def _pod(data: dict[str, Any], cluster: ClusterSpec | None = None) -> dict[str, Any]:
+    return _deployment(data, cluster)["spec"]["template"]["spec"]
+
+
+def test_envoy_checksum_follows_the_envoy_config_only() -> None:
+    base = copy.deepcopy(SYNTHETIC["gpu"])
+    checksum = _deployment(base)["spec"]["template"]["metadata"]["annotations"][ENVOY_CONFIG_CHECKSUM]
+    image = copy.deepcopy(base)
+    image["pod"]["containers"][0]["image"] = "registry.example/model:2"
+    assert _deployment(image)["spec"]["template"]["metadata"]["annotations"][ENVOY_CONFIG_CHECKSUM] == checksum
+    concurrency = copy.deepcopy(base)
+    concurrency["pod"]["max_concurrency"] = 5
+    objects = _by_kind(render_api(_spec(concurrency), _cluster()))
+    new = objects["Deployment"]["spec"]["template"]["metadata"]["annotations"][ENVOY_CONFIG_CHECKSUM]
+    assert new != checksum
+    assert new == hashlib.sha256(objects["ConfigMap"]["data"]["envoy.yaml"].encode()).hexdigest()
+
+
+def test_proxy_sidecar_is_locked_down_and_serves_the_service_port() -> None:
+    objects = _by_kind(render_api(_spec(SYNTHETIC["gpu"]), _cluster()))
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    proxy = pod["containers"][-1]
+    assert proxy["name"] == "proxy" and proxy["image"].startswith("envoyproxy/envoy:")
+    assert proxy["securityContext"] == {
+        "runAsNonRoot": True, "runAsUser": 101, "runAsGroup": 101, "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+    assert {p["name"]: p["containerPort"] for p in proxy["ports"]} == {"http": 8888, "envoy-metrics": 15000}
+    assert objects["Service"]["spec"]["ports"][0]["port"] == 8888
+    assert objects["Service"]["spec"]["selector"] == pod_labels_selector(objects["Deployment"])
+    plan = envoy.drain_plan()
+    assert pod["terminationGracePeriodSeconds"] == plan.termination_grace_period_seconds
+    assert pod["containers"][0]["lifecycle"]["preStop"] == {"sleep": {"seconds": plan.app_prestop_sleep_seconds}}
+    assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
+    assert pod["automountServiceAccountToken"] is False
+
+
+def pod_labels_selector(deployment: dict[str, Any]) -> dict[str, str]:
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= labels.items()
+    return selector
+
+
+def test_gpu_api_runs_only_on_gpu_nodes_and_tolerates_their_taint() -> None:
+    pod = _pod(SYNTHETIC["gpu"])
+    required = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert required["nodeSelectorTerms"][0]["matchExpressions"] == [
+        {"key": "cortex.dev/node-group", "operator": "In", "values": ["gpu"]}]
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+def test_inferentia_gets_neuron_devices_and_huge_pages() -> None:
+    pod = _pod(SYNTHETIC["inferentia"])
+    resources = pod["containers"][0]["resources"]
+    assert resources["limits"] == {"memory": "2Gi", "aws.amazon.com/neuron": "1", "hugepages-2Mi": "256Mi"}
+    assert resources["requests"]["hugepages-2Mi"] == "256Mi"
+    assert pod["tolerations"] == [{"key": "aws.amazon.com/neuron", "operator": "Exists", "effect": "NoSchedule"}]
+    two = copy.deepcopy(SYNTHETIC["inferentia"])
+    two["pod"]["containers"][0]["compute"]["inf"] = 2
+    with pytest.raises(SpecError, match=r"api 'inf-model': pod: needs .* inf 2 .*no node group it may use"):
+        render_api(_spec(two), _cluster())
+    assert _pod(two, _cluster(node_groups=[{"name": "big-inf", "instance_type": "inf1.6xlarge"}]))[
+        "containers"][0]["resources"]["limits"]["hugepages-2Mi"] == "512Mi"
+
+
+def test_inferentia_without_cpu_or_memory_is_refused() -> None:
+    data = copy.deepcopy(SYNTHETIC["inferentia"])
+    data["pod"]["containers"][0]["compute"] = {"cpu": None, "inf": 1}
+    with pytest.raises(SpecError, match=r"pod.containers\[0\].compute: inf needs cpu or mem"):
+        render_api(_spec(data))
+
+
+def test_unpinned_cpu_api_prefers_high_priority_groups_and_avoids_accelerators() -> None:
+    affinity = _pod(SYNTHETIC["shm"])["affinity"]["nodeAffinity"]
+    required = affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"]
+    assert required == [{"key": "cortex.dev/node-group", "operator": "In", "values": ["cpu", "cpu-spot"]}]
+    preferred = affinity["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert [(p["weight"], p["preference"]["matchExpressions"][0]["values"]) for p in preferred] == [
+        (50, ["cpu-spot"]), (10, ["cpu"])]
+    assert "tolerations" not in _pod(SYNTHETIC["shm"])
+
+
+def test_cpu_api_pinned_to_a_gpu_group_tolerates_it() -> None:
+    data = copy.deepcopy(SYNTHETIC["shm"])
+    data["node_groups"] = ["gpu"]
+    pod = _pod(data)
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert "preferredDuringSchedulingIgnoredDuringExecution" not in pod["affinity"]["nodeAffinity"]
+
+
+def test_without_a_cluster_pods_go_to_any_cortex_node_group() -> None:
+    pod = _by_kind(render_api(_spec(SYNTHETIC["shm"])))["Deployment"]["spec"]["template"]["spec"]
+    assert pod["affinity"]["nodeAffinity"] == {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [{"key": "cortex.dev/node-group", "operator": "Exists"}]}]}}
+    pinned = copy.deepcopy(SYNTHETIC["shm"])
+    pinned["node_groups"] = ["a", "b"]
+    pod = _by_kind(render_api(_spec(pinned)))["Deployment"]["spec"]["template"]["spec"]
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms == [{"matchExpressions": [{"key": "cortex.dev/node-group", "operator": "In", "values": ["a", "b"]}]}]
+
+
+def test_unknown_node_group_is_refused() -> None:
+    data = copy.deepcopy(SYNTHETIC["shm"])
+    data["node_groups"] = ["cpu", "tpu"]
+    with pytest.raises(SpecError, match=r"api 'shm-model': node_groups: 'tpu' is not a node group of the cluster "
+                                        r"\(node groups: cpu, cpu-spot, gpu, inf\)"):
+        render_api(_spec(data), _cluster())
+
+
+def test_pod_larger_than_every_instance_is_refused() -> None:
+    data = copy.deepcopy(SYNTHETIC["shm"])
+    data["pod"]["containers"][0]["compute"] = {"cpu": "8", "mem": "4Gi"}
+    with pytest.raises(SpecError, match=r"needs cpu 8100m, memory 4160Mi, gpu 0, inf 0 \(sidecar included\)"):
+        render_api(_spec(data), _cluster())
+
+
+def test_shm_is_an_in_memory_volume_at_dev_shm() -> None:
+    pod = _pod(SYNTHETIC["shm"])
+    (shm,) = [v for v in pod["volumes"] if "emptyDir" in v]
+    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "1Gi"}
+    assert pod["containers"][0]["volumeMounts"] == [{"name": shm["name"], "mountPath": "/dev/shm"}]
+    assert pod["containers"][0]["resources"]["limits"] == {"memory": "4Gi"}
+
+
+def test_probes_and_pre_stop_hooks_map_one_to_one() -> None:
+    api, sidecar, proxy = _pod(SYNTHETIC["probes"])["containers"]
+    assert api["readinessProbe"] == {
+        "httpGet": {"path": "/ready", "port": 8080}, "initialDelaySeconds": 5, "timeoutSeconds": 1,
+        "periodSeconds": 3, "successThreshold": 1, "failureThreshold": 2}
+    assert api["livenessProbe"]["exec"] == {"command": ["/bin/check", "--live"]}
+    assert api["livenessProbe"]["timeoutSeconds"] == 2
+    assert api["lifecycle"] == {"preStop": {"httpGet": {"path": "/shutdown", "port": 8080}}}
+    assert sidecar["livenessProbe"]["tcpSocket"] == {"port": 9100}
+    assert sidecar["lifecycle"] == {"preStop": {"exec": {"command": ["/stop"]}}}
+    # A readiness probe targets pod.port already: no default probe is added.
+    assert "readinessProbe" not in sidecar
+    assert proxy["name"] == "proxy"
+
+
+def test_default_tcp_readiness_probe_only_when_nothing_probes_the_port() -> None:
+    data = copy.deepcopy(SYNTHETIC["multi-container"])
+    web, model, _ = _pod(data)["containers"]
+    assert "readinessProbe" not in model  # web already probes 8080
+    del data["pod"]["containers"][0]["readiness_probe"]
+    web, model, _ = _pod(data)["containers"]
+    assert web["readinessProbe"]["tcpSocket"] == {"port": 8080}
+    assert "readinessProbe" not in model
+
+
+def test_update_strategy_and_init_replicas() -> None:
+    spec = _deployment(SYNTHETIC["probes"])["spec"]
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    assert spec["replicas"] == 3
+
+
+def test_user_containers_drop_privileges_but_may_run_as_root() -> None:
+    for container in _pod(SYNTHETIC["multi-container"])["containers"][:-1]:
+        assert container["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def test_handler_containers_are_refused_for_now() -> None:
+    data = copy.deepcopy(SYNTHETIC["shm"])
+    data["pod"]["containers"][0] = {"name": "api", "handler": {"path": "handler.py"}}
+    with pytest.raises(CortexError, match=r"pod.containers\[0\].handler: RealtimeApi cannot deploy handler"):
+        render_api(_spec(data))
+
+
+def test_objects_share_no_dicts() -> None:
+    # Two objects holding the same dict would change together when one is edited (and YAML output
+    # would carry anchors).
+    objects = render_api(_spec(SYNTHETIC["scale-to-zero"]), _cluster())
+    seen: dict[int, str] = {}
+
+    def walk(value: Any, where: str) -> None:
+        if isinstance(value, (dict, list)):
+            assert id(value) not in seen, f"{where} is the same object as {seen[id(value)]}"
+            seen[id(value)] = where
+            for key, item in (value.items() if isinstance(value, dict) else enumerate(value)):
+                walk(item, f"{where}.{key}")
+
+    for obj in objects:
+        walk(obj, f"{obj['kind']}")
+
+
+# --- IAM -----------------------------------------------------------------------------------------
+
+def test_iam_policy_grants_exactly_the_s3_prefixes() -> None:
+    policy = iam_policy(_spec(SYNTHETIC["probes"]))
+    assert policy == {"Version": "2012-10-17", "Statement": [
+        {"Sid": "ReadObjects", "Effect": "Allow", "Action": "s3:GetObject", "Resource": [
+            "arn:aws:s3:::models/probed/*", "arn:aws:s3:::models/shared/*", "arn:aws:s3:::other-bucket/*"]},
+        {"Sid": "ListBucket0", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::models",
+         "Condition": {"StringLike": {"s3:prefix": ["probed/*", "shared/*"]}}},
+        {"Sid": "ListBucket1", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::other-bucket"},
+    ]}
+    assert iam_policy(_spec(SYNTHETIC["gpu"])) is None
+
+
+def test_api_objects_carry_the_policy_and_context_namespace() -> None:
+    objects = api_objects(_spec(SYNTHETIC["probes"]), ApiContext(namespace="team-a"))
+    assert objects.iam_policy is not None
+    assert {o["metadata"]["namespace"] for o in objects.all()} == {"team-a"}
