@@ -132,7 +132,7 @@ class NodeGroupSpec(SpecModel):
         self._check_volume(problems)
         if self.spot_config is not None:
             if not self.spot:
-                problems.add(("spot_config",), self.spot_config.model_dump(exclude_none=True), "only allowed when spot is true")
+                problems.add(("spot_config",), self.spot_config.model_dump(exclude_defaults=True), "only allowed when spot is true")
             else:
                 self._check_distribution(self.spot_config, problems)
         problems.check()

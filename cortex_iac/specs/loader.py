@@ -168,7 +168,7 @@ def _check_together(entries: list[_Entry]) -> list[str]:
             if other is not None and other.kind != "RealtimeAPI":
                 lines.append(
                     f"{entry.origin}: apis[{entry.index}].apis[{j}].name: {show(target)} is not allowed "
-                    f"(a TrafficSplitter routes to RealtimeAPIs; {target} is a {other.kind})"
+                    f"(a TrafficSplitter routes to RealtimeAPIs; {target} is of kind {other.kind})"
                 )
     return lines
 

@@ -106,7 +106,7 @@ def _exactly_one_handler(spec: SpecModel, handlers: tuple[str, ...]) -> None:
     requirement = f"exactly one of {', '.join(handlers)} is needed"
     if given:
         for name in given[1:]:
-            problems.add((name,), getattr(spec, name).model_dump(), f"{requirement}; {given[0]} is already given")
+            problems.add((name,), getattr(spec, name).model_dump(exclude_defaults=True), f"{requirement}; {given[0]} is already given")
     else:
         problems.add((handlers[0],), MISSING, requirement)
     problems.check()
@@ -197,7 +197,7 @@ class ContainerSpec(SpecModel):
         if self.image is None and self.handler is None:
             problems.add(("image",), MISSING, "a container needs exactly one of image or handler")
         elif self.image is not None and self.handler is not None:
-            problems.add(("handler",), self.handler.model_dump(), "a container needs exactly one of image or handler, and image is given")
+            problems.add(("handler",), self.handler.model_dump(exclude_defaults=True), "a container needs exactly one of image or handler, and image is given")
         if self.liveness_probe is not None and self.liveness_probe.success_threshold != 1:
             problems.add(("liveness_probe", "success_threshold"), self.liveness_probe.success_threshold, "must be 1 for a liveness probe (Kubernetes)")
         problems.check()
