@@ -1,0 +1,142 @@
+"""``cortex:eks:NodeGroup``: one Cortex node group as Karpenter objects in an existing cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+from pulumi_kubernetes.apiextensions import CustomResource
+
+from cortex_iac.errors import SpecError
+from cortex_iac.render import karpenter
+from cortex_iac.specs import NodeGroupSpec
+
+# Subnets and security groups Karpenter launches into, unless told otherwise: the tag Karpenter's own
+# getting-started guide puts on them.
+DISCOVERY_TAG = "karpenter.sh/discovery"
+
+
+class NodeGroup(pulumi.ComponentResource):
+    """A Cortex node group: an ``EC2NodeClass``, a dynamic ``NodePool`` and, with ``min_instances``,
+    static floor ``NodePool``\\ s (see :mod:`cortex_iac.render.karpenter` for how each field maps).
+
+    Needs Karpenter v1 with its CRDs in the cluster, and for ``min_instances > 0`` the chart value
+    ``settings.featureGates.staticCapacity: true``. The Kubernetes provider comes from ``opts``
+    (``providers=[k8s]``); ``opts.depends_on`` also holds back the children, so pass the Karpenter
+    Helm release there.
+
+    Args:
+        name: component name; children are ``<name>-node-class``, ``<name>-node-pool``,
+            ``<name>-floor-node-pool`` and ``<name>-floor-on-demand-node-pool``.
+        spec: the node group.
+        cluster_name: the EKS cluster's name; Kubernetes object names and the
+            ``cortex.dev/cluster-name`` tag derive from it.
+        node_role_name: IAM role of the nodes (already allowed to join the cluster).
+        subnet_selector_tags: tags of the subnets for nodes (default ``karpenter.sh/discovery:
+            <cluster_name>``).
+        security_group_selector_tags: tags of the nodes' security groups (same default).
+        tags: extra tags for instances, volumes and network interfaces (default none).
+
+    Outputs: ``node_class_name``, ``node_pool_name`` (the dynamic pool) and
+    ``floor_node_pool_names`` (empty when ``min_instances`` is 0).
+    """
+
+    node_class_name: pulumi.Output[str]
+    node_pool_name: pulumi.Output[str]
+    floor_node_pool_names: list[pulumi.Output[str]]
+
+    def __init__(
+        self,
+        name: str,
+        spec: NodeGroupSpec,
+        *,
+        cluster_name: pulumi.Input[str],
+        node_role_name: pulumi.Input[str],
+        subnet_selector_tags: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None,
+        security_group_selector_tags: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None,
+        tags: Mapping[str, str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        _check_args(name, spec, cluster_name, node_role_name, subnet_selector_tags, security_group_selector_tags)
+        karpenter.check(spec)
+        karpenter.check_tags(tags or {})
+        super().__init__("cortex:eks:NodeGroup", name, None, opts)
+
+        cluster = pulumi.Output.from_input(cluster_name)
+        default_selector = {DISCOVERY_TAG: cluster}
+        node_class = pulumi.Output.all(
+            cluster,
+            node_role_name,
+            subnet_selector_tags if subnet_selector_tags is not None else default_selector,
+            security_group_selector_tags if security_group_selector_tags is not None else default_selector,
+        ).apply(
+            lambda a: karpenter.node_class(
+                a[0],
+                spec,
+                node_role=a[1],
+                subnet_selector_tags=a[2],
+                security_group_selector_tags=a[3],
+                tags=tags,
+            )
+        )
+        # The CRDs (installed with Karpenter) must exist first: what the component waits for, its
+        # children wait for too.
+        child = pulumi.ResourceOptions(parent=self, depends_on=opts.depends_on if opts else None)
+        node_class_resource = _custom_resource(f"{name}-node-class", "EC2NodeClass", node_class, child)
+        # Pools after their class, so they are deleted first too.
+        after_class = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[node_class_resource]))
+        pool = cluster.apply(lambda c: karpenter.node_pool(c, spec))
+        _custom_resource(f"{name}-node-pool", "NodePool", pool, after_class)
+        floor_names = []
+        for suffix in karpenter.floor_sizes(spec):
+            floor = cluster.apply(lambda c, s=suffix: karpenter.floor_node_pools(c, spec)[s])
+            _custom_resource(f"{name}{suffix}-node-pool", "NodePool", floor, after_class)
+            floor_names.append(floor["metadata"]["name"])
+
+        self.node_class_name = node_class["metadata"]["name"]
+        self.node_pool_name = pool["metadata"]["name"]
+        self.floor_node_pool_names = floor_names
+        self.register_outputs(
+            {
+                "node_class_name": self.node_class_name,
+                "node_pool_name": self.node_pool_name,
+                "floor_node_pool_names": self.floor_node_pool_names,
+            }
+        )
+
+
+_API_VERSIONS = {"EC2NodeClass": karpenter.NODE_CLASS_API_VERSION, "NodePool": karpenter.NODE_POOL_API_VERSION}
+
+
+def _custom_resource(
+    name: str, kind: str, obj: pulumi.Output[dict[str, Any]], opts: pulumi.ResourceOptions
+) -> CustomResource:
+    # apiVersion and kind must be plain strings: they make the resource's type token.
+    return CustomResource(
+        name, api_version=_API_VERSIONS[kind], kind=kind, metadata=obj["metadata"], spec=obj["spec"], opts=opts
+    )
+
+
+def _check_args(
+    name: str,
+    spec: object,
+    cluster_name: object,
+    node_role_name: object,
+    subnet_selector_tags: object,
+    security_group_selector_tags: object,
+) -> None:
+    if not isinstance(name, str) or not name:
+        raise SpecError(f"NodeGroup: name must be a non-empty string, got {name!r}")
+    if not isinstance(spec, NodeGroupSpec):
+        raise SpecError(f"NodeGroup {name!r}: spec must be a NodeGroupSpec, got {type(spec).__name__}")
+    for arg, value in (("cluster_name", cluster_name), ("node_role_name", node_role_name)):
+        if value is None or value == "":
+            raise SpecError(f"NodeGroup {name!r}: {arg} is required")
+    for arg, value in (
+        ("subnet_selector_tags", subnet_selector_tags),
+        ("security_group_selector_tags", security_group_selector_tags),
+    ):
+        # An empty selector would match every subnet or security group in the account.
+        if isinstance(value, Mapping) and not value:
+            raise SpecError(f"NodeGroup {name!r}: {arg} must not be empty (it would match everything)")
