@@ -239,9 +239,7 @@ def karpenter(
     return crds, controller
 
 
-def load_balancer_controller(
-    ctx: AddonContext, vpc_id: pulumi.Input[str], lb: render.LoadBalancerSettings
-) -> k8s.helm.v3.Release:
+def load_balancer_controller(ctx: AddonContext, vpc_id: pulumi.Input[str]) -> k8s.helm.v3.Release:
     """The AWS Load Balancer Controller with its documented IAM policy."""
     _, waits = pod_identity_role(
         ctx,
@@ -251,7 +249,7 @@ def load_balancer_controller(
         {"policy": to_json(render.aws_load_balancer_controller_policy())},
     )
     values = pulumi.Output.from_input(vpc_id).apply(
-        lambda vpc: render.aws_load_balancer_controller_values(ctx.cluster_name, ctx.region, vpc, lb, dict(ctx.tags))
+        lambda vpc: render.aws_load_balancer_controller_values(ctx.cluster_name, ctx.region, vpc, ctx.tags)
     )
     return release(
         ctx,

@@ -8,6 +8,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
+from pulumi_kubernetes.apiextensions import CustomResource
 
 from cortex_iac.components import addons as install
 from cortex_iac.components.addons import AddonContext, AddonsArgs
@@ -15,6 +16,8 @@ from cortex_iac.components.node_group import NodeGroup
 from cortex_iac.errors import CortexError
 from cortex_iac.instance_types import INSTANCE_TYPES, get_instance_type
 from cortex_iac.render import addons as render
+from cortex_iac.render import realtime, routing
+from cortex_iac.render.routing import KEDA_NAMESPACE
 from cortex_iac.render.iam import aws_managed_policy_arn, require_commercial_partition, service_trust_policy, to_json
 from cortex_iac.render.karpenter import GPU_RESOURCE, accelerator_resource
 from cortex_iac.render.network import NetworkLayout, network_layout, subnet_tags
@@ -205,28 +208,27 @@ class Cluster(pulumi.ComponentResource):
 
         self.k8s_provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.eks.kubeconfig_json, opts=child)
         on_cluster = pulumi.ResourceOptions(parent=self, provider=self.k8s_provider)
-        self.namespaces = {"apis": render.API_NAMESPACE, "karpenter": render.KUBE_SYSTEM,
-                           "load_balancer_controller": render.KUBE_SYSTEM}
-        wanted = {"apis": True, "keda": addons.keda, "prometheus": addons.prometheus, "logging": addons.fluent_bit}
-        namespace_names = {"apis": render.API_NAMESPACE, "keda": render.KEDA_NAMESPACE,
-                           "prometheus": render.PROMETHEUS_NAMESPACE, "logging": render.LOGGING_NAMESPACE}
+        wanted = {
+            "apis": realtime.render_namespace(),
+            "keda": render.namespace_object(KEDA_NAMESPACE, cluster_name) if addons.keda else None,
+            "prometheus": render.namespace_object(render.PROMETHEUS_NAMESPACE, cluster_name) if addons.prometheus else None,
+            "logging": render.namespace_object(render.LOGGING_NAMESPACE, cluster_name) if addons.fluent_bit else None,
+        }
+        self.namespaces = {"karpenter": render.KUBE_SYSTEM, "load_balancer_controller": render.KUBE_SYSTEM}
         namespace: dict[str, pulumi.Output[str]] = {}
-        for role, wanted_here in wanted.items():
-            if wanted_here:
-                ns = k8s.core.v1.Namespace(
-                    f"{name}-{namespace_names[role]}-namespace",
-                    metadata={"name": namespace_names[role], "labels": {"cortex.dev/cluster-name": cluster_name}},
-                    opts=on_cluster,
-                )
+        for role, obj in wanted.items():
+            if obj is not None:
+                ns_name = obj["metadata"]["name"]
+                ns = k8s.core.v1.Namespace(f"{name}-{ns_name}-namespace", metadata=obj["metadata"], opts=on_cluster)
                 namespace[role] = ns.metadata.name
-                self.namespaces[role] = namespace_names[role]
+                self.namespaces[role] = ns_name
         self.api_namespace = namespace["apis"]
 
         ctx = AddonContext(
             name=name, parent=self, cluster_name=cluster_name, region=spec.region, tags=tags,
             k8s_provider=self.k8s_provider, eks=self.eks, ready=[system_nodes, self.pod_identity_agent],
         )
-        self.addon_releases: dict[str, k8s.helm.v3.Release] = {}
+        self.addon_releases: dict[str, pulumi.Resource] = {}
         self.node_groups: dict[str, NodeGroup] = {}
         self.node_role_name = karpenter_node_role.name if karpenter_node_role is not None else None
         if karpenter_node_role is not None:
@@ -246,12 +248,22 @@ class Cluster(pulumi.ComponentResource):
                 )
         self.load_balancer = None
         if addons.aws_load_balancer_controller:
-            self.load_balancer = render.load_balancer_settings(
-                cluster_name, spec.api_load_balancer_scheme, spec.api_load_balancer_cidr_white_list,
-                spec.ssl_certificate_arn,
+            self.load_balancer = render.LoadBalancerSettings(
+                scheme=spec.api_load_balancer_scheme,
+                cidr_allow_list=tuple(spec.api_load_balancer_cidr_white_list),
+                certificate_arn=spec.ssl_certificate_arn,
             )
-            self.addon_releases["load-balancer-controller"] = install.load_balancer_controller(
-                ctx, self.vpc_id, self.load_balancer
+            controller = install.load_balancer_controller(ctx, self.vpc_id)
+            self.addon_releases["load-balancer-controller"] = controller
+            params, ingress_class = routing.ingress_class_objects(spec, realtime.API_NAMESPACE)
+            after_controller = pulumi.ResourceOptions(parent=self, provider=self.k8s_provider, depends_on=[controller])
+            params_resource = CustomResource(
+                f"{name}-api-ingress-class-params", api_version=params["apiVersion"], kind=params["kind"],
+                metadata=params["metadata"], spec=params["spec"], opts=after_controller,
+            )
+            self.addon_releases["api-ingress-class"] = k8s.networking.v1.IngressClass(
+                f"{name}-api-ingress-class", metadata=ingress_class["metadata"], spec=ingress_class["spec"],
+                opts=pulumi.ResourceOptions.merge(after_controller, pulumi.ResourceOptions(depends_on=[params_resource])),
             )
         self.keda_http_interceptor = None
         if addons.keda:

@@ -23,6 +23,15 @@ from cortex_iac.errors import CortexError
 from cortex_iac.render.envoy import prometheus_scrape_job
 from cortex_iac.render.iam import policy_document
 from cortex_iac.render.karpenter import CLUSTER_NAME_TAG, GPU_RESOURCE
+from cortex_iac.render.routing import (
+    EXTERNAL_SCALER_PORT,
+    INGRESS_CLASS,
+    INGRESS_GROUP,
+    INTERCEPTOR_ADMIN_PORT,
+    INTERCEPTOR_PROXY_PORT,
+    INTERCEPTOR_PROXY_SERVICE,
+    KEDA_NAMESPACE,
+)
 from cortex_iac.versions import AWS_LOAD_BALANCER_CONTROLLER_POLICY_FILE
 
 # Tag key Karpenter's EC2NodeClasses select subnets and security groups by (value: cluster name).
@@ -36,9 +45,8 @@ PROMETHEUS_NODE_LABELS = {ROLE_LABEL: "prometheus"}
 PROMETHEUS_TAINT = {"key": ROLE_LABEL, "value": "prometheus", "effect": "NO_SCHEDULE"}
 
 # Namespaces. Karpenter and the load balancer controller stay in kube-system: Karpenter's docs rely
-# on kube-system's API priority (FlowSchemas) for the controller.
-API_NAMESPACE = "cortex"
-KEDA_NAMESPACE = "keda"
+# on kube-system's API priority (FlowSchemas) for the controller. The APIs' namespace and KEDA's are
+# the ones the API renderers route to (render/realtime.py, render/routing.py).
 PROMETHEUS_NAMESPACE = "prometheus"
 LOGGING_NAMESPACE = "logging"
 KUBE_SYSTEM = "kube-system"
@@ -59,10 +67,11 @@ KARPENTER_SERVICE_ACCOUNT = "karpenter"
 LOAD_BALANCER_CONTROLLER_SERVICE_ACCOUNT = "aws-load-balancer-controller"
 FLUENT_BIT_SERVICE_ACCOUNT = "aws-for-fluent-bit"
 
-# The Prometheus server Service the chart names "<release>-server" (port 80), and the HTTP add-on's
-# interceptor proxy Service the chart names "<chart>-interceptor-proxy" (port 8080).
+# The Prometheus server Service the chart names "<release>-server" (port 80): the address the API
+# ScaledObjects query (render/autoscaling.py), checked equal by the tests.
 PROMETHEUS_URL = f"http://{PROMETHEUS_RELEASE}-server.{PROMETHEUS_NAMESPACE}.svc.cluster.local:80"
-KEDA_HTTP_INTERCEPTOR_SERVICE = f"keda-add-ons-http-interceptor-proxy.{KEDA_NAMESPACE}.svc.cluster.local:8080"
+# The HTTP add-on's interceptor proxy, as the chart names it ("<chart>-interceptor-proxy").
+KEDA_HTTP_INTERCEPTOR_SERVICE = f"{INTERCEPTOR_PROXY_SERVICE}.{KEDA_NAMESPACE}.svc.cluster.local:{INTERCEPTOR_PROXY_PORT}"
 
 # How often the API pods' in-flight gauges are scraped: Cortex's autoscaler looked every 10 s, and
 # the chart's global default (1 m) would leave one sample in a 60 s window.
@@ -104,44 +113,22 @@ def resource_tags(cluster_name: str, tags: Mapping[str, str]) -> dict[str, str]:
 class LoadBalancerSettings:
     """The shared API load balancer, as an API's route needs it.
 
-    APIs put an Ingress of class ``ingress_class_name``; its IngressClassParams (made by the load
-    balancer controller's chart) fixes ``scheme``, the ``cidr_allow_list``, the ``certificate_arn``
-    (None: HTTP only) and the IngressGroup ``ingress_group_name``, so every API shares one ALB and
-    no API can widen access. Targets are pod IPs (``target_type``), so the ALB follows readiness.
+    APIs put an Ingress of class ``ingress_class_name``, whose IngressClassParams
+    (:func:`cortex_iac.render.routing.ingress_class_objects`, made by the Cluster) fixes ``scheme``,
+    the ``cidr_allow_list``, the ``certificate_arn`` (None: HTTP only) and the IngressGroup
+    ``ingress_group_name``: every API shares one ALB and no API can widen access.
     """
 
     scheme: str
     cidr_allow_list: tuple[str, ...]
     certificate_arn: str | None
-    ingress_class_name: str
-    ingress_group_name: str
-    target_type: str = "ip"
+    ingress_class_name: str = INGRESS_CLASS
+    ingress_group_name: str = INGRESS_GROUP
 
 
-def load_balancer_settings(
-    cluster_name: str, scheme: str, cidr_allow_list: list[str] | tuple[str, ...], certificate_arn: str | None
-) -> LoadBalancerSettings:
-    """Settings of the cluster's API load balancer; class and group are named ``<cluster>-api``."""
-    return LoadBalancerSettings(
-        scheme=scheme,
-        cidr_allow_list=tuple(cidr_allow_list),
-        certificate_arn=certificate_arn or None,
-        ingress_class_name=f"{cluster_name}-api",
-        ingress_group_name=f"{cluster_name}-api",
-    )
-
-
-def ingress_class_params_spec(lb: LoadBalancerSettings) -> dict[str, Any]:
-    """The ``spec`` of the IngressClassParams (``elbv2.k8s.aws/v1beta1``) behind the API class."""
-    spec: dict[str, Any] = {
-        "group": {"name": lb.ingress_group_name},
-        "scheme": lb.scheme,
-        "inboundCIDRs": list(lb.cidr_allow_list),
-        "targetType": lb.target_type,
-    }
-    if lb.certificate_arn:
-        spec["certificateArn"] = [lb.certificate_arn]
-    return spec
+def namespace_object(name: str, cluster_name: str) -> dict[str, Any]:
+    """A namespace of an add-on, labelled with the cluster it belongs to."""
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {CLUSTER_NAME_TAG: cluster_name}}}
 
 
 def system_placement() -> dict[str, Any]:
@@ -251,26 +238,26 @@ def karpenter_controller_policies(
                 "Effect": "Allow",
                 "Resource": f"{ec2}:*:launch-template/*",
                 "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
-                "Condition": {"StringEquals": owned_resource, "StringLike": nodepool_resource},
+                "Condition": {"StringEquals": {**owned_resource}, "StringLike": {**nodepool_resource}},
             },
             {
                 "Sid": "AllowScopedEC2InstanceActionsWithTags",
                 "Effect": "Allow",
-                "Resource": created,
+                "Resource": list(created),
                 "Action": ["ec2:RunInstances", "ec2:CreateFleet", "ec2:CreateLaunchTemplate"],
-                "Condition": {"StringEquals": {**owned, **cluster_request}, "StringLike": nodepool_request},
+                "Condition": {"StringEquals": {**owned, **cluster_request}, "StringLike": {**nodepool_request}},
             },
             {
                 "Sid": "AllowScopedResourceCreationTagging",
                 "Effect": "Allow",
-                "Resource": created,
+                "Resource": list(created),
                 "Action": "ec2:CreateTags",
                 "Condition": {
                     "StringEquals": {
                         **owned, **cluster_request,
                         "ec2:CreateAction": ["RunInstances", "CreateFleet", "CreateLaunchTemplate"],
                     },
-                    "StringLike": nodepool_request,
+                    "StringLike": {**nodepool_request},
                 },
             },
             {
@@ -279,9 +266,9 @@ def karpenter_controller_policies(
                 "Resource": f"{ec2}:*:instance/*",
                 "Action": "ec2:CreateTags",
                 "Condition": {
-                    "StringEquals": owned_resource,
-                    "StringLike": nodepool_resource,
-                    "StringEqualsIfExists": cluster_request,
+                    "StringEquals": {**owned_resource},
+                    "StringLike": {**nodepool_resource},
+                    "StringEqualsIfExists": {**cluster_request},
                     "ForAllValues:StringEquals": {
                         "aws:TagKeys": ["eks:eks-cluster-name", "karpenter.sh/nodeclaim", "Name"]
                     },
@@ -292,7 +279,7 @@ def karpenter_controller_policies(
                 "Effect": "Allow",
                 "Resource": [f"{ec2}:*:instance/*", f"{ec2}:*:launch-template/*"],
                 "Action": ["ec2:TerminateInstances", "ec2:DeleteLaunchTemplate"],
-                "Condition": {"StringEquals": owned_resource, "StringLike": nodepool_resource},
+                "Condition": {"StringEquals": {**owned_resource}, "StringLike": {**nodepool_resource}},
             },
         ]),
         "iam-integration": policy_document([
@@ -310,7 +297,7 @@ def karpenter_controller_policies(
                 "Action": ["iam:CreateInstanceProfile"],
                 "Condition": {
                     "StringEquals": {**owned, **cluster_request, **region_request},
-                    "StringLike": nodeclass_request,
+                    "StringLike": {**nodeclass_request},
                 },
             },
             {
@@ -328,7 +315,7 @@ def karpenter_controller_policies(
                 "Effect": "Allow",
                 "Resource": profile,
                 "Action": ["iam:AddRoleToInstanceProfile", "iam:RemoveRoleFromInstanceProfile", "iam:DeleteInstanceProfile"],
-                "Condition": {"StringEquals": {**owned_resource, **region_resource}, "StringLike": nodeclass_resource},
+                "Condition": {"StringEquals": {**owned_resource, **region_resource}, "StringLike": {**nodeclass_resource}},
             },
         ]),
         "eks-integration": policy_document([
@@ -393,26 +380,22 @@ def aws_load_balancer_controller_policy() -> dict[str, Any]:
 
 
 def aws_load_balancer_controller_values(
-    cluster_name: str, region: str, vpc_id: str, lb: LoadBalancerSettings, tags: dict[str, str]
+    cluster_name: str, region: str, vpc_id: str, tags: Mapping[str, str]
 ) -> dict[str, Any]:
     """Values of the ``aws-load-balancer-controller`` chart.
 
     Region and VPC are given, so the controller needs no instance metadata (nodes allow one IMDS
-    hop, which pods cannot use). The chart makes the API IngressClass and its IngressClassParams
-    (:func:`ingress_class_params_spec`). ``tags`` go on every load balancer it creates.
+    hop, which pods cannot use). The chart makes no IngressClass: the API class and its parameters
+    come from :func:`cortex_iac.render.routing.ingress_class_objects`. ``tags`` go on every AWS
+    resource the controller creates.
     """
     return {
         "clusterName": cluster_name,
         "region": region,
         "vpcId": vpc_id,
         "serviceAccount": {"name": LOAD_BALANCER_CONTROLLER_SERVICE_ACCOUNT},
-        "ingressClass": lb.ingress_class_name,
-        "createIngressClassResource": True,
-        "ingressClassParams": {
-            "create": True,
-            "name": lb.ingress_class_name,
-            "spec": ingress_class_params_spec(lb),
-        },
+        "ingressClass": INGRESS_CLASS,
+        "createIngressClassResource": False,
         "defaultTags": dict(tags),
         **system_placement(),
     }
@@ -431,13 +414,17 @@ def keda_http_add_on_values() -> dict[str, Any]:
 
     Operator and scaler run on the system nodes; the interceptor is in the request path and scales
     with traffic, so it may run anywhere (it tolerates the system taint, but is not bound to it).
+    The ports are set from the constants the API renderers address them by (render/routing.py).
     """
-    placement = system_placement()
     return {
         "crds": {"install": True},
-        "operator": dict(placement),
-        "scaler": dict(placement),
-        "interceptor": {"tolerations": placement["tolerations"]},
+        "operator": system_placement(),
+        "scaler": {**system_placement(), "grpcPort": EXTERNAL_SCALER_PORT},
+        "interceptor": {
+            "tolerations": system_placement()["tolerations"],
+            "proxy": {"port": INTERCEPTOR_PROXY_PORT},
+            "admin": {"port": INTERCEPTOR_ADMIN_PORT},
+        },
     }
 
 
