@@ -36,7 +36,8 @@ ENVOY_CONFIG_VOLUME = "envoy-config"
 ENVOY_CONFIG_DIR = "/etc/envoy"
 ENVOY_CONFIG_FILE = "envoy.yaml"
 # Pod-template annotation holding the sha256 of the Envoy config: a config change changes the
-# template, so the Deployment rolls its pods (Envoy reads its bootstrap only at start).
+# template, so the Deployment rolls its pods (Envoy reads its bootstrap only at start). The
+# ConfigMap's name carries the start of the same hash (see envoy_config_map_name).
 ENVOY_CONFIG_CHECKSUM = "cortex.dev/envoy-config-sha256"
 # The envoy user of the official image (uid/gid 101). The container runs envoy directly as this
 # user, bypassing the image's entrypoint, which would otherwise start as root to switch users.
@@ -126,7 +127,7 @@ def api_objects(spec: RealtimeApiSpec, context: ApiContext) -> ApiObjects:
     config_map = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": envoy_config_map_name(spec.name), "namespace": ns, "labels": labels(spec.name)},
+        "metadata": {"name": envoy_config_map_name(spec.name, config_text), "namespace": ns, "labels": labels(spec.name)},
         "data": {ENVOY_CONFIG_FILE: config_text},
     }
     drain = envoy.drain_plan()
@@ -165,9 +166,17 @@ def selector_labels(api_name: str) -> dict[str, str]:
     return {envoy.API_NAME_LABEL: api_name}
 
 
-def envoy_config_map_name(api_name: str) -> str:
-    """Name of an API's Envoy ConfigMap."""
-    return f"{api_name}-envoy"
+def envoy_config_map_name(api_name: str, envoy_config_text: str) -> str:
+    """Name of an API's Envoy ConfigMap: ``<api>-envoy-<first 10 hex digits of its sha256>``.
+
+    A new config is a new ConfigMap: Pulumi creates it, the Deployment rolls over to it, then the
+    old one is deleted, so pods still running never lose the file they started from (a ConfigMap
+    changed in place would be replaced under the same name, deleted first)."""
+    return f"{api_name}-envoy-{_sha256(envoy_config_text)[:10]}"
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def render_namespace(name: str = API_NAMESPACE) -> dict[str, Any]:
@@ -252,7 +261,7 @@ def deployment(
     containers = _user_containers(spec, drain)
     containers.append(_proxy_container(drain))
     volumes: list[dict[str, Any]] = [
-        {"name": ENVOY_CONFIG_VOLUME, "configMap": {"name": envoy_config_map_name(spec.name)}},
+        {"name": ENVOY_CONFIG_VOLUME, "configMap": {"name": envoy_config_map_name(spec.name, envoy_config_text)}},
     ]
     volumes += [
         {"name": _shm_volume(c.name), "emptyDir": {"medium": "Memory", "sizeLimit": str(c.compute.shm)}}
@@ -291,7 +300,7 @@ def deployment(
             "template": {
                 "metadata": {
                     "labels": labels(spec.name),
-                    "annotations": {ENVOY_CONFIG_CHECKSUM: hashlib.sha256(envoy_config_text.encode()).hexdigest()},
+                    "annotations": {ENVOY_CONFIG_CHECKSUM: _sha256(envoy_config_text)},
                 },
                 "spec": pod_spec,
             },

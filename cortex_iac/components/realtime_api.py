@@ -1,0 +1,265 @@
+"""``cortex:api:RealtimeApi``: one Cortex RealtimeAPI (one model) on a Cortex cluster.
+
+The objects come from :func:`cortex_iac.render.realtime.api_objects`; this module only turns them
+into Pulumi resources and adds the AWS side (an IAM role through EKS Pod Identity).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from cortex_iac.errors import CortexError
+from cortex_iac.render import envoy, iam, realtime, routing
+from cortex_iac.render.addons import LoadBalancerSettings
+from cortex_iac.specs import NodeGroupSpec, RealtimeApiSpec
+
+TYPE = "cortex:api:RealtimeApi"
+
+
+@runtime_checkable
+class ApiCluster(Protocol):
+    """What a RealtimeApi needs of its cluster. The :class:`~cortex_iac.components.cluster.Cluster`
+    component has it; for a cluster made elsewhere, fill in a :class:`ClusterRef`.
+
+    - ``k8s_provider``: the Kubernetes provider of the cluster.
+    - ``cluster_name``: the EKS cluster's name (for the Pod Identity association).
+    - ``api_namespace``: the name of the shared API namespace
+      (:data:`~cortex_iac.render.realtime.API_NAMESPACE`), as an output that resolves once the
+      namespace exists.
+    - ``node_group_specs``: the cluster's Cortex node groups (None: unknown; pods then go to any
+      node labelled ``cortex.dev/node-group``).
+    - ``load_balancer``: the shared API load balancer's settings (None: no AWS Load Balancer
+      Controller, so the API gets no route and no URL).
+    - ``prometheus_url``: the Prometheus the ScaledObjects query (None: no Prometheus; refused).
+    - ``keda_http_interceptor``: the KEDA HTTP add-on's interceptor (None: not installed; then
+      ``min_replicas: 0`` is refused).
+    - ``iam_policy_arns``: policies attached to every API's role (cluster.yaml's
+      ``iam_policy_arns``).
+    - ``tags``: tags of every AWS resource (cluster.yaml's ``tags`` + ``cortex.dev/cluster-name``).
+    - ``addon_releases``: what the API's Kubernetes objects must wait for (KEDA and its CRDs, the
+      load balancer controller and its webhook, Prometheus).
+    """
+
+    k8s_provider: k8s.Provider
+    cluster_name: pulumi.Input[str]
+    api_namespace: pulumi.Input[str]
+    node_group_specs: Sequence[NodeGroupSpec] | None
+    load_balancer: LoadBalancerSettings | None
+    prometheus_url: str | None
+    keda_http_interceptor: str | None
+    iam_policy_arns: Sequence[str]
+    tags: Mapping[str, str]
+    addon_releases: Mapping[str, pulumi.Resource]
+
+
+@dataclass
+class ClusterRef:
+    """An :class:`ApiCluster` for a cluster not built by this library's Cluster component.
+
+    The cluster needs, made once: the namespace from :func:`~cortex_iac.render.realtime.render_namespace`,
+    the IngressClass from :func:`~cortex_iac.render.routing.ingress_class_objects`, KEDA (+ the HTTP
+    add-on for scale-to-zero) in namespace ``keda``, the AWS Load Balancer Controller, the EKS Pod
+    Identity agent, and a Prometheus scraping the API pods
+    (:func:`~cortex_iac.render.envoy.prometheus_scrape_job`). Defaults: the namespace name, no known
+    node groups, no load balancer, :data:`~cortex_iac.render.autoscaling.PROMETHEUS_ADDRESS`, the
+    chart's interceptor, no policies, no tags, nothing to wait for.
+    """
+
+    k8s_provider: k8s.Provider
+    cluster_name: pulumi.Input[str]
+    api_namespace: pulumi.Input[str] = realtime.API_NAMESPACE
+    node_group_specs: Sequence[NodeGroupSpec] | None = None
+    load_balancer: LoadBalancerSettings | None = None
+    prometheus_url: str | None = realtime.autoscaling.PROMETHEUS_ADDRESS
+    keda_http_interceptor: str | None = routing.INTERCEPTOR_PROXY_SERVICE
+    iam_policy_arns: Sequence[str] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+    addon_releases: Mapping[str, pulumi.Resource] = field(default_factory=dict)
+
+
+class RealtimeApi(pulumi.ComponentResource):
+    """A Cortex RealtimeAPI: the model's containers behind an Envoy sidecar that enforces
+    ``max_concurrency`` / ``max_queue_length``, autoscaled by KEDA on in-flight requests (to zero
+    through the KEDA HTTP add-on), routed at ``networking.endpoint`` on the cluster's shared load
+    balancer, with a least-privilege IAM role. What each object holds and why:
+    :mod:`cortex_iac.render.realtime` and docs/design.md.
+
+    Args:
+        name: component name; children are ``<name>-service-account``, ``<name>-envoy-config``,
+            ``<name>-deployment``, ``<name>-service``, ``<name>-pdb``, ``<name>-scaled-object``,
+            ``<name>-interceptor-route`` (scale-to-zero only), ``<name>-ingress`` (with a load
+            balancer), ``<name>-role``, ``<name>-s3-read`` (with ``iam.s3_read``),
+            ``<name>-<policy name>`` per cluster policy, ``<name>-pod-identity``.
+        spec: the API.
+        cluster: the Cluster component, or a :class:`ClusterRef`.
+        opts: resource options.
+
+    Outputs: ``url`` (None without a load balancer; unknown until the ALB exists), ``namespace``,
+    ``service_name``, ``role_arn``.
+
+    Pulumi sets the Deployment's ``replicas`` (``init_replicas``) only at creation: KEDA owns the
+    field afterwards (``ignore_changes``; with server-side apply Pulumi then leaves it to the
+    autoscaler's field manager instead of fighting it).
+    """
+
+    url: pulumi.Output[str | None]
+    namespace: pulumi.Output[str]
+    service_name: pulumi.Output[str]
+    role_arn: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        spec: RealtimeApiSpec,
+        cluster: ApiCluster,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        _check_args(name, spec, cluster)
+        context = realtime.ApiContext(
+            node_groups=None if cluster.node_group_specs is None else tuple(cluster.node_group_specs),
+            https=cluster.load_balancer is not None and cluster.load_balancer.certificate_arn is not None,
+            prometheus_address=str(cluster.prometheus_url),
+        )
+        objects = realtime.api_objects(spec, context)
+        super().__init__(TYPE, name, None, opts)
+
+        namespace = pulumi.Output.from_input(cluster.api_namespace)
+        on_cluster = pulumi.ResourceOptions(
+            parent=self, provider=cluster.k8s_provider, depends_on=list(cluster.addon_releases.values())
+        )
+
+        def placed(obj: dict[str, Any]) -> dict[str, Any]:
+            # Objects of the API namespace take its name from the cluster's output, so they wait
+            # for the namespace; the metadata is otherwise the rendered one.
+            meta = copy.deepcopy(obj["metadata"])
+            if meta.get("namespace") == realtime.API_NAMESPACE:
+                meta["namespace"] = namespace
+            return meta
+
+        service_account = k8s.core.v1.ServiceAccount(
+            f"{name}-service-account",
+            metadata=placed(objects.service_account),
+            automount_service_account_token=objects.service_account["automountServiceAccountToken"],
+            opts=on_cluster,
+        )
+        # Its name changes with its content, so a new config is created before the old one goes.
+        envoy_config = k8s.core.v1.ConfigMap(
+            f"{name}-envoy-config",
+            metadata=placed(objects.envoy_config),
+            data=objects.envoy_config["data"],
+            opts=on_cluster,
+        )
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=placed(objects.deployment),
+            spec=objects.deployment["spec"],
+            opts=pulumi.ResourceOptions.merge(
+                on_cluster,
+                pulumi.ResourceOptions(ignore_changes=["spec.replicas"], depends_on=[service_account, envoy_config]),
+            ),
+        )
+        service = k8s.core.v1.Service(
+            f"{name}-service", metadata=placed(objects.service), spec=objects.service["spec"], opts=on_cluster
+        )
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb",
+            metadata=placed(objects.pod_disruption_budget),
+            spec=objects.pod_disruption_budget["spec"],
+            opts=on_cluster,
+        )
+        after_deployment = pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[deployment]))
+        k8s.apiextensions.CustomResource(
+            f"{name}-scaled-object",
+            api_version=objects.scaled_object["apiVersion"],
+            kind=objects.scaled_object["kind"],
+            metadata=placed(objects.scaled_object),
+            spec=objects.scaled_object["spec"],
+            opts=after_deployment,
+        )
+        if objects.interceptor_route is not None:
+            k8s.apiextensions.CustomResource(
+                f"{name}-interceptor-route",
+                api_version=objects.interceptor_route["apiVersion"],
+                kind=objects.interceptor_route["kind"],
+                metadata=placed(objects.interceptor_route),
+                spec=objects.interceptor_route["spec"],
+                opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[service])),
+            )
+
+        url: pulumi.Output[str | None] = pulumi.Output.from_input(None)
+        if cluster.load_balancer is not None:
+            ingress = k8s.networking.v1.Ingress(
+                f"{name}-ingress",
+                metadata=placed(objects.ingress),
+                spec=objects.ingress["spec"],
+                opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[service])),
+            )
+            endpoint, https = routing.endpoint_of(spec), context.https
+            url = ingress.status.apply(lambda status: _url(status, endpoint, https))
+
+        tags = {**cluster.tags, envoy.API_NAME_LABEL: spec.name}
+        child = pulumi.ResourceOptions(parent=self)
+        role = aws.iam.Role(
+            f"{name}-role",
+            assume_role_policy=iam.to_json(iam.pod_identity_trust_policy()),
+            description=f"Cortex RealtimeAPI {spec.name}",
+            tags=tags,
+            opts=child,
+        )
+        if objects.iam_policy is not None:
+            aws.iam.RolePolicy(f"{name}-s3-read", role=role.id, policy=iam.to_json(objects.iam_policy), opts=child)
+        for arn in cluster.iam_policy_arns:
+            aws.iam.RolePolicyAttachment(f"{name}-{arn.rsplit('/', 1)[-1]}", role=role.name, policy_arn=arn, opts=child)
+        aws.eks.PodIdentityAssociation(
+            f"{name}-pod-identity",
+            cluster_name=cluster.cluster_name,
+            namespace=namespace,
+            service_account=spec.name,
+            role_arn=role.arn,
+            tags=tags,
+            opts=child,
+        )
+
+        self.url = url
+        self.namespace = namespace
+        self.service_name = service.metadata.name
+        self.role_arn = role.arn
+        self.register_outputs(
+            {"url": self.url, "namespace": self.namespace, "service_name": self.service_name, "role_arn": self.role_arn}
+        )
+
+
+def _url(status: Any, endpoint: str, https: bool) -> str | None:
+    # The load balancer controller writes the ALB's DNS name into the Ingress status; Pulumi waits
+    # for it when creating the Ingress.
+    entries = getattr(getattr(status, "load_balancer", None), "ingress", None) or []
+    hostname = next((e.hostname for e in entries if getattr(e, "hostname", None)), None)
+    return None if hostname is None else routing.api_url(hostname, endpoint, https=https)
+
+
+_REQUIRED = tuple(ApiCluster.__annotations__)
+
+
+def _check_args(name: str, spec: RealtimeApiSpec, cluster: object) -> None:
+    if not isinstance(spec, RealtimeApiSpec):
+        raise CortexError(f"RealtimeApi {name!r}: spec must be a RealtimeApiSpec, got {type(spec).__name__}")
+    missing = [attribute for attribute in _REQUIRED if not hasattr(cluster, attribute)]
+    if missing:
+        raise CortexError(
+            f"RealtimeApi {name!r}: cluster {type(cluster).__name__} lacks {', '.join(missing)}; "
+            "pass the Cluster component or a ClusterRef"
+        )
+    assert isinstance(cluster, ApiCluster)
+    if cluster.prometheus_url is None:
+        raise CortexError(f"RealtimeApi {name!r}: the cluster has no Prometheus, which the API's autoscaling queries")
+    if spec.autoscaling.min_replicas == 0 and cluster.keda_http_interceptor is None:
+        raise CortexError(
+            f"RealtimeApi {name!r}: autoscaling.min_replicas: 0 needs the KEDA HTTP add-on, which the cluster lacks"
+        )

@@ -1,0 +1,222 @@
+"""``cortex:api:RealtimeApi`` under the recording mock engine: children, inputs, stability."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pytest
+from pulumi.runtime import mocks as pulumi_mocks
+
+from cortex_iac.components.realtime_api import TYPE, ClusterRef, RealtimeApi, _url
+from cortex_iac.errors import CortexError
+from cortex_iac.plan.engine import Recording, record
+from cortex_iac.render import iam
+from cortex_iac.render.addons import LoadBalancerSettings
+from cortex_iac.render.realtime import API_NAMESPACE, ApiContext, api_objects
+from cortex_iac.specs import NodeGroupSpec, RealtimeApiSpec, load_apis
+
+STACK = "urn:pulumi:test::cortex::"
+LB = LoadBalancerSettings("internet-facing", ("0.0.0.0/0",), "arn:aws:acm:us-east-1:123456789012:certificate/abc")
+NODE_GROUPS = [NodeGroupSpec.model_validate({"name": "cpu", "instance_type": "m5.xlarge"})]
+POLICY = "arn:aws:iam::aws:policy/CloudWatchAgentServerPolicy"
+
+
+def _api(name: str = "hello", image: str = "registry.example/model:1", **extra: Any) -> RealtimeApiSpec:
+    data = {"name": name, "kind": "RealtimeAPI", "pod": {"containers": [{"name": "api", "image": image}]}, **extra}
+    (spec,) = load_apis([copy.deepcopy(data)], origin="test")
+    assert isinstance(spec, RealtimeApiSpec)
+    return spec
+
+
+def _program(*specs: RealtimeApiSpec, **ref: Any) -> Callable[[], None]:
+    def program() -> None:
+        provider = k8s.Provider("k8s", kubeconfig="{}")
+        cluster = ClusterRef(
+            k8s_provider=provider, cluster_name="cortex-test", node_group_specs=NODE_GROUPS, load_balancer=LB,
+            iam_policy_arns=[POLICY], tags={"team": "ml", "cortex.dev/cluster-name": "cortex-test"}, **ref,
+        )
+        for spec in specs:
+            api = RealtimeApi(spec.name, spec, cluster)
+            pulumi.export(f"{spec.name}-namespace", api.namespace)
+            pulumi.export(f"{spec.name}-service", api.service_name)
+            pulumi.export(f"{spec.name}-url", api.url)
+
+    return program
+
+
+def _children(rec: Recording, name: str) -> list[tuple[str, str]]:
+    (component,) = [r for r in rec.of_type(TYPE) if r.name == name]
+    return sorted((r.type, r.name) for r in rec.children(component.urn))
+
+
+def test_children_types_names_and_parents() -> None:
+    rec = record(_program(_api(iam={"s3_read": ["s3://models/hello/"]})))
+    assert _children(rec, "hello") == sorted([
+        ("kubernetes:core/v1:ServiceAccount", "hello-service-account"),
+        ("kubernetes:core/v1:ConfigMap", "hello-envoy-config"),
+        ("kubernetes:apps/v1:Deployment", "hello-deployment"),
+        ("kubernetes:core/v1:Service", "hello-service"),
+        ("kubernetes:policy/v1:PodDisruptionBudget", "hello-pdb"),
+        ("kubernetes:keda.sh/v1alpha1:ScaledObject", "hello-scaled-object"),
+        ("kubernetes:networking.k8s.io/v1:Ingress", "hello-ingress"),
+        ("aws:iam/role:Role", "hello-role"),
+        ("aws:iam/rolePolicy:RolePolicy", "hello-s3-read"),
+        ("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "hello-CloudWatchAgentServerPolicy"),
+        ("aws:eks/podIdentityAssociation:PodIdentityAssociation", "hello-pod-identity"),
+    ])
+    # Every resource of the program is the component's child, except the provider.
+    component = rec.find(TYPE, "hello")
+    assert component.parent == f"{STACK}pulumi:pulumi:Stack::cortex-test"
+    assert {r.parent for r in rec.resources if r.type not in (TYPE, "pulumi:providers:kubernetes")} == {component.urn}
+    for r in rec.resources:
+        if r.type.startswith("kubernetes:"):
+            assert r.provider == f"{STACK}pulumi:providers:kubernetes::k8s", r.name
+    assert rec.outputs == {"hello-namespace": API_NAMESPACE, "hello-service": "hello", "hello-url": None}
+
+
+def test_kubernetes_inputs_are_the_rendered_objects() -> None:
+    spec = _api(autoscaling={"min_replicas": 0, "max_replicas": 4})
+    rec = record(_program(spec))
+    objects = api_objects(spec, ApiContext(node_groups=tuple(NODE_GROUPS), https=True))
+    expected = {
+        ("kubernetes:core/v1:ServiceAccount", "hello-service-account"): objects.service_account,
+        ("kubernetes:core/v1:ConfigMap", "hello-envoy-config"): objects.envoy_config,
+        ("kubernetes:apps/v1:Deployment", "hello-deployment"): objects.deployment,
+        ("kubernetes:core/v1:Service", "hello-service"): objects.service,
+        ("kubernetes:policy/v1:PodDisruptionBudget", "hello-pdb"): objects.pod_disruption_budget,
+        ("kubernetes:keda.sh/v1alpha1:ScaledObject", "hello-scaled-object"): objects.scaled_object,
+        ("kubernetes:http.keda.sh/v1beta1:InterceptorRoute", "hello-interceptor-route"): objects.interceptor_route,
+        ("kubernetes:networking.k8s.io/v1:Ingress", "hello-ingress"): objects.ingress,
+    }
+    for (type_, name), obj in expected.items():
+        assert rec.find(type_, name).inputs == obj, name
+    assert objects.ingress["metadata"]["namespace"] == "keda"  # scale-to-zero routes through the interceptor
+
+
+def test_iam_role_trusts_pod_identity_and_grants_what_the_spec_asks() -> None:
+    spec = _api(iam={"s3_read": ["s3://models/hello/"]})
+    rec = record(_program(spec))
+    role = rec.find("aws:iam/role:Role", "hello-role")
+    assert json.loads(role.inputs["assumeRolePolicy"]) == iam.pod_identity_trust_policy()
+    assert role.inputs["tags"] == {"team": "ml", "cortex.dev/cluster-name": "cortex-test", "cortex.dev/api-name": "hello"}
+    policy = rec.find("aws:iam/rolePolicy:RolePolicy", "hello-s3-read")
+    assert json.loads(policy.inputs["policy"]) == api_objects(spec, ApiContext()).iam_policy
+    assert policy.inputs["role"] == "hello-role-id"
+    attachment = rec.find("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "hello-CloudWatchAgentServerPolicy")
+    assert attachment.inputs["policyArn"] == POLICY
+    association = rec.find("aws:eks/podIdentityAssociation:PodIdentityAssociation", "hello-pod-identity")
+    assert {k: association.inputs[k] for k in ("clusterName", "namespace", "serviceAccount", "roleArn")} == {
+        "clusterName": "cortex-test", "namespace": API_NAMESPACE, "serviceAccount": "hello",
+        "roleArn": "arn:aws:iam:us-east-1:123456789012:hello-role"}
+
+
+def test_no_s3_read_means_no_inline_policy() -> None:
+    rec = record(_program(_api()))
+    assert rec.of_type("aws:iam/rolePolicy:RolePolicy") == []
+
+
+def test_kubernetes_children_wait_for_the_cluster_add_ons() -> None:
+    def program() -> None:
+        provider = k8s.Provider("k8s", kubeconfig="{}")
+        keda = k8s.core.v1.ConfigMap("keda-stand-in", metadata={"name": "x"}, opts=pulumi.ResourceOptions(provider=provider))
+        cluster = ClusterRef(k8s_provider=provider, cluster_name="c", addon_releases={"keda": keda})
+        RealtimeApi("hello", _api(), cluster)
+
+    rec = record(program)
+    keda_urn = rec.find("kubernetes:core/v1:ConfigMap", "keda-stand-in").urn
+    for r in rec.children(rec.find(TYPE, "hello").urn):
+        if r.type.startswith("kubernetes:"):
+            assert keda_urn in r.dependencies, r.name
+    # No load balancer: no Ingress, and no URL.
+    assert rec.of_type("kubernetes:networking.k8s.io/v1:Ingress") == []
+
+
+@pytest.fixture
+def ignore_changes() -> Iterator[dict[str, list[str]]]:
+    """Resource name -> ignoreChanges, as the program registered them."""
+    seen: dict[str, list[str]] = {}
+    original = pulumi_mocks.MockMonitor.RegisterResource
+
+    def register(self: Any, request: Any) -> Any:
+        seen[request.name] = list(request.ignoreChanges)
+        return original(self, request)
+
+    pulumi_mocks.MockMonitor.RegisterResource = register  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        pulumi_mocks.MockMonitor.RegisterResource = original  # type: ignore[method-assign]
+
+
+def test_pulumi_leaves_replicas_to_keda(ignore_changes: dict[str, list[str]]) -> None:
+    rec = record(_program(_api(autoscaling={"min_replicas": 2, "init_replicas": 5})))
+    assert rec.find("kubernetes:apps/v1:Deployment", "hello-deployment").inputs["spec"]["replicas"] == 5
+    assert ignore_changes["hello-deployment"] == ["spec.replicas"]
+    assert all(not v for k, v in ignore_changes.items() if k != "hello-deployment")
+
+
+def _inputs_by_urn(rec: Recording) -> dict[str, dict[str, Any]]:
+    return {r.urn: r.inputs for r in rec.resources}
+
+
+def test_changing_one_image_changes_only_that_deployment() -> None:
+    before = _inputs_by_urn(record(_program(_api("a"), _api("b"))))
+    after = _inputs_by_urn(record(_program(_api("a", image="registry.example/model:2"), _api("b"))))
+    assert before.keys() == after.keys()
+    changed = sorted(urn.rsplit("::", 1)[-1] for urn in before if before[urn] != after[urn])
+    assert changed == ["a-deployment"]
+
+
+def test_adding_an_api_changes_no_existing_resource() -> None:
+    before = _inputs_by_urn(record(_program(_api("a"))))
+    after = _inputs_by_urn(record(_program(_api("a"), _api("b", autoscaling={"min_replicas": 0}))))
+    assert before.keys() <= after.keys()
+    assert {urn: after[urn] for urn in before} == before
+    assert len(after) > len(before)
+
+
+def test_changing_concurrency_makes_a_new_envoy_config_and_rolls_the_pods() -> None:
+    before = record(_program(_api()))
+    after = record(_program(_api(pod={"max_concurrency": 3, "containers": [{"name": "api", "image": "registry.example/model:1"}]})))
+    old = before.find("kubernetes:core/v1:ConfigMap", "hello-envoy-config").inputs["metadata"]["name"]
+    new = after.find("kubernetes:core/v1:ConfigMap", "hello-envoy-config").inputs["metadata"]["name"]
+    assert old != new and old.startswith("hello-envoy-") and new.startswith("hello-envoy-")
+    volumes = after.find("kubernetes:apps/v1:Deployment", "hello-deployment").inputs["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "envoy-config", "configMap": {"name": new}} in volumes
+
+
+def test_url_comes_from_the_ingress_status() -> None:
+    status = SimpleNamespace(load_balancer=SimpleNamespace(ingress=[SimpleNamespace(hostname="k8s-cortexapi-1.elb.amazonaws.com")]))
+    assert _url(status, "/hello", True) == "https://k8s-cortexapi-1.elb.amazonaws.com/hello"
+    assert _url(None, "/hello", True) is None
+    assert _url(SimpleNamespace(load_balancer=SimpleNamespace(ingress=[])), "/hello", False) is None
+
+
+def test_cluster_without_the_needed_attributes_is_refused() -> None:
+    def program() -> None:
+        RealtimeApi("hello", _api(), SimpleNamespace(k8s_provider=None, cluster_name="c"))  # type: ignore[arg-type]
+
+    with pytest.raises(CortexError, match=r"RealtimeApi 'hello': cluster SimpleNamespace lacks api_namespace, "
+                                          r"node_group_specs, load_balancer, prometheus_url"):
+        record(program)
+
+
+def test_scale_to_zero_needs_the_http_add_on() -> None:
+    with pytest.raises(CortexError, match=r"RealtimeApi 'hello': autoscaling.min_replicas: 0 needs the KEDA HTTP add-on"):
+        record(_program(_api(autoscaling={"min_replicas": 0}), keda_http_interceptor=None))
+
+
+def test_prometheus_is_required() -> None:
+    with pytest.raises(CortexError, match=r"RealtimeApi 'hello': the cluster has no Prometheus"):
+        record(_program(_api(), prometheus_url=None))
+
+
+def test_spec_problems_are_cortex_errors() -> None:
+    with pytest.raises(CortexError, match=r"api 'hello': node_groups: 'gpu' is not a node group of the cluster"):
+        record(_program(_api(node_groups=["gpu"])))
