@@ -24,6 +24,7 @@ from decimal import ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING, Any
 
 from cortex_iac.errors import SpecError
+from cortex_iac.versions import KUBERNETES_VERSION
 from cortex_iac.render.envoy import LISTEN_PORT, inflight_query
 from cortex_iac.render.routing import (
     EXTERNAL_SCALER_PORT,
@@ -49,6 +50,10 @@ MAX_STABILIZATION_SECONDS = 3600
 # autoscaler ticked every 10 s.
 POLLING_INTERVAL_SECONDS = 10
 
+# Per-direction HPA tolerance (feature HPAConfigurableTolerance) is alpha and off in Kubernetes 1.33
+# and 1.34, where the API server drops the field; beta and on from 1.35.
+HPA_TOLERANCE_SINCE = (1, 35)
+
 IN_FLIGHT_TRIGGER = "in-flight"
 INTERCEPTOR_TRIGGER = "interceptor"
 
@@ -68,7 +73,9 @@ def _plain_number(value: float) -> str:
     return format(_decimal(value).normalize(), "f")
 
 
-def hpa_behavior(api_name: str, autoscaling: AutoscalingSpec) -> dict[str, Any]:
+def hpa_behavior(
+    api_name: str, autoscaling: AutoscalingSpec, kubernetes_version: str = KUBERNETES_VERSION
+) -> dict[str, Any]:
     """The HPA ``behavior`` implementing Cortex's steps 2, 3 and 5 (see SCHEMA.md).
 
     - ``max_upscale_factor`` f: up to ``max(cur + 1, ceil(cur * f))`` per evaluation -> a Percent
@@ -76,9 +83,11 @@ def hpa_behavior(api_name: str, autoscaling: AutoscalingSpec) -> dict[str, Any]:
     - ``max_downscale_factor`` f: down to ``min(cur - 1, ...)`` -> Percent ``floor((1 - f) * 100)``
       and Pods 1, ``selectPolicy: Max`` (the larger change).
     - ``upscale_stabilization_period`` / ``downscale_stabilization_period`` -> the windows.
-    - ``upscale_tolerance`` / ``downscale_tolerance`` -> ``tolerance`` (HPAConfigurableTolerance:
-      alpha and off in Kubernetes 1.34, so ignored there; beta and on from 1.35).
+    - ``upscale_tolerance`` / ``downscale_tolerance`` -> ``tolerance``, rendered only for
+      ``kubernetes_version`` (default the pinned one) 1.35 and later: before, the cluster would drop
+      it and apply its global 10 % (see docs/design.md).
     """
+    with_tolerance = tuple(int(part) for part in kubernetes_version.split(".")[:2]) >= HPA_TOLERANCE_SINCE
     for field in ("upscale_stabilization_period", "downscale_stabilization_period"):
         seconds = getattr(autoscaling, field)
         if seconds > MAX_STABILIZATION_SECONDS:
@@ -88,15 +97,17 @@ def hpa_behavior(api_name: str, autoscaling: AutoscalingSpec) -> dict[str, Any]:
             )
 
     def rules(window: int, percent: int, tolerance: float) -> dict[str, Any]:
-        return {
+        rule: dict[str, Any] = {
             "stabilizationWindowSeconds": window,
             "selectPolicy": "Max",
             "policies": [
                 {"type": "Percent", "value": percent, "periodSeconds": HPA_SYNC_SECONDS},
                 {"type": "Pods", "value": 1, "periodSeconds": HPA_SYNC_SECONDS},
             ],
-            "tolerance": _plain_number(tolerance),
         }
+        if with_tolerance:
+            rule["tolerance"] = _plain_number(tolerance)
+        return rule
 
     return {
         "scaleUp": rules(

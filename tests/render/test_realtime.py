@@ -182,10 +182,10 @@ def test_ingress_class_without_tls_has_no_certificate_nor_redirect() -> None:
 
 # --- autoscaling ---------------------------------------------------------------------------------
 
-def _behavior(**autoscaling_fields: Any) -> dict[str, Any]:
+def _behavior(kubernetes_version: str = "1.34", **autoscaling_fields: Any) -> dict[str, Any]:
     data = copy.deepcopy(SYNTHETIC["shm"])
     data["autoscaling"] = autoscaling_fields
-    return autoscaling.hpa_behavior("x", _spec(data).autoscaling)
+    return autoscaling.hpa_behavior("x", _spec(data).autoscaling, kubernetes_version)
 
 
 def test_step_limits_become_percent_policies_rounded_down() -> None:
@@ -200,17 +200,30 @@ def test_step_limits_become_percent_policies_rounded_down() -> None:
     assert _behavior(max_downscale_factor=0)["scaleDown"]["policies"][0]["value"] == 100
 
 
-def test_windows_and_tolerances_land_in_the_behavior() -> None:
-    b = _behavior(upscale_stabilization_period="2m", downscale_stabilization_period="10m",
-                  upscale_tolerance=0.25, downscale_tolerance=0)
+def test_windows_land_in_the_behavior() -> None:
+    b = _behavior(upscale_stabilization_period="2m", downscale_stabilization_period="10m")
     assert b["scaleUp"]["stabilizationWindowSeconds"] == 120
     assert b["scaleDown"]["stabilizationWindowSeconds"] == 600
+
+
+def test_tolerances_only_where_kubernetes_applies_them() -> None:
+    # 1.34 (pinned): HPAConfigurableTolerance is alpha and off; the field would be dropped.
+    assert autoscaling.hpa_behavior("x", _spec(SYNTHETIC["shm"]).autoscaling) == _behavior("1.34")
+    assert "tolerance" not in _behavior("1.34")["scaleUp"]
+    b = _behavior("1.35", upscale_tolerance=0.25, downscale_tolerance=0)
     assert (b["scaleUp"]["tolerance"], b["scaleDown"]["tolerance"]) == ("0.25", "0")
 
 
 def test_stabilization_above_one_hour_is_refused() -> None:
     with pytest.raises(SpecError, match=r"api 'x': autoscaling.downscale_stabilization_period: 3660s is not allowed"):
         _behavior(downscale_stabilization_period="61m")
+
+
+def test_tolerance_renders_valid_for_the_crd_and_kubernetes_1_35() -> None:
+    so = _by_kind(render_api(_spec(SYNTHETIC["probes"]), _cluster()))["ScaledObject"]
+    so["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"] = autoscaling.hpa_behavior(
+        "probed", _spec(SYNTHETIC["probes"]).autoscaling, "1.35")
+    assert validate_all([so]) == 1
 
 
 def test_scaled_object_uses_the_envoy_inflight_query_and_target() -> None:
