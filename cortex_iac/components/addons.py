@@ -248,9 +248,7 @@ def load_balancer_controller(ctx: AddonContext, vpc_id: pulumi.Input[str]) -> k8
         render.LOAD_BALANCER_CONTROLLER_SERVICE_ACCOUNT,
         {"policy": to_json(render.aws_load_balancer_controller_policy())},
     )
-    values = pulumi.Output.from_input(vpc_id).apply(
-        lambda vpc: render.aws_load_balancer_controller_values(ctx.cluster_name, ctx.region, vpc, ctx.tags)
-    )
+    values = render.aws_load_balancer_controller_values(ctx.cluster_name, ctx.region, vpc_id, ctx.tags)
     return release(
         ctx,
         "load-balancer-controller",
@@ -263,10 +261,10 @@ def load_balancer_controller(ctx: AddonContext, vpc_id: pulumi.Input[str]) -> k8
 
 
 def keda(ctx: AddonContext, namespace: pulumi.Input[str], http_add_on: bool) -> dict[str, k8s.helm.v3.Release]:
-    """KEDA, and its HTTP add-on (scale to zero) when ``http_add_on``; releases by key."""
+    """KEDA, and its HTTP add-on (scale to zero) when ``http_add_on``; releases by release name."""
     core = release(ctx, "keda", KEDA_CHART, namespace, render.KEDA_RELEASE, render.keda_values(ctx.cluster_name))
     if not http_add_on:
-        return {"keda": core}
+        return {render.KEDA_RELEASE: core}
     http = release(
         ctx,
         "keda-http-add-on",
@@ -276,7 +274,7 @@ def keda(ctx: AddonContext, namespace: pulumi.Input[str], http_add_on: bool) -> 
         render.keda_http_add_on_values(),
         depends_on=[core],
     )
-    return {"keda": core, "keda-http-add-on": http}
+    return {render.KEDA_RELEASE: core, render.KEDA_HTTP_ADD_ON_RELEASE: http}
 
 
 def metrics_server(ctx: AddonContext) -> k8s.helm.v3.Release:

@@ -78,7 +78,9 @@ class Cluster(pulumi.ComponentResource):
     None without the load balancer controller), ``namespaces`` (role -> name), ``api_namespace``
     (the namespace's name as an output that waits for it), ``prometheus_url`` and
     ``keda_http_interceptor`` (None when off), ``iam_policy_arns`` (cluster.yaml's, for API roles),
-    ``node_groups``, ``addon_releases`` (what API resources must wait for), ``pod_identity_agent``.
+    ``tags`` (of every AWS resource), ``node_group_specs``, ``node_groups`` (the components),
+    ``addon_releases`` (by Helm release name, plus the API IngressClass: what API resources must wait for), ``pod_identity_agent``. Together they
+    are what :class:`~cortex_iac.components.realtime_api.ApiCluster` asks of a cluster.
     """
 
     def __init__(
@@ -102,7 +104,7 @@ class Cluster(pulumi.ComponentResource):
         if spec.subnets:
             self.vpc_id: pulumi.Output[str] = pulumi.Output.from_input(vpc_id)  # type: ignore[arg-type]
             node_subnet_ids: list[pulumi.Input[str]] = [s.subnet_id for s in spec.subnets]
-            subnet_args: dict[str, object] = {"subnet_ids": node_subnet_ids}
+            subnet_args: dict[str, object] = {"vpc_id": self.vpc_id, "subnet_ids": node_subnet_ids}
             if addons.karpenter:
                 for subnet in spec.subnets:
                     aws.ec2.Tag(
@@ -233,7 +235,7 @@ class Cluster(pulumi.ComponentResource):
         self.node_role_name = karpenter_node_role.name if karpenter_node_role is not None else None
         if karpenter_node_role is not None:
             crds, controller = install.karpenter(ctx, karpenter_node_role, karpenter_role_policies)
-            self.addon_releases.update({"karpenter-crd": crds, "karpenter": controller})
+            self.addon_releases.update({render.KARPENTER_CRD_RELEASE: crds, render.KARPENTER_RELEASE: controller})
             selector = {render.DISCOVERY_TAG: cluster_name}
             for group in spec.node_groups:
                 self.node_groups[group.name] = NodeGroup(
@@ -254,7 +256,7 @@ class Cluster(pulumi.ComponentResource):
                 certificate_arn=spec.ssl_certificate_arn,
             )
             controller = install.load_balancer_controller(ctx, self.vpc_id)
-            self.addon_releases["load-balancer-controller"] = controller
+            self.addon_releases[render.LOAD_BALANCER_CONTROLLER_RELEASE] = controller
             params, ingress_class = routing.ingress_class_objects(spec, realtime.API_NAMESPACE)
             after_controller = pulumi.ResourceOptions(parent=self, provider=self.k8s_provider, depends_on=[controller])
             params_resource = CustomResource(
@@ -271,7 +273,7 @@ class Cluster(pulumi.ComponentResource):
             if addons.keda_http_add_on:
                 self.keda_http_interceptor = render.KEDA_HTTP_INTERCEPTOR_SERVICE
         if addons.metrics_server:
-            self.addon_releases["metrics-server"] = install.metrics_server(ctx)
+            self.addon_releases[render.METRICS_SERVER_RELEASE] = install.metrics_server(ctx)
         self.prometheus_url = None
         if addons.prometheus:
             prometheus_nodes = self._managed_node_group(
@@ -279,13 +281,13 @@ class Cluster(pulumi.ComponentResource):
                 render.PROMETHEUS_TAINT, system_node_role, node_subnet_ids, tags, [self.eks, *system_role_policies],
                 disk_size=render.PROMETHEUS_DISK_GIB,
             )
-            self.addon_releases["prometheus"] = install.prometheus(ctx, namespace["prometheus"], prometheus_nodes)
+            self.addon_releases[render.PROMETHEUS_RELEASE] = install.prometheus(ctx, namespace["prometheus"], prometheus_nodes)
             self.prometheus_url = render.PROMETHEUS_URL
         gpu_groups = [g.name for g in spec.node_groups if accelerator_resource(get_instance_type(g.instance_type)) == GPU_RESOURCE]
         if addons.nvidia_device_plugin and gpu_groups:
-            self.addon_releases["nvidia-device-plugin"] = install.nvidia_device_plugin(ctx)
+            self.addon_releases[render.NVIDIA_DEVICE_PLUGIN_RELEASE] = install.nvidia_device_plugin(ctx)
         if addons.fluent_bit:
-            self.addon_releases["fluent-bit"] = install.fluent_bit(ctx, namespace["logging"], addons.log_retention_days)
+            self.addon_releases[render.FLUENT_BIT_RELEASE] = install.fluent_bit(ctx, namespace["logging"], addons.log_retention_days)
 
         # A known value at preview that still makes its users wait for the EKS cluster.
         self.cluster_name: pulumi.Output[str] = self.eks.urn.apply(lambda _: cluster_name)
@@ -294,6 +296,8 @@ class Cluster(pulumi.ComponentResource):
         self.oidc_provider_url: pulumi.Output[str] = self.eks.oidc_provider_url
         self.oidc_issuer: pulumi.Output[str] = self.eks.oidc_issuer
         self.iam_policy_arns = list(spec.iam_policy_arns)
+        self.node_group_specs = tuple(spec.node_groups)
+        self.tags = tags
         self.register_outputs(
             {
                 "cluster_name": self.cluster_name,

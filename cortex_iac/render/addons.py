@@ -380,9 +380,12 @@ def aws_load_balancer_controller_policy() -> dict[str, Any]:
 
 
 def aws_load_balancer_controller_values(
-    cluster_name: str, region: str, vpc_id: str, tags: Mapping[str, str]
+    cluster_name: str, region: str, vpc_id: object, tags: Mapping[str, str]
 ) -> dict[str, Any]:
     """Values of the ``aws-load-balancer-controller`` chart.
+
+    ``vpc_id`` is placed as given: a string, or the Pulumi output of a VPC made in the same program
+    (so a plan shows only that value as unknown, not the whole values).
 
     Region and VPC are given, so the controller needs no instance metadata (nodes allow one IMDS
     hop, which pods cannot use). The chart makes no IngressClass: the API class and its parameters
