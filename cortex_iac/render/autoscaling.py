@@ -41,14 +41,13 @@ if TYPE_CHECKING:
 # namespace "prometheus"), which scrapes every API pod's Envoy.
 PROMETHEUS_ADDRESS = "http://prometheus-server.prometheus.svc.cluster.local:80"
 
-# The HPA controller re-evaluates every 15 s (kube-controller-manager's default sync period, which
-# EKS does not change). A step-limit policy over this period allows one Cortex step per evaluation.
-HPA_SYNC_SECONDS = 15
+# Cortex's autoscaler ticked every 10 s and limited each tick's step. The HPA's step-limit policies
+# use this period; the HPA itself re-evaluates every 15 s (kube-controller-manager's default sync
+# period, which EKS keeps), so every evaluation may take one full step. KEDA's activation check
+# (around zero replicas) runs at the same interval.
+CORTEX_TICK_SECONDS = 10
 # The HPA refuses stabilization windows above one hour.
 MAX_STABILIZATION_SECONDS = 3600
-# How often KEDA checks whether the API is active (only matters around zero replicas); Cortex's
-# autoscaler ticked every 10 s.
-POLLING_INTERVAL_SECONDS = 10
 
 # Per-direction HPA tolerance (feature HPAConfigurableTolerance) is alpha and off in Kubernetes 1.33
 # and 1.34, where the API server drops the field; beta and on from 1.35.
@@ -101,8 +100,8 @@ def hpa_behavior(
             "stabilizationWindowSeconds": window,
             "selectPolicy": "Max",
             "policies": [
-                {"type": "Percent", "value": percent, "periodSeconds": HPA_SYNC_SECONDS},
-                {"type": "Pods", "value": 1, "periodSeconds": HPA_SYNC_SECONDS},
+                {"type": "Percent", "value": percent, "periodSeconds": CORTEX_TICK_SECONDS},
+                {"type": "Pods", "value": 1, "periodSeconds": CORTEX_TICK_SECONDS},
             ],
         }
         if with_tolerance:
@@ -163,7 +162,7 @@ def scaled_object(
         "metadata": {"name": spec.name, "namespace": namespace, "labels": labels},
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": spec.name},
-            "pollingInterval": POLLING_INTERVAL_SECONDS,
+            "pollingInterval": CORTEX_TICK_SECONDS,
             # Time without any activity before 1 -> 0 (only used when min_replicas is 0).
             "cooldownPeriod": a.downscale_stabilization_period,
             "minReplicaCount": a.min_replicas,

@@ -191,7 +191,7 @@ def _behavior(kubernetes_version: str = "1.34", **autoscaling_fields: Any) -> di
 def test_step_limits_become_percent_policies_rounded_down() -> None:
     b = _behavior(max_upscale_factor=1.5, max_downscale_factor=0.9)
     assert b["scaleUp"]["policies"] == [
-        {"type": "Percent", "value": 50, "periodSeconds": 15}, {"type": "Pods", "value": 1, "periodSeconds": 15}]
+        {"type": "Percent", "value": 50, "periodSeconds": 10}, {"type": "Pods", "value": 1, "periodSeconds": 10}]
     # 1 - 0.9 is 0.09999999999999998 in floats; the percent must still be 10, not 9.
     assert b["scaleDown"]["policies"][0]["value"] == 10
     assert b["scaleUp"]["selectPolicy"] == b["scaleDown"]["selectPolicy"] == "Max"
