@@ -1,0 +1,498 @@
+"""`cortex cost`: the monthly cost range of a plan, from a bundled table of public AWS prices.
+
+What is priced, per resource in the plan (USD per month of ``hours_per_month`` hours, 730):
+
+- Karpenter node groups (``kubernetes:karpenter.sh/v1:NodePool``, grouped by their
+  ``cortex.dev/node-group`` label, else by name). Each pool is priced by the first type of its
+  ``node.kubernetes.io/instance-type`` requirement (the group's ``instance_type``). A static pool
+  (``spec.replicas``) is the floor: always running. A dynamic pool adds between 0 and the number of
+  instances its ``spec.limits`` allow of that type (the smallest of ``nodes`` and each of cpu,
+  memory, ``nvidia.com/gpu``, ``aws.amazon.com/neuron`` divided by one instance's capacity).
+  Low end: the floor, at the spot ESTIMATE when the pool prefers spot. High end: floor plus the
+  dynamic maximum, all on-demand (Karpenter falls back to on-demand when spot is short).
+- Root volumes from the pool's ``EC2NodeClass`` (``blockDeviceMappings``): GB-month of the
+  volume type, plus provisioned IOPS / throughput above gp3's free baseline (3000 IOPS, 125 MiB/s)
+  and io1 IOPS.
+- EKS managed node groups (``aws:eks/nodeGroup:NodeGroup``, ``eks:index:ManagedNodeGroup``):
+  ``scalingConfig`` min..max of the first of ``instanceTypes``; ``capacityType: SPOT`` gets the
+  spot estimate at the low end; ``diskSize`` (EKS's default 20 GiB gp2 when absent and no launch
+  template) or the launch template's root volume.
+- EKS control planes (``eks:index:Cluster``, ``aws:eks/cluster:Cluster``), standard support.
+- NAT gateways (``aws:ec2/natGateway:NatGateway``), hourly charge.
+- Load balancers, hourly charge: one ALB per IngressGroup (``alb.ingress.kubernetes.io/group.name``
+  or the group of the class's ``IngressClassParams``) and one per ungrouped ALB Ingress; one per
+  ``Service`` of type ``LoadBalancer``; one per ``aws:lb/loadBalancer:LoadBalancer``.
+
+Not priced (said in every report): data transfer, NAT and LCU data processing, CloudWatch, KMS
+requests, SQS requests, EBS snapshots, and anything a Helm chart creates at deploy time.
+
+A type or region the table does not have is an error naming it; no number is made up.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from cortex_iac.errors import PlanError
+from cortex_iac.instance_types import get_instance_type
+from cortex_iac.plan.engine import SECRET, UNKNOWN
+from cortex_iac.specs.quantity import Quantity
+
+NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
+NODE_CLASS = "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
+NODE_GROUP_LABEL = "cortex.dev/node-group"
+_MANAGED_NODE_GROUPS = ("aws:eks/nodeGroup:NodeGroup", "eks:index:ManagedNodeGroup")
+_CONTROL_PLANES = ("eks:index:Cluster", "aws:eks/cluster:Cluster")
+_LOAD_BALANCERS = ("aws:lb/loadBalancer:LoadBalancer", "aws:alb/loadBalancer:LoadBalancer")
+_INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
+_INGRESS_CLASS = "kubernetes:networking.k8s.io/v1:IngressClass"
+_INGRESS_CLASS_PARAMS = "kubernetes:elbv2.k8s.aws/v1beta1:IngressClassParams"
+_SERVICE = "kubernetes:core/v1:Service"
+_ALB_CONTROLLER = "ingress.k8s.aws/alb"
+_GROUP_ANNOTATION = "alb.ingress.kubernetes.io/group.name"
+# EKS creates a managed node group's root volume of 20 GiB when neither diskSize nor a launch
+# template says otherwise (gp2 for the AL2 and AL2023 AMI types).
+_EKS_DEFAULT_DISK = (20, "gp2")
+_GP3_FREE_IOPS = 3000
+_GP3_FREE_MIBPS = 125
+_MIB = 2**20
+
+NOT_INCLUDED = (
+    "not included: data transfer, NAT and load balancer data processing (LCUs), public IPv4 addresses, "
+    "CloudWatch, KMS and SQS requests, EBS snapshots, and resources Helm charts create at deploy time"
+)
+
+
+@dataclass(frozen=True)
+class CostLine:
+    """One priced item: a monthly range in USD and how it was computed."""
+
+    item: str
+    count: str
+    unit: str
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class CostReport:
+    """The monthly cost range of a plan in one region, item by item."""
+
+    region: str
+    prices_date: str
+    lines: tuple[CostLine, ...]
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def low(self) -> float:
+        """Sum of the low ends."""
+        return round(sum(line.low for line in self.lines), 2)
+
+    @property
+    def high(self) -> float:
+        """Sum of the high ends."""
+        return round(sum(line.high for line in self.lines), 2)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for ``cortex diff --format json``."""
+        return {
+            "region": self.region,
+            "prices_date": self.prices_date,
+            "low": self.low,
+            "high": self.high,
+            "lines": [
+                {"item": x.item, "count": x.count, "unit": x.unit, "low": round(x.low, 2), "high": round(x.high, 2)}
+                for x in self.lines
+            ],
+            "notes": list(self.notes),
+        }
+
+
+@cache
+def price_table() -> dict[str, Any]:
+    """The bundled price table (``cortex_iac/data/prices.json``)."""
+    return json.loads((resources.files("cortex_iac") / "data" / "prices.json").read_text())
+
+
+def plan_region(plan: dict[str, Any], region: str | None = None) -> str:
+    """``region`` if given, else the plan's ``aws:region`` config; PlanError if neither says."""
+    if region:
+        return region
+    value = (plan.get("config") or {}).get("aws:region")
+    if isinstance(value, str) and value and value != SECRET:
+        return value
+    raise PlanError(
+        f"plan of stack {plan.get('stack')!r} has no aws:region in its config; pass --region "
+        f"(one of {', '.join(price_table()['regions'])})"
+    )
+
+
+def cost_of(plan: dict[str, Any], region: str | None = None) -> CostReport:
+    """The monthly cost range of a plan document (see the module docstring for what is priced)."""
+    region = plan_region(plan, region)
+    table = price_table()
+    if region not in table["regions"]:
+        raise PlanError(f"region {region!r} is not in the bundled price table; it has {', '.join(table['regions'])}")
+    prices = _Prices(table, region)
+    resources_ = [r for r in plan["resources"] if isinstance(r.get("inputs"), dict)]
+    lines: list[CostLine] = []
+    notes: list[str] = [
+        f"spot prices are ESTIMATES: on-demand x {1 - prices.spot_factor:.0%} off (spot_discount_estimate in the "
+        "price table), not quotes; the high end assumes on-demand",
+    ]
+    lines += _control_planes(resources_, prices)
+    lines += _karpenter_groups(resources_, prices, notes)
+    lines += _managed_node_groups(resources_, prices)
+    lines += _nat_gateways(resources_, prices)
+    lines += _load_balancers(resources_, prices, notes)
+    notes.append(NOT_INCLUDED)
+    return CostReport(region=region, prices_date=table["date"], lines=tuple(lines), notes=tuple(notes))
+
+
+def cost_command(plan_file: Path, region: str | None = None) -> str:
+    """Text for ``cortex cost PLAN.json [--region R]``: a table and the total range."""
+    from cortex_iac.plan.plan import load_plan
+
+    return render_text(cost_of(load_plan(plan_file), region))
+
+
+def money(value: float) -> str:
+    """``$1,234.56``; negative values as ``-$12.00``."""
+    return f"-${-value:,.2f}" if value < 0 else f"${value:,.2f}"
+
+
+def per_hour(value: float) -> str:
+    """An hourly price, ``$0.0960/h``."""
+    return f"${value:.4f}/h"
+
+
+def money_range(low: float, high: float, *, signed: bool = False) -> str:
+    """``$10.00`` when both ends agree, else ``$10.00 – $20.00``; ``signed`` puts ``+`` on gains."""
+
+    def one(v: float) -> str:
+        return f"+{money(v)}" if signed and v > 0 else money(v)
+
+    return one(low) if round(low, 2) == round(high, 2) else f"{one(low)} – {one(high)}"
+
+
+def render_text(report: CostReport) -> str:
+    """The report as an aligned text table, total last, then the notes."""
+    header = ("item", "count", "unit price", "low/month", "high/month")
+    rows = [(x.item, x.count, x.unit, money(x.low), money(x.high)) for x in report.lines]
+    rows.append(("total", "", "", money(report.low), money(report.high)))
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
+
+    def fmt(row: tuple[str, ...]) -> str:
+        cells = [row[i].ljust(widths[i]) if i < 3 else row[i].rjust(widths[i]) for i in range(5)]
+        return "  ".join(cells).rstrip()
+
+    out = [
+        f"Monthly cost estimate, {report.region} (public on-demand prices of {report.prices_date}, USD, "
+        f"{price_table()['hours_per_month']} h/month)",
+        "",
+        fmt(header),
+        *(fmt(r) for r in rows[:-1]),
+        fmt(tuple("-" * w for w in widths)),
+        fmt(rows[-1]),
+        "",
+        f"total: {money_range(report.low, report.high)} per month",
+        *(f"note: {n}" for n in report.notes),
+    ]
+    return "\n".join(out) + "\n"
+
+
+class _Prices:
+    def __init__(self, table: dict[str, Any], region: str) -> None:
+        self.region = region
+        self.data = table["regions"][region]
+        self.hours = table["hours_per_month"]
+        self.spot_factor = 1 - table["spot_discount_estimate"]
+
+    def instance_hour(self, instance_type: str) -> float:
+        try:
+            return self.data["instances"][instance_type]
+        except KeyError:
+            raise PlanError(
+                f"instance type {instance_type!r} has no price for {self.region} in the bundled price table "
+                f"(cortex_iac/data/prices.json); families there: {', '.join(sorted(self.data['instance_sources']))}"
+            ) from None
+
+    def month(self, hourly: float) -> float:
+        return hourly * self.hours
+
+    def volume_month(self, size_gib: float, volume_type: str, iops: int | None, throughput: int | None) -> float:
+        ebs = self.data["ebs"].get(volume_type)
+        if ebs is None:
+            raise PlanError(f"EBS volume type {volume_type!r} has no price for {self.region}; table has {', '.join(self.data['ebs'])}")
+        cost = size_gib * ebs["gb_month"]
+        if volume_type == "gp3":
+            cost += max(0, (iops or 0) - _GP3_FREE_IOPS) * ebs["iops_month"]
+            cost += max(0, (throughput or 0) - _GP3_FREE_MIBPS) * ebs["mibps_month"]
+        elif volume_type == "io1":
+            cost += (iops or 0) * ebs["iops_month"]
+        return cost
+
+
+def _where(r: dict[str, Any]) -> str:
+    return f"{r['type']} {r['name']!r}"
+
+
+def _known(value: Any, r: dict[str, Any], what: str) -> Any:
+    if value == UNKNOWN or value == SECRET:
+        raise PlanError(f"{_where(r)}: {what} is only known after apply, so its cost cannot be estimated")
+    return value
+
+
+def _get(obj: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(obj, dict):
+            return obj if obj in (UNKNOWN, SECRET) else None
+        obj = obj.get(key)
+    return obj
+
+
+def _control_planes(rs: list[dict[str, Any]], prices: _Prices) -> list[CostLine]:
+    components = {r["urn"] for r in rs if r["type"] == "eks:index:Cluster"}
+    # An aws.eks.Cluster inside a pulumi_eks Cluster is the same control plane.
+    planes = [r for r in rs if r["type"] in _CONTROL_PLANES and r.get("parent") not in components]
+    hourly = prices.data["eks_cluster_hour"]
+    return [
+        CostLine(f"EKS control plane {r['name']}", "1", per_hour(hourly), prices.month(hourly), prices.month(hourly))
+        for r in sorted(planes, key=lambda r: r["name"])
+    ]
+
+
+@dataclass
+class _Pool:
+    resource: dict[str, Any]
+    instance_type: str
+    spot_first: bool
+    floor: int
+    max_dynamic: int
+    node_class: str | None
+
+
+def _karpenter_groups(rs: list[dict[str, Any]], prices: _Prices, notes: list[str]) -> list[CostLine]:
+    classes = {
+        _get(r["inputs"], "metadata", "name"): r for r in rs if r["type"] == NODE_CLASS and r["inputs"].get("spec")
+    }
+    groups: dict[str, list[_Pool]] = {}
+    for r in rs:
+        if r["type"] == NODE_POOL:
+            labels = _get(r["inputs"], "metadata", "labels") or {}
+            group = labels.get(NODE_GROUP_LABEL) if isinstance(labels, dict) else None
+            group = group if isinstance(group, str) else _known(_get(r["inputs"], "metadata", "name"), r, "metadata.name")
+            groups.setdefault(group, []).append(_node_pool(r))
+    lines = []
+    for group, pools in sorted(groups.items()):
+        instance_type = pools[0].instance_type
+        on_demand = prices.instance_hour(instance_type)
+        spot = on_demand * prices.spot_factor
+        floor = sum(p.floor for p in pools)
+        most = floor + sum(p.max_dynamic for p in pools)
+        low = sum(p.floor * (spot if p.spot_first else on_demand) for p in pools)
+        high = most * on_demand
+        spot_first = any(p.spot_first for p in pools)
+        unit = per_hour(on_demand) + (f" (spot est. {per_hour(spot)})" if spot_first else "")
+        kind = ", spot first" if spot_first else ""
+        lines.append(
+            CostLine(
+                f"node group {group} ({instance_type}{kind})",
+                f"{floor}–{most}" if floor != most else str(floor),
+                unit,
+                prices.month(low),
+                prices.month(high),
+            )
+        )
+        volume = _pool_volume(pools[0], classes, prices, notes)
+        if volume is not None:
+            size, per_node = volume
+            lines.append(
+                CostLine(f"  root volumes of {group} ({size})", f"{floor}–{most}" if floor != most else str(floor),
+                         f"${per_node:.2f}/month", floor * per_node, most * per_node)
+            )
+    return lines
+
+
+def _node_pool(r: dict[str, Any]) -> _Pool:
+    spec = _known(r["inputs"].get("spec"), r, "spec")
+    template = _known(_get(spec, "template", "spec"), r, "spec.template.spec") or {}
+    requirements = _known(template.get("requirements"), r, "spec.template.spec.requirements") or []
+    by_key = {q.get("key"): q for q in requirements if isinstance(q, dict)}
+    types = _known(_get(by_key.get("node.kubernetes.io/instance-type"), "values"), r, "the instance-type requirement")
+    if not types or _get(by_key.get("node.kubernetes.io/instance-type"), "operator") != "In":
+        raise PlanError(
+            f"{_where(r)}: no 'node.kubernetes.io/instance-type In [...]' requirement; only pools pinned to "
+            "instance types can be priced"
+        )
+    capacity = _get(by_key.get("karpenter.sh/capacity-type"), "values") or ["on-demand"]
+    capacity = _known(capacity, r, "the capacity-type requirement")
+    replicas = spec.get("replicas")
+    if replicas is not None:
+        floor, max_dynamic = int(_known(replicas, r, "spec.replicas")), 0
+    else:
+        floor, max_dynamic = 0, _max_nodes(r, spec.get("limits"), types[0])
+    node_class = _get(template, "nodeClassRef", "name")
+    return _Pool(r, types[0], capacity[0] == "spot", floor, max_dynamic, node_class if isinstance(node_class, str) else None)
+
+
+def _max_nodes(r: dict[str, Any], limits: Any, instance_type: str) -> int:
+    """How many instances of ``instance_type`` the pool's limits allow."""
+    limits = _known(limits, r, "spec.limits")
+    if not limits:
+        raise PlanError(f"{_where(r)}: spec.limits is not set, so the pool's maximum (and cost) is unbounded")
+    try:
+        t = get_instance_type(instance_type)
+    except KeyError:
+        raise PlanError(f"{_where(r)}: instance type {instance_type!r} is not in cortex_iac's instance type table") from None
+    capacity = {
+        "nodes": Decimal(1),
+        "cpu": Decimal(t.vcpus),
+        "memory": Decimal(t.memory_mib * _MIB),
+        "nvidia.com/gpu": Decimal(t.gpus),
+        "aws.amazon.com/neuron": Decimal(t.neuron_devices),
+    }
+    counts = []
+    for key, raw in limits.items():
+        try:
+            amount = Quantity.parse(_known(raw, r, f"spec.limits.{key}")).value
+        except ValueError:
+            raise PlanError(f"{_where(r)}: spec.limits.{key}: {raw!r} is not a Kubernetes quantity") from None
+        per_node = capacity.get(key)
+        if per_node is None:
+            continue  # a resource the priced type does not bound (e.g. pods)
+        counts.append(math.floor(amount / per_node) if per_node else (0 if amount == 0 else None))
+    bounded = [c for c in counts if c is not None]
+    if not bounded:
+        raise PlanError(f"{_where(r)}: spec.limits bound none of nodes, cpu, memory or accelerators of {instance_type}")
+    return min(bounded)
+
+
+def _pool_volume(pool: _Pool, classes: dict[str, dict[str, Any]], prices: _Prices, notes: list[str]) -> tuple[str, float] | None:
+    node_class = classes.get(pool.node_class) if pool.node_class else None
+    if node_class is None:
+        notes.append(
+            f"root volumes of NodePool {pool.resource['name']!r} are not priced: its EC2NodeClass "
+            f"{pool.node_class!r} is not in the plan"
+        )
+        return None
+    mappings = _known(_get(node_class["inputs"], "spec", "blockDeviceMappings"), node_class, "spec.blockDeviceMappings")
+    if not mappings:
+        notes.append(f"root volumes of {_where(node_class)} are Karpenter's default and not priced")
+        return None
+    root = next((m for m in mappings if isinstance(m, dict) and m.get("rootVolume")), mappings[0])
+    ebs = _known(root.get("ebs"), node_class, "blockDeviceMappings[].ebs") or {}
+    size = Quantity.parse(_known(ebs.get("volumeSize", "20Gi"), node_class, "ebs.volumeSize"))
+    gib = float(size.value) / 2**30
+    volume_type = _known(ebs.get("volumeType", "gp3"), node_class, "ebs.volumeType")
+    per_node = prices.volume_month(gib, volume_type, ebs.get("iops"), ebs.get("throughput"))
+    return f"{size} {volume_type}", per_node
+
+
+def _managed_node_groups(rs: list[dict[str, Any]], prices: _Prices) -> list[CostLine]:
+    templates = {r["urn"]: r for r in rs if r["type"] == "aws:ec2/launchTemplate:LaunchTemplate"}
+    lines = []
+    for r in sorted((r for r in rs if r["type"] in _MANAGED_NODE_GROUPS), key=lambda r: r["name"]):
+        inputs = r["inputs"]
+        scaling = _known(inputs.get("scalingConfig"), r, "scalingConfig") or {}
+        low_n = int(_known(scaling.get("minSize", 0), r, "scalingConfig.minSize"))
+        high_n = int(_known(scaling.get("maxSize", low_n), r, "scalingConfig.maxSize"))
+        template = next((templates[u] for u in r.get("property_dependencies", {}).get("launchTemplate", []) if u in templates), None)
+        types = inputs.get("instanceTypes")
+        if not types and template is not None:
+            types = [template["inputs"].get("instanceType")]
+        types = _known(types, r, "instanceTypes")
+        if not types or not isinstance(types[0], str):
+            raise PlanError(f"{_where(r)}: instanceTypes is not set, so the node group cannot be priced")
+        on_demand = prices.instance_hour(types[0])
+        spot = inputs.get("capacityType") == "SPOT"
+        low_hour = on_demand * prices.spot_factor if spot else on_demand
+        unit = per_hour(on_demand) + (f" (spot est. {per_hour(low_hour)})" if spot else "")
+        count = f"{low_n}–{high_n}" if low_n != high_n else str(low_n)
+        lines.append(
+            CostLine(f"managed node group {r['name']} ({types[0]}{', spot' if spot else ''})", count, unit,
+                     prices.month(low_n * low_hour), prices.month(high_n * on_demand))
+        )
+        size, volume_type, iops, throughput = _managed_disk(r, template)
+        per_node = prices.volume_month(size, volume_type, iops, throughput)
+        lines.append(
+            CostLine(f"  root volumes of {r['name']} ({size:g}Gi {volume_type})", count, f"${per_node:.2f}/month",
+                     low_n * per_node, high_n * per_node)
+        )
+    return lines
+
+
+def _managed_disk(r: dict[str, Any], template: dict[str, Any] | None) -> tuple[float, str, int | None, int | None]:
+    if template is not None:
+        for mapping in _known(template["inputs"].get("blockDeviceMappings"), template, "blockDeviceMappings") or []:
+            ebs = mapping.get("ebs") if isinstance(mapping, dict) else None
+            if isinstance(ebs, dict) and ebs.get("volumeSize") is not None:
+                return (
+                    float(_known(ebs["volumeSize"], template, "ebs.volumeSize")),
+                    _known(ebs.get("volumeType", "gp3"), template, "ebs.volumeType"),
+                    ebs.get("iops"),
+                    ebs.get("throughput"),
+                )
+    disk = r["inputs"].get("diskSize")
+    if disk is None:
+        return float(_EKS_DEFAULT_DISK[0]), _EKS_DEFAULT_DISK[1], None, None
+    return float(_known(disk, r, "diskSize")), _EKS_DEFAULT_DISK[1], None, None
+
+
+def _nat_gateways(rs: list[dict[str, Any]], prices: _Prices) -> list[CostLine]:
+    n = sum(1 for r in rs if r["type"] == "aws:ec2/natGateway:NatGateway")
+    if not n:
+        return []
+    hourly = prices.data["nat_gateway_hour"]
+    return [CostLine("NAT gateways", str(n), per_hour(hourly), prices.month(n * hourly), prices.month(n * hourly))]
+
+
+def _load_balancers(rs: list[dict[str, Any]], prices: _Prices, notes: list[str]) -> list[CostLine]:
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for r in rs:
+        by_type.setdefault(r["type"], []).append(r)
+    params_group = {
+        _get(r["inputs"], "metadata", "name"): _get(r["inputs"], "spec", "group", "name")
+        for r in by_type.get(_INGRESS_CLASS_PARAMS, [])
+    }
+    class_group: dict[str, str | None] = {}
+    for r in by_type.get(_INGRESS_CLASS, []):
+        spec = _get(r["inputs"], "spec") or {}
+        if isinstance(spec, dict) and spec.get("controller") == _ALB_CONTROLLER:
+            params = _get(spec, "parameters", "name")
+            class_group[_get(r["inputs"], "metadata", "name")] = params_group.get(params) if isinstance(params, str) else None
+    albs: set[str] = set()
+    for r in by_type.get(_INGRESS, []):
+        inputs = r["inputs"]
+        annotations = _get(inputs, "metadata", "annotations") or {}
+        annotations = annotations if isinstance(annotations, dict) else {}
+        cls = _get(inputs, "spec", "ingressClassName") or annotations.get("kubernetes.io/ingress.class")
+        if cls != "alb" and cls not in class_group:
+            continue
+        group = annotations.get(_GROUP_ANNOTATION) or class_group.get(cls)
+        if isinstance(group, str) and group not in (UNKNOWN, SECRET):
+            albs.add(f"group {group}")
+        else:
+            albs.add(f"ingress {r['urn']}")
+    albs.update(f"aws {r['urn']}" for t in _LOAD_BALANCERS for r in by_type.get(t, []))
+    services = [r for r in by_type.get(_SERVICE, []) if _get(r["inputs"], "spec", "type") == "LoadBalancer"]
+    hourly = prices.data["load_balancer_hour"]
+    lines = []
+    if albs:
+        groups = sorted(a.split(" ", 1)[1] for a in albs if a.startswith("group "))
+        label = "load balancers (ALB" + (f"; IngressGroups: {', '.join(groups)})" if groups else ")")
+        lines.append(CostLine(label, str(len(albs)), per_hour(hourly), prices.month(len(albs) * hourly), prices.month(len(albs) * hourly)))
+    if services:
+        names = ", ".join(sorted(r["name"] for r in services))
+        n = len(services)
+        lines.append(CostLine(f"Service load balancers ({names})", str(n), per_hour(hourly), prices.month(n * hourly), prices.month(n * hourly)))
+    if lines:
+        notes.append("load balancers: hourly charge only; LCUs (traffic) are extra")
+    return lines

@@ -1,0 +1,620 @@
+"""`cortex diff`: what would change between two plan files, resource by resource, without credentials.
+
+Resources are matched by URN: only in HEAD -> create, only in BASE -> delete, in both with other
+inputs -> update, or replace when a changed input cannot change in place. A URN changes when a
+resource is renamed, re-parented or changes type; that shows as delete + create (Pulumi aliases are
+not in a plan).
+
+Values only known after apply (``$unknown`` in the plan) are shown as "(known after apply)". Two
+unknowns are the same value unless what they come from changed: the resources in the input's
+``property_dependencies`` differ, or one of them is replaced. Replacements spread that way, the way
+``pulumi preview`` spreads them: a replaced VPC makes its subnets' ``vpcId`` unknown, which replaces
+them too; a replaced Kubernetes provider replaces every object it manages.
+
+Replace-on-change inputs (a change anywhere under these paths replaces the resource):
+
+Kubernetes (pulumi-kubernetes' own table, provider/pkg/provider/diff.go):
+
+| resource | inputs |
+|---|---|
+| every Kubernetes object | ``metadata.name``, ``metadata.namespace`` |
+| apps/v1 Deployment, DaemonSet | ``spec.selector`` |
+| apps/v1 StatefulSet | ``spec.selector``, ``spec.serviceName``, ``spec.volumeClaimTemplates``, ``spec.podManagementPolicy``, ``spec.revisionHistoryLimit`` |
+| batch/v1 Job | ``spec.selector``, ``spec.template``, ``spec.completions``, ``spec.parallelism`` |
+| core/v1 Service | ``spec.clusterIP`` |
+| core/v1 ConfigMap | ``data``, ``binaryData`` (unless its provider sets ``enableConfigMapMutable`` and the map is not ``immutable``) |
+| core/v1 Secret | ``type``; also ``data``, ``stringData`` (unless ``enableSecretMutable`` and not ``immutable``) |
+| core/v1 PersistentVolumeClaim | ``spec.accessModes``, ``spec.selector``, ``spec.storageClassName``, ``spec.volumeName`` |
+| core/v1 Pod | the pod spec's scheduling and identity fields and each container but its resources' limits (see ``_POD``) |
+| rbac.authorization.k8s.io/v1 RoleBinding, ClusterRoleBinding | ``roleRef`` |
+| storage.k8s.io/v1 StorageClass | ``parameters``, ``provisioner`` |
+| policy/v1beta1 PodDisruptionBudget | ``spec`` |
+| helm.sh/v3 Release | ``name``, ``namespace`` |
+| pulumi:providers:kubernetes | ``kubeconfig``, ``context``, ``cluster`` (a new target cluster), ``clusterIdentifier``, ``renderYamlToDirectory`` |
+
+AWS and EKS resources the library creates (``ForceNew`` in the Terraform AWS provider schema that
+pulumi-aws is generated from, internal/service/*; pulumi-eks' docstrings for its component):
+
+| resource | inputs |
+|---|---|
+| aws:ec2/vpc:Vpc | ``cidrBlock``, ``ipv4IpamPoolId``, ``ipv4NetmaskLength`` |
+| aws:ec2/subnet:Subnet | ``vpcId``, ``cidrBlock``, ``availabilityZone``, ``availabilityZoneId``, ``ipv4IpamPoolId``, ``ipv4NetmaskLength``, ``ipv6IpamPoolId``, ``ipv6Native``, ``ipv6NetmaskLength``, ``outpostArn`` |
+| aws:ec2/natGateway:NatGateway | ``subnetId``, ``allocationId``, ``connectivityType``, ``privateIp``, ``availabilityMode``, ``vpcId`` |
+| aws:ec2/securityGroup:SecurityGroup | ``name``, ``namePrefix``, ``description``, ``vpcId`` |
+| aws:eks/cluster:Cluster | ``name``, ``roleArn``, ``bootstrapSelfManagedAddons``, ``accessConfig.bootstrapClusterCreatorAdminPermissions``, ``kubernetesNetworkConfig.ipFamily``, ``kubernetesNetworkConfig.serviceIpv4Cidr``, ``outpostConfig``, ``remoteNetworkConfig`` |
+| eks:index:Cluster | ``name``, ``serviceRole``, ``vpcId`` (its security groups), ``ipFamily``, ``kubernetesServiceIpAddressRange``, ``bootstrapSelfManagedAddons`` |
+| aws:eks/nodeGroup:NodeGroup | ``clusterName``, ``nodeGroupName``, ``nodeGroupNamePrefix``, ``nodeRoleArn``, ``subnetIds``, ``instanceTypes``, ``amiType``, ``capacityType``, ``diskSize``, ``remoteAccess``, ``launchTemplate.id``, ``launchTemplate.name`` |
+| aws:kms/key:Key | ``customerMasterKeySpec``, ``keyUsage``, ``multiRegion``, ``customKeyStoreId``, ``xksKeyId`` |
+| aws:iam/role:Role | ``name``, ``namePrefix``, ``path`` |
+| aws:sqs/queue:Queue | ``name``, ``namePrefix``, ``fifoQueue`` |
+
+Every other input of these, and every input of other types, is shown as an in-place update. EKS's
+``vpcConfig.subnetIds`` and ``securityGroupIds`` update in place in the current schema.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cortex_iac.errors import PlanError
+from cortex_iac.plan.cost import CostReport, cost_of, money, money_range
+from cortex_iac.plan.engine import SECRET, UNKNOWN
+
+# GitHub refuses comments over 65,536 characters; leave room for the workflow's marker line.
+MARKDOWN_LIMIT = 65_000
+_FOLD = 100
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "(absent)"
+
+
+MISSING: Any = _Missing()
+
+Segment = str | int
+Rule = tuple[str, ...]
+
+
+def _rules(*paths: str) -> tuple[Rule, ...]:
+    return tuple(tuple(p.split(".")) for p in paths)
+
+
+_K8S_IDENTITY = _rules("metadata.name", "metadata.namespace")
+_SELECTOR = _rules("spec.selector")
+_CONTAINER = (
+    "args command env image imagePullPolicy lifecycle livenessProbe ports readinessProbe resources "
+    "securityContext stdin stdinOnce terminationMessagePath terminationMessagePolicy tty volumeDevices "
+    "volumeMounts workingDir"
+).split()
+_POD = _rules(
+    *(
+        f"spec.{f}"
+        for f in (
+            "affinity automountServiceAccountToken dnsConfig dnsPolicy enableServiceLinks hostAliases hostIPC "
+            "hostNetwork hostPID hostname imagePullSecrets nodeName nodeSelector overhead preemptionPolicy "
+            "priority priorityClassName readinessGates restartPolicy runtimeClassName schedulerName "
+            "securityContext serviceAccount serviceAccountName shareProcessNamespace subdomain "
+            "terminationGracePeriodSeconds volumes"
+        ).split()
+    ),
+    *(f"spec.{c}.*.{f}" for c in ("containers", "initContainers") for f in _CONTAINER),
+)
+_PV_SOURCES = (
+    "awsElasticBlockStore azureDisk azureFile cephfs cinder csi fc flexVolume flocker gcePersistentDisk "
+    "glusterfs hostPath iscsi local nfs photonPersistentDisk portworxVolume quobyte rbd scaleIO storageos "
+    "vsphereVolume"
+).split()
+# (group, version, kind) -> replace-on-change paths, from pulumi-kubernetes' forceNew table.
+_K8S_KINDS: dict[tuple[str, str, str], tuple[Rule, ...]] = {
+    **{("apps", v, k): _SELECTOR for v in ("v1", "v1beta2") for k in ("Deployment", "DaemonSet")},
+    **{
+        ("apps", v, "StatefulSet"): _rules(
+            "spec.podManagementPolicy", "spec.revisionHistoryLimit", "spec.selector", "spec.serviceName",
+            "spec.volumeClaimTemplates",
+        )
+        for v in ("v1", "v1beta1", "v1beta2")
+    },
+    **{
+        ("batch", v, "Job"): _rules("spec.completions", "spec.parallelism", "spec.selector", "spec.template")
+        for v in ("v1", "v1beta1", "v2alpha1")
+    },
+    ("core", "v1", "PersistentVolume"): _rules(*(f"spec.{s}" for s in _PV_SOURCES)),
+    ("core", "v1", "PersistentVolumeClaim"): _rules(
+        "spec.accessModes", "spec.selector", "spec.storageClassName", "spec.volumeName"
+    ),
+    ("core", "v1", "Pod"): _POD,
+    ("core", "v1", "ResourceQuota"): _rules("spec.scopes"),
+    ("core", "v1", "Secret"): _rules("type"),
+    ("core", "v1", "Service"): _rules("spec.clusterIP"),
+    ("policy", "v1beta1", "PodDisruptionBudget"): _rules("spec"),
+    **{
+        ("rbac.authorization.k8s.io", v, k): _rules("roleRef")
+        for v in ("v1", "v1beta1", "v1alpha1")
+        for k in ("RoleBinding", "ClusterRoleBinding")
+    },
+    ("storage.k8s.io", "v1", "StorageClass"): _rules("parameters", "provisioner"),
+}
+_OTHER: dict[str, tuple[Rule, ...]] = {
+    "kubernetes:helm.sh/v3:Release": _rules("name", "namespace"),
+    "pulumi:providers:kubernetes": _rules("kubeconfig", "context", "cluster", "clusterIdentifier", "renderYamlToDirectory"),
+    "aws:ec2/vpc:Vpc": _rules("cidrBlock", "ipv4IpamPoolId", "ipv4NetmaskLength"),
+    "aws:ec2/subnet:Subnet": _rules(
+        "vpcId", "cidrBlock", "availabilityZone", "availabilityZoneId", "ipv4IpamPoolId", "ipv4NetmaskLength",
+        "ipv6IpamPoolId", "ipv6Native", "ipv6NetmaskLength", "outpostArn",
+    ),
+    "aws:ec2/natGateway:NatGateway": _rules(
+        "subnetId", "allocationId", "connectivityType", "privateIp", "availabilityMode", "vpcId"
+    ),
+    "aws:ec2/securityGroup:SecurityGroup": _rules("name", "namePrefix", "description", "vpcId"),
+    "aws:eks/cluster:Cluster": _rules(
+        "name", "roleArn", "bootstrapSelfManagedAddons", "accessConfig.bootstrapClusterCreatorAdminPermissions",
+        "kubernetesNetworkConfig.ipFamily", "kubernetesNetworkConfig.serviceIpv4Cidr", "outpostConfig",
+        "remoteNetworkConfig",
+    ),
+    "eks:index:Cluster": _rules(
+        "name", "serviceRole", "vpcId", "ipFamily", "kubernetesServiceIpAddressRange", "bootstrapSelfManagedAddons"
+    ),
+    "aws:eks/nodeGroup:NodeGroup": _rules(
+        "clusterName", "nodeGroupName", "nodeGroupNamePrefix", "nodeRoleArn", "subnetIds", "instanceTypes", "amiType",
+        "capacityType", "diskSize", "remoteAccess", "launchTemplate.id", "launchTemplate.name",
+    ),
+    "aws:kms/key:Key": _rules("customerMasterKeySpec", "keyUsage", "multiRegion", "customKeyStoreId", "xksKeyId"),
+    "aws:iam/role:Role": _rules("name", "namePrefix", "path"),
+    "aws:sqs/queue:Queue": _rules("name", "namePrefix", "fifoQueue"),
+}
+_NOT_K8S_OBJECTS = ("kubernetes:helm.sh/", "kubernetes:yaml:", "kubernetes:kustomize:")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One changed input: its path, the value before and after (``MISSING`` when absent)."""
+
+    path: tuple[Segment, ...]
+    old: Any
+    new: Any
+    replaces: bool = False
+    note: str | None = None
+
+    @property
+    def path_text(self) -> str:
+        """``spec.template.spec.containers[0].image``; keys that are not identifiers in ``["..."]``."""
+        return path_text(self.path)
+
+    @property
+    def kind(self) -> str:
+        """``added``, ``removed`` or ``changed``."""
+        return "added" if self.old is MISSING else "removed" if self.new is MISSING else "changed"
+
+
+@dataclass(frozen=True)
+class ResourceDiff:
+    """What happens to one resource: ``create``, ``update``, ``replace`` or ``delete``."""
+
+    urn: str
+    type: str
+    name: str
+    op: str
+    changes: tuple[Change, ...] = ()
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass
+class DiffReport:
+    """Every resource that changes, in URN order, and how many do not."""
+
+    base_stack: str
+    head_stack: str
+    project: str
+    resources: list[ResourceDiff]
+    unchanged: int
+    base_cost: CostReport | None = None
+    head_cost: CostReport | None = None
+    cost_error: str | None = None
+    counts: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.counts = {op: sum(1 for r in self.resources if r.op == op) for op in ("create", "update", "replace", "delete")}
+
+
+def path_text(path: tuple[Segment, ...]) -> str:
+    """Render a path of keys and list indexes."""
+    out = ""
+    for seg in path:
+        if isinstance(seg, int):
+            out += f"[{seg}]"
+        elif re.fullmatch(r"[A-Za-z_$][A-Za-z0-9_$-]*", seg):
+            out += f".{seg}" if out else seg
+        else:
+            out += f"[{json.dumps(seg)}]"
+    return out
+
+
+def diff_plans(base: dict[str, Any], head: dict[str, Any]) -> DiffReport:
+    """Compare two plan documents (as :func:`~cortex_iac.plan.plan.load_plan` returns them)."""
+    olds = {r["urn"]: r for r in base["resources"]}
+    news = {r["urn"]: r for r in head["resources"]}
+    both = sorted(set(olds) & set(news))
+    ctx = _Context(head)
+    replaced: set[str] = set()
+    # Replacements make other inputs unknown, which may replace more: iterate to a fixed point.
+    while True:
+        diffs = {urn: _diff_resource(olds[urn], news[urn], replaced, ctx) for urn in both}
+        now = {urn for urn, d in diffs.items() if d is not None and d.op == "replace"}
+        if now == replaced:
+            break
+        replaced = now
+    out = [d for d in diffs.values() if d is not None]
+    out += [ResourceDiff(u, news[u]["type"], news[u]["name"], "create") for u in set(news) - set(olds)]
+    out += [ResourceDiff(u, olds[u]["type"], olds[u]["name"], "delete") for u in set(olds) - set(news)]
+    out.sort(key=lambda d: d.urn)
+    return DiffReport(
+        base_stack=base.get("stack", "?"),
+        head_stack=head.get("stack", "?"),
+        project=head.get("project", "?"),
+        resources=out,
+        unchanged=len(both) - sum(1 for u in both if diffs[u] is not None),
+    )
+
+
+class _Context:
+    """What replacement rules need to know about the head plan: providers' settings."""
+
+    def __init__(self, head: dict[str, Any]) -> None:
+        self.by_urn = {r["urn"]: r for r in head["resources"]}
+        self.config = head.get("config") or {}
+
+    def provider_flag(self, r: dict[str, Any], flag: str) -> bool:
+        provider = self.by_urn.get(r.get("provider") or "")
+        value = provider["inputs"].get(flag) if provider else self.config.get(f"kubernetes:{flag}")
+        return value in (True, "true")
+
+
+def _diff_resource(old: dict[str, Any], new: dict[str, Any], replaced: set[str], ctx: _Context) -> ResourceDiff | None:
+    rules = _replace_rules(new, ctx)
+    changes: list[Change] = []
+    old_deps = old.get("property_dependencies") or {}
+    new_deps = new.get("property_dependencies") or {}
+    old_inputs, new_inputs = old["inputs"], new["inputs"]
+    for key in sorted(set(old_inputs) | set(new_inputs)):
+        deps = set(new_deps.get(key, []))
+        moved = set(old_deps.get(key, [])) != deps
+        from_replaced = sorted(deps & replaced)
+        note = None
+        if from_replaced:
+            note = "comes from replaced " + ", ".join(_short(u) for u in from_replaced)
+        elif moved:
+            note = "comes from other resources"
+        _walk(old_inputs.get(key, MISSING), new_inputs.get(key, MISSING), (key,), note, changes)
+    changes = [_with_replace(c, rules) for c in changes]
+    forced = [c.path_text for c in changes if c.replaces]
+    reasons = [f"{', '.join(forced)} cannot change in place"] if forced else []
+    provider_old, provider_new = old.get("provider"), new.get("provider")
+    if provider_old != provider_new:
+        reasons.append(f"its provider changed ({_short(provider_old)} -> {_short(provider_new)})")
+    elif provider_new in replaced:
+        reasons.append(f"its provider {_short(provider_new)} is replaced")
+    if not changes and not reasons:
+        return None
+    op = "replace" if reasons else "update"
+    return ResourceDiff(new["urn"], new["type"], new["name"], op, tuple(changes), tuple(reasons))
+
+
+def _walk(old: Any, new: Any, path: tuple[Segment, ...], note: str | None, out: list[Change]) -> None:
+    if old == new:
+        if note is not None:
+            # Same unknown, different source: it may be another value after apply.
+            out.extend(Change(p, UNKNOWN, UNKNOWN, note=note) for p in _unknown_leaves(new, path))
+        return
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            _walk(old.get(key, MISSING), new.get(key, MISSING), (*path, key), note, out)
+        return
+    if isinstance(old, list) and isinstance(new, list):
+        for i in range(max(len(old), len(new))):
+            _walk(old[i] if i < len(old) else MISSING, new[i] if i < len(new) else MISSING, (*path, i), note, out)
+        return
+    out.append(Change(path, old, new, note=note if UNKNOWN in (old, new) else None))
+
+
+def _unknown_leaves(value: Any, path: tuple[Segment, ...]) -> list[tuple[Segment, ...]]:
+    if value == UNKNOWN:
+        return [path]
+    if isinstance(value, dict):
+        return [p for k in sorted(value) for p in _unknown_leaves(value[k], (*path, k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _unknown_leaves(v, (*path, i))]
+    return []
+
+
+def _replace_rules(r: dict[str, Any], ctx: _Context) -> tuple[Rule, ...]:
+    type_ = r["type"]
+    if type_ in _OTHER:
+        return _OTHER[type_]
+    if not (type_.startswith("kubernetes:") and r.get("custom", True)) or type_.startswith(_NOT_K8S_OBJECTS):
+        return ()
+    gv, kind = type_.split(":")[1:3]
+    group, _, version = gv.rpartition("/")
+    key = (group, version, kind)
+    immutable = r["inputs"].get("immutable") in (True, "true")
+    rules = _K8S_IDENTITY + _K8S_KINDS.get(key, ())
+    if key == ("core", "v1", "Secret") and (immutable or not ctx.provider_flag(r, "enableSecretMutable")):
+        rules += _rules("data", "stringData")
+    if key == ("core", "v1", "ConfigMap") and (immutable or not ctx.provider_flag(r, "enableConfigMapMutable")):
+        rules += _rules("data", "binaryData")
+    return rules
+
+
+def _with_replace(change: Change, rules: tuple[Rule, ...]) -> Change:
+    for rule in rules:
+        n = min(len(rule), len(change.path))
+        if not all(r == "*" or r == str(p) for r, p in zip(rule[:n], change.path[:n])):
+            continue
+        rest = rule[n:]
+        # At or below the rule's path; or a whole parent changed (unknown, added, removed, retyped)
+        # that holds the rule's path on either side.
+        if not rest or UNKNOWN in (change.old, change.new) or _holds(change.old, rest) or _holds(change.new, rest):
+            return Change(change.path, change.old, change.new, True, change.note)
+    return change
+
+
+def _holds(value: Any, rest: Rule) -> bool:
+    if not rest:
+        return True
+    head, tail = rest[0], rest[1:]
+    if head == "*":
+        return isinstance(value, list) and any(_holds(v, tail) for v in value)
+    return isinstance(value, dict) and head in value and _holds(value[head], tail)
+
+
+def _short(urn: str | None) -> str:
+    if not urn:
+        return "(default)"
+    parts = urn.split("::")
+    return f"{parts[-2].split('$')[-1]} {parts[-1]}" if len(parts) >= 4 else urn
+
+
+# ---- rendering ----------------------------------------------------------------------------------
+
+_SIGN = {"create": "+", "update": "~", "replace": "-/+", "delete": "-"}
+
+
+def show(value: Any, width: int = _FOLD) -> str:
+    """A value for people: unknowns and secrets in words, JSON otherwise, folded past ``width``."""
+    if value is MISSING:
+        return "(absent)"
+    if value == UNKNOWN:
+        return "(known after apply)"
+    if value == SECRET:
+        return "(secret)"
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    if len(text) > width:
+        keep = max(width - 20, 10)
+        text = f"{text[: keep * 2 // 3]}…{text[-(keep // 3):]} ({len(text)} chars)"
+    return text
+
+
+def _summary_line(report: DiffReport) -> str:
+    c = report.counts
+    return (
+        f"{c['create']} to create, {c['update']} to update, {c['replace']} to replace, "
+        f"{c['delete']} to delete, {report.unchanged} unchanged"
+    )
+
+
+def _cost_line(report: DiffReport) -> str:
+    if report.cost_error:
+        return f"cost not estimated: {report.cost_error}"
+    if report.base_cost is None or report.head_cost is None:
+        return "cost not estimated"
+    b, h = report.base_cost, report.head_cost
+    return (
+        f"monthly cost {money_range(b.low, b.high)} -> {money_range(h.low, h.high)} "
+        f"(change {_delta(b, h)}; {h.region}, prices of {h.prices_date}, spot estimated)"
+    )
+
+
+def _delta(base: CostReport, head: CostReport) -> str:
+    """HEAD minus BASE as a range: the changes of the low end and of the high end, smaller first."""
+    ends = sorted((head.low - base.low, head.high - base.high))
+    return money_range(*ends, signed=True)
+
+
+def _change_line(c: Change, width: int) -> str:
+    tail = "  [forces replacement]" if c.replaces else ""
+    note = f"  ({c.note})" if c.note else ""
+    return f"{c.path_text}: {show(c.old, width)} -> {show(c.new, width)}{note}{tail}"
+
+
+def render_text(report: DiffReport) -> str:
+    """Plain text, one block per changed resource."""
+    out = [
+        f"cortex diff: project {report.project}, stack {report.base_stack} -> {report.head_stack}",
+        f"Plan: {_summary_line(report)}.",
+        _cost_line(report),
+    ]
+    for d in report.resources:
+        out.append("")
+        out.append(f"{_SIGN[d.op]} {d.op} {d.type} {d.name}")
+        out.extend(f"    because {r}" for r in d.reasons)
+        out.extend(f"    {_change_line(c, _FOLD)}" for c in d.changes)
+    return "\n".join(out) + "\n"
+
+
+def render_json(report: DiffReport) -> str:
+    """Deterministic JSON: raw values (secrets stay masked), keys sorted."""
+
+    def value(v: Any) -> Any:
+        return None if v is MISSING else v
+
+    doc = {
+        "project": report.project,
+        "base_stack": report.base_stack,
+        "head_stack": report.head_stack,
+        "summary": {**report.counts, "unchanged": report.unchanged},
+        "resources": [
+            {
+                "urn": d.urn,
+                "type": d.type,
+                "name": d.name,
+                "op": d.op,
+                "reasons": list(d.reasons),
+                "changes": [
+                    {
+                        "path": c.path_text,
+                        "kind": c.kind,
+                        "old": value(c.old),
+                        "new": value(c.new),
+                        "replaces": c.replaces,
+                        **({"note": c.note} if c.note else {}),
+                    }
+                    for c in d.changes
+                ],
+            }
+            for d in report.resources
+        ],
+        "cost": {
+            "error": report.cost_error,
+            "base": report.base_cost.to_json() if report.base_cost else None,
+            "head": report.head_cost.to_json() if report.head_cost else None,
+        },
+    }
+    if report.base_cost and report.head_cost:
+        doc["cost"]["delta"] = {
+            "low": round(report.head_cost.low - report.base_cost.low, 2),
+            "high": round(report.head_cost.high - report.base_cost.high, 2),
+        }
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _md(text: str) -> str:
+    return html.escape(text, quote=False).replace("|", "&#124;")
+
+
+def _md_code(text: str) -> str:
+    return f"<code>{_md(text)}</code>"
+
+
+def render_markdown(report: DiffReport, limit: int = MARKDOWN_LIMIT) -> str:
+    """Markdown for one pull-request comment, at most ``limit`` characters.
+
+    Full detail first (a collapsed ``<details>`` per resource with a table of changed inputs); if
+    that is too long, the tables lose their values, then the resources their details, then the list
+    is cut, and a line says what was left out.
+    """
+    for level in ("values", "paths", "names"):
+        text = _markdown(report, level, None)
+        if len(text) <= limit:
+            return text
+    # Names only and still too long: keep as many resources as fit.
+    lo, hi = 0, len(report.resources)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if len(_markdown(report, "names", mid)) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return _markdown(report, "names", lo)
+
+
+_SECTIONS = (("replace", "to replace"), ("update", "to update"), ("create", "to create"), ("delete", "to delete"))
+
+
+def _markdown(report: DiffReport, level: str, keep: int | None) -> str:
+    out = [
+        f"### cortex diff: `{_md(report.project)}` stack `{_md(report.base_stack)}` → `{_md(report.head_stack)}`",
+        "",
+        f"**{_summary_line(report)}**",
+        "",
+        _md_cost(report),
+        "",
+    ]
+    if not report.resources:
+        out.append("No resource changes.")
+        return "\n".join(out) + "\n"
+    # Most consequential first; `keep` cuts the list in that order.
+    ordered = [d for op, _ in _SECTIONS for d in report.resources if d.op == op]
+    shown = ordered if keep is None else ordered[:keep]
+    for op, heading in _SECTIONS:
+        group = [d for d in shown if d.op == op]
+        if not group:
+            continue
+        out += [f"#### {report.counts[op]} {heading}", ""]
+        for d in group:
+            title = f"{_md_code(d.type)} {_md_code(d.name)}"
+            if level == "names" or (not d.changes and not d.reasons):
+                out.append(f"- {title}")
+                continue
+            inputs = f"{len(d.changes)} input{'s' if len(d.changes) != 1 else ''}"
+            out += [f"<details><summary>{title} ({inputs})</summary>", ""]
+            out += [f"- replaced because {_md(r)}" for r in d.reasons]
+            if level == "values" and d.changes:
+                out += ["" if d.reasons else None, "| input | before | after |", "|---|---|---|"]
+                for c in d.changes:
+                    mark = " **(forces replacement)**" if c.replaces else ""
+                    note = f"<br>{_md(c.note)}" if c.note else ""
+                    out.append(f"| {_md_code(c.path_text)}{mark} | {_md_code(show(c.old))} | {_md_code(show(c.new))}{note} |")
+            else:
+                out += [f"- {_md_code(c.path_text)}{' **(forces replacement)**' if c.replaces else ''}" for c in d.changes]
+            out += ["", "</details>", ""]
+        out.append("")
+    left = []
+    if level == "paths":
+        left.append("before/after values are left out to fit one comment (see `cortex diff --format text`)")
+    if level == "names":
+        left.append("per-input details are left out to fit one comment (see `cortex diff --format text`)")
+    if keep is not None and keep < len(ordered):
+        left.append(f"{len(ordered) - keep} more changed resources are not listed")
+    if left:
+        out.append(f"_Left out: {'; '.join(left)}._")
+    text = "\n".join(line for line in out if line is not None)
+    return re.sub(r"\n{3,}", "\n\n", text).rstrip("\n") + "\n"
+
+
+def _md_cost(report: DiffReport) -> str:
+    if report.base_cost is None or report.head_cost is None:
+        return f"**Monthly cost:** {_md(_cost_line(report))}"
+    b, h = report.base_cost, report.head_cost
+    lines = [
+        f"**Monthly cost:** {money_range(b.low, b.high)} → {money_range(h.low, h.high)} "
+        f"(change **{_delta(b, h)}**; {_md(h.region)}, public on-demand prices of {h.prices_date}, spot estimated)",
+    ]
+    before = {x.item: x for x in b.lines}
+    after = {x.item: x for x in h.lines}
+    items = [*before, *(k for k in after if k not in before)]
+    changed = [k for k in items if before.get(k) != after.get(k)]
+    if changed:
+        lines += ["", "<details><summary>cost items that change</summary>", "", "| item | before | after |", "|---|---|---|"]
+        for k in changed:
+            x, y = before.get(k), after.get(k)
+            lines.append(
+                f"| {_md(k.strip())} | {money_range(x.low, x.high) if x else '–'} | {money_range(y.low, y.high) if y else '–'} |"
+            )
+        lines += ["", "</details>"]
+    return "\n".join(lines)
+
+
+def diff_command(base: Path, head: Path, fmt: str = "text") -> str:
+    """Output of ``cortex diff BASE.json HEAD.json --format markdown|text|json``.
+
+    The cost of each plan is estimated in its own ``aws:region``; when that is not possible the
+    diff is still shown, with a line saying why the cost is missing.
+    """
+    from cortex_iac.plan.plan import load_plan
+
+    renderers = {"markdown": render_markdown, "text": render_text, "json": render_json}
+    if fmt not in renderers:
+        raise PlanError(f"--format {fmt!r} is not known; allowed: {', '.join(renderers)}")
+    base_plan, head_plan = load_plan(base), load_plan(head)
+    report = diff_plans(base_plan, head_plan)
+    try:
+        report.base_cost = cost_of(base_plan)
+        report.head_cost = cost_of(head_plan)
+    except PlanError as e:
+        report.cost_error = str(e)
+    return renderers[fmt](report)
