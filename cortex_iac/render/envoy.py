@@ -272,22 +272,23 @@ def drain_plan(
     _check_range("deregistration_seconds", deregistration_seconds, 0, 3600)
     _check_range("admin_port", admin_port, 1, 65535)
     drain_timeout = request_timeout_seconds + 1
+    line = f"http.{_INGRESS}.downstream_rq_active: 0"
     script = f"""set -u
 admin() {{
   exec 3<>/dev/tcp/127.0.0.1/{admin_port} || return 1
-  printf '%s %s HTTP/1.0\\r\\n\\r\\n' "$1" "$2" >&3
-  while IFS= read -r line <&3; do printf '%s\\n' "$line"; done
+  printf '%s %s HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' "$1" "$2" >&3
+  while IFS= read -r line || [[ -n $line ]]; do printf '%s\\n' "$line"; done <&3
   exec 3<&-
 }}
 admin POST /healthcheck/fail >/dev/null
 sleep {deregistration_seconds}
 admin POST '/drain_listeners?inboundonly' >/dev/null
 for ((i = 0; i < {drain_timeout}; i++)); do
-  while IFS= read -r line; do
-    [[ $line == 'http.{_INGRESS}.downstream_rq_active: 0' ]] && exit 0
-  done < <(admin GET '/stats?filter=http.{_INGRESS}.downstream_rq_active')
+  stats=$(admin GET '/stats?filter=http.{_INGRESS}.downstream_rq_active') || exit 0
+  [[ $'\\n'$stats$'\\n' == *$'\\n{line}\\n'* ]] && exit 0
   sleep 1
 done
+exit 1
 """
     return DrainPlan(
         deregistration_seconds=deregistration_seconds,
