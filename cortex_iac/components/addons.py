@@ -232,7 +232,7 @@ def karpenter(
         KARPENTER_CHART,
         render.KUBE_SYSTEM,
         render.KARPENTER_RELEASE,
-        render.karpenter_values(ctx.cluster_name, render.karpenter_interruption_queue_name(ctx.cluster_name)),
+        render.karpenter_values(ctx.cluster_name, ctx.region, render.karpenter_interruption_queue_name(ctx.cluster_name)),
         depends_on=[crds, queue, *waits, *node_role_policies],
         skip_crds=True,
     )

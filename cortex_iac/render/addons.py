@@ -153,13 +153,14 @@ def karpenter_interruption_queue_name(cluster_name: str) -> str:
     return name
 
 
-def karpenter_values(cluster_name: str, interruption_queue_name: str) -> dict[str, Any]:
+def karpenter_values(cluster_name: str, region: str, interruption_queue_name: str) -> dict[str, Any]:
     """Values of the ``karpenter`` chart.
 
     The CRDs come from the separate ``karpenter-crd`` release. ``staticCapacity`` is switched on
     because Cortex's ``min_instances`` becomes a static NodePool (see render/karpenter.py). The
     controller keeps the chart's affinity (never on a Karpenter node) and its CriticalAddonsOnly
     toleration; requests are sized for the small system nodes rather than the docs' 1 CPU / 1 GiB.
+    ``AWS_REGION`` is set so the controller needs no instance metadata to find its region.
     """
     return {
         "serviceAccount": {"name": KARPENTER_SERVICE_ACCOUNT},
@@ -170,6 +171,7 @@ def karpenter_values(cluster_name: str, interruption_queue_name: str) -> dict[st
         },
         "nodeSelector": {"kubernetes.io/os": "linux", **SYSTEM_NODE_LABELS},
         "controller": {
+            "env": [{"name": "AWS_REGION", "value": region}],
             "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
         },
     }

@@ -532,3 +532,9 @@ def test_region_must_match_the_aws_provider() -> None:
 def test_spec_must_be_a_cluster_spec() -> None:
     with pytest.raises(CortexError, match="spec must be a ClusterSpec, got dict"):
         record(lambda: Cluster("demo", BASE))  # type: ignore[arg-type]
+
+
+def test_system_instance_type_must_be_known() -> None:
+    with pytest.raises(CortexError) as e:
+        record(lambda: Cluster("demo", _spec(), system_instance_type="m5.huge"))
+    assert str(e.value) == "Cluster 'demo': system_instance_type: 'm5.huge' is not in the bundled instance table"

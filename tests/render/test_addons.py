@@ -29,7 +29,7 @@ TAGS = {"team": "ml", "cortex.dev/cluster-name": CLUSTER}
 
 def _values() -> dict[str, dict[str, Any]]:
     return {
-        "karpenter": addons.karpenter_values(CLUSTER, addons.karpenter_interruption_queue_name(CLUSTER)),
+        "karpenter": addons.karpenter_values(CLUSTER, REGION, addons.karpenter_interruption_queue_name(CLUSTER)),
         "aws-load-balancer-controller": addons.aws_load_balancer_controller_values(CLUSTER, REGION, "vpc-0123456789abcdef0", TAGS),
         "keda": addons.keda_values(CLUSTER),
         "keda-add-ons-http": addons.keda_http_add_on_values(),
@@ -73,13 +73,14 @@ def test_policies_golden() -> None:
 
 
 def test_karpenter_settings_name_the_cluster_and_queue_and_allow_static_pools() -> None:
-    values = addons.karpenter_values("c1", "c1-karpenter")
+    values = addons.karpenter_values("c1", "eu-west-1", "c1-karpenter")
     assert values["settings"] == {
         "clusterName": "c1",
         "interruptionQueue": "c1-karpenter",
         "featureGates": {"staticCapacity": True},  # render/karpenter.py makes min_instances a static pool
     }
     assert values["serviceAccount"]["name"] == addons.KARPENTER_SERVICE_ACCOUNT
+    assert values["controller"]["env"] == [{"name": "AWS_REGION", "value": "eu-west-1"}]
 
 
 def test_interruption_queue_name_respects_the_sqs_limit() -> None:
