@@ -1,0 +1,43 @@
+"""JSON log lines: the formatter and the buffered access log."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+
+from cortex_iac.serving.logs import AccessLog, JsonFormatter
+
+
+def test_formatter_writes_one_json_line_with_extras_and_traceback() -> None:
+    logger = logging.getLogger("test.serving.logs")
+    try:
+        raise ValueError("bad")
+    except ValueError:
+        record = logger.makeRecord(
+            logger.name, logging.ERROR, __file__, 1, "failed %s", ("here",), sys.exc_info(), extra={"error_id": "abc"}
+        )
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    parsed = json.loads(line)
+    assert (parsed["level"], parsed["logger"], parsed["message"], parsed["error_id"]) == (
+        "error", "test.serving.logs", "failed here", "abc"
+    )
+    assert parsed["traceback"].endswith("ValueError: bad")
+    assert parsed["time"].endswith("Z")
+
+
+def test_access_log_writes_buffered_records_on_flush() -> None:
+    stream = io.StringIO()
+    access = AccessLog(stream)
+    access.record("POST", 200, 0.0012345)
+    access.record("GET", 500, 0.5, "e1")
+    assert stream.getvalue() == ""
+    access.flush()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(r["method"], r["status"], r["latency_ms"], r.get("error_id")) for r in lines] == [
+        ("POST", 200, 1.234, None), ("GET", 500, 500.0, "e1")
+    ]
+    access.flush()
+    assert len(stream.getvalue().splitlines()) == 2
