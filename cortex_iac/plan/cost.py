@@ -280,9 +280,8 @@ class _Pool:
 
 
 def _karpenter_groups(rs: list[dict[str, Any]], prices: _Prices, notes: list[str]) -> list[CostLine]:
-    classes = {
-        _get(r["inputs"], "metadata", "name"): r for r in rs if r["type"] == NODE_CLASS and r["inputs"].get("spec")
-    }
+    # Keyed by name; a class whose metadata is unknown in the plan is under UNKNOWN.
+    classes = {_get(r["inputs"], "metadata", "name"): r for r in rs if r["type"] == NODE_CLASS}
     groups: dict[str, list[_Pool]] = {}
     for r in rs:
         if r["type"] == NODE_POOL:
@@ -378,12 +377,16 @@ def _max_nodes(r: dict[str, Any], limits: Any, instance_type: str) -> int:
 def _pool_volume(pool: _Pool, classes: dict[str, dict[str, Any]], prices: _Prices, notes: list[str]) -> tuple[str, float] | None:
     node_class = classes.get(pool.node_class) if pool.node_class else None
     if node_class is None:
+        why = "is only known after apply" if UNKNOWN in classes else "is not in the plan"
         notes.append(
             f"root volumes of NodePool {pool.resource['name']!r} are not priced: its EC2NodeClass "
-            f"{pool.node_class!r} is not in the plan"
+            f"{pool.node_class!r} {why}"
         )
         return None
-    mappings = _known(_get(node_class["inputs"], "spec", "blockDeviceMappings"), node_class, "spec.blockDeviceMappings")
+    mappings = _get(node_class["inputs"], "spec", "blockDeviceMappings")
+    if mappings in (UNKNOWN, SECRET):
+        notes.append(f"root volumes of {_where(node_class)} are not priced: its blockDeviceMappings are only known after apply")
+        return None
     if not mappings:
         notes.append(f"root volumes of {_where(node_class)} are Karpenter's default and not priced")
         return None
