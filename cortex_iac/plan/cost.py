@@ -153,7 +153,9 @@ def cost_of(plan: dict[str, Any], region: str | None = None) -> CostReport:
     lines += _nat_gateways(resources_, prices)
     lines += _load_balancers(resources_, prices, notes)
     notes.append(NOT_INCLUDED)
-    return CostReport(region=region, prices_date=table["date"], lines=tuple(lines), notes=tuple(notes))
+    dates = sorted({table["source_dates"][s] for s in prices.used}) or [table["date"]]
+    prices_date = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
+    return CostReport(region=region, prices_date=prices_date, lines=tuple(lines), notes=tuple(notes))
 
 
 def cost_command(plan_file: Path, region: str | None = None) -> str:
@@ -214,15 +216,22 @@ class _Prices:
         self.data = table["regions"][region]
         self.hours = table["hours_per_month"]
         self.spot_factor = 1 - table["spot_discount_estimate"]
+        self.used: set[str] = set()  # sources of the prices used, for the report's date range
+
+    def hourly(self, key: str, source: str) -> float:
+        self.used.add(source)
+        return self.data[key]
 
     def instance_hour(self, instance_type: str) -> float:
         try:
-            return self.data["instances"][instance_type]
+            price = self.data["instances"][instance_type]
         except KeyError:
             raise PlanError(
                 f"instance type {instance_type!r} has no price for {self.region} in the bundled price table "
                 f"(cortex_iac/data/prices.json); families there: {', '.join(sorted(self.data['instance_sources']))}"
             ) from None
+        self.used.add(self.data["instance_sources"][instance_type.split(".")[0]])
+        return price
 
     def month(self, hourly: float) -> float:
         return hourly * self.hours
@@ -231,6 +240,7 @@ class _Prices:
         ebs = self.data["ebs"].get(volume_type)
         if ebs is None:
             raise PlanError(f"EBS volume type {volume_type!r} has no price for {self.region}; table has {', '.join(self.data['ebs'])}")
+        self.used.add("cortex")
         cost = size_gib * ebs["gb_month"]
         if volume_type == "gp3":
             cost += max(0, (iops or 0) - _GP3_FREE_IOPS) * ebs["iops_month"]
@@ -262,7 +272,7 @@ def _control_planes(rs: list[dict[str, Any]], prices: _Prices) -> list[CostLine]
     components = {r["urn"] for r in rs if r["type"] == "eks:index:Cluster"}
     # An aws.eks.Cluster inside a pulumi_eks Cluster is the same control plane.
     planes = [r for r in rs if r["type"] in _CONTROL_PLANES and r.get("parent") not in components]
-    hourly = prices.data["eks_cluster_hour"]
+    hourly = prices.hourly("eks_cluster_hour", "eks") if planes else 0.0
     return [
         CostLine(f"EKS control plane {r['name']}", "1", per_hour(hourly), prices.month(hourly), prices.month(hourly))
         for r in sorted(planes, key=lambda r: r["name"])
@@ -453,7 +463,7 @@ def _nat_gateways(rs: list[dict[str, Any]], prices: _Prices) -> list[CostLine]:
     n = sum(1 for r in rs if r["type"] == "aws:ec2/natGateway:NatGateway")
     if not n:
         return []
-    hourly = prices.data["nat_gateway_hour"]
+    hourly = prices.hourly("nat_gateway_hour", "cortex")
     return [CostLine("NAT gateways", str(n), per_hour(hourly), prices.month(n * hourly), prices.month(n * hourly))]
 
 
@@ -486,7 +496,7 @@ def _load_balancers(rs: list[dict[str, Any]], prices: _Prices, notes: list[str])
             albs.add(f"ingress {r['urn']}")
     albs.update(f"aws {r['urn']}" for t in _LOAD_BALANCERS for r in by_type.get(t, []))
     services = [r for r in by_type.get(_SERVICE, []) if _get(r["inputs"], "spec", "type") == "LoadBalancer"]
-    hourly = prices.data["load_balancer_hour"]
+    hourly = prices.hourly("load_balancer_hour", "load_balancer") if albs or services else 0.0
     lines = []
     if albs:
         groups = sorted(a.split(" ", 1)[1] for a in albs if a.startswith("group "))

@@ -40,6 +40,7 @@ def test_price_table_has_its_sources_date_and_regions() -> None:
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", table["date"])
     assert set(table["sources"]) >= {"karpenter", "vantage", "cortex", "eks", "load_balancer"}
     assert all("commit" in table["sources"][k] for k in ("karpenter", "vantage", "cortex"))
+    assert set(table["source_dates"]) == set(table["sources"])
     assert 0 < table["spot_discount_estimate"] < 1
     assert set(REGIONS) <= set(table["regions"])
     for region, data in table["regions"].items():
@@ -73,6 +74,11 @@ def test_prices_are_ordered_within_a_family() -> None:
 
 def test_golden_cost_report() -> None:
     check_golden(GOLDEN / "cost-apps-base.txt", cost_command(PLANS / "apps-base.json"))
+
+
+def test_report_dates_are_those_of_the_prices_used() -> None:
+    assert cost_of(_plan()).prices_date == "2022-01-07 to 2026-07-20"  # EBS/NAT from 2022, instances 2026
+    assert cost_of(_plan(), "eu-west-1").prices_date == "2022-01-07 to 2026-01-21"  # no us-east-1 data
 
 
 def test_node_group_range_floor_spot_estimate_and_limits() -> None:
