@@ -30,8 +30,9 @@ class NodeGroup(pulumi.ComponentResource):
         name: component name; children are ``<name>-node-class``, ``<name>-node-pool``,
             ``<name>-floor-node-pool`` and ``<name>-floor-on-demand-node-pool``.
         spec: the node group.
-        cluster_name: the EKS cluster's name; Kubernetes object names and the
-            ``cortex.dev/cluster-name`` tag derive from it.
+        cluster_name: the EKS cluster's name, a plain string (object names derive from it, and a
+            preview must know them); Kubernetes object names and the ``cortex.dev/cluster-name``
+            tag derive from it.
         node_role_name: IAM role of the nodes (already allowed to join the cluster).
         subnet_selector_tags: tags of the subnets for nodes (default ``karpenter.sh/discovery:
             <cluster_name>``).
@@ -51,7 +52,7 @@ class NodeGroup(pulumi.ComponentResource):
         name: str,
         spec: NodeGroupSpec,
         *,
-        cluster_name: pulumi.Input[str],
+        cluster_name: str,
         node_role_name: pulumi.Input[str],
         subnet_selector_tags: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None,
         security_group_selector_tags: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None,
@@ -63,22 +64,18 @@ class NodeGroup(pulumi.ComponentResource):
         karpenter.check_tags(tags or {})
         super().__init__("cortex:eks:NodeGroup", name, None, opts)
 
-        cluster = pulumi.Output.from_input(cluster_name)
-        default_selector = {DISCOVERY_TAG: cluster}
-        node_class = pulumi.Output.all(
-            cluster,
-            node_role_name,
-            subnet_selector_tags if subnet_selector_tags is not None else default_selector,
-            security_group_selector_tags if security_group_selector_tags is not None else default_selector,
-        ).apply(
-            lambda a: karpenter.node_class(
-                a[0],
-                spec,
-                node_role=a[1],
-                subnet_selector_tags=a[2],
-                security_group_selector_tags=a[3],
-                tags=tags,
-            )
+        # Render with plain values where they are plain, placing Outputs (the node role's name) as
+        # they are: a preview then knows every field but the role, instead of nothing at all.
+        default_selector = {DISCOVERY_TAG: cluster_name}
+        node_class = karpenter.node_class(
+            cluster_name,
+            spec,
+            node_role=node_role_name,  # type: ignore[arg-type]  # an Input, placed as-is
+            subnet_selector_tags=subnet_selector_tags if subnet_selector_tags is not None else default_selector,
+            security_group_selector_tags=(
+                security_group_selector_tags if security_group_selector_tags is not None else default_selector
+            ),
+            tags=tags,
         )
         # The CRDs (installed with Karpenter) must exist first: what the component waits for, its
         # children wait for too.
@@ -86,16 +83,15 @@ class NodeGroup(pulumi.ComponentResource):
         node_class_resource = _custom_resource(f"{name}-node-class", "EC2NodeClass", node_class, child)
         # Pools after their class, so they are deleted first too.
         after_class = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[node_class_resource]))
-        pool = cluster.apply(lambda c: karpenter.node_pool(c, spec))
+        pool = karpenter.node_pool(cluster_name, spec)
         _custom_resource(f"{name}-node-pool", "NodePool", pool, after_class)
         floor_names = []
-        for suffix in karpenter.floor_sizes(spec):
-            floor = cluster.apply(lambda c, s=suffix: karpenter.floor_node_pools(c, spec)[s])
+        for suffix, floor in karpenter.floor_node_pools(cluster_name, spec).items():
             _custom_resource(f"{name}{suffix}-node-pool", "NodePool", floor, after_class)
-            floor_names.append(floor["metadata"]["name"])
+            floor_names.append(pulumi.Output.from_input(floor["metadata"]["name"]))
 
-        self.node_class_name = node_class["metadata"]["name"]
-        self.node_pool_name = pool["metadata"]["name"]
+        self.node_class_name = pulumi.Output.from_input(node_class["metadata"]["name"])
+        self.node_pool_name = pulumi.Output.from_input(pool["metadata"]["name"])
         self.floor_node_pool_names = floor_names
         self.register_outputs(
             {
@@ -110,7 +106,7 @@ _API_VERSIONS = {"EC2NodeClass": karpenter.NODE_CLASS_API_VERSION, "NodePool": k
 
 
 def _custom_resource(
-    name: str, kind: str, obj: pulumi.Output[dict[str, Any]], opts: pulumi.ResourceOptions
+    name: str, kind: str, obj: dict[str, Any], opts: pulumi.ResourceOptions
 ) -> CustomResource:
     # apiVersion and kind must be plain strings: they make the resource's type token.
     return CustomResource(
@@ -130,9 +126,10 @@ def _check_args(
         raise SpecError(f"NodeGroup: name must be a non-empty string, got {name!r}")
     if not isinstance(spec, NodeGroupSpec):
         raise SpecError(f"NodeGroup {name!r}: spec must be a NodeGroupSpec, got {type(spec).__name__}")
-    for arg, value in (("cluster_name", cluster_name), ("node_role_name", node_role_name)):
-        if value is None or value == "":
-            raise SpecError(f"NodeGroup {name!r}: {arg} is required")
+    if not isinstance(cluster_name, str) or not cluster_name:
+        raise SpecError(f"NodeGroup {name!r}: cluster_name must be a non-empty string, got {cluster_name!r}")
+    if node_role_name is None or node_role_name == "":
+        raise SpecError(f"NodeGroup {name!r}: node_role_name is required")
     for arg, value in (
         ("subnet_selector_tags", subnet_selector_tags),
         ("security_group_selector_tags", security_group_selector_tags),

@@ -142,7 +142,7 @@ def test_known_inputs_stay_known_in_preview() -> None:
     ("kwargs", "message"),
     [
         ({"spec": {"name": "x"}}, "NodeGroup 'ng': spec must be a NodeGroupSpec, got dict"),
-        ({"cluster_name": ""}, "NodeGroup 'ng': cluster_name is required"),
+        ({"cluster_name": ""}, "NodeGroup 'ng': cluster_name must be a non-empty string, got ''"),
         ({"node_role_name": None}, "NodeGroup 'ng': node_role_name is required"),
         (
             {"subnet_selector_tags": {}},
