@@ -25,7 +25,7 @@ Kubernetes (pulumi-kubernetes' own table, provider/pkg/provider/diff.go):
 | core/v1 ConfigMap | ``data``, ``binaryData`` (unless its provider sets ``enableConfigMapMutable`` and the map is not ``immutable``) |
 | core/v1 Secret | ``type``; also ``data``, ``stringData`` (unless ``enableSecretMutable`` and not ``immutable``) |
 | core/v1 PersistentVolumeClaim | ``spec.accessModes``, ``spec.selector``, ``spec.storageClassName``, ``spec.volumeName`` |
-| core/v1 Pod | the pod spec's scheduling and identity fields and each container but its resources' limits (see ``_POD``) |
+| core/v1 Pod | the pod spec's scheduling and identity fields and most container fields (see ``_POD``) |
 | rbac.authorization.k8s.io/v1 RoleBinding, ClusterRoleBinding | ``roleRef`` |
 | storage.k8s.io/v1 StorageClass | ``parameters``, ``provisioner`` |
 | policy/v1beta1 PodDisruptionBudget | ``spec`` |
