@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cortex_iac.errors import CortexError
+from cortex_iac.errors import CortexError, SpecError
 
 app = typer.Typer(
     add_completion=False,
@@ -79,6 +79,32 @@ def plan(
         if manifests is not None:
             written = write_manifests(objects, manifests)
             typer.echo(f"{len(written)} manifests written to {manifests}")
+    except CortexError as e:
+        _fail(e)
+
+
+@app.command()
+def render(
+    api_file: Annotated[Path, typer.Argument(help="cortex.yaml with one or more RealtimeAPIs")],
+    out: Annotated[Path, typer.Option("--out", help="directory to write the objects to, as YAML")],
+    cluster: Annotated[Optional[Path], typer.Option("--cluster", help="cluster.yaml: place pods on its node groups")] = None,
+) -> None:
+    """Write the Kubernetes objects the APIs would create, without Pulumi (like `helm template`)."""
+    from cortex_iac.plan.plan import write_manifests
+    from cortex_iac.render.realtime import render_api
+    from cortex_iac.specs import RealtimeApiSpec, load_apis, load_cluster
+
+    try:
+        cluster_spec = load_cluster(cluster) if cluster is not None else None
+        apis = load_apis(api_file)
+        others = [f"{a.name!r} ({a.kind})" for a in apis if not isinstance(a, RealtimeApiSpec)]
+        if others:
+            raise SpecError(
+                f"{api_file}: cortex render renders RealtimeAPIs only; not supported yet: {', '.join(others)}"
+            )
+        objects = [obj for api in apis for obj in render_api(api, cluster_spec)]
+        written = write_manifests(objects, out)
+        typer.echo(f"{len(written)} objects of {len(apis)} API(s) written to {out}")
     except CortexError as e:
         _fail(e)
 

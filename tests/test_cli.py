@@ -85,3 +85,37 @@ def test_validate_rejects_each_malformed_file_with_one_line_per_problem(tmp_path
         assert lines and all(line.startswith(f"error: {path}") for line in lines), (name, lines)
         if expected:
             assert expected in result.output, (name, result.output)
+
+
+def test_render_writes_valid_objects_for_every_reference_realtime_api(tmp_path: Path) -> None:
+    import pytest
+    import yaml
+
+    from tests.kube import need_crds, validate_all
+
+    if not SHARED.is_dir():
+        pytest.skip(f"Cortex reference configs not found at {SHARED}")
+    need_crds()
+    files = sorted((SHARED / "apis").glob("realtime__*.yaml"))
+    assert len(files) == 12
+    for i, path in enumerate(files):
+        for cluster in ([], ["--cluster", str(SHARED / "cluster.yaml")]):
+            out = tmp_path / f"{i}-{len(cluster)}"
+            result = runner.invoke(app, ["render", str(path), "--out", str(out), *cluster])
+            if "inf" in path.name and cluster:
+                # The reference cluster has no Inferentia node group: nothing to place the API on.
+                assert result.exit_code == 1 and "error:" in result.output, result.output
+                continue
+            assert result.exit_code == 0, (path.name, result.output)
+            objects = [yaml.safe_load(p.read_text()) for p in sorted(out.iterdir())]
+            assert {o["kind"] for o in objects} >= {"Deployment", "Service", "ScaledObject", "ConfigMap"}
+            assert validate_all(objects) == len(objects)
+
+
+def test_render_refuses_kinds_it_cannot_render(tmp_path: Path) -> None:
+    path = tmp_path / "a.yaml"
+    path.write_text("- {name: t, kind: TaskAPI, pod: {containers: [{name: c, image: i, command: [x]}]}}\n")
+    result = runner.invoke(app, ["render", str(path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"error: {path}: cortex render renders RealtimeAPIs only; not supported yet: 't' (TaskAPI)"
+    assert not (tmp_path / "o").exists()
