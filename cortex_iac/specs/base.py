@@ -33,7 +33,12 @@ class SpecModel(BaseModel):
     @classmethod
     def _null_means_default(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            return {key: value for key, value in data.items() if value is not None or key in cls._KEEP_NULL}
+            # Only known keys: a misspelt key stays in and is reported, whatever its value.
+            return {
+                key: value
+                for key, value in data.items()
+                if value is not None or key in cls._KEEP_NULL or key not in cls.model_fields
+            }
         return data
 
 

@@ -41,24 +41,44 @@ _BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "l
 
 
 def show(value: Any) -> str:
-    """A short, YAML-like rendering of a bad value for a message."""
+    """A short, YAML-like rendering of a bad value for a message (JSON-style for mappings and lists)."""
     if value is MISSING:
         return "(missing)"
     if isinstance(value, Phrase):
         return str(value)
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif value is None:
-        text = "null"
-    elif isinstance(value, (int, float)):
-        text = repr(value)
-    elif isinstance(value, str):
-        text = repr(value)
-    elif isinstance(value, (dict, list, tuple)):
-        text = json.dumps(value, default=str, ensure_ascii=False)
-    else:
-        text = str(value)
+    text = _render(value, _MAX_SHOWN + 1)
     return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 1] + "…"
+
+
+def _render(value: Any, budget: int) -> str:
+    # Stops once `budget` characters are written, so a huge or deeply nested value (YAML aliases can
+    # make both cheaply) costs no more than the text that is shown.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False) if isinstance(value, _Quoted) else repr(value)
+    if isinstance(value, (dict, list, tuple)):
+        items = value.items() if isinstance(value, dict) else ((None, item) for item in value)
+        opening, closing = ("{", "}") if isinstance(value, dict) else ("[", "]")
+        text = opening
+        for key, item in items:
+            if len(text) >= budget:
+                break
+            if len(text) > 1:
+                text += ", "
+            if isinstance(value, dict):
+                text += json.dumps(str(key), ensure_ascii=False) + ": "
+            text += _render(_Quoted(item) if isinstance(item, str) else item, budget - len(text))
+        return text + closing if len(text) < budget else text
+    return str(value)
+
+
+class _Quoted(str):
+    """A string inside a mapping or list, shown with JSON's double quotes like the rest of it."""
 
 
 def suggest(word: str, options: Sequence[str]) -> str | None:

@@ -274,6 +274,16 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         ],
     ),
     (
+        "a misspelt key is reported even when its value is null",
+        cluster(tgas=None),
+        [
+            f"{P}: tgas: unknown key (did you mean 'tags'? allowed keys: cluster_name, region, availability_zones, "
+            "subnets, node_groups, subnet_visibility, nat_gateway, api_load_balancer_type, api_load_balancer_scheme, "
+            "operator_load_balancer_scheme, api_load_balancer_cidr_white_list, operator_load_balancer_cidr_white_list, tags, "
+            "ssl_certificate_arn, iam_policy_arns, vpc_cidr, prometheus_instance_type)"
+        ],
+    ),
+    (
         "wrong types",
         cluster(node_groups={"name": "x"}, spot=True, availability_zones="us-east-1a"),
         [
