@@ -84,6 +84,35 @@ def plan(
 
 
 @app.command()
+def diff(
+    base: Annotated[Path, typer.Argument(help="plan of the base (cortex plan --json)")],
+    head: Annotated[Path, typer.Argument(help="plan of the head")],
+    format: Annotated[str, typer.Option("--format", "-f", help="markdown, text or json")] = "text",
+) -> None:
+    """Show what changes between two plans: creates, updates, replacements, deletes and the cost change."""
+    from cortex_iac.plan.diff import diff_command
+
+    try:
+        typer.echo(diff_command(base, head, format), nl=False)
+    except CortexError as e:
+        _fail(e)
+
+
+@app.command()
+def cost(
+    plan_file: Annotated[Path, typer.Argument(help="plan file (cortex plan --json)")],
+    region: Annotated[Optional[str], typer.Option("--region", help="AWS region; default: the plan's aws:region")] = None,
+) -> None:
+    """Estimate the monthly cost range of a plan from public on-demand prices (spot estimated)."""
+    from cortex_iac.plan.cost import cost_command
+
+    try:
+        typer.echo(cost_command(plan_file, region), nl=False)
+    except CortexError as e:
+        _fail(e)
+
+
+@app.command()
 def render(
     api_file: Annotated[Path, typer.Argument(help="cortex.yaml with one or more RealtimeAPIs")],
     out: Annotated[Path, typer.Option("--out", help="directory to write the objects to, as YAML")],

@@ -119,3 +119,28 @@ def test_render_refuses_kinds_it_cannot_render(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.output.strip() == f"error: {path}: cortex render renders RealtimeAPIs only; not supported yet: 't' (TaskAPI)"
     assert not (tmp_path / "o").exists()
+
+
+def test_diff_and_cost_commands(tmp_path: Path) -> None:
+    base, head = tmp_path / "base.json", tmp_path / "head.json"
+    assert runner.invoke(app, ["plan", str(TINY), "--stack", "dev", "--json", str(base)]).exit_code == 0
+    doc = json.loads(base.read_text())
+    for r in doc["resources"]:
+        if r["name"] == "greeting":
+            r["inputs"]["data"]["greeting"] = "bonjour"
+    head.write_text(json.dumps(doc))
+    result = runner.invoke(app, ["diff", str(base), str(head), "--format", "text"])
+    assert result.exit_code == 0, result.output
+    # pulumi-kubernetes replaces a ConfigMap whose data changes (ConfigMaps are immutable to it).
+    assert "Plan: 0 to create, 0 to update, 1 to replace, 0 to delete, 4 unchanged." in result.output
+    assert 'data.greeting: "hello" -> "bonjour"  [forces replacement]' in result.output
+
+
+def test_diff_and_cost_of_a_bad_plan_file_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    for args in (["diff", str(bad), str(bad)], ["cost", str(bad)]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1
+        (line,) = result.output.strip().splitlines()
+        assert line.startswith(f"error: {bad}: not a JSON plan file")
