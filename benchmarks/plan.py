@@ -1,0 +1,128 @@
+"""Benchmark `cortex plan`: wall time, peak memory and dependency depth for growing stacks.
+
+Generates stacks of the ready program (`stacks/`) with the dev cluster and N RealtimeAPIs, runs
+`cortex plan --json` on each in a fresh process (as a user would), and reports:
+- wall time and the child process's peak RSS,
+- the number of resources,
+- the depth of the plan's dependency graph (longest chain of dependencies, counting parents as
+  dependencies too). Equal depth at 10 and 300 APIs means APIs do not wait on each other.
+
+Usage: python benchmarks/plan.py [--apis 10 100 300] [--repeat 3]
+Prints a Markdown table; paste it into docs/benchmarks.md with the command, machine and date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_program(root: Path, n_apis: int) -> Path:
+    """A copy of the ready program whose dev stack declares ``n_apis`` RealtimeAPIs."""
+    program = root / f"program-{n_apis}"
+    shutil.copytree(REPO / "stacks", program / "stacks")
+    shutil.copy(REPO / "Pulumi.yaml", program / "Pulumi.yaml")
+    config = yaml.safe_load((REPO / "stacks" / "Pulumi.dev.yaml").read_text())
+    config["config"]["cortex:apis"] = [
+        {
+            "name": f"model-{i:03d}",
+            "kind": "RealtimeAPI",
+            "pod": {
+                "port": 8080,
+                "max_concurrency": 4,
+                "containers": [
+                    {
+                        "name": "api",
+                        "image": f"registry.example.com/models/model-{i:03d}:1.0.0",
+                        "compute": {"cpu": "250m", "mem": "256Mi"},
+                        "readiness_probe": {"http_get": {"path": "/healthz", "port": 8080}},
+                    }
+                ],
+            },
+            "autoscaling": {"min_replicas": i % 2, "max_replicas": 10},
+        }
+        for i in range(n_apis)
+    ]
+    (program / "stacks" / "Pulumi.bench.yaml").write_text(yaml.safe_dump(config))
+    return program
+
+
+def depth(plan: dict) -> int:
+    """Longest dependency chain in the plan (parents count as dependencies)."""
+    edges: dict[str, set[str]] = {}
+    for r in plan["resources"]:
+        deps = set(r.get("dependencies") or [])
+        for urns in (r.get("property_dependencies") or {}).values():
+            deps.update(urns)
+        if r.get("parent"):
+            deps.add(r["parent"])
+        edges[r["urn"]] = deps
+
+    @functools.cache
+    def longest(urn: str) -> int:
+        return 1 + max((longest(d) for d in edges.get(urn, ()) if d in edges), default=0)
+
+    sys.setrecursionlimit(10_000)
+    return max(longest(u) for u in edges)
+
+
+def run_once(program: Path, plan_file: Path) -> tuple[float, int]:
+    """Wall seconds and peak RSS (MiB) of one `cortex plan` process."""
+    cortex = Path(sys.executable).parent / "cortex"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    subprocess.run(
+        [str(cortex), "plan", str(program), "--stack", "bench", "--json", str(plan_file)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    wall = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # ru_maxrss of children is the maximum over all children so far: run the sizes in increasing
+    # order, and it is this run's peak whenever it grew.
+    return wall, max(peak, before) // 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--apis", type=int, nargs="+", default=[1, 10, 100, 300])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print("| APIs | resources | wall time (median of %d) | peak RSS | dependency depth |" % args.repeat)
+    print("|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sorted(args.apis):
+            program = make_program(Path(tmp), n)
+            plan_file = Path(tmp) / f"plan-{n}.json"
+            walls, peaks = [], []
+            for _ in range(args.repeat):
+                wall, peak = run_once(program, plan_file)
+                walls.append(wall)
+                peaks.append(peak)
+            plan = json.loads(plan_file.read_text())
+            print(
+                f"| {n} | {len(plan['resources'])} | {statistics.median(walls):.2f} s | "
+                f"{max(peaks)} MiB | {depth(plan)} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
