@@ -19,7 +19,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, PlainValidator, WithJsonSchema, model_validator
 
-from cortex_iac.specs.base import NodeGroupName, SpecModel, dns_label, rule
+from cortex_iac.specs.base import NodeGroupName, SpecModel, dns_label, rule, written
 from cortex_iac.specs.duration import Duration, duration
 from cortex_iac.specs.pod import PodSpec
 from cortex_iac.specs.problems import MISSING, Phrase, Problems, rule_error
@@ -133,7 +133,9 @@ class NetworkingSpec(SpecModel):
         return self
 
 
-S3Uri = Annotated[str, rule(lambda uri: _S3_URI.fullmatch(uri) is not None, "must be an S3 URI such as s3://bucket/prefix/")]
+S3Uri = Annotated[
+    str, rule(lambda uri: _S3_URI.fullmatch(uri) is not None, "must be an S3 URI such as s3://bucket/prefix/")
+]
 
 
 class IamSpec(SpecModel):
@@ -179,18 +181,20 @@ class _WorkloadBase(_ApiBase):
             if "max_concurrency" in given:
                 problems.add(("pod", "max_concurrency"), pod.max_concurrency, f"not supported by {kind}")
         elif pod.max_concurrency > self._MAX_CONCURRENCY:
-            problems.add(("pod", "max_concurrency"), pod.max_concurrency, f"must be <= {self._MAX_CONCURRENCY} for {kind}")
+            limit = f"must be <= {self._MAX_CONCURRENCY} for {kind}"
+            problems.add(("pod", "max_concurrency"), pod.max_concurrency, limit)
         if "max_queue_length" in given and not self._KIND_HAS_QUEUE:
             problems.add(("pod", "max_queue_length"), pod.max_queue_length, f"not supported by {kind}")
         for index, container in enumerate(pod.containers):
             at = ("pod", "containers", index)
             probe = container.readiness_probe
             if probe is not None and self._READINESS == "none":
-                problems.add((*at, "readiness_probe"), probe.model_dump(exclude_defaults=True), f"not supported by {kind}")
+                problems.add((*at, "readiness_probe"), written(probe), f"not supported by {kind}")
             elif probe is not None and probe.exec is not None and self._READINESS == "no-exec":
-                problems.add((*at, "readiness_probe", "exec"), probe.exec.model_dump(exclude_defaults=True), f"not supported by {kind}: use http_get or tcp_socket")
+                use = "use http_get or tcp_socket"
+                problems.add((*at, "readiness_probe", "exec"), written(probe.exec), f"not supported by {kind}: {use}")
             if container.pre_stop is not None and not self._KIND_HAS_PRE_STOP:
-                problems.add((*at, "pre_stop"), container.pre_stop.model_dump(exclude_defaults=True), f"not supported by {kind}")
+                problems.add((*at, "pre_stop"), written(container.pre_stop), f"not supported by {kind}")
             if self._NEEDS_COMMAND and container.image is not None and container.command is None:
                 problems.add((*at, "command"), MISSING, f"{kind} containers with an image need a command")
         problems.check()
@@ -210,12 +214,9 @@ class _ScalingBase(_WorkloadBase):
             autoscaling.target_in_flight = float(pod.max_concurrency)
         limit = pod.max_concurrency + pod.max_queue_length
         if self._TARGET_WITHIN_QUEUE and autoscaling.target_in_flight > limit:
-            raise rule_error(
-                autoscaling.target_in_flight,
-                f"must be <= max_concurrency + max_queue_length ({pod.max_concurrency} + {pod.max_queue_length} = {limit})",
-                "autoscaling",
-                "target_in_flight",
-            )
+            sum_text = f"{pod.max_concurrency} + {pod.max_queue_length} = {limit}"
+            requirement = f"must be <= max_concurrency + max_queue_length ({sum_text})"
+            raise rule_error(autoscaling.target_in_flight, requirement, "autoscaling", "target_in_flight")
         return self
 
 
@@ -287,11 +288,13 @@ class TrafficSplitterSpec(_ApiBase):
         shadow: int | None = None
         for index, target in enumerate(self.apis):
             if target.name in seen:
-                problems.add(("apis", index, "name"), target.name, f"must be unique in the splitter; apis[{seen[target.name]}] has it")
+                unique = f"must be unique in the splitter; apis[{seen[target.name]}] has it"
+                problems.add(("apis", index, "name"), target.name, unique)
             seen.setdefault(target.name, index)
             if target.shadow:
                 if shadow is not None:
-                    problems.add(("apis", index, "shadow"), True, f"at most one shadow API per splitter; its apis[{shadow}] is already the shadow")
+                    one = f"at most one shadow API per splitter; its apis[{shadow}] is already the shadow"
+                    problems.add(("apis", index, "shadow"), True, one)
                 shadow = index if shadow is None else shadow
         weights = [target.weight for target in self.apis if not target.shadow]
         if sum(weights) != 100:

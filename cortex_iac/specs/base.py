@@ -42,6 +42,11 @@ class SpecModel(BaseModel):
         return data
 
 
+def written(spec: SpecModel) -> dict[str, Any]:
+    """The fields of ``spec`` that differ from their defaults: what to show of it in a message."""
+    return spec.model_dump(exclude_defaults=True)
+
+
 def rule(predicate: Callable[[T], bool], requirement: str) -> AfterValidator:
     """A field validator that rejects values for which ``predicate`` is false, saying ``requirement``."""
 
@@ -51,6 +56,11 @@ def rule(predicate: Callable[[T], bool], requirement: str) -> AfterValidator:
         return value
 
     return AfterValidator(check)
+
+
+def pattern(regex: re.Pattern[str], requirement: str) -> AfterValidator:
+    """A field validator that accepts only strings matching ``regex`` in full."""
+    return rule(lambda text: regex.fullmatch(text) is not None, requirement)
 
 
 _DNS_1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")

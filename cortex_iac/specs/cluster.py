@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from cortex_iac.instance_types import INSTANCE_TYPES
-from cortex_iac.specs.base import NodeGroupName, NonEmptyStr, SpecModel, rule
+from cortex_iac.specs.base import NodeGroupName, NonEmptyStr, SpecModel, pattern, rule, written
 from cortex_iac.specs.problems import MISSING, Problems, rule_error
 
 CLUSTER_NAME_TAG = "cortex.dev/cluster-name"
@@ -44,36 +44,34 @@ def _instance_type(name: str) -> str:
     return name
 
 
-def _cidr(text: str, *, strict: bool) -> bool:
+def _network(text: str, *, strict: bool) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    if "/" not in text:  # ipaddress would read a bare address as a /32
+        return None
     try:
-        ipaddress.ip_network(text, strict=strict)
+        return ipaddress.ip_network(text, strict=strict)
     except ValueError:
-        return False
-    return "/" in text
+        return None
 
 
 def _vpc_cidr(text: str) -> bool:
-    return _cidr(text, strict=True) and ipaddress.ip_network(text).version == 4 and 16 <= ipaddress.ip_network(text).prefixlen <= 24
-
-
-def _arn(text: str) -> bool:
-    return _ARN.fullmatch(text) is not None
+    network = _network(text, strict=True)
+    return network is not None and network.version == 4 and 16 <= network.prefixlen <= 24
 
 
 InstanceTypeName = Annotated[str, AfterValidator(_instance_type)]
-Cidr = Annotated[str, rule(lambda text: _cidr(text, strict=False), "must be a CIDR block such as 0.0.0.0/0 or 10.0.0.0/8")]
-Arn = Annotated[str, rule(_arn, "must be an ARN such as arn:aws:iam::aws:policy/ReadOnlyAccess")]
+Cidr = Annotated[
+    str,
+    rule(lambda text: _network(text, strict=False) is not None, "must be a CIDR block such as 0.0.0.0/0 or 10.0.0.0/8"),
+]
+Arn = Annotated[str, pattern(_ARN, "must be an ARN such as arn:aws:iam::aws:policy/ReadOnlyAccess")]
+_TAG_CHARACTERS = pattern(_TAG_TEXT, "must use letters, digits, spaces and _ . : / = + - @")
 TagKey = Annotated[
     str,
     Field(min_length=1, max_length=127),
-    rule(lambda key: _TAG_TEXT.fullmatch(key) is not None, "must use letters, digits, spaces and _ . : / = + - @"),
+    _TAG_CHARACTERS,
     rule(lambda key: not key.lower().startswith("aws:"), "must not start with aws: (reserved by AWS)"),
 ]
-TagValue = Annotated[
-    str,
-    Field(max_length=255),
-    rule(lambda value: _TAG_TEXT.fullmatch(value) is not None, "must use letters, digits, spaces and _ . : / = + - @"),
-]
+TagValue = Annotated[str, Field(max_length=255), _TAG_CHARACTERS]
 VolumeType = Literal["gp3", "gp2", "io1", "st1", "sc1"]
 
 
@@ -81,7 +79,7 @@ class SubnetSpec(SpecModel):
     """An existing subnet: ``availability_zone`` and ``subnet_id`` (both required)."""
 
     availability_zone: NonEmptyStr
-    subnet_id: Annotated[str, rule(lambda s: _SUBNET_ID.fullmatch(s) is not None, "must be a subnet ID such as subnet-0faed05adf6042ab7")]
+    subnet_id: Annotated[str, pattern(_SUBNET_ID, "must be a subnet ID such as subnet-0faed05adf6042ab7")]
 
 
 class SpotConfig(SpecModel):
@@ -104,9 +102,9 @@ class NodeGroupSpec(SpecModel):
     ``name`` (required, <= 26 characters), ``instance_type`` (required), ``min_instances`` 1,
     ``max_instances`` 5, ``priority`` 1 (1..100, higher is preferred), ``instance_volume_size`` 50
     GB (20..16384), ``instance_volume_type`` gp3 (gp2, io1, st1, sc1), ``instance_volume_iops``
-    (io1: 100..64000 and <= 50 per GB; gp3: 3000..16000 and <= 500 per GB), ``instance_volume_throughput``
-    (gp3 only, 125..1000 MB/s, at most iops / 4; gp3 takes both or neither), ``spot`` false,
-    ``spot_config`` (only with spot).
+    (io1: 100..64000 and <= 50 per GB; gp3: 3000..16000 and <= 500 per GB),
+    ``instance_volume_throughput`` (gp3 only, 125..1000 MB/s, at most iops / 4; gp3 takes both or
+    neither), ``spot`` false, ``spot_config`` (only with spot).
     """
 
     name: NodeGroupName
@@ -132,46 +130,57 @@ class NodeGroupSpec(SpecModel):
         self._check_volume(problems)
         if self.spot_config is not None:
             if not self.spot:
-                problems.add(("spot_config",), self.spot_config.model_dump(exclude_defaults=True), "only allowed when spot is true")
+                problems.add(("spot_config",), written(self.spot_config), "only allowed when spot is true")
             else:
                 self._check_distribution(self.spot_config, problems)
         problems.check()
         return self
 
     def _check_volume(self, problems: Problems) -> None:
-        kind, iops, throughput, size = self.instance_volume_type, self.instance_volume_iops, self.instance_volume_throughput, self.instance_volume_size
+        kind, size = self.instance_volume_type, self.instance_volume_size
+        iops, throughput = self.instance_volume_iops, self.instance_volume_throughput
         if iops is not None and kind not in ("io1", "gp3"):
             problems.add(("instance_volume_iops",), iops, f"only io1 and gp3 volumes take iops, not {kind}")
         if throughput is not None and kind != "gp3":
             problems.add(("instance_volume_throughput",), throughput, f"only gp3 volumes take a throughput, not {kind}")
         if kind == "gp3" and (iops is None) != (throughput is None):
             missing = "instance_volume_throughput" if throughput is None else "instance_volume_iops"
-            problems.add((missing,), MISSING, "gp3 volumes take both instance_volume_iops and instance_volume_throughput, or neither")
-        if iops is not None and kind in ("io1", "gp3"):
-            low, high, per_gb = (100, 64000, 50) if kind == "io1" else (3000, 16000, 500)
-            if not low <= iops <= min(high, per_gb * size):
-                problems.add(
-                    ("instance_volume_iops",), iops,
-                    f"must be from {low} to {high} and at most {per_gb} per GB of instance_volume_size ({per_gb * size}) for {kind}",
-                )
-            elif kind == "gp3" and throughput is not None and iops < 4 * throughput:
-                problems.add(("instance_volume_throughput",), throughput, f"must be at most instance_volume_iops / 4 ({iops // 4}) for gp3")
+            both = "gp3 volumes take both instance_volume_iops and instance_volume_throughput, or neither"
+            problems.add((missing,), MISSING, both)
+        if iops is None or kind not in ("io1", "gp3"):
+            return
+        low, high, per_gb = (100, 64000, 50) if kind == "io1" else (3000, 16000, 500)
+        if not low <= iops <= min(high, per_gb * size):
+            problems.add(
+                ("instance_volume_iops",),
+                iops,
+                f"must be from {low} to {high} and at most {per_gb} per GB of instance_volume_size "
+                f"({per_gb * size}) for {kind}",
+            )
+        elif kind == "gp3" and throughput is not None and iops < 4 * throughput:
+            ratio = f"must be at most instance_volume_iops / 4 ({iops // 4}) for gp3"
+            problems.add(("instance_volume_throughput",), throughput, ratio)
 
     def _check_distribution(self, spot: SpotConfig, problems: Problems) -> None:
         primary = INSTANCE_TYPES[self.instance_type]
+        match = (
+            f"must match {self.instance_type} in architecture ({primary.arch}), GPUs ({primary.gpus}) "
+            f"and Inferentia chips ({primary.neuron_devices})"
+        )
         for index, name in enumerate(spot.instance_distribution):
             other = INSTANCE_TYPES[name]
             if (other.arch, other.gpus, other.neuron_devices) != (primary.arch, primary.gpus, primary.neuron_devices):
-                problems.add(
-                    ("spot_config", "instance_distribution", index), name,
-                    f"must match {self.instance_type} in architecture ({primary.arch}), GPUs ({primary.gpus}) "
-                    f"and Inferentia chips ({primary.neuron_devices})",
-                )
+                problems.add(("spot_config", "instance_distribution", index), name, match)
         for index, name in enumerate(spot.instance_distribution):
             if name in spot.instance_distribution[:index]:
                 problems.add(("spot_config", "instance_distribution", index), name, "must not repeat an instance type")
         if spot.on_demand_base_capacity > self.max_instances:
-            problems.add(("spot_config", "on_demand_base_capacity"), spot.on_demand_base_capacity, f"must be <= max_instances ({self.max_instances})")
+            at_most = f"must be <= max_instances ({self.max_instances})"
+            problems.add(("spot_config", "on_demand_base_capacity"), spot.on_demand_base_capacity, at_most)
+
+
+def _everywhere() -> list[str]:
+    return ["0.0.0.0/0"]
 
 
 class ClusterSpec(SpecModel):
@@ -195,24 +204,29 @@ class ClusterSpec(SpecModel):
             "must be 3 to 54 characters of a-z, 0-9 and single '-' between them",
         ),
     ] = "cortex"
-    region: Annotated[str, rule(lambda region: _REGION.fullmatch(region) is not None, "must be an AWS region such as us-east-1")]
+    region: Annotated[str, pattern(_REGION, "must be an AWS region such as us-east-1")]
     availability_zones: list[NonEmptyStr] | None = None
     subnets: Annotated[list[SubnetSpec], Field(min_length=2)] | None = None
     node_groups: Annotated[list[NodeGroupSpec], Field(max_length=100)] = Field(default_factory=list)
     subnet_visibility: Literal["public", "private"] = "public"
-    nat_gateway: Literal["none", "single", "highly_available"] = Field(None)  # type: ignore[assignment]  # filled in below
+    nat_gateway: Literal["none", "single", "highly_available"] = Field(None)  # type: ignore[assignment]  # see below
     api_load_balancer_type: Literal["nlb", "elb"] = "nlb"
     api_load_balancer_scheme: Literal["internet-facing", "internal"] = "internet-facing"
     operator_load_balancer_scheme: Literal["internet-facing", "internal"] = "internet-facing"
-    api_load_balancer_cidr_white_list: Annotated[list[Cidr], Field(min_length=1)] = Field(default_factory=lambda: ["0.0.0.0/0"])
-    operator_load_balancer_cidr_white_list: Annotated[list[Cidr], Field(min_length=1)] = Field(default_factory=lambda: ["0.0.0.0/0"])
+    api_load_balancer_cidr_white_list: Annotated[list[Cidr], Field(min_length=1)] = Field(default_factory=_everywhere)
+    operator_load_balancer_cidr_white_list: Annotated[list[Cidr], Field(min_length=1)] = Field(default_factory=_everywhere)
     tags: dict[TagKey, TagValue] = Field(default_factory=dict)
     ssl_certificate_arn: Arn | None = None
     iam_policy_arns: list[Arn] = Field(default_factory=list)
-    vpc_cidr: Annotated[str, rule(_vpc_cidr, "must be an IPv4 network address with a /16 to /24 prefix, e.g. 192.168.0.0/16")] = "192.168.0.0/16"
+    vpc_cidr: Annotated[
+        str, rule(_vpc_cidr, "must be an IPv4 network address with a /16 to /24 prefix, e.g. 192.168.0.0/16")
+    ] = "192.168.0.0/16"
     prometheus_instance_type: Annotated[
         InstanceTypeName,
-        rule(lambda name: not (INSTANCE_TYPES[name].gpus or INSTANCE_TYPES[name].neuron_devices), "must have no GPU or Inferentia chip"),
+        rule(
+            lambda name: not (INSTANCE_TYPES[name].gpus or INSTANCE_TYPES[name].neuron_devices),
+            "must have no GPU or Inferentia chip",
+        ),
     ] = "t3.medium"
 
     @model_validator(mode="after")
@@ -222,11 +236,13 @@ class ClusterSpec(SpecModel):
         seen: dict[str, int] = {}
         for index, group in enumerate(self.node_groups):
             if group.name in seen:
-                problems.add(("node_groups", index, "name"), group.name, f"must be unique; node_groups[{seen[group.name]}] has it")
+                unique = f"must be unique; node_groups[{seen[group.name]}] has it"
+                problems.add(("node_groups", index, "name"), group.name, unique)
             seen.setdefault(group.name, index)
+        ours = f"cortex.dev/ tags are set by cortex_iac ({CLUSTER_NAME_TAG}: {self.cluster_name})"
         for key, value in self.tags.items():
             if key.startswith("cortex.dev/") and (key != CLUSTER_NAME_TAG or value != self.cluster_name):
-                problems.add(("tags", key), value, f"cortex.dev/ tags are set by cortex_iac ({CLUSTER_NAME_TAG}: {self.cluster_name})")
+                problems.add(("tags", key), value, ours)
         problems.check()
         return self
 
@@ -236,9 +252,10 @@ class ClusterSpec(SpecModel):
             problems.add(("subnets",), [s.subnet_id for s in subnets], "give availability_zones or subnets, not both")
         if len(zones) == 1:
             problems.add(("availability_zones",), zones, "must list at least two zones (EKS needs two)")
+        in_region = f"must be an availability zone of {self.region}, e.g. {self.region}a"
         for index, zone in enumerate(zones):
             if not (zone.startswith(self.region) and len(zone) > len(self.region) and _ZONE.fullmatch(zone)):
-                problems.add(("availability_zones", index), zone, f"must be an availability zone of {self.region}, e.g. {self.region}a")
+                problems.add(("availability_zones", index), zone, in_region)
             elif zone in zones[:index]:
                 problems.add(("availability_zones", index), zone, "must not repeat a zone")
         for index, subnet in enumerate(subnets):
@@ -247,6 +264,8 @@ class ClusterSpec(SpecModel):
         if self.nat_gateway is None:
             self.nat_gateway = "single" if self.subnet_visibility == "private" and not subnets else "none"
         elif subnets and self.nat_gateway != "none":
-            problems.add(("nat_gateway",), self.nat_gateway, "must be none with existing subnets (their routing is given)")
+            given = "must be none with existing subnets (their routing is given)"
+            problems.add(("nat_gateway",), self.nat_gateway, given)
         elif self.subnet_visibility == "private" and not subnets and self.nat_gateway == "none":
-            problems.add(("nat_gateway",), self.nat_gateway, "private subnets need a NAT gateway: single or highly_available")
+            needed = "private subnets need a NAT gateway: single or highly_available"
+            problems.add(("nat_gateway",), self.nat_gateway, needed)

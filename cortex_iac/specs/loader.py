@@ -144,7 +144,11 @@ def _raw_targets(item: dict[str, Any]) -> list[tuple[int, str]]:
     apis = item.get("apis") if item.get("kind") == "TrafficSplitter" else None
     if not isinstance(apis, list):
         return []
-    return [(j, target["name"]) for j, target in enumerate(apis) if isinstance(target, dict) and isinstance(target.get("name"), str)]
+    return [
+        (j, target["name"])
+        for j, target in enumerate(apis)
+        if isinstance(target, dict) and isinstance(target.get("name"), str)
+    ]
 
 
 def _check_together(entries: list[_Entry]) -> list[str]:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from cortex_iac.specs.base import NonEmptyStr, Port, SpecModel, dns_label, rule
+from cortex_iac.specs.base import NonEmptyStr, Port, SpecModel, dns_label, rule, written
 from cortex_iac.specs.problems import MISSING, Problems
 from cortex_iac.specs.quantity import Quantity
 
@@ -106,7 +106,7 @@ def _exactly_one_handler(spec: SpecModel, handlers: tuple[str, ...]) -> None:
     requirement = f"exactly one of {', '.join(handlers)} is needed"
     if given:
         for name in given[1:]:
-            problems.add((name,), getattr(spec, name).model_dump(exclude_defaults=True), f"{requirement}; {given[0]} is already given")
+            problems.add((name,), written(getattr(spec, name)), f"{requirement}; {given[0]} is already given")
     else:
         problems.add((handlers[0],), MISSING, requirement)
     problems.check()
@@ -164,7 +164,13 @@ EnvName = Annotated[
         "digit nor with CORTEX_ (reserved)",
     ),
 ]
-Image = Annotated[str, rule(lambda image: bool(image) and not any(c.isspace() for c in image), "must be a container image reference without spaces")]
+Image = Annotated[
+    str,
+    rule(
+        lambda image: bool(image) and not any(c.isspace() for c in image),
+        "must be a container image reference without spaces",
+    ),
+]
 
 
 class ContainerSpec(SpecModel):
@@ -197,9 +203,12 @@ class ContainerSpec(SpecModel):
         if self.image is None and self.handler is None:
             problems.add(("image",), MISSING, "a container needs exactly one of image or handler")
         elif self.image is not None and self.handler is not None:
-            problems.add(("handler",), self.handler.model_dump(exclude_defaults=True), "a container needs exactly one of image or handler, and image is given")
-        if self.liveness_probe is not None and self.liveness_probe.success_threshold != 1:
-            problems.add(("liveness_probe", "success_threshold"), self.liveness_probe.success_threshold, "must be 1 for a liveness probe (Kubernetes)")
+            both = "a container needs exactly one of image or handler, and image is given"
+            problems.add(("handler",), written(self.handler), both)
+        liveness = self.liveness_probe
+        if liveness is not None and liveness.success_threshold != 1:
+            one = "must be 1 for a liveness probe (Kubernetes)"
+            problems.add(("liveness_probe", "success_threshold"), liveness.success_threshold, one)
         problems.check()
         return self
 
@@ -224,11 +233,13 @@ class PodSpec(SpecModel):
         seen: dict[str, int] = {}
         for index, container in enumerate(self.containers):
             if container.name in seen:
-                problems.add(("containers", index, "name"), container.name, f"must be unique in the pod; containers[{seen[container.name]}] has it")
+                unique = f"must be unique in the pod; containers[{seen[container.name]}] has it"
+                problems.add(("containers", index, "name"), container.name, unique)
             seen.setdefault(container.name, index)
         if any(c.compute.gpu for c in self.containers):
+            either = "cannot be combined with gpu in one pod: request GPUs or Inferentia chips"
             for index, container in enumerate(self.containers):
                 if container.compute.inf:
-                    problems.add(("containers", index, "compute", "inf"), container.compute.inf, "cannot be combined with gpu in one pod: request GPUs or Inferentia chips")
+                    problems.add(("containers", index, "compute", "inf"), container.compute.inf, either)
         problems.check()
         return self

@@ -153,7 +153,9 @@ class Quantity:
         )
 
     @classmethod
-    def __get_pydantic_json_schema__(cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
         return {"type": ["string", "number"], "description": f"a Kubernetes quantity: {QUANTITY_EXAMPLES}"}
 
 
