@@ -16,6 +16,11 @@ KUBERNETES_VERSION = "1.34"
 ENVOY_VERSION = "1.40.0"
 ENVOY_IMAGE = f"envoyproxy/envoy:v{ENVOY_VERSION}"
 
+# The EKS-optimized AL2023 AMI release Karpenter nodes run (an amiSelectorTerms alias; Karpenter
+# picks the standard, NVIDIA or Neuron variant per instance type). This is the release Karpenter
+# v1.14.1's own AMI end-to-end test uses. Pinned so nodes change only when this line does.
+KARPENTER_AMI_ALIAS = "al2023@v20260520"
+
 
 @dataclass(frozen=True)
 class HelmChart:

@@ -14,7 +14,6 @@ from cortex_iac.specs import NodeGroupSpec
 
 # Subnets and security groups Karpenter launches into, unless told otherwise: the tag Karpenter's own
 # getting-started guide puts on them.
-DISCOVERY_TAG = "karpenter.sh/discovery"
 
 
 class NodeGroup(pulumi.ComponentResource):
@@ -66,7 +65,7 @@ class NodeGroup(pulumi.ComponentResource):
 
         # Render with plain values where they are plain, placing Outputs (the node role's name) as
         # they are: a preview then knows every field but the role, instead of nothing at all.
-        default_selector = {DISCOVERY_TAG: cluster_name}
+        default_selector = {karpenter.DISCOVERY_TAG: cluster_name}
         node_class = karpenter.node_class(
             cluster_name,
             spec,

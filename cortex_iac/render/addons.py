@@ -22,7 +22,7 @@ from typing import Any
 from cortex_iac.errors import CortexError
 from cortex_iac.render.envoy import prometheus_scrape_job
 from cortex_iac.render.iam import policy_document
-from cortex_iac.render.karpenter import CLUSTER_NAME_TAG, GPU_RESOURCE
+from cortex_iac.render.karpenter import CLUSTER_NAME_TAG, DISCOVERY_TAG, GPU_RESOURCE
 from cortex_iac.render.routing import (
     EXTERNAL_SCALER_PORT,
     INGRESS_CLASS,
@@ -35,7 +35,6 @@ from cortex_iac.render.routing import (
 from cortex_iac.versions import AWS_LOAD_BALANCER_CONTROLLER_POLICY_FILE
 
 # Tag key Karpenter's EC2NodeClasses select subnets and security groups by (value: cluster name).
-DISCOVERY_TAG = "karpenter.sh/discovery"
 
 # Node role label of the node groups the Cluster manages itself (not Karpenter's).
 ROLE_LABEL = "cortex.dev/role"

@@ -23,7 +23,7 @@ How Cortex's node group fields are realised:
   on-demand price and chooses pools with the price-capacity-optimized strategy); rejected.
 - ``instance_volume_*`` -> the root volume in ``blockDeviceMappings``, always encrypted. EC2 cannot
   boot from st1/sc1 (rejected), and io1 needs ``instance_volume_iops``.
-- Nodes run the EKS-optimized AL2023 AMI (:data:`AMI_ALIAS`), IMDSv2 only with hop limit 1.
+- Nodes run the EKS-optimized AL2023 AMI (:data:`cortex_iac.versions.KARPENTER_AMI_ALIAS`), IMDSv2 only with hop limit 1.
 - GPU (NVIDIA) and Inferentia groups get a ``<resource>.present: "true"`` label and a
   ``NoSchedule`` taint keyed by the device plugin's resource name (``nvidia.com/gpu``,
   ``aws.amazon.com/neuron``); pods use :func:`tolerations_for`. Every node carries
@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from cortex_iac.errors import SpecError
 from cortex_iac.instance_types import InstanceType, get_instance_type
 from cortex_iac.specs import CLUSTER_NAME_TAG
+from cortex_iac.versions import KARPENTER_AMI_ALIAS
 
 if TYPE_CHECKING:
     from cortex_iac.specs import NodeGroupSpec
@@ -58,7 +59,7 @@ NEURON_RESOURCE = "aws.amazon.com/neuron"
 # EKS-optimized AL2023, pinned: `latest` would drift (replace) every node on each AMI release. With an
 # alias Karpenter picks the standard, NVIDIA or Neuron variant per instance type. v20260520 is the
 # release Karpenter v1.14.1's own AMI e2e suite uses on Kubernetes 1.30-1.36.
-AMI_ALIAS = "al2023@v20260520"
+DISCOVERY_TAG = "karpenter.sh/discovery"
 # AL2023's root device; Karpenter's default mapping for the family uses the same name.
 ROOT_DEVICE = "/dev/xvda"
 
@@ -198,7 +199,7 @@ def node_class(
         "metadata": {"name": node_class_name(cluster_name, group.name), "labels": {NODE_GROUP_LABEL: group.name}},
         "spec": {
             "role": node_role,
-            "amiSelectorTerms": [{"alias": AMI_ALIAS}],
+            "amiSelectorTerms": [{"alias": KARPENTER_AMI_ALIAS}],
             "subnetSelectorTerms": [{"tags": dict(subnet_selector_tags)}],
             "securityGroupSelectorTerms": [{"tags": dict(security_group_selector_tags)}],
             "metadataOptions": {

@@ -17,6 +17,7 @@ import yaml
 from cortex_iac.errors import SpecError
 from cortex_iac.render import karpenter
 from cortex_iac.specs import NodeGroupSpec, load_cluster
+from cortex_iac.versions import KARPENTER_AMI_ALIAS
 from tests.kube import validate_object
 
 GOLDEN = Path(__file__).parent / "golden" / "karpenter"
@@ -221,8 +222,8 @@ def test_node_class_volume_metadata_options_ami_and_tags() -> None:
     ]
     assert spec["metadataOptions"]["httpTokens"] == "required"
     assert spec["metadataOptions"]["httpPutResponseHopLimit"] == 1
-    assert spec["amiSelectorTerms"] == [{"alias": karpenter.AMI_ALIAS}]
-    assert karpenter.AMI_ALIAS.startswith("al2023@v") and "latest" not in karpenter.AMI_ALIAS
+    assert spec["amiSelectorTerms"] == [{"alias": KARPENTER_AMI_ALIAS}]
+    assert KARPENTER_AMI_ALIAS.startswith("al2023@v") and "latest" not in KARPENTER_AMI_ALIAS
     assert spec["tags"] == {"team": "ml", "cortex.dev/cluster-name": "cortex", "cortex.dev/node-group": "fast-disk"}
     assert spec["role"] == "cortex-karpenter-node"
 
