@@ -122,6 +122,11 @@ def test_prometheus_evaluates_the_inflight_query(tmp_path: Path) -> None:
 
             _wait_for("my-api's idle in-flight", lambda: value("my-api"), lambda v: v == 0.0, 5)
 
+            async def settled(api_name: str, expected: float) -> float | None:
+                return await asyncio.to_thread(
+                    _wait_for, f"{api_name}'s in-flight average", lambda: value(api_name),
+                    lambda v: v == expected, WINDOW + 10)
+
             async def load_and_measure() -> tuple[float | None, float | None]:
                 stop = asyncio.Event()
                 # pod_a: 2 processing + 3 queued (the other 5 get 503); pod_b: 2 processing;
@@ -131,10 +136,7 @@ def test_prometheus_evaluates_the_inflight_query(tmp_path: Path) -> None:
                 try:
                     # The window's average reaches the steady total once the window holds only
                     # samples taken under load: about WINDOW + 2 scrape intervals.
-                    mine = await asyncio.to_thread(
-                        _wait_for, "my-api's in-flight average", lambda: value("my-api"),
-                        lambda v: v == 7.0, WINDOW + 10)
-                    return mine, await asyncio.to_thread(value, "other")
+                    return await settled("my-api", 7.0), await settled("other", 1.0)
                 finally:
                     stop.set()
                     await asyncio.gather(*holders)
