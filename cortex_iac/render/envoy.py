@@ -72,6 +72,12 @@ def envoy_config(
     at once. ``request_timeout_seconds`` (default 60) bounds a request's time in Envoy from the
     moment it is fully received, queueing included (then 504); it also bounds the shutdown drain.
     Ports default to 8888 (traffic), 15000 (metrics) and 15001 (admin, loopback only).
+
+    The limits are exact once Envoy holds its connections to the app. While a connection is still
+    being opened (the first requests after start, or after the app closed idle connections), the
+    request waiting for it takes a queue slot, so a burst arriving in that instant can find up to
+    ``max_concurrency`` fewer queue slots: it may be admitted less, never more. The app should
+    therefore keep idle keep-alive connections open (uvicorn: a long ``timeout_keep_alive``).
     """
     _check_range("max_concurrency", max_concurrency, 1, 2**32 - 1)
     _check_range("max_queue_length", max_queue_length, 0, 2**32 - 1)
@@ -240,11 +246,14 @@ class DrainPlan:
        their connections to this pod. Everything is still served.
     2. Sleep ``deregistration_seconds`` while the load balancer and the Service endpoints stop
        sending: requests arriving meanwhile are accepted and served normally.
-    3. ``POST /drain_listeners?inboundonly``: the traffic listener stops accepting connections (a
-       late client gets a refused connection it can retry elsewhere, never a reset request).
+    3. ``POST /drain_listeners?inboundonly``: the traffic listener stops accepting connections. A
+       late client gets a refused connection, or a reset one if it was still in the kernel's
+       accept queue: either way Envoy never read its request, which the load balancer can retry
+       on another pod.
     4. Poll ``http.ingress.downstream_rq_active`` every second until it is 0, at most
        ``drain_timeout_seconds`` (the request timeout + 1: every accepted request, queued ones
-       included, ends by then).
+       included, ends by then, once fully received; a request still uploading its body after
+       that is cut at SIGTERM).
     5. Return; the kubelet's SIGTERM then stops Envoy with nothing in flight.
 
     The app container must outlive this: its preStop must be a sleep of

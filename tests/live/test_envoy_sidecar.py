@@ -95,3 +95,21 @@ def test_surface_readiness_metrics_only_and_no_client_timeouts(tmp_path: Path) -
         response = client.get(f"{listen}/predict",
                               headers={"x-envoy-upstream-rq-timeout-ms": "100"})
         assert response.status_code == 200
+
+
+def test_request_timeout_counts_time_in_the_queue(tmp_path: Path) -> None:
+    # The shutdown drain relies on it: every accepted request, queued ones too, ends within the
+    # request timeout.
+    async def two_at_once(url: str) -> list[tuple[int, float]]:
+        async with httpx.AsyncClient(timeout=10) as client:
+            await client.get(f"{url}?sleep=0.1")  # opens Envoy's one connection to the app
+            return list(await asyncio.gather(_timed_get(client, url), _timed_get(client, url)))
+
+    with slow_app(tmp_path, 0.8) as app, envoy_sidecar(
+            tmp_path, app_port=app, max_concurrency=1, max_queue_length=1,
+            request_timeout_seconds=1) as sidecar:
+        first, queued = sorted(asyncio.run(two_at_once(
+            f"http://127.0.0.1:{sidecar.listen_port}/predict")), key=lambda r: r[1])
+    assert first[0] == 200
+    # Queued for 0.8 s behind the first, it would need 1.6 s in all: cut at 1 s with 504.
+    assert queued[0] == 504
