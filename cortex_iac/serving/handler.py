@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import inspect
+import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -63,6 +66,27 @@ def install_requirements(requirements: Sequence[str], target: str) -> None:
 
 Call = Callable[[Any], Awaitable[Any]]
 
+# A handler thread that computes back to back keeps the GIL until the interpreter's switch interval
+# (5 ms) forces it to let go, so the event loop sends finished responses and reads new requests in
+# 5 ms bursts: measured, that tripled p99 latency at 16 connections. Yielding the GIL (and the CPU)
+# after a call, at most once per this many seconds, lets the loop in promptly at the cost of one
+# syscall per millisecond; yielding after every call instead cost a fifth of the throughput.
+_YIELD_EVERY_SECONDS = 0.001
+
+
+def _yielding(method: Callable[..., Any]) -> Callable[..., Any]:
+    last_yield = threading.local()
+
+    def call(*args: Any) -> Any:
+        try:
+            return method(*args)
+        finally:
+            now = time.perf_counter()
+            if now - getattr(last_yield, "at", 0.0) >= _YIELD_EVERY_SECONDS:
+                os.sched_yield()  # releases the GIL while it yields
+                last_yield.at = time.perf_counter()
+    return call
+
 
 class HandlerRunner:
     """Calls one handler instance; ``post``/``get`` are ``None`` when the handler lacks the method.
@@ -87,9 +111,10 @@ class HandlerRunner:
             return lambda _payload: method()
         submit = self._executor.submit
         busy = self._busy
+        call = _yielding(method)
 
         def run_sync(payload: Any) -> Awaitable[Any]:
-            work = submit(method, payload) if takes_payload else submit(method)
+            work = submit(call, payload) if takes_payload else submit(call)
             busy.add(work)
             work.add_done_callback(busy.discard)
             return asyncio.wrap_future(work)
