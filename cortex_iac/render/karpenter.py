@@ -28,6 +28,9 @@ How Cortex's node group fields are realised:
   ``NoSchedule`` taint keyed by the device plugin's resource name (``nvidia.com/gpu``,
   ``aws.amazon.com/neuron``); pods use :func:`tolerations_for`. Every node carries
   :data:`NODE_GROUP_LABEL` so APIs can be pinned to their ``node_groups``.
+- Inferentia groups pre-allocate the 2 MiB huge pages their pods request (:data:`HUGEPAGES_PER_INF`
+  per chip) through the node class's ``userData`` (:func:`node_hugepages`), and a ``NodeOverlay``
+  (:func:`node_overlay`) tells Karpenter's scheduling simulation that their nodes offer them.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from cortex_iac.errors import SpecError
 from cortex_iac.instance_types import InstanceType, get_instance_type
 from cortex_iac.specs import CLUSTER_NAME_TAG
+from cortex_iac.specs.quantity import Quantity
 from cortex_iac.versions import KARPENTER_AMI_ALIAS
 
 if TYPE_CHECKING:
@@ -47,6 +51,8 @@ if TYPE_CHECKING:
 
 NODE_POOL_API_VERSION = "karpenter.sh/v1"
 NODE_CLASS_API_VERSION = "karpenter.k8s.aws/v1"
+# Alpha in v1.14: needs the chart value settings.featureGates.nodeOverlay (render/addons.py).
+NODE_OVERLAY_API_VERSION = "karpenter.sh/v1alpha1"
 
 # Node label naming the Cortex node group; API pods select node groups with it.
 NODE_GROUP_LABEL = "cortex.dev/node-group"
@@ -55,6 +61,17 @@ NODE_GROUP_LABEL = "cortex.dev/node-group"
 # that "may run on a GPU node" and "requests a GPU" read the same.
 GPU_RESOURCE = "nvidia.com/gpu"
 NEURON_RESOURCE = "aws.amazon.com/neuron"
+
+# Huge pages of Inferentia pods: RealtimeApi requests HUGEPAGES_PER_INF of HUGEPAGES_RESOURCE per
+# chip, and the nodes of an Inferentia group pre-allocate that much per chip they have. Cortex's
+# figure from the AWS Neuron docs: every Inferentia chip needs 128 huge pages of 2 MiB.
+HUGEPAGES_RESOURCE = "hugepages-2Mi"
+_HUGEPAGE_BYTES = 2 * 1024 * 1024
+HUGEPAGES_PER_INF = Quantity(128 * _HUGEPAGE_BYTES, "BinarySI")
+# Kept when the node reboots: systemd-sysctl applies it early in boot, before memory fragments.
+_HUGEPAGES_SYSCTL_FILE = "/etc/sysctl.d/90-cortex-hugepages.conf"
+# MIME boundary of the userData archive (Karpenter's own serializer uses the same one).
+_MIME_BOUNDARY = "//"
 
 # EKS-optimized AL2023, pinned: `latest` would drift (replace) every node on each AMI release. With an
 # alias Karpenter picks the standard, NVIDIA or Neuron variant per instance type. v20260520 is the
@@ -116,6 +133,22 @@ def accelerator_resource(instance_type: InstanceType) -> str | None:
     if instance_type.neuron_devices:
         return NEURON_RESOURCE
     return None
+
+
+def accelerator_label(resource: str) -> str:
+    """Node label ``<resource>.present`` (value ``"true"``) of the nodes offering ``resource``.
+
+    ``nvidia.com/gpu.present`` is the label the NVIDIA device plugin chart's default node affinity
+    accepts in place of node-feature-discovery; the Neuron label mirrors it, and the Neuron device
+    plugin selects its nodes by it (render/addons.py).
+    """
+    return f"{resource}.present"
+
+
+def node_hugepages(instance_type: InstanceType) -> Quantity:
+    """Bytes of 2 MiB huge pages a node of this type pre-allocates: :data:`HUGEPAGES_PER_INF` per
+    Inferentia chip, 0 for every other type."""
+    return Quantity(HUGEPAGES_PER_INF.value * instance_type.neuron_devices, "BinarySI")
 
 
 def taints_for(instance_type: str) -> list[dict[str, str]]:
@@ -189,11 +222,12 @@ def node_class(
     subnets and security groups are found by the given tags. ``tags`` (default none) go on every
     instance, volume and network interface, with ``cortex.dev/cluster-name`` and the group name
     added. IMDSv2 is required with a hop limit of 1, so pods cannot use the node's role.
+    Inferentia groups get ``userData`` pre-allocating their huge pages (:func:`node_hugepages`).
     """
     check(group)
     check_tags(tags or {})
     all_tags = {**(tags or {}), CLUSTER_NAME_TAG: cluster_name, NODE_GROUP_LABEL: group.name}
-    return {
+    node_class: dict[str, Any] = {
         "apiVersion": NODE_CLASS_API_VERSION,
         "kind": "EC2NodeClass",
         "metadata": {"name": node_class_name(cluster_name, group.name), "labels": {NODE_GROUP_LABEL: group.name}},
@@ -210,6 +244,34 @@ def node_class(
             },
             "blockDeviceMappings": [_root_volume(group)],
             "tags": all_tags,
+        },
+    }
+    hugepages = node_hugepages(get_instance_type(group.instance_type))
+    if hugepages.value:
+        node_class["spec"]["userData"] = _hugepages_user_data(hugepages)
+    return node_class
+
+
+def node_overlay(cluster_name: str, group: NodeGroupSpec) -> dict[str, Any] | None:
+    """The group's ``NodeOverlay`` (Inferentia groups only; None for the others).
+
+    Karpenter's instance types list no huge pages, so without it Karpenter would find no instance
+    type for a pod requesting ``hugepages-2Mi`` and never launch a node for it. The overlay adds
+    the pages the group's node class pre-allocates to the capacity Karpenter simulates, for the
+    NodePools carrying the group's :data:`NODE_GROUP_LABEL` (overlays match NodePool template
+    labels). Needs the ``nodeOverlay`` feature gate of the Karpenter chart.
+    """
+    check(group)
+    hugepages = node_hugepages(get_instance_type(group.instance_type))
+    if not hugepages.value:
+        return None
+    return {
+        "apiVersion": NODE_OVERLAY_API_VERSION,
+        "kind": "NodeOverlay",
+        "metadata": {"name": object_name(cluster_name, group.name), "labels": {NODE_GROUP_LABEL: group.name}},
+        "spec": {
+            "requirements": [{"key": NODE_GROUP_LABEL, "operator": "In", "values": [group.name]}],
+            "capacity": {HUGEPAGES_RESOURCE: str(hugepages)},
         },
     }
 
@@ -272,9 +334,7 @@ def _pool(
     labels = {NODE_GROUP_LABEL: group.name}
     resource = accelerator_resource(types[0])
     if resource is not None:
-        # `nvidia.com/gpu.present` is the label the NVIDIA device plugin chart's default node
-        # affinity accepts in place of node-feature-discovery; the Neuron label mirrors it.
-        labels[f"{resource}.present"] = "true"
+        labels[accelerator_label(resource)] = "true"
     node_spec: dict[str, Any] = {
         "nodeClassRef": {
             "group": NODE_CLASS_API_VERSION.split("/")[0],
@@ -321,6 +381,33 @@ def _limits(types: list[InstanceType], nodes: int) -> dict[str, str]:
     elif resource == NEURON_RESOURCE:
         limits[resource] = str(nodes * max(t.neuron_devices for t in types))
     return limits
+
+
+def _hugepages_user_data(hugepages: Quantity) -> str:
+    # Neither the kubelet nor nodeadm's NodeConfig can allocate huge pages, so a shell script part
+    # does. Karpenter v1.14 keeps the parts of a MIME archive given as AL2023 userData and appends
+    # its own NodeConfig part. Cloud-init runs the script in cloud-final, and nodeadm-run.service
+    # (which starts the kubelet) is ordered after cloud-final, so the pool exists before the
+    # kubelet first reports the node's capacity.
+    pages = int(hugepages.value) // _HUGEPAGE_BYTES
+    script = "\n".join([
+        "#!/bin/bash",
+        "set -euo pipefail",
+        f"echo 'vm.nr_hugepages = {pages}' > {_HUGEPAGES_SYSCTL_FILE}",
+        f"sysctl -p {_HUGEPAGES_SYSCTL_FILE}",
+    ])
+    return "\n".join([
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/mixed; boundary="{_MIME_BOUNDARY}"',
+        "",
+        f"--{_MIME_BOUNDARY}",
+        'Content-Type: text/x-shellscript; charset="us-ascii"',
+        "",
+        script,
+        "",
+        f"--{_MIME_BOUNDARY}--",
+        "",
+    ])
 
 
 def _root_volume(group: NodeGroupSpec) -> dict[str, Any]:

@@ -45,8 +45,6 @@ ENVOY_UID = 101
 # Envoy with one worker thread proxying to one model container: small and steady. No CPU limit
 # (throttling adds latency); the memory limit bounds a leak.
 ENVOY_RESOURCES = {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
-# Cortex's figure from the AWS Neuron docs: every Inferentia chip needs 128 huge pages of 2 MiB.
-HUGEPAGES_PER_INF = Quantity(128 * 2 * 1024 * 1024, "BinarySI")
 SHM_VOLUME = "shm"
 
 _PART_OF = {"app.kubernetes.io/part-of": "cortex", "app.kubernetes.io/managed-by": "cortex-iac"}
@@ -375,9 +373,9 @@ def _resources(api_name: str, index: int, c: ContainerSpec) -> dict[str, dict[st
                 f"api {api_name!r}: pod.containers[{index}].compute: inf needs cpu or mem as well "
                 "(Kubernetes refuses huge pages without a cpu or memory request)"
             )
-        hugepages = str(Quantity(HUGEPAGES_PER_INF.value * compute.inf, "BinarySI"))
+        hugepages = str(Quantity(karpenter.HUGEPAGES_PER_INF.value * compute.inf, "BinarySI"))
         requests[karpenter.NEURON_RESOURCE] = limits[karpenter.NEURON_RESOURCE] = str(compute.inf)
-        requests["hugepages-2Mi"] = limits["hugepages-2Mi"] = hugepages
+        requests[karpenter.HUGEPAGES_RESOURCE] = limits[karpenter.HUGEPAGES_RESOURCE] = hugepages
     return {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
 
 
@@ -542,7 +540,7 @@ def _pod_requests(spec: RealtimeApiSpec) -> dict[str, Decimal]:
         if c.compute.mem is not None:
             need["memory"] += c.compute.mem.value
         if c.compute.inf:
-            need["memory"] += HUGEPAGES_PER_INF.value * c.compute.inf
+            need["memory"] += karpenter.HUGEPAGES_PER_INF.value * c.compute.inf
         need["gpu"] += c.compute.gpu
         need["inf"] += c.compute.inf
     return need

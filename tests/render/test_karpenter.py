@@ -7,6 +7,7 @@ dynamic pool, floors). After a deliberate change, regenerate them with
 
 from __future__ import annotations
 
+import email
 import os
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,12 @@ import pytest
 import yaml
 
 from cortex_iac.errors import SpecError
+from cortex_iac.instance_types import INSTANCE_TYPES
 from cortex_iac.render import karpenter
 from cortex_iac.specs import NodeGroupSpec, load_cluster
+from cortex_iac.specs.quantity import Quantity
 from cortex_iac.versions import KARPENTER_AMI_ALIAS
-from tests.kube import validate_object
+from tests.kube import need_crds, validate_object
 
 GOLDEN = Path(__file__).parent / "golden" / "karpenter"
 REFERENCE_CLUSTER = Path(__file__).resolve().parents[3] / "shared" / "cortex-reference" / "cluster.yaml"
@@ -94,12 +97,22 @@ def _render(group: NodeGroupSpec) -> list[dict[str, Any]]:
 CASES = ["reference-ng-cpu", "reference-ng-gpu", *SYNTHETIC]
 
 
+class _BlockDumper(yaml.SafeDumper):
+    """Writes multi-line strings (a node class's userData) as literal blocks, readable in a diff."""
+
+
+_BlockDumper.add_representer(
+    str,
+    lambda dumper, value: dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None),
+)
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_matches_golden_file_and_crd_schemas(case: str) -> None:
     objects = _render(_group(case))
     for obj in objects:
         validate_object(obj)
-    text = yaml.safe_dump_all(objects, sort_keys=False)
+    text = yaml.dump_all(objects, Dumper=_BlockDumper, sort_keys=False)
     path = GOLDEN / f"{case}.yaml"
     if os.environ.get("CORTEX_UPDATE_GOLDEN") == "1":
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -316,3 +329,77 @@ def test_reserved_tags_are_rejected(key: str) -> None:
             tags={key: "x"},
         )
     assert str(e.value) == f"tags: {key!r} is reserved by EKS or Karpenter and cannot be set"
+
+
+# --- Inferentia huge pages ---------------------------------------------------------------------------
+
+
+def _user_data_script(node_class: dict[str, Any]) -> str:
+    # Parsed as cloud-init and Karpenter do: a MIME multi-part archive, here with one shell script.
+    text = node_class["spec"]["userData"]
+    assert text.startswith("MIME-Version:")  # how Karpenter tells a MIME archive from a bare script
+    message = email.message_from_string(text)
+    assert message.is_multipart()
+    (part,) = message.get_payload()
+    assert part.get_content_type() == "text/x-shellscript"
+    return str(part.get_payload())
+
+
+NEURON_TYPES = sorted(name for name, t in INSTANCE_TYPES.items() if t.neuron_devices)
+
+
+@pytest.mark.parametrize("instance_type", NEURON_TYPES)
+def test_inferentia_nodes_pre_allocate_the_huge_pages_of_every_chip(instance_type: str) -> None:
+    group = NodeGroupSpec.model_validate({"name": "inf", "instance_type": instance_type})
+    node_class = _render(group)[0]
+    validate_object(node_class)
+    script = _user_data_script(node_class)
+    chips = INSTANCE_TYPES[instance_type].neuron_devices
+    # 128 pages of 2 MiB per chip: what a RealtimeApi pod requests per chip (HUGEPAGES_PER_INF).
+    assert karpenter.HUGEPAGES_PER_INF == Quantity.parse("256Mi")
+    assert karpenter.node_hugepages(INSTANCE_TYPES[instance_type]) == Quantity(chips * 256 * 2**20)
+    assert script.splitlines() == [
+        "#!/bin/bash",
+        "set -euo pipefail",
+        f"echo 'vm.nr_hugepages = {chips * 128}' > /etc/sysctl.d/90-cortex-hugepages.conf",
+        "sysctl -p /etc/sysctl.d/90-cortex-hugepages.conf",
+    ]
+    overlay = karpenter.node_overlay("cortex", group)
+    assert overlay is not None
+    assert Quantity.parse(overlay["spec"]["capacity"]["hugepages-2Mi"]) == Quantity(chips * 128 * 2 * 2**20)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c != "inferentia"])
+def test_other_groups_get_no_user_data_and_no_overlay(case: str) -> None:
+    group = _group(case)
+    assert "userData" not in _render(group)[0]["spec"]
+    assert karpenter.node_overlay("cortex", group) is None
+
+
+def test_inferentia_overlay_applies_to_the_groups_node_pools_only() -> None:
+    group = _group("inferentia")
+    overlay = karpenter.node_overlay("cortex", group)
+    assert overlay == {
+        "apiVersion": "karpenter.sh/v1alpha1",
+        "kind": "NodeOverlay",
+        "metadata": {"name": "cortex-inf", "labels": {"cortex.dev/node-group": "inf"}},
+        "spec": {
+            "requirements": [{"key": "cortex.dev/node-group", "operator": "In", "values": ["inf"]}],
+            "capacity": {"hugepages-2Mi": "256Mi"},
+        },
+    }
+    # Karpenter matches overlay requirements against each NodePool's template labels.
+    (requirement,) = overlay["spec"]["requirements"]
+    for pool in karpenter.node_pools("cortex", group):
+        assert pool["spec"]["template"]["metadata"]["labels"][requirement["key"]] in requirement["values"]
+    for case in ("gpu", "spot-distribution"):
+        for pool in karpenter.node_pools("cortex", _group(case)):
+            assert pool["spec"]["template"]["metadata"]["labels"][requirement["key"]] not in requirement["values"]
+
+
+def test_node_overlay_validates_against_the_crd() -> None:
+    if not (need_crds() / "karpenter.sh_nodeoverlays.yaml").is_file():
+        pytest.skip("the NodeOverlay CRD (Karpenter v1.14.1) is not among the shared CRD schemas yet")
+    overlay = karpenter.node_overlay("cortex", _group("inferentia"))
+    assert overlay is not None
+    validate_object(overlay)
