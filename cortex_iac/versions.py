@@ -53,6 +53,9 @@ METRICS_SERVER_CHART = HelmChart("metrics-server", "3.13.1", "https://kubernetes
 PROMETHEUS_CHART = HelmChart("prometheus", "29.27.0", "https://prometheus-community.github.io/helm-charts")
 # NVIDIA/k8s-device-plugin v0.20.0 (deployments/helm/nvidia-device-plugin).
 NVIDIA_DEVICE_PLUGIN_CHART = HelmChart("nvidia-device-plugin", "0.20.0", "https://nvidia.github.io/k8s-device-plugin")
+# aws-neuron/neuron-helm-charts charts/neuron-helm-chart 1.9.0 (Chart.yaml and values.yaml at commit
+# b77a6f90bb00; Neuron device plugin image 2.31.0.0), published as an OCI chart.
+NEURON_HELM_CHART = HelmChart("oci://public.ecr.aws/neuron/neuron-helm-chart", "1.9.0")
 # aws/eks-charts stable/aws-for-fluent-bit 0.2.0 (AWS for Fluent Bit 3.2.1, which reads EKS Pod
 # Identity credentials; added in 2.32.5).
 AWS_FOR_FLUENT_BIT_CHART = HelmChart("aws-for-fluent-bit", "0.2.0", "https://aws.github.io/eks-charts")

@@ -31,6 +31,7 @@ from cortex_iac.versions import (
     KEDA_CHART,
     KEDA_HTTP_ADD_ON_CHART,
     METRICS_SERVER_CHART,
+    NEURON_HELM_CHART,
     NVIDIA_DEVICE_PLUGIN_CHART,
     PROMETHEUS_CHART,
     HelmChart,
@@ -48,6 +49,7 @@ class AddonsArgs:
     - ``prometheus`` (True): the metric store KEDA scales APIs on; runs on its own node group of
       ``prometheus_instance_type``.
     - ``nvidia_device_plugin`` (True): installed only when a node group has NVIDIA GPUs.
+    - ``neuron_device_plugin`` (True): installed only when a node group has Inferentia chips.
     - ``fluent_bit`` (True): container logs to the CloudWatch log group ``/cortex/<cluster>``,
       kept ``log_retention_days`` (30).
     """
@@ -59,6 +61,7 @@ class AddonsArgs:
     metrics_server: bool = True
     prometheus: bool = True
     nvidia_device_plugin: bool = True
+    neuron_device_plugin: bool = True
     fluent_bit: bool = True
     log_retention_days: int = 30
 
@@ -298,6 +301,14 @@ def nvidia_device_plugin(ctx: AddonContext) -> k8s.helm.v3.Release:
     return release(
         ctx, "nvidia-device-plugin", NVIDIA_DEVICE_PLUGIN_CHART, render.KUBE_SYSTEM,
         render.NVIDIA_DEVICE_PLUGIN_RELEASE, render.nvidia_device_plugin_values(),
+    )
+
+
+def neuron_device_plugin(ctx: AddonContext) -> k8s.helm.v3.Release:
+    """The Neuron device plugin DaemonSet (Inferentia nodes only)."""
+    return release(
+        ctx, "neuron-device-plugin", NEURON_HELM_CHART, render.KUBE_SYSTEM,
+        render.NEURON_DEVICE_PLUGIN_RELEASE, render.neuron_device_plugin_values(),
     )
 
 

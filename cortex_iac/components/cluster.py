@@ -19,7 +19,7 @@ from cortex_iac.render import addons as render
 from cortex_iac.render import realtime, routing
 from cortex_iac.render.routing import KEDA_NAMESPACE
 from cortex_iac.render.iam import aws_managed_policy_arn, require_commercial_partition, service_trust_policy, to_json
-from cortex_iac.render.karpenter import GPU_RESOURCE, accelerator_resource
+from cortex_iac.render.karpenter import GPU_RESOURCE, NEURON_RESOURCE, accelerator_resource
 from cortex_iac.render.network import NetworkLayout, network_layout, subnet_tags
 from cortex_iac.specs import ClusterSpec
 from cortex_iac.versions import KUBERNETES_VERSION
@@ -283,9 +283,11 @@ class Cluster(pulumi.ComponentResource):
             )
             self.addon_releases[render.PROMETHEUS_RELEASE] = install.prometheus(ctx, namespace["prometheus"], prometheus_nodes)
             self.prometheus_url = render.PROMETHEUS_URL
-        gpu_groups = [g.name for g in spec.node_groups if accelerator_resource(get_instance_type(g.instance_type)) == GPU_RESOURCE]
-        if addons.nvidia_device_plugin and gpu_groups:
+        accelerators = {accelerator_resource(get_instance_type(g.instance_type)) for g in spec.node_groups}
+        if addons.nvidia_device_plugin and GPU_RESOURCE in accelerators:
             self.addon_releases[render.NVIDIA_DEVICE_PLUGIN_RELEASE] = install.nvidia_device_plugin(ctx)
+        if addons.neuron_device_plugin and NEURON_RESOURCE in accelerators:
+            self.addon_releases[render.NEURON_DEVICE_PLUGIN_RELEASE] = install.neuron_device_plugin(ctx)
         if addons.fluent_bit:
             self.addon_releases[render.FLUENT_BIT_RELEASE] = install.fluent_bit(ctx, namespace["logging"], addons.log_retention_days)
 

@@ -8,7 +8,8 @@ Placement: the add-ons' controllers run on the small on-demand *system* node gro
 :data:`SYSTEM_NODE_LABELS` and the ``CriticalAddonsOnly`` taint (the EKS convention CoreDNS and
 Karpenter already tolerate), so model pods never land there and Karpenter never has to find room for
 its own controller. Prometheus gets its own node group of Cortex's ``prometheus_instance_type``.
-DaemonSets (log shipping, the GPU device plugin) tolerate what they must to reach their nodes.
+DaemonSets (log shipping, the GPU and Neuron device plugins) tolerate what they must to reach their
+nodes.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from typing import Any
 from cortex_iac.errors import CortexError
 from cortex_iac.render.envoy import prometheus_scrape_job
 from cortex_iac.render.iam import policy_document
-from cortex_iac.render.karpenter import CLUSTER_NAME_TAG, DISCOVERY_TAG, GPU_RESOURCE
+from cortex_iac.render.karpenter import (
+    CLUSTER_NAME_TAG,
+    DISCOVERY_TAG,
+    GPU_RESOURCE,
+    NEURON_RESOURCE,
+    accelerator_label,
+)
 from cortex_iac.render.routing import (
     EXTERNAL_SCALER_PORT,
     INGRESS_CLASS,
@@ -59,6 +66,7 @@ KEDA_HTTP_ADD_ON_RELEASE = "keda-add-ons-http"
 METRICS_SERVER_RELEASE = "metrics-server"
 PROMETHEUS_RELEASE = "prometheus"
 NVIDIA_DEVICE_PLUGIN_RELEASE = "nvidia-device-plugin"
+NEURON_DEVICE_PLUGIN_RELEASE = "neuron-device-plugin"
 FLUENT_BIT_RELEASE = "aws-for-fluent-bit"
 
 # Service accounts that get an IAM role through EKS Pod Identity.
@@ -156,9 +164,11 @@ def karpenter_values(cluster_name: str, region: str, interruption_queue_name: st
     """Values of the ``karpenter`` chart.
 
     The CRDs come from the separate ``karpenter-crd`` release. ``staticCapacity`` is switched on
-    because Cortex's ``min_instances`` becomes a static NodePool (see render/karpenter.py). The
-    controller keeps the chart's affinity (never on a Karpenter node) and its CriticalAddonsOnly
-    toleration; requests are sized for the small system nodes rather than the docs' 1 CPU / 1 GiB.
+    because Cortex's ``min_instances`` becomes a static NodePool, ``nodeOverlay`` because
+    Inferentia groups declare their huge pages to Karpenter with a NodeOverlay (both in
+    render/karpenter.py). The controller keeps the chart's affinity (never on a Karpenter node) and
+    its CriticalAddonsOnly toleration; requests are sized for the small system nodes rather than
+    the docs' 1 CPU / 1 GiB.
     ``AWS_REGION`` is set so the controller needs no instance metadata to find its region.
     """
     return {
@@ -166,7 +176,7 @@ def karpenter_values(cluster_name: str, region: str, interruption_queue_name: st
         "settings": {
             "clusterName": cluster_name,
             "interruptionQueue": interruption_queue_name,
-            "featureGates": {"staticCapacity": True},
+            "featureGates": {"staticCapacity": True, "nodeOverlay": True},
         },
         "nodeSelector": {"kubernetes.io/os": "linux", **SYSTEM_NODE_LABELS},
         "controller": {
@@ -495,6 +505,37 @@ def nvidia_device_plugin_values() -> dict[str, Any]:
             {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"},
             {"key": SYSTEM_TAINT["key"], "operator": "Exists"},
         ],
+    }
+
+
+# --- Neuron device plugin ----------------------------------------------------------------------------
+
+
+def neuron_device_plugin_values() -> dict[str, Any]:
+    """Values of AWS's ``neuron-helm-chart``: only the Neuron device plugin DaemonSet.
+
+    The plugin advertises ``aws.amazon.com/neuron`` on the Inferentia nodes. It runs on the nodes
+    labelled :func:`~cortex_iac.render.karpenter.accelerator_label` by the node groups (on top of
+    the chart's own affinity, a list of Neuron instance types) and tolerates their taint (key
+    :data:`~cortex_iac.render.karpenter.NEURON_RESOURCE`). Every other component is off, named
+    rather than left to the chart's defaults so an upgrade cannot switch one on:
+
+    - the scheduler extension: on EKS it comes as a second kube-scheduler that only pods naming it
+      in ``schedulerName`` use, which API pods do not (see docs/design.md, "Cluster");
+    - the node problem detector: a privileged DaemonSet whose node condition nothing here acts on;
+    - the DRA driver: the other way to expose the chips (the chart refuses both at once);
+    - the UltraServer operator: Trainium UltraServers only.
+    """
+    return {
+        "devicePlugin": {
+            "enabled": True,
+            "nodeSelector": {accelerator_label(NEURON_RESOURCE): "true"},
+            "tolerations": [{"key": NEURON_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
+        },
+        "scheduler": {"enabled": False},
+        "npd": {"enabled": False},
+        "draDriver": {"enabled": False},
+        "ultraserverOperator": {"enabled": False},
     }
 
 

@@ -29,6 +29,7 @@ from cortex_iac.versions import (
     KEDA_HTTP_ADD_ON_CHART,
     KUBERNETES_VERSION,
     METRICS_SERVER_CHART,
+    NEURON_HELM_CHART,
     NVIDIA_DEVICE_PLUGIN_CHART,
     PROMETHEUS_CHART,
 )
@@ -355,6 +356,35 @@ def test_nvidia_plugin_only_with_a_gpu_node_group() -> None:
     rec = _recording(node_groups=[{"name": "cpu", "instance_type": "m5.large"}])
     assert "nvidia-device-plugin" not in _releases(rec)
     assert "nvidia-device-plugin" not in _releases(_recording(addons=AddonsArgs(nvidia_device_plugin=False)))
+
+
+INF_GROUPS = [
+    {"name": "cpu", "instance_type": "m5.large"},
+    {"name": "inf", "instance_type": "inf2.xlarge", "min_instances": 0},
+]
+
+
+def test_neuron_plugin_only_with_an_inferentia_node_group_and_switchable() -> None:
+    assert "neuron-device-plugin" not in _releases(_recording())  # cpu and gpu groups only
+    rec = _recording(node_groups=INF_GROUPS)
+    releases = _releases(rec)
+    assert "nvidia-device-plugin" not in releases
+    inputs = releases["neuron-device-plugin"].inputs
+    assert (inputs["chart"], inputs["version"], inputs["namespace"]) == (
+        NEURON_HELM_CHART.chart, NEURON_HELM_CHART.version, "kube-system"
+    )
+    assert inputs["chart"].startswith("oci://") and inputs.get("repositoryOpts") is None
+    assert inputs["values"] == render.neuron_device_plugin_values()
+    off = _recording(node_groups=INF_GROUPS, addons=AddonsArgs(neuron_device_plugin=False))
+    assert set(_releases(off)) == set(releases) - {"neuron-device-plugin"}
+
+
+def test_inferentia_node_class_pre_allocates_huge_pages() -> None:
+    rec = _recording(node_groups=INF_GROUPS)
+    inf = rec.find("kubernetes:karpenter.k8s.aws/v1:EC2NodeClass", "demo-inf-node-class").inputs["spec"]
+    assert "echo 'vm.nr_hugepages = 128' > /etc/sysctl.d/90-cortex-hugepages.conf" in inf["userData"]
+    cpu = rec.find("kubernetes:karpenter.k8s.aws/v1:EC2NodeClass", "demo-cpu-node-class").inputs["spec"]
+    assert "userData" not in cpu
 
 
 @pytest.mark.parametrize(

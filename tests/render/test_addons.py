@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from cortex_iac.render import addons, autoscaling, envoy, karpenter, routing
+from cortex_iac.specs import NodeGroupSpec
 from tests.kube import validate_object
 
 GOLDEN = Path(__file__).parent / "golden" / "addons"
@@ -36,6 +37,7 @@ def _values() -> dict[str, dict[str, Any]]:
         "metrics-server": addons.metrics_server_values(),
         "prometheus": addons.prometheus_values(),
         "nvidia-device-plugin": addons.nvidia_device_plugin_values(),
+        "neuron-device-plugin": addons.neuron_device_plugin_values(),
         "aws-for-fluent-bit": addons.fluent_bit_values(REGION, addons.log_group_name(CLUSTER)),
     }
 
@@ -72,13 +74,16 @@ def test_policies_golden() -> None:
 # --- Karpenter -------------------------------------------------------------------------------------
 
 
-def test_karpenter_settings_name_the_cluster_and_queue_and_allow_static_pools() -> None:
+def test_karpenter_settings_name_the_cluster_and_queue_and_allow_static_pools_and_overlays() -> None:
     values = addons.karpenter_values("c1", "eu-west-1", "c1-karpenter")
     assert values["settings"] == {
         "clusterName": "c1",
         "interruptionQueue": "c1-karpenter",
-        "featureGates": {"staticCapacity": True},  # render/karpenter.py makes min_instances a static pool
+        # render/karpenter.py makes min_instances a static pool and declares Inferentia huge pages
+        # with a NodeOverlay.
+        "featureGates": {"staticCapacity": True, "nodeOverlay": True},
     }
+    assert karpenter.NODE_OVERLAY_API_VERSION == "karpenter.sh/v1alpha1"
     assert values["serviceAccount"]["name"] == addons.KARPENTER_SERVICE_ACCOUNT
     assert values["controller"]["env"] == [{"name": "AWS_REGION", "value": "eu-west-1"}]
 
@@ -217,6 +222,22 @@ def test_nvidia_plugin_tolerates_the_gpu_taint_of_the_node_groups_and_selects_gp
     assert terms == [{"matchExpressions": [
         {"key": "karpenter.k8s.aws/instance-gpu-manufacturer", "operator": "In", "values": ["nvidia"]}
     ]}]
+
+
+def test_neuron_plugin_runs_only_the_device_plugin_on_the_inferentia_nodes() -> None:
+    values = addons.neuron_device_plugin_values()
+    group = NodeGroupSpec.model_validate({"name": "inf", "instance_type": "inf2.xlarge"})
+    pool = karpenter.node_pool("c1", group)["spec"]["template"]
+    plugin = values["devicePlugin"]
+    assert plugin["enabled"] is True
+    # Selected by the label the node groups put on Inferentia nodes, tolerating their taint.
+    assert plugin["nodeSelector"] == {"aws.amazon.com/neuron.present": "true"}
+    assert plugin["nodeSelector"].items() <= pool["metadata"]["labels"].items()
+    (taint,) = pool["spec"]["taints"]
+    assert plugin["tolerations"] == [{"key": taint["key"], "operator": "Exists", "effect": taint["effect"]}]
+    # Every other component of the chart is named and off (chart 1.9.0's top-level keys).
+    assert set(values) == {"devicePlugin", "scheduler", "npd", "draDriver", "ultraserverOperator"}
+    assert all(values[key] == {"enabled": False} for key in set(values) - {"devicePlugin"})
 
 
 def test_fluent_bit_writes_one_existing_log_group_from_every_node() -> None:
