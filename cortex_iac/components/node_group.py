@@ -27,7 +27,8 @@ class NodeGroup(pulumi.ComponentResource):
 
     Args:
         name: component name; children are ``<name>-node-class``, ``<name>-node-pool``,
-            ``<name>-floor-node-pool`` and ``<name>-floor-on-demand-node-pool``.
+            ``<name>-floor-node-pool`` and ``<name>-floor-on-demand-node-pool``, and for
+            Inferentia groups ``<name>-node-overlay``.
         spec: the node group.
         cluster_name: the EKS cluster's name, a plain string (object names derive from it, and a
             preview must know them); Kubernetes object names and the ``cortex.dev/cluster-name``
@@ -88,6 +89,11 @@ class NodeGroup(pulumi.ComponentResource):
         for suffix, floor in karpenter.floor_node_pools(cluster_name, spec).items():
             _custom_resource(f"{name}{suffix}-node-pool", "NodePool", floor, after_class)
             floor_names.append(pulumi.Output.from_input(floor["metadata"]["name"]))
+        # Inferentia groups: tell Karpenter's scheduling simulation about the huge pages the node
+        # class pre-allocates, or it never launches a node for a pod that requests them.
+        overlay = karpenter.node_overlay(cluster_name, spec)
+        if overlay is not None:
+            _custom_resource(f"{name}-node-overlay", "NodeOverlay", overlay, child)
 
         self.node_class_name = pulumi.Output.from_input(node_class["metadata"]["name"])
         self.node_pool_name = pulumi.Output.from_input(pool["metadata"]["name"])
@@ -101,7 +107,11 @@ class NodeGroup(pulumi.ComponentResource):
         )
 
 
-_API_VERSIONS = {"EC2NodeClass": karpenter.NODE_CLASS_API_VERSION, "NodePool": karpenter.NODE_POOL_API_VERSION}
+_API_VERSIONS = {
+    "EC2NodeClass": karpenter.NODE_CLASS_API_VERSION,
+    "NodePool": karpenter.NODE_POOL_API_VERSION,
+    "NodeOverlay": karpenter.NODE_OVERLAY_API_VERSION,
+}
 
 
 def _custom_resource(

@@ -124,6 +124,18 @@ def test_selectors_and_role_may_be_outputs_of_other_resources() -> None:
     assert rec.find("aws:ec2/securityGroup:SecurityGroup", "nodes").urn in node_class.dependencies
 
 
+def test_only_inferentia_groups_get_a_node_overlay_with_the_rendered_capacity() -> None:
+    inf = NodeGroupSpec.model_validate({"name": "inf", "instance_type": "inf2.xlarge", "min_instances": 0})
+    rec = record(_program(inf))
+    overlay = rec.find("kubernetes:karpenter.sh/v1alpha1:NodeOverlay", "ng-node-overlay")
+    assert overlay.parent == rec.find(COMPONENT, "ng").urn
+    assert _object(rec, "kubernetes:karpenter.sh/v1alpha1:NodeOverlay", "ng-node-overlay") == karpenter.node_overlay(
+        "cortex", inf
+    )
+    assert rec.of_type("kubernetes:karpenter.sh/v1alpha1:NodeOverlay") == [overlay]
+    assert record(_program(GPU_NO_FLOOR)).of_type("kubernetes:karpenter.sh/v1alpha1:NodeOverlay") == []
+
+
 def test_min_instances_zero_creates_no_floor() -> None:
     rec = record(_program(GPU_NO_FLOOR))
     assert [r.name for r in rec.of_type(NODE_POOL)] == ["ng-node-pool"]
