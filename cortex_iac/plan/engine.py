@@ -18,6 +18,7 @@ that no constructor needs cloud credentials, and a plan is the proof.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import runpy
@@ -246,6 +247,7 @@ def record(
     Pulumi CLI would pass them. Defaults: test mode (``preview=False``), project ``cortex``, stack
     ``test``.
     """
+    _usable_event_loop()
     mocks = _Mocks(preview)
     monitor = _RecordingMonitor(mocks)
     settings.ROOT.set(None)
@@ -268,6 +270,18 @@ def record(
     return Recording(
         project=project, stack=stack, resources=monitor.recorded, outputs=outputs, config=dict(config or {})
     )
+
+
+def _usable_event_loop() -> None:
+    # Pulumi's runtime drives its own loop with run_until_complete on the thread's current loop.
+    # After asyncio.run() elsewhere in the process (a server, a test), the thread has none left.
+    try:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+        if not loop.is_closed():
+            return
+    except RuntimeError:
+        pass
+    asyncio.set_event_loop(asyncio.new_event_loop())
 
 
 def _find_cortex_error(e: BaseException) -> BaseException | None:

@@ -82,3 +82,11 @@ def test_bad_programs_give_one_clear_error(tmp_path: Path, setup, message: str) 
     setup(tmp_path)
     with pytest.raises(PlanError, match=message):
         load_program(tmp_path, "dev")
+
+
+def test_records_after_asyncio_run_left_the_thread_without_a_loop() -> None:
+    import asyncio
+
+    asyncio.run(asyncio.sleep(0))
+    rec = record(lambda: aws.ec2.Vpc("after", cidr_block="10.0.0.0/16"))
+    assert [r.name for r in rec.resources] == ["after"]
