@@ -97,7 +97,7 @@ def envoy_config(
         "name": "envoy.filters.http.health_check",
         "typed_config": {
             "@type": f"{_TYPE}.http.health_check.v3.HealthCheck",
-            # Answered by Envoy itself: 200 until /healthcheck/fail is posted to the admin, then 503.
+            # Envoy answers it: 200 until /healthcheck/fail is posted to the admin, then 503.
             "pass_through_mode": False,
             "headers": [{"name": ":path", "string_match": {"exact": READINESS_PATH}}],
         },

@@ -59,7 +59,8 @@ def running(cmd: list[str], *, ports: list[int], log: Path, timeout: float = 15.
             if proc.poll() is not None:
                 raise RuntimeError(f"{cmd[0]} exited with {proc.returncode}:\n{_log_tail(log)}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{cmd[0]} did not open {waiting} in {timeout}s:\n{_log_tail(log)}")
+                raise RuntimeError(
+                    f"{cmd[0]} did not open {waiting} in {timeout}s:\n{_log_tail(log)}")
             waiting = [p for p in waiting if not port_open(p)]
             if waiting:
                 time.sleep(0.05)

@@ -1,5 +1,5 @@
-"""A pod's shutdown under load, run for real: the Envoy preStop script of ``drain_plan`` (bash, as the
-kubelet would run it), then SIGTERM, while clients keep sending.
+"""A pod's shutdown under load, run for real: the Envoy preStop script of ``drain_plan`` (bash, as
+the kubelet would run it), then SIGTERM, while clients keep sending.
 
 What counts: a request is *accepted* when Envoy read it, i.e. it is counted in Envoy's
 ``http.ingress.downstream_rq_total``. Every accepted request must be answered 200 by the app. What a

@@ -1,4 +1,5 @@
-"""A real Prometheus scrapes real Envoys and evaluates the exact in-flight PromQL of the ScaledObject.
+"""A real Prometheus scrapes real Envoys and evaluates the exact in-flight PromQL of the
+ScaledObject.
 
 The scrape job is ``prometheus_scrape_job()`` itself with its Kubernetes discovery swapped for
 static targets that carry the ``__meta_kubernetes_*`` labels pod discovery would attach, so the
@@ -10,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -24,7 +25,14 @@ from cortex_iac.render.envoy import (
     inflight_query,
     prometheus_scrape_job,
 )
-from tests.live.procs import Sidecar, envoy_sidecar, free_port, prometheus_binary, running, slow_app
+from tests.live.procs import (
+    Sidecar,
+    envoy_sidecar,
+    free_port,
+    prometheus_binary,
+    running,
+    slow_app,
+)
 
 pytestmark = pytest.mark.live
 

@@ -193,8 +193,8 @@ def test_promtool_accepts_the_scrape_job(tmp_path: Path) -> None:
 
 def test_drain_plan_timings() -> None:
     plan = drain_plan()
-    assert (plan.deregistration_seconds, plan.drain_timeout_seconds,
-            plan.app_prestop_sleep_seconds, plan.termination_grace_period_seconds) == (15, 61, 76, 81)
+    assert (plan.deregistration_seconds, plan.drain_timeout_seconds, plan.app_prestop_sleep_seconds,
+            plan.termination_grace_period_seconds) == (15, 61, 76, 81)
     plan = drain_plan(request_timeout_seconds=300, deregistration_seconds=30)
     assert (plan.drain_timeout_seconds, plan.app_prestop_sleep_seconds,
             plan.termination_grace_period_seconds) == (301, 331, 336)
