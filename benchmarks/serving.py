@@ -118,7 +118,7 @@ def app_kserve(port: int) -> None:
 
 def mlserver_folder(port: int, tmp: Path) -> Path:
     """A model repository folder for `mlserver start`: settings, model settings and the model class."""
-    folder = tmp / "mlserver"
+    folder = tmp / f"mlserver-{port}"
     folder.mkdir()
     (folder / "iris_model.py").write_text(f'''
 import sys

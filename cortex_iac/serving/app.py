@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -12,7 +13,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -42,6 +43,32 @@ def _error(status: int, message: str, error_id: str | None = None) -> JSONRespon
     if error_id is not None:
         body["error_id"] = error_id
     return JSONResponse(body, status_code=status)
+
+
+async def _in_daemon_thread(function: Callable[[], Any]) -> Any:
+    """``function()`` in a daemon thread: a model still loading when SIGTERM comes must not hold the
+    process past its grace period (``asyncio.to_thread`` threads are joined at exit)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():  # cancelled: the server stopped while loading
+            return
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+    def work() -> None:
+        try:
+            result, error = function(), None
+        except BaseException as raised:  # handed to the awaiting task, which logs it
+            result, error = None, raised
+        with contextlib.suppress(RuntimeError):  # the loop is already closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=work, name="handler-load", daemon=True).start()
+    return await future
 
 
 class Metrics:
@@ -145,7 +172,7 @@ class Runtime:
         config = self.config
         started = time.perf_counter()
         try:
-            handler = await asyncio.to_thread(self._construct_handler)
+            handler = await _in_daemon_thread(self._construct_handler)
         except Exception as error:
             log.exception(
                 f"the handler failed to load, exiting: {type(error).__name__}: {error}",
@@ -225,7 +252,7 @@ class Runtime:
         runner = self._runner
         if runner is None:
             return _error(503, "not ready: the handler is still loading")
-        if method == "GET":
+        if method in ("GET", "HEAD"):  # Starlette routes HEAD with GET; the server drops the body
             if runner.get is None:
                 return _error(405, "this handler has no handle_get; send a POST")
             return encode_result(await self._call_get())
@@ -243,11 +270,15 @@ class Runtime:
             raise RequestError(413, f"request body of {declared} bytes is over the limit of {limit} bytes")
         chunks = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise RequestError(413, f"request body is over the limit of {limit} bytes")
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise RequestError(413, f"request body is over the limit of {limit} bytes")
+                chunks.append(chunk)
+        except ClientDisconnect:
+            # Nobody will read the answer; 499 (nginx's "client closed request") marks it in metrics and logs.
+            raise RequestError(499, "the client disconnected before sending the whole body") from None
         return b"".join(chunks)
 
     async def _healthz(self, request: Request) -> Response:

@@ -20,8 +20,9 @@ log = logging.getLogger("cortex.runtime")
 
 # Part of the grace period kept back for what follows the drain (lifespan shutdown, log flush, exit).
 _EXIT_MARGIN_SECONDS = 1.0
-# Longer than any idle timeout a proxy in front would use (Envoy's sidecar config sets its own lower),
-# so the proxy never sends a request on a connection the server is closing for idleness.
+# How long an idle keep-alive connection stays open. The proxy in front must close idle upstream
+# connections sooner (Envoy: the app cluster's idle_timeout), or it may send a request on a connection
+# the server is closing at that moment, and the client gets a 503.
 _KEEP_ALIVE_SECONDS = 75
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -150,6 +151,44 @@ def test_bad_setting_exits_2_naming_the_variable(runtime: Callable[..., RuntimeP
     server = runtime("faults.py", threads_per_process="many")
     assert server.wait_exit(timeout=20) == 2
     assert server.lines == ["cortex serving: Config 'CORTEX_THREADS_PER_PROCESS' has value 'many'. Not a valid int."]
+
+
+def test_not_ready_while_loading_and_sigterm_does_not_wait_for_the_load(
+    runtime: Callable[..., RuntimeProcess],
+) -> None:
+    server = runtime("slow_init.py", grace_period=5)
+    server.wait_listening()
+    assert httpx.get(server.url + "/healthz", timeout=5).status_code == 200
+    ready = httpx.get(server.url + "/readyz", timeout=5)
+    assert (ready.status_code, ready.json()) == (503, {"status": "loading"})
+    busy = httpx.post(server.url + "/", json={"x": 1}, timeout=5)
+    assert (busy.status_code, busy.json()) == (503, {"error": "not ready: the handler is still loading"})
+    signalled = time.monotonic()
+    server.terminate()
+    assert server.wait_exit(timeout=10) == 0
+    assert time.monotonic() - signalled < 5
+
+
+def test_a_client_leaving_mid_body_is_counted_as_499(runtime: Callable[..., RuntimeProcess]) -> None:
+    server = runtime("faults.py")
+    server.wait_ready()
+    assert server.port is not None
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        time.sleep(0.2)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if 'cortex_requests_total{method="POST",status="499"} 1.0' in httpx.get(server.url + "/metrics").text:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("no 499 counted")
+    assert httpx.post(server.url + "/", json={"after": 1}, timeout=5).status_code == 200
+
+
+def test_head_is_answered_like_get(faults: RuntimeProcess) -> None:
+    response = httpx.head(faults.url + "/", timeout=5)
+    assert (response.status_code, response.content) == (200, b"")
 
 
 def test_batching_gives_each_caller_its_own_result(runtime: Callable[..., RuntimeProcess]) -> None:
