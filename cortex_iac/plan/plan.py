@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from cortex_iac import _yaml
 from cortex_iac.errors import PlanError
 from cortex_iac.plan.engine import Recording, RecordedResource
 
@@ -58,8 +59,6 @@ def _slug(text: str) -> str:
 
 def write_manifests(objects: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     """Write each object as ``<kind>.<namespace>.<name>.yaml`` under ``out_dir``; return the paths."""
-    import yaml
-
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for obj in objects:
@@ -68,7 +67,7 @@ def write_manifests(objects: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         path = out_dir / (".".join(_slug(str(p)) for p in parts) + ".yaml")
         if path in written:
             raise PlanError(f"two Kubernetes objects would both be written to {path}: same kind, namespace and name")
-        path.write_text(yaml.safe_dump(obj, sort_keys=True, default_flow_style=False))
+        path.write_text(_yaml.dump(obj))
         written.append(path)
     return written
 

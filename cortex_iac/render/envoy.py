@@ -22,8 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
+from cortex_iac import _yaml
 from cortex_iac.errors import CortexError
 
 LISTEN_PORT = 8888
@@ -216,7 +215,7 @@ def _check_range(name: str, value: int, low: int, high: int) -> None:
 def render_envoy_yaml(config: dict[str, Any]) -> str:
     """``config`` as YAML with sorted keys: the same config always gives the same bytes, so the
     ConfigMap's checksum (which rolls the pods) changes only when the config does."""
-    return yaml.safe_dump(config, sort_keys=True, default_flow_style=False, width=1000)
+    return _yaml.dump(config)
 
 
 def envoy_args(config_path: str) -> list[str]:
