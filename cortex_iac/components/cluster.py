@@ -8,9 +8,9 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
-from pulumi_kubernetes.apiextensions import CustomResource
 
 from cortex_iac.components import addons as install
+from cortex_iac.components._kube import custom_resource
 from cortex_iac.components.addons import AddonContext, AddonsArgs
 from cortex_iac.components.node_group import NodeGroup
 from cortex_iac.errors import CortexError
@@ -19,7 +19,7 @@ from cortex_iac.render import addons as render
 from cortex_iac.render import realtime, routing
 from cortex_iac.render.routing import KEDA_NAMESPACE
 from cortex_iac.render.iam import aws_managed_policy_arn, require_commercial_partition, service_trust_policy, to_json
-from cortex_iac.render.karpenter import GPU_RESOURCE, NEURON_RESOURCE, accelerator_resource
+from cortex_iac.render.karpenter import DISCOVERY_TAG, GPU_RESOURCE, NEURON_RESOURCE, accelerator_resource
 from cortex_iac.render.network import NetworkLayout, network_layout, subnet_tags
 from cortex_iac.specs import ClusterSpec
 from cortex_iac.versions import KUBERNETES_VERSION
@@ -110,7 +110,7 @@ class Cluster(pulumi.ComponentResource):
                     aws.ec2.Tag(
                         f"{name}-{subnet.subnet_id}-discovery",
                         resource_id=subnet.subnet_id,
-                        key=render.DISCOVERY_TAG,
+                        key=DISCOVERY_TAG,
                         value=cluster_name,
                         opts=child,
                     )
@@ -180,7 +180,7 @@ class Cluster(pulumi.ComponentResource):
             aws.ec2.Tag(
                 f"{name}-cluster-security-group-discovery",
                 resource_id=self.eks.cluster_security_group_id,
-                key=render.DISCOVERY_TAG,
+                key=DISCOVERY_TAG,
                 value=cluster_name,
                 opts=child,
             )
@@ -236,7 +236,7 @@ class Cluster(pulumi.ComponentResource):
         if karpenter_node_role is not None:
             crds, controller = install.karpenter(ctx, karpenter_node_role, karpenter_role_policies)
             self.addon_releases.update({render.KARPENTER_CRD_RELEASE: crds, render.KARPENTER_RELEASE: controller})
-            selector = {render.DISCOVERY_TAG: cluster_name}
+            selector = {DISCOVERY_TAG: cluster_name}
             for group in spec.node_groups:
                 self.node_groups[group.name] = NodeGroup(
                     f"{name}-{group.name}",
@@ -259,10 +259,7 @@ class Cluster(pulumi.ComponentResource):
             self.addon_releases[render.LOAD_BALANCER_CONTROLLER_RELEASE] = controller
             params, ingress_class = routing.ingress_class_objects(spec, realtime.API_NAMESPACE)
             after_controller = pulumi.ResourceOptions(parent=self, provider=self.k8s_provider, depends_on=[controller])
-            params_resource = CustomResource(
-                f"{name}-api-ingress-class-params", api_version=params["apiVersion"], kind=params["kind"],
-                metadata=params["metadata"], spec=params["spec"], opts=after_controller,
-            )
+            params_resource = custom_resource(f"{name}-api-ingress-class-params", params, after_controller)
             self.addon_releases["api-ingress-class"] = k8s.networking.v1.IngressClass(
                 f"{name}-api-ingress-class", metadata=ingress_class["metadata"], spec=ingress_class["spec"],
                 opts=pulumi.ResourceOptions.merge(after_controller, pulumi.ResourceOptions(depends_on=[params_resource])),

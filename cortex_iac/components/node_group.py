@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import pulumi
-from pulumi_kubernetes.apiextensions import CustomResource
 
+from cortex_iac.components._kube import custom_resource
 from cortex_iac.errors import SpecError
 from cortex_iac.render import karpenter
 from cortex_iac.specs import NodeGroupSpec
@@ -80,20 +79,20 @@ class NodeGroup(pulumi.ComponentResource):
         # The CRDs (installed with Karpenter) must exist first: what the component waits for, its
         # children wait for too.
         child = pulumi.ResourceOptions(parent=self, depends_on=opts.depends_on if opts else None)
-        node_class_resource = _custom_resource(f"{name}-node-class", "EC2NodeClass", node_class, child)
+        node_class_resource = custom_resource(f"{name}-node-class", node_class, child)
         # Pools after their class, so they are deleted first too.
         after_class = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[node_class_resource]))
         pool = karpenter.node_pool(cluster_name, spec)
-        _custom_resource(f"{name}-node-pool", "NodePool", pool, after_class)
+        custom_resource(f"{name}-node-pool", pool, after_class)
         floor_names = []
         for suffix, floor in karpenter.floor_node_pools(cluster_name, spec).items():
-            _custom_resource(f"{name}{suffix}-node-pool", "NodePool", floor, after_class)
+            custom_resource(f"{name}{suffix}-node-pool", floor, after_class)
             floor_names.append(pulumi.Output.from_input(floor["metadata"]["name"]))
         # Inferentia groups: tell Karpenter's scheduling simulation about the huge pages the node
         # class pre-allocates, or it never launches a node for a pod that requests them.
         overlay = karpenter.node_overlay(cluster_name, spec)
         if overlay is not None:
-            _custom_resource(f"{name}-node-overlay", "NodeOverlay", overlay, child)
+            custom_resource(f"{name}-node-overlay", overlay, child)
 
         self.node_class_name = pulumi.Output.from_input(node_class["metadata"]["name"])
         self.node_pool_name = pulumi.Output.from_input(pool["metadata"]["name"])
@@ -105,22 +104,6 @@ class NodeGroup(pulumi.ComponentResource):
                 "floor_node_pool_names": self.floor_node_pool_names,
             }
         )
-
-
-_API_VERSIONS = {
-    "EC2NodeClass": karpenter.NODE_CLASS_API_VERSION,
-    "NodePool": karpenter.NODE_POOL_API_VERSION,
-    "NodeOverlay": karpenter.NODE_OVERLAY_API_VERSION,
-}
-
-
-def _custom_resource(
-    name: str, kind: str, obj: dict[str, Any], opts: pulumi.ResourceOptions
-) -> CustomResource:
-    # apiVersion and kind must be plain strings: they make the resource's type token.
-    return CustomResource(
-        name, api_version=_API_VERSIONS[kind], kind=kind, metadata=obj["metadata"], spec=obj["spec"], opts=opts
-    )
 
 
 def _check_args(

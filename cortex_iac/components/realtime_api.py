@@ -15,6 +15,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from cortex_iac.components._kube import custom_resource
 from cortex_iac.errors import CortexError
 from cortex_iac.render import envoy, iam, realtime, routing
 from cortex_iac.render.addons import LoadBalancerSettings
@@ -175,22 +176,15 @@ class RealtimeApi(pulumi.ComponentResource):
             opts=on_cluster,
         )
         after_deployment = pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[deployment]))
-        k8s.apiextensions.CustomResource(
-            f"{name}-scaled-object",
-            api_version=objects.scaled_object["apiVersion"],
-            kind=objects.scaled_object["kind"],
-            metadata=placed(objects.scaled_object),
-            spec=objects.scaled_object["spec"],
-            opts=after_deployment,
+        custom_resource(
+            f"{name}-scaled-object", objects.scaled_object, after_deployment, metadata=placed(objects.scaled_object)
         )
         if objects.interceptor_route is not None:
-            k8s.apiextensions.CustomResource(
+            custom_resource(
                 f"{name}-interceptor-route",
-                api_version=objects.interceptor_route["apiVersion"],
-                kind=objects.interceptor_route["kind"],
+                objects.interceptor_route,
+                pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[service])),
                 metadata=placed(objects.interceptor_route),
-                spec=objects.interceptor_route["spec"],
-                opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[service])),
             )
 
         url: pulumi.Output[str | None] = pulumi.Output.from_input(None)

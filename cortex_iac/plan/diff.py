@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from cortex_iac.errors import PlanError
-from cortex_iac.plan.cost import CostReport, cost_of, money, money_range
+from cortex_iac.plan.cost import CostReport, cost_of, money_range
 from cortex_iac.plan.engine import SECRET, UNKNOWN
 
 # GitHub refuses comments over 65,536 characters; leave room for the workflow's marker line.

@@ -25,7 +25,6 @@ from cortex_iac.render.envoy import prometheus_scrape_job
 from cortex_iac.render.iam import policy_document
 from cortex_iac.render.karpenter import (
     CLUSTER_NAME_TAG,
-    DISCOVERY_TAG,
     GPU_RESOURCE,
     NEURON_RESOURCE,
     accelerator_label,

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cortex_iac.errors import CortexError
-from cortex_iac.render.addons import DISCOVERY_TAG
+from cortex_iac.render.karpenter import DISCOVERY_TAG
 
 MAX_ZONES = 4
 _BLOCKS = 8  # 2 * MAX_ZONES

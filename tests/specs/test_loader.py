@@ -159,5 +159,5 @@ def test_alias_bomb_is_reported_without_expanding_it(tmp_path: Path) -> None:
     path = write(tmp_path, "bomb.yaml", "\n".join(lines) + "\nregion: us-east-1\nnode_groups: *a9\n")
     found = problems_of(load_cluster, path)
     assert sum(line.startswith(f"{path}: node_groups[") and line.endswith("is not allowed (must be a mapping)") for line in found) == 9
-    assert sum(f": unknown key (allowed keys: cluster_name, region," in line for line in found) == 10
+    assert sum(": unknown key (allowed keys: cluster_name, region," in line for line in found) == 10
     assert len(found) == 19
