@@ -138,10 +138,6 @@ class Runtime:
         """True once the handler is loaded and until draining starts."""
         return self._ready and not self._draining
 
-    def in_flight_threads(self) -> bool:
-        """True while a synchronous handler call is still running (say, past the grace period)."""
-        return self._runner is not None and self._runner.busy
-
     def start_draining(self) -> None:
         """Fail readiness from now on; requests keep being served (the server stops accepting them)."""
         if not self._draining:

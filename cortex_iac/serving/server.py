@@ -4,7 +4,6 @@ once, the listener closes, accepted requests finish, and the process exits withi
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import time
@@ -76,8 +75,4 @@ def run(config: RuntimeConfig) -> int:
     code = runtime.exit_code or (0 if server.started else 1)
     log.info("exited", extra={"exit_code": code, "uptime_seconds": round(time.monotonic() - started, 3)})
     sys.stdout.flush()
-    if runtime.in_flight_threads():
-        # A synchronous handler call outlived the grace period; its thread cannot be interrupted, and
-        # waiting for it would overrun the grace period, so leave without joining it.
-        os._exit(code)
     return code

@@ -240,6 +240,22 @@ def test_sigterm_fails_readiness_and_finishes_the_request_in_flight(runtime: Cal
     assert any(r["message"].startswith("draining") for r in server.records())
 
 
+def test_a_call_outliving_the_grace_period_does_not_keep_the_process(
+    runtime: Callable[..., RuntimeProcess],
+) -> None:
+    server = runtime("faults.py", grace_period=2)
+    server.wait_ready()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        stuck = pool.submit(_post, server.url + "/", b'{"do": "sleep", "seconds": 30}', JSON)
+        time.sleep(0.3)
+        signalled = time.monotonic()
+        server.terminate()
+        server.wait_exit(timeout=10)
+        assert time.monotonic() - signalled < 2.5
+        # Cut off (uvicorn answers a cancelled request with 500); the kubelet would have killed the pod.
+        assert stuck.result(timeout=10).status_code == 500
+
+
 def test_load_with_sigterm_loses_no_accepted_request(runtime: Callable[..., RuntimeProcess], tmp_path: Path) -> None:
     record = tmp_path / "accepted.txt"
     grace = 5.0
