@@ -57,7 +57,9 @@ def validate(
 
 @app.command()
 def plan(
-    program_dir: Annotated[Path, typer.Argument(help="Pulumi Python program (directory with Pulumi.yaml)")] = Path("."),
+    program_dir: Annotated[
+        Path, typer.Argument(help="Pulumi Python program: its project directory (with Pulumi.yaml) or main directory")
+    ] = Path("."),
     stack: Annotated[str, typer.Option("--stack", "-s", help="stack name: reads Pulumi.<stack>.yaml")] = "dev",
     json_file: Annotated[Optional[Path], typer.Option("--json", help="write the JSON plan here")] = None,
     manifests: Annotated[Optional[Path], typer.Option("--manifests", help="write every Kubernetes object here as YAML")] = None,

@@ -144,3 +144,11 @@ def test_diff_and_cost_of_a_bad_plan_file_is_one_line(tmp_path: Path) -> None:
         assert result.exit_code == 1
         (line,) = result.output.strip().splitlines()
         assert line.startswith(f"error: {bad}: not a JSON plan file")
+
+
+def test_plan_accepts_the_project_or_its_main_directory() -> None:
+    repo = Path(__file__).resolve().parents[1]
+    for program_dir in (repo, repo / "stacks"):
+        result = runner.invoke(app, ["plan", str(program_dir), "--stack", "dev"])
+        assert result.exit_code == 0, result.output
+        assert "cortex:api:RealtimeApi  hello-world" in result.output

@@ -319,6 +319,10 @@ def load_program(program_dir: str | Path, stack: str) -> Program:
 
     root = Path(program_dir)
     project_file = root / "Pulumi.yaml"
+    if not project_file.is_file() and (root.resolve().parent / "Pulumi.yaml").is_file():
+        # The program's main directory (e.g. stacks/) of a project one level up.
+        root = root.resolve().parent
+        project_file = root / "Pulumi.yaml"
     if not project_file.is_file():
         raise PlanError(f"{project_file}: not found (a Pulumi program directory has a Pulumi.yaml)")
     try:
