@@ -152,3 +152,19 @@ def test_plan_accepts_the_project_or_its_main_directory() -> None:
         result = runner.invoke(app, ["plan", str(program_dir), "--stack", "dev"])
         assert result.exit_code == 0, result.output
         assert "cortex:api:RealtimeApi  hello-world" in result.output
+
+
+def test_plan_of_a_stack_with_a_bad_spec_names_the_stack_file_and_field(tmp_path: Path) -> None:
+    import shutil
+
+    repo = Path(__file__).resolve().parents[1]
+    shutil.copytree(repo / "stacks", tmp_path / "stacks")
+    shutil.copy(repo / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    dev = (tmp_path / "stacks" / "Pulumi.dev.yaml").read_text()
+    (tmp_path / "stacks" / "Pulumi.bad.yaml").write_text(dev.replace("max_instances: 3", "max_instances: many"))
+    result = runner.invoke(app, ["plan", str(tmp_path), "--stack", "bad"])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert result.output.strip().splitlines() == [
+        "error: Pulumi.bad.yaml: cortex:cluster: node_groups[0].max_instances: 'many' is not allowed (must be an integer)"
+    ]
