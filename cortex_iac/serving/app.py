@@ -11,16 +11,32 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cortex_iac.serving.batching import Batcher
-from cortex_iac.serving.codec import RequestError, ResultError, decode_payload, encode_result
+from cortex_iac.serving.codec import (
+    RequestError,
+    ResultError,
+    decode_payload,
+    encode_result,
+)
 from cortex_iac.serving.config import RuntimeConfig
-from cortex_iac.serving.handler import HandlerRunner, install_requirements, load_handler_class
+from cortex_iac.serving.handler import (
+    HandlerRunner,
+    install_requirements,
+    load_handler_class,
+)
 from cortex_iac.serving.logs import AccessLog
 
 log = logging.getLogger("cortex.runtime")
@@ -62,7 +78,7 @@ async def _in_daemon_thread(function: Callable[[], Any]) -> Any:
     def work() -> None:
         try:
             result, error = function(), None
-        except BaseException as raised:  # handed to the awaiting task, which logs it
+        except BaseException as raised:  # noqa: BLE001 - handed to the awaiting task, which logs it
             result, error = None, raised
         with contextlib.suppress(RuntimeError):  # the loop is already closed: nobody waits any more
             loop.call_soon_threadsafe(settle, result, error)
@@ -170,8 +186,8 @@ class Runtime:
         try:
             handler = await _in_daemon_thread(self._construct_handler)
         except Exception as error:
-            log.exception(
-                f"the handler failed to load, exiting: {type(error).__name__}: {error}",
+            log.exception(  # the error in the message too: it is the one line people read
+                f"the handler failed to load, exiting: {type(error).__name__}: {error}",  # noqa: TRY401
                 extra={"handler_path": config.handler_path},
             )
             self.exit_code = 1

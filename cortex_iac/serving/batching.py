@@ -86,7 +86,7 @@ class Batcher:
                         f"with batching, handle_post must return a list with one result per payload: "
                         f"got {got} for a batch of {len(batch)}"
                     )
-            except Exception as error:  # handed to every caller of this batch
+            except Exception as error:  # noqa: BLE001 - handed to every caller of this batch
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)

@@ -112,7 +112,7 @@ class _ThreadPool:
             function, args, future = item
             try:
                 result, error = function(*args), None
-            except BaseException as raised:  # handed to the awaiting request, which logs it
+            except BaseException as raised:  # noqa: BLE001 - handed to the awaiting request, which logs it
                 result, error = None, raised
             try:
                 future.get_loop().call_soon_threadsafe(_settle, future, result, error)

@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 from starlette.responses import PlainTextResponse
 
-from cortex_iac.serving.codec import RequestError, ResultError, decode_payload, encode_result
+from cortex_iac.serving.codec import (
+    RequestError,
+    ResultError,
+    decode_payload,
+    encode_result,
+)
 
 
 @pytest.mark.parametrize(

@@ -35,8 +35,8 @@ def test_empty_variables_fall_back_to_defaults() -> None:
         ({"CORTEX_PORT": "http"}, "Config 'CORTEX_PORT' has value 'http'. Not a valid int."),
         ({"CORTEX_GRACE_PERIOD": "30s"}, "Config 'CORTEX_GRACE_PERIOD' has value '30s'. Not a valid number of seconds."),
         ({"CORTEX_HANDLER_CONFIG": "[1]"}, "Config 'CORTEX_HANDLER_CONFIG' has value '[1]'. Not a JSON object."),
-        ({"CORTEX_HANDLER_CONFIG": "{a"}, "Config 'CORTEX_HANDLER_CONFIG' has value '{a'. Not valid JSON: "
-         "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)."),
+        ({"CORTEX_HANDLER_CONFIG": "{a"}, ("Config 'CORTEX_HANDLER_CONFIG' has value '{a'. Not valid JSON: "
+                                            "Expecting property name enclosed in double quotes: line 1 column 2 (char 1).")),
         ({"CORTEX_PYTHON_REQUIREMENTS": '"numpy"'},
          "Config 'CORTEX_PYTHON_REQUIREMENTS' has value '\"numpy\"'. Not a JSON list of strings."),
         ({"CORTEX_THREADS_PER_PROCESS": "0"},
@@ -44,8 +44,8 @@ def test_empty_variables_fall_back_to_defaults() -> None:
         ({"CORTEX_BATCH_INTERVAL": "-1"},
          "batch_interval: -1.0 is not allowed (must be > 0 seconds, or unset) (from CORTEX_* environment variables)"),
         ({"CORTEX_LOG_LEVEL": "loud"},
-         "log_level: 'loud' is not allowed (must be one of debug, info, warning, error) "
-         "(from CORTEX_* environment variables)"),
+         ("log_level: 'loud' is not allowed (must be one of debug, info, warning, error) "
+          "(from CORTEX_* environment variables)")),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:

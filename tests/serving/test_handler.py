@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from cortex_iac.serving.handler import HandlerLoadError, HandlerRunner, install_requirements, load_handler_class
+from cortex_iac.serving.handler import (
+    HandlerLoadError,
+    HandlerRunner,
+    install_requirements,
+    load_handler_class,
+)
 
 
 def _write(tmp_path: Path, source: str) -> str:

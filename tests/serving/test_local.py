@@ -35,6 +35,29 @@ def _api(name: str = "echo", handler: Path = FAULTS, extra: str = "", pod: str =
 {extra}"""
 
 
+TASK_API = """
+- name: q
+  kind: TaskAPI
+  pod:
+    containers:
+      - name: w
+        image: busybox
+        command: ["true"]
+"""
+IMAGE_API = """
+- name: img
+  kind: RealtimeAPI
+  pod:
+    containers:
+      - name: api
+        image: nginx:1.29
+"""
+IMAGE_REFUSAL = (
+    "API 'img': container 'api' runs the image 'nginx:1.29', and cortex serve runs handler containers only "
+    "(there is no Docker engine here)"
+)
+
+
 def _write(tmp_path: Path, text: str) -> str:
     path = tmp_path / "api.yaml"
     path.write_text(text)
@@ -46,11 +69,8 @@ def _write(tmp_path: Path, text: str) -> str:
     [
         (_api("a") + _api("b"), None, "defines 2 APIs (a, b): choose one with --name"),
         (_api("a"), "z", ": no API named 'z' (APIs in the file: a)"),
-        ("- name: q\n  kind: TaskAPI\n  pod:\n    containers:\n      - name: w\n        image: busybox\n"
-         "        command: [\"true\"]\n", None, ": API 'q' is a TaskAPI; cortex serve runs RealtimeAPIs only"),
-        ("- name: img\n  kind: RealtimeAPI\n  pod:\n    containers:\n      - name: api\n        image: nginx:1.29\n",
-         None, "API 'img': container 'api' runs the image 'nginx:1.29', and cortex serve runs handler containers "
-         "only (there is no Docker engine here)"),
+        (TASK_API, None, ": API 'q' is a TaskAPI; cortex serve runs RealtimeAPIs only"),
+        (IMAGE_API, None, IMAGE_REFUSAL),
         (_api(handler=Path("missing.py")), None, ": API 'echo': handler.path 'missing.py' does not exist"),
         (_api(extra="          python_requirements: [not-a-package-xyz==1.0, starlette<0.1]\n"), None,
          "API 'echo': python_requirements not satisfied here: not-a-package-xyz==1.0; starlette<0.1 (installed: "),
