@@ -174,3 +174,17 @@ def test_a_handler_that_fails_to_load_ends_serve_with_its_code(tmp_path: Path, s
     assert server.process.returncode == 1
     assert "FileNotFoundError: model.pkl is missing" in output
     assert "serving on" not in output
+
+
+def test_the_iris_example_is_a_servable_api() -> None:
+    from cortex_iac.serving.local import _handler_container, _pick_api
+    from cortex_iac.specs import load_apis
+
+    api_file = str(Path(__file__).resolve().parents[2] / "examples" / "iris-classifier" / "api.yaml")
+    api = _pick_api(load_apis(api_file), api_file, None)
+    handler = _handler_container(api).handler
+    assert handler is not None
+    assert (Path(api_file).parent / handler.path).is_file()
+    assert (api.name, api.pod.max_concurrency, handler.python_requirements) == (
+        "iris-classifier", 4, ["scikit-learn==1.9.1"]
+    )
