@@ -29,6 +29,7 @@ LISTEN_PORT = 8888
 METRICS_PORT = 15000
 ADMIN_PORT = 15001
 READINESS_PATH = "/-/ready"
+UPSTREAM_IDLE_TIMEOUT_SECONDS = 60
 METRICS_PATH = "/stats/prometheus"
 # Name of the Envoy container's metrics port in the pod spec; the Prometheus scrape job keeps only
 # pod ports of this name, so no other container port of an API pod is ever scraped.
@@ -199,6 +200,16 @@ def _cluster(name: str, address: str, port: int, circuit_breakers: dict[str, Any
     }
     if circuit_breakers is not None:
         cluster["circuit_breakers"] = circuit_breakers
+        # Close idle upstream connections before the app does (the serving runtime keeps them 75 s),
+        # so Envoy never reuses one the app is closing, which would answer 503. Apps with a shorter
+        # keep-alive (uvicorn's default is 5 s) can still race; that is a known gap.
+        cluster["typed_extension_protocol_options"] = {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "common_http_protocol_options": {"idle_timeout": f"{UPSTREAM_IDLE_TIMEOUT_SECONDS}s"},
+                "explicit_http_config": {"http_protocol_options": {}},
+            }
+        }
     return cluster
 
 

@@ -105,11 +105,12 @@ def test_request_timeout_counts_time_in_the_queue(tmp_path: Path) -> None:
             await client.get(f"{url}?sleep=0.1")  # opens Envoy's one connection to the app
             return list(await asyncio.gather(_timed_get(client, url), _timed_get(client, url)))
 
-    with slow_app(tmp_path, 0.8) as app, envoy_sidecar(
+    # Margins of 0.6-0.7 s either side of the timeout, so a loaded machine does not flip the result.
+    with slow_app(tmp_path, 1.3) as app, envoy_sidecar(
             tmp_path, app_port=app, max_concurrency=1, max_queue_length=1,
-            request_timeout_seconds=1) as sidecar:
+            request_timeout_seconds=2) as sidecar:
         first, queued = sorted(asyncio.run(two_at_once(
             f"http://127.0.0.1:{sidecar.listen_port}/predict")), key=lambda r: r[1])
     assert first[0] == 200
-    # Queued for 0.8 s behind the first, it would need 1.6 s in all: cut at 1 s with 504.
+    # Queued for 1.3 s behind the first, it would need 2.6 s in all: cut at 2 s with 504.
     assert queued[0] == 504
