@@ -22,7 +22,7 @@ from cortex_iac.specs.api import (
 from cortex_iac.specs.base import RESERVED_PORTS
 from cortex_iac.specs.cluster import CLUSTER_NAME_TAG, ClusterSpec, NodeGroupSpec, SpotConfig, SubnetSpec
 from cortex_iac.specs.duration import parse_duration
-from cortex_iac.specs.loader import detect_spec_kind, load_api_files, load_apis, load_cluster
+from cortex_iac.specs.loader import detect_spec_kind, load_api_files, load_apis, load_cluster, read_handler_sources
 from cortex_iac.specs.pod import (
     RESERVED_CONTAINER_NAMES,
     ComputeSpec,
@@ -72,4 +72,5 @@ __all__ = [
     "load_apis",
     "load_cluster",
     "parse_duration",
+    "read_handler_sources",
 ]

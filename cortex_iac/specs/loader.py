@@ -19,6 +19,7 @@ from cortex_iac.errors import SpecError
 from cortex_iac.specs.api import API_KINDS, API_SPEC_MODELS, ApiSpec
 from cortex_iac.specs.cluster import ClusterSpec
 from cortex_iac.specs.messages import problem_lines, show, suggest
+from cortex_iac.specs.pod import SOURCE_DIR_CONTEXT
 
 Source = str | os.PathLike[str] | Mapping[str, Any] | list[Any]
 """A path to a YAML file, or data already parsed (then name it with ``origin``)."""
@@ -41,14 +42,20 @@ def load_cluster(source: Source, *, origin: str | None = None) -> ClusterSpec:
     return _validate(ClusterSpec, data, origin=origin, root="")
 
 
-def load_apis(source: Source, *, origin: str | None = None) -> list[ApiSpec]:
+def load_apis(
+    source: Source, *, origin: str | None = None, base_dir: str | os.PathLike[str] | None = None
+) -> list[ApiSpec]:
     """Load and validate a list of API specs (Cortex's `cortex.yaml`) from a path or parsed data.
 
     Names must be unique in the list, and a TrafficSplitter may only route to RealtimeAPIs of the
-    list (or to APIs deployed elsewhere). Raises `SpecError` listing every problem.
+    list (or to APIs deployed elsewhere). Handler paths are relative to ``base_dir``, which defaults
+    to the file's directory (for parsed data: none, i.e. the working directory when the handler is
+    read). Raises `SpecError` listing every problem.
     """
     data, origin = _resolve(source, origin, expected=_APIS_EXAMPLE)
-    specs, lines, entries = _check_api_list(data, origin)
+    if base_dir is None and isinstance(source, (str, os.PathLike)):
+        base_dir = Path(source).parent
+    specs, lines, entries = _check_api_list(data, origin, base_dir)
     lines += _check_together(entries)
     if lines:
         raise SpecError(lines)
@@ -69,7 +76,7 @@ def load_api_files(paths: Iterable[str | os.PathLike[str]]) -> list[ApiSpec]:
         except SpecError as error:
             lines += error.problems
             continue
-        file_specs, file_lines, file_entries = _check_api_list(data, origin)
+        file_specs, file_lines, file_entries = _check_api_list(data, origin, Path(path).parent)
         specs += file_specs
         lines += file_lines
         entries += file_entries
@@ -77,6 +84,38 @@ def load_api_files(paths: Iterable[str | os.PathLike[str]]) -> list[ApiSpec]:
     if lines:
         raise SpecError(lines)
     return specs
+
+
+def read_handler_sources(spec: ApiSpec) -> dict[str, str]:
+    """The text of each handler file of ``spec``, by container name (containers with an image, and
+    APIs without a pod, have none): what the renderer ships to the pod.
+
+    A file is ``handler.file``: ``handler.path`` taken from the directory of the API file. Raises
+    `SpecError` naming the API, the container, the path and the file looked at, one line per file that
+    cannot be read as UTF-8 text.
+    """
+    pod = getattr(spec, "pod", None)
+    sources: dict[str, str] = {}
+    lines: list[str] = []
+    for index, container in enumerate(pod.containers if pod is not None else ()):
+        handler = container.handler
+        if handler is None:
+            continue
+        file = handler.file
+        where = f"api {spec.name!r}: pod.containers[{index}].handler.path: {handler.path!r} ({file})"
+        try:
+            sources[container.name] = file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            lines.append(f"{where}: file not found (the path is relative to the directory of the API file)")
+        except IsADirectoryError:
+            lines.append(f"{where}: is a directory (must be the Python file that defines class Handler)")
+        except UnicodeDecodeError as error:
+            lines.append(f"{where}: byte {error.start} is not UTF-8 text (a handler is a UTF-8 Python file)")
+        except OSError as error:
+            lines.append(f"{where}: cannot be read ({error.strerror})")
+    if lines:
+        raise SpecError(lines)
+    return sources
 
 
 def detect_spec_kind(path: str | os.PathLike[str]) -> Literal["cluster", "apis"]:
@@ -106,7 +145,9 @@ class _Entry:
     targets: list[tuple[int, str]] = field(default_factory=list)
 
 
-def _check_api_list(data: Any, origin: str) -> tuple[list[ApiSpec], list[str], list[_Entry]]:
+def _check_api_list(
+    data: Any, origin: str, base_dir: str | os.PathLike[str] | None
+) -> tuple[list[ApiSpec], list[str], list[_Entry]]:
     if not isinstance(data, list):
         hint = "; put '- ' before the first key" if isinstance(data, dict) and "kind" in data else ""
         return [], [f"{origin}: apis: {show(data)} is not allowed (must be {_APIS_EXAMPLE}{hint})"], []
@@ -124,8 +165,9 @@ def _check_api_list(data: Any, origin: str) -> tuple[list[ApiSpec], list[str], l
         if model is None:
             lines.append(f"{origin}: {root}.kind: {_kind_problem(kind, 'kind' in item)}")
             continue
+        context = None if base_dir is None else {SOURCE_DIR_CONTEXT: Path(base_dir).resolve()}
         try:
-            specs.append(_validate(model, item, origin=origin, root=root))  # type: ignore[arg-type]
+            specs.append(_validate(model, item, origin=origin, root=root, context=context))  # type: ignore[arg-type]
         except SpecError as error:
             lines += error.problems
     return specs, lines, entries
@@ -177,9 +219,11 @@ def _check_together(entries: list[_Entry]) -> list[str]:
     return lines
 
 
-def _validate(model: type[BaseModel], data: dict[str, Any], *, origin: str, root: str) -> Any:
+def _validate(
+    model: type[BaseModel], data: dict[str, Any], *, origin: str, root: str, context: dict[str, Any] | None = None
+) -> Any:
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as error:
         raise SpecError(problem_lines(error, origin=origin, root=root, data=data, model=model)) from error
 

@@ -8,9 +8,10 @@ models (`cortex_iac.specs.api`), since one pod model serves all four workload ki
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, model_validator
 
 from cortex_iac.specs.base import NonEmptyStr, Port, SpecModel, dns_label, rule, written
 from cortex_iac.specs.problems import MISSING, Problems
@@ -21,6 +22,9 @@ MIN_MEM = Quantity.parse("20Mi")
 DEFAULT_CPU = Quantity.parse("200m")
 # Cortex's own sidecars; ours is named after one of them.
 RESERVED_CONTAINER_NAMES = ("dequeuer", "proxy")
+
+# Key of the validation context under which the loader passes the directory of the file being loaded.
+SOURCE_DIR_CONTEXT = "source_dir"
 
 _ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
 _URL_PATH = re.compile(r"[a-zA-Z0-9_\-./]*")
@@ -146,6 +150,9 @@ class HandlerSpec(SpecModel):
     ``threads_per_process`` (default 1); server-side batching with ``max_batch_size`` (default 1 = off)
     and ``batch_interval`` (seconds to wait for a batch to fill, default none);
     ``python_requirements`` (pip requirement lines, default []).
+
+    ``path`` is relative to the directory of the API file the handler is declared in; the loader
+    records that directory (see :attr:`file`).
     """
 
     path: NonEmptyStr
@@ -154,6 +161,22 @@ class HandlerSpec(SpecModel):
     max_batch_size: int = Field(1, ge=1)
     batch_interval: float | None = Field(None, gt=0)
     python_requirements: list[NonEmptyStr] = Field(default_factory=list)
+
+    # Not a YAML key: where `path` is relative to, given by the loader through the validation context.
+    _source_dir: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _remember_source_dir(self, info: ValidationInfo) -> HandlerSpec:
+        source_dir = (info.context or {}).get(SOURCE_DIR_CONTEXT)
+        self._source_dir = None if source_dir is None else Path(source_dir)
+        return self
+
+    @property
+    def file(self) -> Path:
+        """The handler file: ``path`` joined to the directory of the API file it was declared in
+        (absolute), or ``path`` as written (relative to the working directory) when the spec was
+        validated from data without a ``base_dir``."""
+        return Path(self.path) if self._source_dir is None else self._source_dir / self.path
 
 
 EnvName = Annotated[
