@@ -16,6 +16,10 @@ KUBERNETES_VERSION = "1.34"
 ENVOY_VERSION = "1.40.0"
 ENVOY_IMAGE = f"envoyproxy/envoy:v{ENVOY_VERSION}"
 
+# The base of the serving runtime image (cortex_iac/serving/Dockerfile's FROM line, kept equal by a
+# test): Python 3.11, the minor version the runtime is tested with, on a slim Debian.
+SERVING_BASE_IMAGE = "python:3.11.13-slim-bookworm"
+
 # The EKS-optimized AL2023 AMI release Karpenter nodes run (an amiSelectorTerms alias; Karpenter
 # picks the standard, NVIDIA or Neuron variant per instance type). This is the release Karpenter
 # v1.14.1's own AMI end-to-end test uses. Pinned so nodes change only when this line does.

@@ -1,7 +1,8 @@
 """A Cortex RealtimeAPI as Kubernetes objects (pure; plain dicts).
 
 :func:`render_api` gives every object of one API: ServiceAccount, Envoy ConfigMap, Deployment
-(the user's containers + the Envoy sidecar ``proxy``), Service (Envoy's port 8888),
+(the user's containers + the Envoy sidecar ``proxy``), for a container that gives a ``handler``
+the handler's ConfigMap (the container runs the serving runtime image), Service (Envoy's port 8888),
 PodDisruptionBudget, KEDA ScaledObject, for ``min_replicas: 0`` an InterceptorRoute, and the
 Ingress on the shared load balancer. The AWS side (an IAM role through EKS Pod Identity) is
 :func:`iam_policy`; the Pulumi component wires it all (``cortex_iac.components.realtime_api``).
@@ -13,14 +14,17 @@ cluster). Why shared and not one namespace per API: docs/design.md, "Routing".
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cortex_iac.errors import CortexError, SpecError
 from cortex_iac.instance_types import InstanceType, get_instance_type
 from cortex_iac.render import autoscaling, envoy, iam, karpenter, routing
+from cortex_iac.serving.config import RuntimeConfig
 from cortex_iac.specs.quantity import Quantity
 from cortex_iac.versions import ENVOY_IMAGE
 
@@ -47,6 +51,23 @@ ENVOY_UID = 101
 ENVOY_RESOURCES = {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
 SHM_VOLUME = "shm"
 
+# A container that gives a `handler` instead of an image runs the serving runtime (cortex_iac/serving)
+# from the runtime image, as the image's user (serving/Dockerfile: USER 10001:10001).
+RUNTIME_COMMAND = ("python", "-m", "cortex_iac.serving")
+RUNTIME_UID = 10001
+RUNTIME_READINESS_PATH = "/readyz"
+RUNTIME_LIVENESS_PATH = "/healthz"
+# The handler file comes from a ConfigMap named by a hash of its content (like the Envoy config, so
+# a changed handler rolls the pods), mounted read-only here.
+HANDLER_VOLUME = "handler"
+HANDLER_DIR = "/opt/cortex/handler"
+# The runtime runs with a read-only root filesystem; /tmp is its only writable place (the
+# python_requirements are installed there).
+TMP_VOLUME = "tmp"
+# Kubernetes stores a ConfigMap of at most 1 MiB; the rest is room for the object's metadata.
+MAX_HANDLER_BYTES = 900 * 1024
+_CONFIG_MAP_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
+
 _PART_OF = {"app.kubernetes.io/part-of": "cortex", "app.kubernetes.io/managed-by": "cortex-iac"}
 
 
@@ -59,25 +80,30 @@ class ApiContext:
     group, and only the accelerators the pods request are tolerated. ``https``: the cluster's load
     balancer has a TLS certificate. ``namespace`` defaults to :data:`API_NAMESPACE`,
     ``prometheus_address`` to :data:`cortex_iac.render.autoscaling.PROMETHEUS_ADDRESS`.
+    ``runtime_image``: the serving runtime image (built from ``cortex_iac/serving/Dockerfile``)
+    that containers giving a ``handler`` run; ``None`` (default): such containers are refused.
     """
 
     node_groups: tuple[NodeGroupSpec, ...] | None = None
     https: bool = False
     namespace: str = API_NAMESPACE
     prometheus_address: str = autoscaling.PROMETHEUS_ADDRESS
+    runtime_image: str | None = None
 
     @classmethod
-    def of_cluster(cls, cluster: ClusterSpec | None) -> ApiContext:
-        """The context of APIs on a cluster of this spec (or the cluster-less default for None)."""
+    def of_cluster(cls, cluster: ClusterSpec | None, runtime_image: str | None = None) -> ApiContext:
+        """The context of APIs on a cluster of this spec (or the cluster-less default for None),
+        with ``runtime_image`` (default none)."""
         if cluster is None:
-            return cls()
-        return cls(node_groups=tuple(cluster.node_groups), https=bool(cluster.ssl_certificate_arn))
+            return cls(runtime_image=runtime_image)
+        return cls(node_groups=tuple(cluster.node_groups), https=bool(cluster.ssl_certificate_arn),
+                   runtime_image=runtime_image)
 
 
 @dataclass(frozen=True)
 class ApiObjects:
     """Every Kubernetes object of one RealtimeAPI, by role (``interceptor_route`` is None unless the
-    API scales to zero)."""
+    API scales to zero, ``handler_source`` unless a container gives a handler)."""
 
     service_account: dict[str, Any]
     envoy_config: dict[str, Any]
@@ -88,33 +114,114 @@ class ApiObjects:
     ingress: dict[str, Any]
     interceptor_route: dict[str, Any] | None = None
     iam_policy: dict[str, Any] | None = None
+    handler_source: dict[str, Any] | None = None
 
     def all(self) -> list[dict[str, Any]]:
         """The objects in apply order (what a pod needs first, the route to it last)."""
-        objects = [self.service_account, self.envoy_config, self.deployment, self.service,
-                   self.pod_disruption_budget, self.scaled_object]
+        objects = [self.service_account, self.envoy_config]
+        if self.handler_source is not None:
+            objects.append(self.handler_source)
+        objects += [self.deployment, self.service, self.pod_disruption_budget, self.scaled_object]
         if self.interceptor_route is not None:
             objects.append(self.interceptor_route)
         objects.append(self.ingress)
         return objects
 
 
-def render_api(spec: RealtimeApiSpec, cluster_spec: ClusterSpec | None = None) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class _Handler:
+    """The pod's handler container (``index`` in ``pod.containers``), its image, file and ConfigMap."""
+
+    index: int
+    container: ContainerSpec
+    image: str
+    file_name: str
+    config_map: dict[str, Any]
+
+
+def _handler(spec: RealtimeApiSpec, namespace: str, runtime_image: str | None,
+             sources: Mapping[str, str]) -> _Handler | None:
+    found = [(index, c) for index, c in enumerate(spec.pod.containers) if c.handler is not None]
+    if not found:
+        return None
+    index, c = found[0]
+    where = f"api {spec.name!r}: pod.containers[{index}]"
+    if len(found) > 1:
+        raise SpecError(
+            f"api {spec.name!r}: pod.containers[{found[1][0]}].handler: a pod runs at most one handler "
+            f"container (each would listen on pod.port {spec.pod.port}); containers[{index}] has one"
+        )
+    if runtime_image is None:
+        raise SpecError(
+            f"{where}.handler: container {c.name!r} gives a handler, which runs in the serving runtime image, "
+            "and no runtime image is given: build and push it (cortex_iac/serving/README.md, or the "
+            "RuntimeImage component) and pass its reference as RealtimeApi's runtime_image, the stack "
+            "config key cortex:runtimeImage, or cortex render --runtime-image"
+        )
+    if not runtime_image or any(ch.isspace() for ch in runtime_image):
+        raise SpecError(f"runtime image {runtime_image!r} is not allowed (must be a container image reference "
+                        "without spaces)")
+    for field in ("command", "args"):
+        value = getattr(c, field)
+        if value is not None:
+            raise SpecError(f"{where}.{field}: {value!r} is not allowed with a handler (the container runs "
+                            f"the serving runtime, {' '.join(RUNTIME_COMMAND)})")
+    assert c.handler is not None
+    if c.name not in sources:
+        raise CortexError(f"{where}.handler: no source text given for container {c.name!r} (read the handler "
+                          "files with cortex_iac.specs.read_handler_sources)")
+    source = sources[c.name]
+    file_name = Path(c.handler.path).name
+    if not _CONFIG_MAP_KEY.fullmatch(file_name):
+        raise SpecError(f"{where}.handler.path: {c.handler.path!r} is not allowed (the file name must be "
+                        "letters, digits, '-', '_' and '.': it is a ConfigMap key)")
+    size = len(source.encode())
+    if size > MAX_HANDLER_BYTES:
+        raise SpecError(
+            f"{where}.handler.path: {c.handler.path!r} has {size} bytes, more than the {MAX_HANDLER_BYTES} "
+            "a handler file may have (it ships in a ConfigMap, at most 1 MiB): keep large files such as model "
+            "weights in S3 and load them in Handler.__init__"
+        )
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": handler_config_map_name(spec.name, file_name, source), "namespace": namespace,
+                     "labels": labels(spec.name)},
+        "data": {file_name: source},
+    }
+    return _Handler(index=index, container=c, image=runtime_image, file_name=file_name, config_map=config_map)
+
+
+def render_api(
+    spec: RealtimeApiSpec,
+    cluster_spec: ClusterSpec | None = None,
+    *,
+    runtime_image: str | None = None,
+    handler_sources: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
     """Every Kubernetes object of a RealtimeAPI, for ``cortex render`` (no Pulumi involved).
 
     With ``cluster_spec`` the pods are placed on the API's ``node_groups`` (all of the cluster's
     when none are given), preferring higher-priority groups, and the API must fit some group's
-    instance type; without it see :class:`ApiContext`. The shared namespace
-    (:func:`render_namespace`) and IngressClass (:func:`cortex_iac.render.routing.ingress_class_objects`)
-    are the cluster's, not included.
+    instance type; without it see :class:`ApiContext`. A container giving a ``handler`` needs
+    ``runtime_image`` and its file's text in ``handler_sources`` (by container name, as
+    :func:`cortex_iac.specs.read_handler_sources` reads them); both default to none. The shared
+    namespace (:func:`render_namespace`) and IngressClass
+    (:func:`cortex_iac.render.routing.ingress_class_objects`) are the cluster's, not included.
     """
-    return api_objects(spec, ApiContext.of_cluster(cluster_spec)).all()
+    return api_objects(spec, ApiContext.of_cluster(cluster_spec, runtime_image), handler_sources).all()
 
 
-def api_objects(spec: RealtimeApiSpec, context: ApiContext) -> ApiObjects:
+def api_objects(
+    spec: RealtimeApiSpec, context: ApiContext, handler_sources: Mapping[str, str] | None = None
+) -> ApiObjects:
     """Every object of a RealtimeAPI in ``context``, by role; raises SpecError if the API cannot
-    run there (unknown node group, nothing it fits on) or uses what RealtimeApi cannot deploy."""
+    run there (unknown node group, nothing it fits on) or uses what RealtimeApi cannot deploy.
+
+    ``handler_sources``: the text of the handler file of a container giving a ``handler``, by
+    container name (default none; see :func:`render_api`)."""
     ns = context.namespace
+    handler = _handler(spec, ns, context.runtime_image, handler_sources or {})
     config_text = envoy.render_envoy_yaml(
         envoy.envoy_config(
             app_port=spec.pod.port,
@@ -132,7 +239,7 @@ def api_objects(spec: RealtimeApiSpec, context: ApiContext) -> ApiObjects:
     return ApiObjects(
         service_account=service_account(spec.name, ns),
         envoy_config=config_map,
-        deployment=deployment(spec, ns, context.node_groups, config_text, drain),
+        deployment=deployment(spec, ns, context.node_groups, config_text, drain, handler),
         service=service(spec.name, ns),
         pod_disruption_budget=pod_disruption_budget(spec.name, ns),
         scaled_object=autoscaling.scaled_object(
@@ -150,6 +257,7 @@ def api_objects(spec: RealtimeApiSpec, context: ApiContext) -> ApiObjects:
             labels=labels(spec.name),
         ),
         iam_policy=iam_policy(spec),
+        handler_source=None if handler is None else handler.config_map,
     )
 
 
@@ -171,6 +279,13 @@ def envoy_config_map_name(api_name: str, envoy_config_text: str) -> str:
     old one is deleted, so pods still running never lose the file they started from (a ConfigMap
     changed in place would be replaced under the same name, deleted first)."""
     return f"{api_name}-envoy-{_sha256(envoy_config_text)[:10]}"
+
+
+def handler_config_map_name(api_name: str, file_name: str, source: str) -> str:
+    """Name of an API's handler ConfigMap: ``<api>-handler-<first 10 hex digits of a sha256 of the
+    file's name and text>``; a changed handler is a new ConfigMap, as for
+    :func:`envoy_config_map_name`."""
+    return f"{api_name}-handler-{_sha256(file_name + chr(0) + source)[:10]}"
 
 
 def _sha256(text: str) -> str:
@@ -249,18 +364,25 @@ def deployment(
     node_groups: Sequence[NodeGroupSpec] | None,
     envoy_config_text: str,
     drain: envoy.DrainPlan,
+    handler: _Handler | None = None,
 ) -> dict[str, Any]:
-    """The API's Deployment (see the module docstring and docs/design.md).
+    """The API's Deployment (see the module docstring and docs/design.md); ``handler`` is the
+    pod's handler container, if any (from :func:`api_objects`).
 
     ``replicas`` is ``init_replicas``: it only matters at creation, after which KEDA owns the
     field (the component tells Pulumi to leave it alone).
     """
     allowed = _allowed_node_groups(spec, node_groups)
-    containers = _user_containers(spec, drain)
+    containers = _user_containers(spec, drain, handler)
     containers.append(_proxy_container(drain))
     volumes: list[dict[str, Any]] = [
         {"name": ENVOY_CONFIG_VOLUME, "configMap": {"name": envoy_config_map_name(spec.name, envoy_config_text)}},
     ]
+    if handler is not None:
+        volumes += [
+            {"name": HANDLER_VOLUME, "configMap": {"name": handler.config_map["metadata"]["name"]}},
+            {"name": TMP_VOLUME, "emptyDir": {}},
+        ]
     volumes += [
         {"name": _shm_volume(c.name), "emptyDir": {"medium": "Memory", "sizeLimit": str(c.compute.shm)}}
         for c in spec.pod.containers
@@ -306,48 +428,95 @@ def deployment(
     }
 
 
-def _user_containers(spec: RealtimeApiSpec, drain: envoy.DrainPlan) -> list[dict[str, Any]]:
+def _user_containers(spec: RealtimeApiSpec, drain: envoy.DrainPlan, handler: _Handler | None) -> list[dict[str, Any]]:
     # Cortex's proxy probed the app's port over TCP when no readiness probe did; the same probe goes
-    # on the first container that has none (the pod's containers share one network namespace).
-    probes_port = any(_probe_port(c.readiness_probe) == spec.pod.port for c in spec.pod.containers)
+    # on the first container that has none (the pod's containers share one network namespace). A
+    # handler container listens on the port and has its own probes.
+    probes_port = handler is not None or any(_probe_port(c.readiness_probe) == spec.pod.port for c in spec.pod.containers)
     default_probe_owner = None if probes_port else next(
         (c.name for c in spec.pod.containers if c.readiness_probe is None), None
     )
     containers = []
     for index, c in enumerate(spec.pod.containers):
-        if c.image is None:
-            raise CortexError(
-                f"api {spec.name!r}: pod.containers[{index}].handler: RealtimeApi cannot deploy handler "
-                "containers yet (no serving-runtime image is published); give an image"
-            )
-        container: dict[str, Any] = {"name": c.name, "image": c.image}
+        runtime = handler if handler is not None and handler.index == index else None
+        env = {**_runtime_env(spec, runtime, drain), **c.env} if runtime is not None else c.env
+        container: dict[str, Any] = {"name": c.name, "image": c.image if runtime is None else runtime.image}
+        if runtime is not None:
+            container["command"] = list(RUNTIME_COMMAND)
         if c.command is not None:
             container["command"] = list(c.command)
         if c.args is not None:
             container["args"] = list(c.args)
-        if c.env:
-            container["env"] = [{"name": k, "value": v} for k, v in c.env.items()]
+        if env:
+            container["env"] = [{"name": k, "value": v} for k, v in env.items()]
         resources = _resources(spec.name, index, c)
         if resources:
             container["resources"] = resources
         if c.readiness_probe is not None:
             container["readinessProbe"] = _probe(c.readiness_probe)
+        elif runtime is not None:
+            # Ready once Handler.__init__ returned (the runtime answers 503 while it loads).
+            container["readinessProbe"] = {"httpGet": {"path": RUNTIME_READINESS_PATH, "port": spec.pod.port},
+                                           "periodSeconds": 5, "timeoutSeconds": 1, "failureThreshold": 3}
         elif c.name == default_probe_owner:
             container["readinessProbe"] = {"tcpSocket": {"port": spec.pod.port}, "periodSeconds": 10,
                                            "timeoutSeconds": 1, "failureThreshold": 3}
         if c.liveness_probe is not None:
             container["livenessProbe"] = _probe(c.liveness_probe)
+        elif runtime is not None:
+            # The event loop answers while the handler loads and while its threads compute; a generous
+            # timeout still tolerates a handler that holds the GIL for a while.
+            container["livenessProbe"] = {"httpGet": {"path": RUNTIME_LIVENESS_PATH, "port": spec.pod.port},
+                                          "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3}
         container["lifecycle"] = {"preStop": _pre_stop(c, drain)}
-        container["securityContext"] = {
-            # User images may need root (most model-server images do), so runAsNonRoot and a
-            # read-only root filesystem are not imposed; everything else of "restricted" is.
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-        }
+        mounts = []
+        if runtime is not None:
+            # Our own image: it runs as its non-root user and writes nowhere but /tmp.
+            container["securityContext"] = _locked_down(RUNTIME_UID)
+            mounts += [{"name": HANDLER_VOLUME, "mountPath": HANDLER_DIR, "readOnly": True},
+                       {"name": TMP_VOLUME, "mountPath": "/tmp"}]
+        else:
+            container["securityContext"] = {
+                # User images may need root (most model-server images do), so runAsNonRoot and a
+                # read-only root filesystem are not imposed; everything else of "restricted" is.
+                "allowPrivilegeEscalation": False,
+                "capabilities": {"drop": ["ALL"]},
+            }
         if c.compute.shm is not None:
-            container["volumeMounts"] = [{"name": _shm_volume(c.name), "mountPath": "/dev/shm"}]
+            mounts.append({"name": _shm_volume(c.name), "mountPath": "/dev/shm"})
+        if mounts:
+            container["volumeMounts"] = mounts
         containers.append(container)
     return containers
+
+
+def _runtime_env(spec: RealtimeApiSpec, handler: _Handler, drain: envoy.DrainPlan) -> dict[str, str]:
+    settings = handler.container.handler
+    assert settings is not None
+    return RuntimeConfig(
+        handler_path=f"{HANDLER_DIR}/{handler.file_name}",
+        handler_config=settings.config,
+        threads_per_process=settings.threads_per_process,
+        max_batch_size=settings.max_batch_size,
+        batch_interval=settings.batch_interval,
+        port=spec.pod.port,
+        # The runtime gets SIGTERM after its preStop sleep, when Envoy has drained; it must exit
+        # before the kubelet kills the pod, i.e. within what is left of the termination grace period.
+        grace_period=drain.termination_grace_period_seconds - drain.app_prestop_sleep_seconds,
+        python_requirements=tuple(settings.python_requirements),
+    ).to_env()
+
+
+def _locked_down(uid: int) -> dict[str, Any]:
+    """The securityContext of a container running our own image as ``uid``."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
 
 
 def _shm_volume(container_name: str) -> str:
@@ -433,14 +602,7 @@ def _proxy_container(drain: envoy.DrainPlan) -> dict[str, Any]:
         },
         "lifecycle": {"preStop": {"exec": {"command": list(drain.envoy_prestop_command)}}},
         "resources": {k: dict(v) for k, v in ENVOY_RESOURCES.items()},
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": ENVOY_UID,
-            "runAsGroup": ENVOY_UID,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": _locked_down(ENVOY_UID),
         "volumeMounts": [{"name": ENVOY_CONFIG_VOLUME, "mountPath": ENVOY_CONFIG_DIR, "readOnly": True}],
     }
 

@@ -21,16 +21,21 @@ from cortex_iac.render import autoscaling, envoy, routing
 from cortex_iac.render.realtime import (
     API_NAMESPACE,
     ENVOY_CONFIG_CHECKSUM,
+    RUNTIME_COMMAND,
+    RUNTIME_UID,
     ApiContext,
     api_objects,
     iam_policy,
     render_api,
     render_namespace,
 )
-from cortex_iac.specs import ClusterSpec, RealtimeApiSpec, load_apis, load_cluster
+from cortex_iac.serving.config import RuntimeConfig
+from cortex_iac.specs import ClusterSpec, RealtimeApiSpec, load_apis, load_cluster, read_handler_sources
+from cortex_iac.versions import SERVING_BASE_IMAGE
 from tests.kube import validate_all
 
 GOLDEN = Path(__file__).parent / "golden" / "realtime"
+REPO = Path(__file__).resolve().parents[2]
 REFERENCE_APIS = Path(__file__).resolve().parents[3] / "shared" / "cortex-reference" / "apis"
 
 CLUSTER: dict[str, Any] = {
@@ -479,11 +484,167 @@ def test_user_containers_drop_privileges_but_may_run_as_root() -> None:
         assert container["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 
-def test_handler_containers_are_refused_for_now() -> None:
-    data = copy.deepcopy(SYNTHETIC["shm"])
-    data["pod"]["containers"][0] = {"name": "api", "handler": {"path": "handler.py"}}
-    with pytest.raises(CortexError, match=r"pod.containers\[0\].handler: RealtimeApi cannot deploy handler"):
-        render_api(_spec(data))
+# --- handler containers (the serving runtime) ----------------------------------------------------
+
+RUNTIME_IMAGE = "123456789012.dkr.ecr.us-west-2.amazonaws.com/cortex-serving:0.1.0-0123456789ab"
+IRIS = REPO / "examples" / "iris-classifier" / "api.yaml"
+SERVING = REPO / "cortex_iac" / "serving"
+
+
+def _handler_api(**handler: Any) -> dict[str, Any]:
+    return {"name": "echo", "kind": "RealtimeAPI",
+            "pod": {"port": 9000, "containers": [{"name": "api", "handler": {"path": "echo.py", **handler}}]}}
+
+
+def _handler_objects(data: dict[str, Any], source: str = "class Handler: ...\n", **kwargs: Any) -> list[dict[str, Any]]:
+    spec = _spec(data)
+    return render_api(spec, _cluster(), **{"runtime_image": RUNTIME_IMAGE,
+                                           "handler_sources": {c.name: source for c in spec.pod.containers}, **kwargs})
+
+
+def _handler_pod(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    return deployment["spec"]["template"]
+
+
+def _handler_config_map(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (config_map,) = [o for o in objects if o["kind"] == "ConfigMap" and "-handler-" in o["metadata"]["name"]]
+    return config_map
+
+
+def test_iris_example_golden_and_valid() -> None:
+    (spec,) = load_apis(IRIS)
+    assert isinstance(spec, RealtimeApiSpec)
+    objects = render_api(spec, runtime_image=RUNTIME_IMAGE, handler_sources=read_handler_sources(spec))
+    assert validate_all(objects) == len(objects) == 8
+    _check_golden("iris-classifier", objects)
+    assert _handler_config_map(objects)["data"] == {"handler.py": (IRIS.parent / "handler.py").read_text()}
+
+
+def test_handler_container_runs_the_runtime_with_the_spec_settings() -> None:
+    objects = _handler_objects(_handler_api(config={"k": [1, 2]}, threads_per_process=3, max_batch_size=8,
+                                            batch_interval=0.05, python_requirements=["numpy==2.3.0"]))
+    pod = _handler_pod(objects)["spec"]
+    api = pod["containers"][0]
+    assert (api["image"], api["command"]) == (RUNTIME_IMAGE, ["python", "-m", "cortex_iac.serving"])
+    env = {e["name"]: e["value"] for e in api["env"]}
+    plan = envoy.drain_plan()
+    assert RuntimeConfig.from_env(env) == RuntimeConfig(
+        handler_path="/opt/cortex/handler/echo.py", handler_config={"k": [1, 2]}, threads_per_process=3,
+        max_batch_size=8, batch_interval=0.05, port=9000, python_requirements=("numpy==2.3.0",),
+        # SIGTERM comes after the preStop sleep; the runtime must be gone before the kubelet kills it.
+        grace_period=plan.termination_grace_period_seconds - plan.app_prestop_sleep_seconds,
+    )
+    assert 0 < float(env["CORTEX_GRACE_PERIOD"]) <= pod["terminationGracePeriodSeconds"] - plan.app_prestop_sleep_seconds
+    assert api["lifecycle"] == {"preStop": {"sleep": {"seconds": plan.app_prestop_sleep_seconds}}}
+    assert api["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 9000}
+    assert api["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 9000}
+    assert api["securityContext"] == {
+        "runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+    config_map = _handler_config_map(objects)
+    assert api["volumeMounts"] == [{"name": "handler", "mountPath": "/opt/cortex/handler", "readOnly": True},
+                                   {"name": "tmp", "mountPath": "/tmp"}]
+    assert {"name": "handler", "configMap": {"name": config_map["metadata"]["name"]}} in pod["volumes"]
+    assert {"name": "tmp", "emptyDir": {}} in pod["volumes"]
+    assert config_map["data"] == {"echo.py": "class Handler: ...\n"}
+    assert validate_all(objects) == len(objects)
+
+
+def test_spec_probes_env_and_shm_of_a_handler_container() -> None:
+    data = _handler_api()
+    data["pod"]["containers"][0].update(
+        readiness_probe={"http_get": {"path": "/warm", "port": 9000}}, liveness_probe={"tcp_socket": {"port": 9000}},
+        env={"MODEL": "small"}, compute={"cpu": "1", "mem": "2Gi", "shm": "256Mi"})
+    api = _handler_pod(_handler_objects(data))["spec"]["containers"][0]
+    assert api["readinessProbe"]["httpGet"] == {"path": "/warm", "port": 9000}
+    assert api["livenessProbe"]["tcpSocket"] == {"port": 9000}
+    assert api["env"][-1] == {"name": "MODEL", "value": "small"}
+    assert [m["mountPath"] for m in api["volumeMounts"]] == ["/opt/cortex/handler", "/tmp", "/dev/shm"]
+
+
+def test_image_containers_next_to_a_handler_get_no_default_probe() -> None:
+    data = _handler_api()
+    data["pod"]["containers"].append(_container(name="helper"))
+    helper = _handler_pod(_handler_objects(data))["spec"]["containers"][1]
+    assert helper["name"] == "helper" and "readinessProbe" not in helper
+    assert helper["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def test_a_new_handler_is_a_new_config_map_and_rolls_the_pods() -> None:
+    def names(source: str, path: str = "echo.py", image: str = RUNTIME_IMAGE) -> tuple[str, Any]:
+        objects = _handler_objects(_handler_api(path=path), source, runtime_image=image)
+        return _handler_config_map(objects)["metadata"]["name"], _handler_pod(objects)
+
+    name, template = names("class Handler: ...\n")
+    source = "class Handler: ...\n"
+    expected = "echo-handler-" + hashlib.sha256(f"echo.py\0{source}".encode()).hexdigest()[:10]
+    assert name == expected
+    assert names("class Handler:\n    pass\n")[0] != name
+    assert names(source, path="other/echo.py")[0] == name  # only the file name is shipped
+    assert names(source, path="serve.py")[0] != name
+    changed = names("class Handler:\n    pass\n")[1]
+    assert changed != template and changed["metadata"] == template["metadata"]
+    assert names(source, image=RUNTIME_IMAGE + "x")[0] == name  # a new runtime image rolls pods, same ConfigMap
+
+
+def test_handler_without_a_runtime_image_is_refused() -> None:
+    with pytest.raises(SpecError) as caught:
+        _handler_objects(_handler_api(), runtime_image=None)
+    assert str(caught.value) == (
+        "api 'echo': pod.containers[0].handler: container 'api' gives a handler, which runs in the serving runtime "
+        "image, and no runtime image is given: build and push it (cortex_iac/serving/README.md, or the "
+        "RuntimeImage component) and pass its reference as RealtimeApi's runtime_image, the stack config key "
+        "cortex:runtimeImage, or cortex render --runtime-image"
+    )
+    with pytest.raises(SpecError, match=r"runtime image 'a b' is not allowed \(must be a container image reference"):
+        _handler_objects(_handler_api(), runtime_image="a b")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"command": ["serve"]}, r"api 'echo': pod.containers\[0\].command: \['serve'\] is not allowed with a handler "
+                             r"\(the container runs the serving runtime, python -m cortex_iac.serving\)"),
+    ({"args": ["-v"]}, r"pod.containers\[0\].args: \['-v'\] is not allowed with a handler"),
+    ({"handler": {"path": "my handler.py"}}, r"pod.containers\[0\].handler.path: 'my handler.py' is not allowed "
+                                              r"\(the file name must be letters, digits, '-', '_' and '.'"),
+])
+def test_handler_container_refusals(change: dict[str, Any], message: str) -> None:
+    data = _handler_api()
+    data["pod"]["containers"][0].update(change)
+    with pytest.raises(SpecError, match=message):
+        _handler_objects(data)
+
+
+def test_two_handler_containers_are_refused() -> None:
+    data = _handler_api()
+    data["pod"]["containers"].append({"name": "second", "handler": {"path": "b.py"}})
+    with pytest.raises(SpecError, match=r"api 'echo': pod.containers\[1\].handler: a pod runs at most one handler "
+                                        r"container \(each would listen on pod.port 9000\); containers\[0\] has one"):
+        _handler_objects(data)
+
+
+def test_handler_file_size_limit() -> None:
+    fits = "#" * (900 * 1024 - 1) + "\n"
+    assert _handler_config_map(_handler_objects(_handler_api(), fits))["data"]["echo.py"] == fits
+    with pytest.raises(SpecError, match=r"handler.path: 'echo.py' has 921601 bytes, more than the 921600 a handler "
+                                        r"file may have \(it ships in a ConfigMap, at most 1 MiB\)"):
+        _handler_objects(_handler_api(), fits + "\n")
+    # Bytes, not characters: the limit is the stored size.
+    with pytest.raises(SpecError, match=r"has 921602 bytes"):
+        _handler_objects(_handler_api(), "é" * (450 * 1024) + "\n\n")
+
+
+def test_handler_source_is_required_text() -> None:
+    with pytest.raises(CortexError, match=r"pod.containers\[0\].handler: no source text given for container 'api'"):
+        render_api(_spec(_handler_api()), runtime_image=RUNTIME_IMAGE)
+
+
+def test_runtime_pins_agree_with_the_dockerfile() -> None:
+    dockerfile = (SERVING / "Dockerfile").read_text()
+    assert re.findall(r"^FROM (\S+)$", dockerfile, re.MULTILINE) == [SERVING_BASE_IMAGE]
+    assert re.findall(r"^USER (\S+)$", dockerfile, re.MULTILINE) == [f"{RUNTIME_UID}:{RUNTIME_UID}"]
+    assert 'CMD ["python", "-m", "cortex_iac.serving"]' in dockerfile
+    assert list(RUNTIME_COMMAND) == ["python", "-m", "cortex_iac.serving"]
 
 
 def test_objects_share_no_dicts() -> None:
