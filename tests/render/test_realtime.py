@@ -30,7 +30,13 @@ from cortex_iac.render.realtime import (
     render_namespace,
 )
 from cortex_iac.serving.config import RuntimeConfig
-from cortex_iac.specs import ClusterSpec, RealtimeApiSpec, load_apis, load_cluster, read_handler_sources
+from cortex_iac.specs import (
+    ClusterSpec,
+    RealtimeApiSpec,
+    load_apis,
+    load_cluster,
+    read_handler_sources,
+)
 from cortex_iac.versions import SERVING_BASE_IMAGE
 from tests.kube import validate_all
 
@@ -602,11 +608,11 @@ def test_handler_without_a_runtime_image_is_refused() -> None:
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"command": ["serve"]}, r"api 'echo': pod.containers\[0\].command: \['serve'\] is not allowed with a handler "
-                             r"\(the container runs the serving runtime, python -m cortex_iac.serving\)"),
+    ({"command": ["serve"]}, (r"api 'echo': pod.containers\[0\].command: \['serve'\] is not allowed with a "
+                              r"handler \(the container runs the serving runtime, python -m cortex_iac.serving\)")),
     ({"args": ["-v"]}, r"pod.containers\[0\].args: \['-v'\] is not allowed with a handler"),
-    ({"handler": {"path": "my handler.py"}}, r"pod.containers\[0\].handler.path: 'my handler.py' is not allowed "
-                                              r"\(the file name must be letters, digits, '-', '_' and '.'"),
+    ({"handler": {"path": "my handler.py"}}, (r"pod.containers\[0\].handler.path: 'my handler.py' is not "
+                                               r"allowed \(the file name must be letters, digits, '-', '_' and '.'")),
 ])
 def test_handler_container_refusals(change: dict[str, Any], message: str) -> None:
     data = _handler_api()

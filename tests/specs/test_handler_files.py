@@ -8,7 +8,12 @@ import pytest
 import yaml
 
 from cortex_iac.errors import SpecError
-from cortex_iac.specs import RealtimeApiSpec, load_api_files, load_apis, read_handler_sources
+from cortex_iac.specs import (
+    RealtimeApiSpec,
+    load_api_files,
+    load_apis,
+    read_handler_sources,
+)
 from tests.specs.helpers import api, container
 
 
@@ -72,9 +77,9 @@ def test_unreadable_handler_files_are_named(tmp_path: Path) -> None:
         return caught.value.problems
 
     where = "api 'api': pod.containers[0].handler.path"
-    assert problems("missing.py") == [
+    assert problems("missing.py") == [(
         f"{where}: 'missing.py' ({tmp_path / 'missing.py'}): file not found "
-        "(the path is relative to the directory of the API file)"]
+        "(the path is relative to the directory of the API file)")]
     (tmp_path / "pkg").mkdir()
     assert problems("pkg") == [
         f"{where}: 'pkg' ({tmp_path / 'pkg'}): is a directory (must be the Python file that defines class Handler)"]
