@@ -293,12 +293,6 @@ def test_unknown_format() -> None:
 
 # ---- blast radius on the real stacks -------------------------------------------------------------
 
-needs_components = pytest.mark.skipif(
-    not (REPO / "cortex_iac" / "components" / "realtime_api.py").exists(),
-    reason="cortex_iac/components/realtime_api.py does not exist yet; the stacks cannot be planned",
-)
-
-
 @pytest.fixture
 def stack_dir(tmp_path: Path) -> Path:
     """A copy of the repository's program (Pulumi.yaml + stacks/) to vary the dev config in."""
@@ -317,7 +311,6 @@ def _edit_yaml(path: Path, change: Any) -> None:
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
-@needs_components
 def test_blast_radius_image_change_updates_one_resource(stack_dir: Path) -> None:
     base = _plan_dev(stack_dir)
     _edit_yaml(stack_dir / "stacks" / "apis" / "dev.yaml",
@@ -326,7 +319,6 @@ def test_blast_radius_image_change_updates_one_resource(stack_dir: Path) -> None
     assert [(d.op, d.type) for d in report.resources] == [("update", "kubernetes:apps/v1:Deployment")]
 
 
-@needs_components
 def test_blast_radius_adding_an_api_only_creates(stack_dir: Path) -> None:
     base = _plan_dev(stack_dir)
 
@@ -340,7 +332,6 @@ def test_blast_radius_adding_an_api_only_creates(stack_dir: Path) -> None:
     assert report.resources and {d.op for d in report.resources} == {"create"}
 
 
-@needs_components
 def test_blast_radius_max_instances_updates_only_that_node_pool(stack_dir: Path) -> None:
     base = _plan_dev(stack_dir)
     _edit_yaml(stack_dir / "stacks" / "Pulumi.dev.yaml",
