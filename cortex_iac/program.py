@@ -3,7 +3,11 @@
 Stack config keys (namespace ``cortex``):
 - ``cortex:cluster``: a mapping in Cortex's cluster.yaml format, or the path of such a file.
 - ``cortex:apis``: a list of paths of cortex.yaml files, or an inline list of API specs.
-Relative paths are taken from ``base_dir`` (the directory of the stack config files).
+- ``cortex:runtimeImage`` (optional): the serving runtime image reference that containers giving a
+  ``handler`` run (built and pushed as cortex_iac/serving/README.md says); without it such APIs are
+  refused.
+Relative paths are taken from ``base_dir`` (the directory of the stack config files); a handler's
+``path`` from the directory of the file declaring it (``base_dir`` for inline specs).
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ def specs_from_config(config: pulumi.Config, base_dir: Path, stack_file: str) ->
     if all(isinstance(a, str) for a in apis_raw):
         apis = load_api_files([base_dir / a for a in apis_raw])
     elif all(isinstance(a, dict) for a in apis_raw):
-        apis = load_apis(apis_raw, origin=f"{stack_file}: cortex:apis")
+        apis = load_apis(apis_raw, origin=f"{stack_file}: cortex:apis", base_dir=base_dir)
     else:
         raise SpecError(f"{stack_file}: cortex:apis: mixes paths and inline specs; allowed: all paths or all mappings")
     return cluster, apis
@@ -61,7 +65,9 @@ def deploy(base_dir: Path) -> None:
     from cortex_iac.specs import RealtimeApiSpec
 
     stack_file = f"Pulumi.{pulumi.get_stack()}.yaml"
-    cluster_spec, apis = specs_from_config(pulumi.Config("cortex"), base_dir, stack_file)
+    config = pulumi.Config("cortex")
+    cluster_spec, apis = specs_from_config(config, base_dir, stack_file)
+    runtime_image = config.get("runtimeImage")
     unsupported = sorted({a.kind for a in apis if not isinstance(a, RealtimeApiSpec)})
     if unsupported:
         raise SpecError(
@@ -71,7 +77,7 @@ def deploy(base_dir: Path) -> None:
     cluster = Cluster(cluster_spec.cluster_name, cluster_spec)
     urls = {}
     for api in apis:
-        deployed = RealtimeApi(api.name, api, cluster)
+        deployed = RealtimeApi(api.name, api, cluster, runtime_image=runtime_image)
         urls[api.name] = deployed.url
     pulumi.export("cluster_name", cluster_spec.cluster_name)
     pulumi.export("kubeconfig", cluster.kubeconfig)

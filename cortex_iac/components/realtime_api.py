@@ -19,9 +19,12 @@ from cortex_iac.components._kube import custom_resource
 from cortex_iac.errors import CortexError
 from cortex_iac.render import envoy, iam, realtime, routing
 from cortex_iac.render.addons import LoadBalancerSettings
-from cortex_iac.specs import NodeGroupSpec, RealtimeApiSpec
+from cortex_iac.specs import NodeGroupSpec, RealtimeApiSpec, read_handler_sources
 
 TYPE = "cortex:api:RealtimeApi"
+# What the renderer gets as the runtime image when the real one is an Output (known at deploy time);
+# the component then puts the Output into the handler container.
+_IMAGE_FROM_OUTPUT = "cortex-serving-runtime:from-output"
 
 
 @runtime_checkable
@@ -94,13 +97,19 @@ class RealtimeApi(pulumi.ComponentResource):
 
     Args:
         name: component name; children are ``<name>-service-account``, ``<name>-envoy-config``,
-            ``<name>-deployment``, ``<name>-service``, ``<name>-pdb``, ``<name>-scaled-object``,
+            ``<name>-handler`` (with a handler container), ``<name>-deployment``, ``<name>-service``,
+            ``<name>-pdb``, ``<name>-scaled-object``,
             ``<name>-interceptor-route`` (scale-to-zero only), ``<name>-ingress`` (with a load
             balancer), ``<name>-role``, ``<name>-s3-read`` (with ``iam.s3_read``),
             ``<name>-<policy name>`` per cluster policy, ``<name>-pod-identity``.
         spec: the API.
         cluster: the Cluster component, or a :class:`ClusterRef`.
         opts: resource options.
+        runtime_image: the serving runtime image a container giving a ``handler`` runs (a reference
+            such as ``<registry>/cortex-serving:<tag>``, or an Output such as
+            :attr:`~cortex_iac.components.runtime_image.RuntimeImage.image_ref`); default none, then
+            such containers are refused. The handler file is read from ``handler.path`` relative to
+            the API file (:func:`~cortex_iac.specs.read_handler_sources`).
 
     Outputs: ``url`` (None without a load balancer; unknown until the ALB exists), ``namespace``,
     ``service_name``, ``role_arn``.
@@ -121,14 +130,21 @@ class RealtimeApi(pulumi.ComponentResource):
         spec: RealtimeApiSpec,
         cluster: ApiCluster,
         opts: pulumi.ResourceOptions | None = None,
+        *,
+        runtime_image: pulumi.Input[str] | None = None,
     ) -> None:
         _check_args(name, spec, cluster)
+        image_known = runtime_image is None or isinstance(runtime_image, str)
         context = realtime.ApiContext(
             node_groups=None if cluster.node_group_specs is None else tuple(cluster.node_group_specs),
             https=cluster.load_balancer is not None and cluster.load_balancer.certificate_arn is not None,
             prometheus_address=str(cluster.prometheus_url),
+            runtime_image=runtime_image if image_known else _IMAGE_FROM_OUTPUT,  # type: ignore[arg-type]
         )
-        objects = realtime.api_objects(spec, context)
+        objects = realtime.api_objects(spec, context, read_handler_sources(spec))
+        deployment_spec = objects.deployment["spec"]
+        if not image_known:
+            deployment_spec = _with_runtime_image(deployment_spec, spec, runtime_image)  # type: ignore[arg-type]
         super().__init__(TYPE, name, None, opts)
 
         namespace = pulumi.Output.from_input(cluster.api_namespace)
@@ -157,13 +173,21 @@ class RealtimeApi(pulumi.ComponentResource):
             data=objects.envoy_config["data"],
             opts=on_cluster,
         )
+        pod_inputs: list[pulumi.Resource] = [service_account, envoy_config]
+        if objects.handler_source is not None:
+            # Named by its content too: a changed handler is created before the old one goes.
+            pod_inputs.append(k8s.core.v1.ConfigMap(
+                f"{name}-handler",
+                metadata=placed(objects.handler_source),
+                data=objects.handler_source["data"],
+                opts=on_cluster,
+            ))
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=placed(objects.deployment),
-            spec=objects.deployment["spec"],
+            spec=deployment_spec,
             opts=pulumi.ResourceOptions.merge(
-                on_cluster,
-                pulumi.ResourceOptions(ignore_changes=["spec.replicas"], depends_on=[service_account, envoy_config]),
+                on_cluster, pulumi.ResourceOptions(ignore_changes=["spec.replicas"], depends_on=pod_inputs)
             ),
         )
         service = k8s.core.v1.Service(
@@ -228,6 +252,18 @@ class RealtimeApi(pulumi.ComponentResource):
         self.register_outputs(
             {"url": self.url, "namespace": self.namespace, "service_name": self.service_name, "role_arn": self.role_arn}
         )
+
+
+def _with_runtime_image(
+    deployment_spec: dict[str, Any], spec: RealtimeApiSpec, image: pulumi.Input[str]
+) -> dict[str, Any]:
+    # A copy of the rendered Deployment spec whose handler container runs ``image`` (an Output).
+    handlers = {c.name for c in spec.pod.containers if c.handler is not None}
+    result = copy.deepcopy(deployment_spec)
+    for container in result["template"]["spec"]["containers"]:
+        if container["name"] in handlers:
+            container["image"] = image
+    return result
 
 
 def _url(status: Any, endpoint: str, https: bool) -> str | None:
