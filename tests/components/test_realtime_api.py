@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,12 +15,24 @@ import pytest
 from pulumi.runtime import mocks as pulumi_mocks
 
 from cortex_iac.components.realtime_api import TYPE, ClusterRef, RealtimeApi, _url
-from cortex_iac.errors import CortexError
+from cortex_iac.components.runtime_image import (
+    RegistryCredentials,
+    RuntimeImage,
+    image_tag,
+)
+from cortex_iac.errors import CortexError, SpecError
 from cortex_iac.plan.engine import Recording, record
 from cortex_iac.render import iam
 from cortex_iac.render.addons import LoadBalancerSettings
 from cortex_iac.render.realtime import API_NAMESPACE, ApiContext, api_objects
-from cortex_iac.specs import NodeGroupSpec, RealtimeApiSpec, load_apis
+from cortex_iac.specs import (
+    NodeGroupSpec,
+    RealtimeApiSpec,
+    load_apis,
+    read_handler_sources,
+)
+from cortex_iac.versions import ENVOY_IMAGE
+from tests.components.conftest import FAKE_DIGEST
 
 STACK = "urn:pulumi:test::cortex::"
 LB = LoadBalancerSettings("internet-facing", ("0.0.0.0/0",), "arn:aws:acm:us-east-1:123456789012:certificate/abc")
@@ -34,15 +47,16 @@ def _api(name: str = "hello", image: str = "registry.example/model:1", **extra: 
     return spec
 
 
-def _program(*specs: RealtimeApiSpec, **ref: Any) -> Callable[[], None]:
+def _program(*specs: RealtimeApiSpec, runtime_image: Any = None, **ref: Any) -> Callable[[], None]:
     def program() -> None:
         provider = k8s.Provider("k8s", kubeconfig="{}")
         cluster = ClusterRef(
             k8s_provider=provider, cluster_name="cortex-test", node_group_specs=NODE_GROUPS, load_balancer=LB,
             iam_policy_arns=[POLICY], tags={"team": "ml", "cortex.dev/cluster-name": "cortex-test"}, **ref,
         )
+        image = runtime_image() if callable(runtime_image) else runtime_image
         for spec in specs:
-            api = RealtimeApi(spec.name, spec, cluster)
+            api = RealtimeApi(spec.name, spec, cluster, runtime_image=image)
             pulumi.export(f"{spec.name}-namespace", api.namespace)
             pulumi.export(f"{spec.name}-service", api.service_name)
             pulumi.export(f"{spec.name}-url", api.url)
@@ -220,3 +234,88 @@ def test_prometheus_is_required() -> None:
 def test_spec_problems_are_cortex_errors() -> None:
     with pytest.raises(CortexError, match=r"api 'hello': node_groups: 'gpu' is not a node group of the cluster"):
         record(_program(_api(node_groups=["gpu"])))
+
+
+# --- handler containers --------------------------------------------------------------------------
+
+IRIS = Path(__file__).resolve().parents[2] / "examples" / "iris-classifier" / "api.yaml"
+RUNTIME_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/cortex-serving:src-0123456789abcdef"
+
+
+def _handler_api(directory: Path, source: str = "class Handler: ...\n") -> RealtimeApiSpec:
+    (directory / "serve.py").write_text(source)
+    (directory / "api.yaml").write_text(
+        "- {name: echo, kind: RealtimeAPI, pod: {containers: [{name: api, handler: {path: serve.py}}]}}\n")
+    (spec,) = load_apis(directory / "api.yaml")
+    assert isinstance(spec, RealtimeApiSpec)
+    return spec
+
+
+def test_handler_api_ships_its_file_and_runs_the_runtime_image() -> None:
+    (spec,) = load_apis(IRIS)
+    assert isinstance(spec, RealtimeApiSpec)
+    rec = record(_program(spec, runtime_image=RUNTIME_IMAGE))
+    assert ("kubernetes:core/v1:ConfigMap", "iris-classifier-handler") in _children(rec, "iris-classifier")
+    objects = api_objects(spec, ApiContext(node_groups=tuple(NODE_GROUPS), https=True, runtime_image=RUNTIME_IMAGE),
+                          read_handler_sources(spec))
+    handler = rec.find("kubernetes:core/v1:ConfigMap", "iris-classifier-handler")
+    deployment = rec.find("kubernetes:apps/v1:Deployment", "iris-classifier-deployment")
+    assert handler.inputs == objects.handler_source
+    assert deployment.inputs == objects.deployment
+    assert deployment.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == RUNTIME_IMAGE
+    assert handler.urn in deployment.dependencies  # the pod's file exists before the pod
+
+
+def test_handler_api_without_a_runtime_image_is_refused() -> None:
+    (spec,) = load_apis(IRIS)
+    assert isinstance(spec, RealtimeApiSpec)
+    with pytest.raises(SpecError) as caught:
+        record(_program(spec))
+    assert str(caught.value) == (
+        "api 'iris-classifier': pod.containers[0].handler: container 'api' gives a handler, which runs in the "
+        "serving runtime image, and no runtime image is given: build and push it (cortex_iac/serving/README.md, or "
+        "the RuntimeImage component) and pass its reference as RealtimeApi's runtime_image, the stack config key "
+        "cortex:runtimeImage, or cortex render --runtime-image"
+    )
+
+
+def test_a_missing_handler_file_is_a_spec_error(tmp_path: Path) -> None:
+    spec = _handler_api(tmp_path)
+    (tmp_path / "serve.py").unlink()
+    with pytest.raises(SpecError, match=r"api 'echo': pod.containers\[0\].handler.path: 'serve.py' \(.*\): file not found"):
+        record(_program(spec, runtime_image=RUNTIME_IMAGE))
+
+
+@pytest.mark.usefixtures("image_fakes")
+@pytest.mark.parametrize("preview", [False, True])
+def test_runtime_image_output_goes_into_the_handler_container(tmp_path: Path, preview: bool) -> None:
+    def built_image() -> pulumi.Output[str]:
+        return RuntimeImage("serving", credentials=RegistryCredentials("AWS", "token")).image_ref
+
+    spec = _handler_api(tmp_path)
+    rec = record(_program(spec, runtime_image=built_image), preview=preview)
+    deployment = rec.find("kubernetes:apps/v1:Deployment", "echo-deployment")
+    api, proxy = deployment.inputs["spec"]["template"]["spec"]["containers"]
+    tag = image_tag()
+    assert api["image"] == ("$unknown" if preview else f"123456789012.dkr.ecr.us-east-1.amazonaws.com/serving:{tag}@{FAKE_DIGEST}")
+    assert proxy["image"] == ENVOY_IMAGE
+    assert rec.find("docker-build:index:Image", "serving-image").urn in deployment.dependencies
+    # Everything else is what the renderer gives for a known image.
+    objects = api_objects(spec, ApiContext(node_groups=tuple(NODE_GROUPS), https=True, runtime_image="x"),
+                          read_handler_sources(spec))
+    api["image"] = "x"
+    assert deployment.inputs == objects.deployment
+
+
+def test_changing_the_handler_makes_a_new_config_map_and_rolls_only_that_api(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    before = _inputs_by_urn(record(_program(_handler_api(tmp_path / "a"), _api("b"), runtime_image=RUNTIME_IMAGE)))
+    changed_spec = _handler_api(tmp_path / "a", "class Handler:\n    pass\n")
+    after = _inputs_by_urn(record(_program(changed_spec, _api("b"), runtime_image=RUNTIME_IMAGE)))
+    assert before.keys() == after.keys()
+    changed = sorted(urn.rsplit("::", 1)[-1] for urn in before if before[urn] != after[urn])
+    assert changed == ["echo-deployment", "echo-handler"]
+    old, new = (inputs[next(u for u in inputs if u.endswith("::echo-handler"))]["metadata"]["name"]
+                for inputs in (before, after))
+    assert old != new and old.startswith("echo-handler-") and new.startswith("echo-handler-")
