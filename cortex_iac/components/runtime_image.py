@@ -96,9 +96,9 @@ class RuntimeImage(pulumi.ComponentResource):
             opts=child,
         )
         if credentials is None:
-            token = aws.ecr.get_authorization_token_output(
-                registry_id=repository.registry_id, opts=pulumi.InvokeOutputOptions(parent=self)
-            )
+            # The token of the account's own registry, where the repository is. Asked eagerly (not
+            # after the repository exists) so that even a preview shows the need for credentials.
+            token = aws.ecr.get_authorization_token_output(opts=pulumi.InvokeOutputOptions(parent=self))
             credentials = RegistryCredentials(username=token.user_name, password=token.password)
         self.tag = image_tag(platforms)
         tag = self.tag
