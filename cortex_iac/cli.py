@@ -119,11 +119,15 @@ def render(
     api_file: Annotated[Path, typer.Argument(help="cortex.yaml with one or more RealtimeAPIs")],
     out: Annotated[Path, typer.Option("--out", help="directory to write the objects to, as YAML")],
     cluster: Annotated[Optional[Path], typer.Option("--cluster", help="cluster.yaml: place pods on its node groups")] = None,
+    runtime_image: Annotated[
+        Optional[str],
+        typer.Option("--runtime-image", help="serving runtime image that containers giving a handler run"),
+    ] = None,
 ) -> None:
     """Write the Kubernetes objects the APIs would create, without Pulumi (like `helm template`)."""
     from cortex_iac.plan.plan import write_manifests
     from cortex_iac.render.realtime import render_api
-    from cortex_iac.specs import RealtimeApiSpec, load_apis, load_cluster
+    from cortex_iac.specs import RealtimeApiSpec, load_apis, load_cluster, read_handler_sources
 
     try:
         cluster_spec = load_cluster(cluster) if cluster is not None else None
@@ -133,7 +137,13 @@ def render(
             raise SpecError(
                 f"{api_file}: cortex render renders RealtimeAPIs only; not supported yet: {', '.join(others)}"
             )
-        objects = [obj for api in apis for obj in render_api(api, cluster_spec)]
+        objects = [
+            obj
+            for api in apis
+            for obj in render_api(
+                api, cluster_spec, runtime_image=runtime_image, handler_sources=read_handler_sources(api)
+            )
+        ]
         written = write_manifests(objects, out)
         typer.echo(f"{len(written)} objects of {len(apis)} API(s) written to {out}")
     except CortexError as e:

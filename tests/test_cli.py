@@ -176,3 +176,24 @@ def test_serve_refuses_an_image_api_with_one_line() -> None:
     assert result.exit_code == 1
     (line,) = result.output.strip().splitlines()
     assert line.startswith("error: ") and "hello-world" in line and "image" in line
+
+
+def test_render_a_handler_api_needs_a_runtime_image(tmp_path: Path) -> None:
+    import yaml
+
+    from tests.kube import validate_all
+
+    api = Path(__file__).resolve().parents[1] / "examples" / "iris-classifier" / "api.yaml"
+    result = runner.invoke(app, ["render", str(api), "--out", str(tmp_path / "none")])
+    assert result.exit_code == 1
+    assert "runtime image" in result.output and "Traceback" not in result.output
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/cortex-runtime:src-0123abcd"
+    result = runner.invoke(app, ["render", str(api), "--out", str(tmp_path / "o"), "--runtime-image", image])
+    assert result.exit_code == 0, result.output
+    objects = [yaml.safe_load(p.read_text()) for p in sorted((tmp_path / "o").iterdir())]
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    (container,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "api"]
+    assert container["image"] == image
+    assert container["command"] == ["python", "-m", "cortex_iac.serving"]
+    assert any(o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("iris-classifier-handler-") for o in objects)
+    assert validate_all(objects) == len(objects)

@@ -19,6 +19,7 @@ that no constructor needs cloud credentials, and a plan is the proof.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import runpy
@@ -37,7 +38,7 @@ from pulumi.runtime import rpc, settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from cortex_iac.errors import PlanError
+from cortex_iac.errors import CortexError, PlanError
 
 UNKNOWN = "$unknown"
 SECRET = "$secret"
@@ -154,9 +155,17 @@ def fake_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, Any
         }
     elif type_.startswith("aws:"):
         service = type_.split(":")[1].split("/")[0]
-        out = {"arn": f"arn:aws:{service}:{FAKE_REGION}:{FAKE_ACCOUNT}:{name}", "id": f"{name}-id"}
+        # "name": what auto-naming would give, minus its random suffix.
+        out = {"arn": f"arn:aws:{service}:{FAKE_REGION}:{FAKE_ACCOUNT}:{name}", "id": f"{name}-id", "name": name}
         if type_ == "aws:sqs/queue:Queue":
             out["url"] = f"https://sqs.{FAKE_REGION}.amazonaws.com/{FAKE_ACCOUNT}/{name}"
+        elif type_ == "aws:ecr/repository:Repository":
+            repository = inputs.get("name", name)
+            out["registryId"] = FAKE_ACCOUNT
+            out["repositoryUrl"] = f"{FAKE_ACCOUNT}.dkr.ecr.{FAKE_REGION}.amazonaws.com/{repository}"
+    elif type_ == "docker-build:index:Image":
+        digest = "sha256:" + "ab" * 32
+        out = {"digest": digest, "ref": f"{(inputs.get('tags') or [name])[0]}@{digest}"}
     return {**out, **inputs}
 
 
@@ -248,6 +257,7 @@ def record(
     ``test``.
     """
     _usable_event_loop()
+    _drop_leftovers()
     mocks = _Mocks(preview)
     monitor = _RecordingMonitor(mocks)
     settings.ROOT.set(None)
@@ -258,8 +268,10 @@ def record(
         _sync_await(run_pulumi_func(fn))
         outputs = _sync_await(_resolve(getattr(root, "outputs", {}) or {}))
     except PlanError:
+        _drop_leftovers()
         raise
     except Exception as e:
+        _drop_leftovers()
         # Errors from inside Pulumi's machinery come wrapped; surface the library's own error.
         cause = _find_cortex_error(e)
         if cause is not None:
@@ -272,21 +284,43 @@ def record(
     )
 
 
+def _drop_leftovers() -> None:
+    # A run that failed (e.g. on a refused invoke) leaves tasks in Pulumi's process-wide settings that
+    # wait on it; the next run would await them and fail with the old error. Pulumi's own
+    # @pulumi.runtime.test clears the same state before each test.
+    leftovers = [task for task in settings.SETTINGS.outputs if not task.done()]
+    settings.SETTINGS.outputs.clear()
+    settings.SETTINGS.rpc_manager.clear()
+    for task in leftovers:
+        task.cancel()
+    if leftovers:
+        asyncio.get_event_loop().run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+    # The failed run's futures hold the error the caller already got; collect them now, while the
+    # loop's handler below keeps their "exception was never retrieved" quiet, rather than at some
+    # later garbage collection (which could run inside an unrelated import and log there).
+    gc.collect()
+
+
+def _quiet_reported_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    if isinstance(context.get("exception"), CortexError):
+        return  # raised to the caller of record() already
+    loop.default_exception_handler(context)
+
+
 def _usable_event_loop() -> None:
     # Pulumi's runtime drives its own loop with run_until_complete on the thread's current loop.
     # After asyncio.run() elsewhere in the process (a server, a test), the thread has none left.
     try:
         loop = asyncio.get_event_loop_policy().get_event_loop()
-        if not loop.is_closed():
-            return
+        if loop.is_closed():
+            raise RuntimeError("closed")
     except RuntimeError:
-        pass
-    asyncio.set_event_loop(asyncio.new_event_loop())
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+    loop.set_exception_handler(_quiet_reported_errors)
 
 
 def _find_cortex_error(e: BaseException) -> BaseException | None:
-    from cortex_iac.errors import CortexError
-
     seen: set[int] = set()
     current: BaseException | None = e
     while current is not None and id(current) not in seen:

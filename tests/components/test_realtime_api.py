@@ -286,7 +286,6 @@ def test_a_missing_handler_file_is_a_spec_error(tmp_path: Path) -> None:
         record(_program(spec, runtime_image=RUNTIME_IMAGE))
 
 
-@pytest.mark.usefixtures("image_fakes")
 @pytest.mark.parametrize("preview", [False, True])
 def test_runtime_image_output_goes_into_the_handler_container(tmp_path: Path, preview: bool) -> None:
     def built_image() -> pulumi.Output[str]:

@@ -3,14 +3,11 @@ stacks do not use it (it needs Docker and registry credentials when deployed).""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pulumi
 import pytest
-from pulumi.runtime.settings import SETTINGS
 
 from cortex_iac.components import runtime_image
 from cortex_iac.components.runtime_image import (
@@ -38,7 +35,6 @@ def _program(**kwargs: object):
     return program
 
 
-@pytest.mark.usefixtures("image_fakes")
 def test_children_and_inputs() -> None:
     rec = record(_program(tags={"team": "ml"}))
     component = rec.find(TYPE, "serving")
@@ -72,19 +68,6 @@ def test_preview_needs_no_docker_nor_aws() -> None:
     assert rec.find("docker-build:index:Image", "serving-image").inputs["buildOnPreview"] is False
 
 
-@pytest.fixture
-def cancel_leftover_tasks() -> Iterator[None]:
-    """Drop what a failed program leaves behind (output tasks waiting for the refused token): Pulumi
-    keeps them in its settings across set_mocks, and the next recording would await them and fail."""
-    yield
-    leftovers = [task for task in SETTINGS.outputs if not task.done()]
-    SETTINGS.outputs.clear()
-    for task in leftovers:
-        task.cancel()
-    asyncio.get_event_loop().run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
-
-
-@pytest.mark.usefixtures("cancel_leftover_tasks")
 @pytest.mark.parametrize("preview", [True, False])
 def test_without_credentials_it_asks_aws_for_a_token_which_a_plan_refuses(preview: bool) -> None:
     with pytest.raises(PlanError, match=r"'aws:ecr/getAuthorizationToken:getAuthorizationToken', which needs cloud "

@@ -90,3 +90,14 @@ def test_records_after_asyncio_run_left_the_thread_without_a_loop() -> None:
     asyncio.run(asyncio.sleep(0))
     rec = record(lambda: aws.ec2.Vpc("after", cidr_block="10.0.0.0/16"))
     assert [r.name for r in rec.resources] == ["after"]
+
+
+def test_a_refused_invoke_does_not_leak_into_the_next_run() -> None:
+    def waits_on_an_invoke() -> None:
+        identity = aws.get_caller_identity_output()
+        aws.ec2.Vpc("v", cidr_block="10.0.0.0/16", tags={"account": identity.account_id})
+
+    with pytest.raises(PlanError):
+        record(waits_on_an_invoke)
+    rec = record(lambda: aws.ec2.Vpc("clean", cidr_block="10.0.0.0/16"))
+    assert [r.name for r in rec.resources] == ["clean"]
