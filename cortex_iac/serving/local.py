@@ -52,7 +52,7 @@ def serve_api(api_file: str, *, name: str | None, port: int) -> int:
     container = _handler_container(api)
     handler = container.handler
     assert handler is not None
-    handler_path = (Path(api_file).resolve().parent / handler.path).resolve()
+    handler_path = handler.file.resolve()
     if not handler_path.is_file():
         raise ServeError(f"{api_file}: API {api.name!r}: handler.path {handler.path!r} does not exist ({handler_path})")
     _check_requirements(api.name, handler.python_requirements)
