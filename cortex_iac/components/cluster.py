@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import pulumi
@@ -20,7 +21,7 @@ from cortex_iac.render import realtime, routing
 from cortex_iac.render.routing import KEDA_NAMESPACE
 from cortex_iac.render.iam import aws_managed_policy_arn, require_commercial_partition, service_trust_policy, to_json
 from cortex_iac.render.karpenter import DISCOVERY_TAG, GPU_RESOURCE, NEURON_RESOURCE, accelerator_resource
-from cortex_iac.render.network import NetworkLayout, network_layout, subnet_tags
+from cortex_iac.render.network import NetworkLayout, api_server_sources, network_layout, subnet_tags
 from cortex_iac.specs import ClusterSpec
 from cortex_iac.versions import KUBERNETES_VERSION
 
@@ -49,7 +50,10 @@ class Cluster(pulumi.ComponentResource):
       access entries only (authentication mode API), an IAM OIDC provider, secrets encrypted with a
       rotating KMS key, no default node group, no extra security groups (nodes use the EKS cluster
       security group). ``operator_load_balancer_scheme: internal`` makes the API server endpoint
-      private only; otherwise it is public too, limited to ``operator_load_balancer_cidr_white_list``.
+      private only, open on 443 to the VPC (when made here) and to
+      ``operator_load_balancer_cidr_white_list`` through ingress rules on the cluster security
+      group, so Pulumi must run from one of those networks; otherwise the endpoint is public too,
+      limited to ``operator_load_balancer_cidr_white_list``.
     - Nodes: :data:`SYSTEM_NODES` on-demand ``system_instance_type`` nodes (tainted
       ``CriticalAddonsOnly``) for the controllers, one node of ``prometheus_instance_type`` for
       Prometheus, and one :class:`~cortex_iac.components.node_group.NodeGroup` (Karpenter) per
@@ -175,6 +179,7 @@ class Cluster(pulumi.ComponentResource):
             **subnet_args,  # type: ignore[arg-type]
         )
         after_eks = pulumi.ResourceOptions(parent=self, depends_on=[self.eks])
+        api_server_rules = self._api_server_ingress(name, cluster_name, spec, tags) if private_endpoint_only else []
         if addons.karpenter:
             # Karpenter's EC2NodeClasses find the EKS-made cluster security group by this tag.
             aws.ec2.Tag(
@@ -208,7 +213,12 @@ class Cluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[system_nodes]),
         )
 
-        self.k8s_provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.eks.kubeconfig_json, opts=child)
+        # With a private endpoint, Pulumi itself reaches the API through the ingress rules.
+        self.k8s_provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=self.eks.kubeconfig_json,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=api_server_rules),
+        )
         on_cluster = pulumi.ResourceOptions(parent=self, provider=self.k8s_provider)
         wanted = {
             "apis": realtime.render_namespace(),
@@ -388,6 +398,33 @@ class Cluster(pulumi.ComponentResource):
             aws.ec2.RouteTableAssociation(f"{name}-private-{az}", subnet_id=subnet.id, route_table_id=routes.id, opts=child)
             private.append(subnet.id)
         return vpc.id, public, private
+
+    def _api_server_ingress(
+        self, name: str, cluster_name: str, spec: ClusterSpec, tags: dict[str, str]
+    ) -> list[aws.vpc.SecurityGroupIngressRule]:
+        """HTTPS to the private API endpoint from :func:`~cortex_iac.render.network.api_server_sources`.
+
+        One rule per network on the EKS-made cluster security group (which the endpoint's network
+        interfaces carry), named after the network so that editing the list replaces no other rule.
+        """
+        vpc_cidr = None if spec.subnets else spec.vpc_cidr
+        rules = []
+        for cidr in api_server_sources(spec.operator_load_balancer_cidr_white_list, vpc_cidr):
+            family = "cidr_ipv6" if ":" in cidr else "cidr_ipv4"
+            rules.append(
+                aws.vpc.SecurityGroupIngressRule(
+                    f"{name}-api-server-from-{re.sub(r'[^0-9a-z.]', '-', cidr)}",
+                    security_group_id=self.eks.cluster_security_group_id,
+                    ip_protocol="tcp",
+                    from_port=443,
+                    to_port=443,
+                    description=f"Kubernetes API of EKS cluster {cluster_name} from {cidr}",
+                    tags=tags,
+                    opts=pulumi.ResourceOptions(parent=self),
+                    **{family: cidr},
+                )
+            )
+        return rules
 
     def _node_role(
         self, name: str, what: str, cluster_name: str, tags: dict[str, str]

@@ -98,6 +98,19 @@ def network_layout(
     )
 
 
+def api_server_sources(cidr_allow_list: Sequence[str], vpc_cidr: str | None) -> list[str]:
+    """Networks allowed to reach a private-only Kubernetes API endpoint on port 443.
+
+    The VPC's own CIDR (``vpc_cidr``; None for a VPC not made here, whose CIDR is not looked up),
+    then each CIDR of ``cidr_allow_list`` (cluster.yaml's ``operator_load_balancer_cidr_white_list``,
+    which may hold host bits or IPv6 networks), as network addresses without duplicates. The
+    endpoint's network interfaces carry the EKS cluster security group, which otherwise admits only
+    the cluster itself.
+    """
+    cidrs = ([vpc_cidr] if vpc_cidr else []) + list(cidr_allow_list)
+    return list(dict.fromkeys(str(ipaddress.ip_network(cidr, strict=False)) for cidr in cidrs))
+
+
 def subnet_tags(cluster_name: str, layout: NetworkLayout, *, public: bool) -> dict[str, str]:
     """Role tags of a new subnet: load balancer placement and Karpenter discovery.
 

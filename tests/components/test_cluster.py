@@ -214,7 +214,7 @@ def test_existing_subnets_need_the_vpc_id_and_new_vpcs_refuse_one() -> None:
 
 
 def _aws_classes() -> dict[str, type]:
-    modules = (aws.ec2, aws.iam, aws.eks, aws.kms, aws.sqs, aws.cloudwatch)
+    modules = (aws.ec2, aws.vpc, aws.iam, aws.eks, aws.kms, aws.sqs, aws.cloudwatch)
     return {
         cls.pulumi_type: cls
         for module in modules
@@ -298,6 +298,39 @@ def test_endpoint_access_follows_the_operator_scheme(scheme: str, public: bool, 
     assert eks["endpointPrivateAccess"] is True
     assert eks["endpointPublicAccess"] is public
     assert eks.get("publicAccessCidrs") == cidrs
+
+
+INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+
+
+def test_private_endpoint_admits_the_vpc_and_the_operator_allow_list_on_443() -> None:
+    rec = _recording(
+        operator_load_balancer_scheme="internal", operator_load_balancer_cidr_white_list=["10.8.0.0/16", "2001:db8::/32"]
+    )
+    rules = {r.name: r for r in rec.of_type(INGRESS_RULE)}
+    assert sorted(rules) == ["demo-api-server-from-10.8.0.0-16", "demo-api-server-from-192.168.0.0-16", "demo-api-server-from-2001-db8---32"]
+    eks = rec.find(EKS, "demo-eks")
+    for rule in rules.values():
+        assert rule.inputs["securityGroupId"] == "sg-demo-cluster"  # the EKS-made cluster security group
+        assert rule.property_dependencies["securityGroupId"] == [eks.urn]
+        assert (rule.inputs["ipProtocol"], rule.inputs["fromPort"], rule.inputs["toPort"]) == ("tcp", 443, 443)
+        assert rule.inputs["tags"] == TAGS
+    assert rules["demo-api-server-from-192.168.0.0-16"].inputs["cidrIpv4"] == "192.168.0.0/16"  # the VPC
+    assert rules["demo-api-server-from-2001-db8---32"].inputs["cidrIpv6"] == "2001:db8::/32"
+    # Pulumi reaches the API through the private endpoint too, so the provider waits for the rules.
+    provider = rec.find("pulumi:providers:kubernetes", "demo-k8s")
+    assert {r.urn for r in rules.values()} <= set(provider.dependencies)
+
+
+def test_public_endpoint_needs_no_ingress_rule_and_existing_vpcs_only_admit_the_allow_list() -> None:
+    assert _recording().of_type(INGRESS_RULE) == []
+    spec = load_cluster(
+        {**BASE, "availability_zones": None, "subnets": list(EXISTING), "operator_load_balancer_scheme": "internal",
+         "operator_load_balancer_cidr_white_list": ["10.8.0.0/16"]},
+        origin="test",
+    )
+    rec = record(lambda: Cluster("demo", spec, vpc_id="vpc-0123"))
+    assert [r.inputs["cidrIpv4"] for r in rec.of_type(INGRESS_RULE)] == ["10.8.0.0/16"]
 
 
 def test_system_and_prometheus_node_groups() -> None:

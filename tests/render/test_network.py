@@ -10,6 +10,7 @@ from cortex_iac.errors import CortexError
 from cortex_iac.render.network import (
     ELB_TAG,
     INTERNAL_ELB_TAG,
+    api_server_sources,
     default_availability_zones,
     network_layout,
     subnet_tags,
@@ -84,3 +85,9 @@ def test_tags_public_nodes_with_nat() -> None:
     layout = _layout(nat="single", visibility="public")
     assert subnet_tags("c1", layout, public=True) == {ELB_TAG: "1", "karpenter.sh/discovery": "c1"}
     assert subnet_tags("c1", layout, public=False) == {INTERNAL_ELB_TAG: "1"}
+
+
+def test_api_server_sources_are_the_vpc_then_the_allow_list_as_networks_once_each() -> None:
+    sources = api_server_sources(["10.8.0.0/16", "203.0.113.7/24", "192.168.0.0/16", "2001:db8::1/32"], "192.168.0.0/16")
+    assert sources == ["192.168.0.0/16", "10.8.0.0/16", "203.0.113.0/24", "2001:db8::/32"]
+    assert api_server_sources(["10.8.0.0/16"], None) == ["10.8.0.0/16"]  # a VPC not made here: not looked up
