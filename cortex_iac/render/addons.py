@@ -400,7 +400,10 @@ def aws_load_balancer_controller_values(
     Region and VPC are given, so the controller needs no instance metadata (nodes allow one IMDS
     hop, which pods cannot use). The chart makes no IngressClass: the API class and its parameters
     come from :func:`cortex_iac.render.routing.ingress_class_objects`. ``tags`` go on every AWS
-    resource the controller creates.
+    resource the controller creates. The Service mutating webhook (on by default, failing closed)
+    is off: it would refuse the other releases' Services while the controller's pods are not ready
+    (aws-load-balancer-controller#4140), and APIs are routed by Ingress, never by a Service of type
+    LoadBalancer.
     """
     return {
         "clusterName": cluster_name,
@@ -409,6 +412,7 @@ def aws_load_balancer_controller_values(
         "serviceAccount": {"name": LOAD_BALANCER_CONTROLLER_SERVICE_ACCOUNT},
         "ingressClass": INGRESS_CLASS,
         "createIngressClassResource": False,
+        "enableServiceMutatorWebhook": False,
         "defaultTags": dict(tags),
         **system_placement(),
     }

@@ -15,11 +15,12 @@ import pytest
 
 from cortex_iac.components.addons import AddonsArgs
 from cortex_iac.components.cluster import NODE_POLICIES, SYSTEM_INSTANCE_TYPE, Cluster
+from cortex_iac.components.realtime_api import RealtimeApi
 from cortex_iac.errors import CortexError
 from cortex_iac.plan.engine import FAKE_ACCOUNT, FAKE_REGION, UNKNOWN, Recording, RecordedResource, record
 from cortex_iac.render import addons as render
 from cortex_iac.render.iam import pod_identity_trust_policy, service_trust_policy
-from cortex_iac.specs import ClusterSpec, load_cluster
+from cortex_iac.specs import ClusterSpec, RealtimeApiSpec, load_apis, load_cluster
 from cortex_iac.versions import (
     AWS_FOR_FLUENT_BIT_CHART,
     AWS_LOAD_BALANCER_CONTROLLER_CHART,
@@ -441,6 +442,24 @@ def test_switched_off_addons_leave_no_aws_resources_or_namespaces() -> None:
     names = {r.name for r in rec.resources}
     assert not {"demo-prometheus", "demo-logs", "demo-fluent-bit-role", "demo-load-balancer-controller-role"} & names
     assert not {"demo-prometheus-namespace", "demo-logging-namespace", "demo-api-ingress-class"} & names
+
+
+def test_ingresses_wait_for_the_load_balancer_controller() -> None:
+    # The controller's webhooks validate Ingresses and IngressClassParams: nothing routed may come first.
+    (api,) = load_apis([{"name": "hello", "kind": "RealtimeAPI", "pod": {"containers": [{"name": "api", "image": "m:1"}]}}])
+    assert isinstance(api, RealtimeApiSpec)
+
+    def program() -> None:
+        RealtimeApi("hello", api, Cluster("demo", _spec()))
+
+    rec = record(program)
+    controller = _releases(rec)["aws-load-balancer-controller"].urn
+    params = rec.find("kubernetes:elbv2.k8s.aws/v1beta1:IngressClassParams", "demo-api-ingress-class-params")
+    ingress_class = rec.find("kubernetes:networking.k8s.io/v1:IngressClass", "demo-api-ingress-class")
+    assert controller in params.dependencies
+    assert {controller, params.urn} <= set(ingress_class.dependencies)
+    ingress = rec.find("kubernetes:networking.k8s.io/v1:Ingress", "hello-ingress")
+    assert {controller, ingress_class.urn} <= set(ingress.dependencies)
 
 
 def test_no_karpenter_means_no_node_groups_allowed() -> None:

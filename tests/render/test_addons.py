@@ -155,6 +155,13 @@ def test_load_balancer_controller_needs_no_instance_metadata_and_makes_no_ingres
     assert values["defaultTags"] == TAGS
 
 
+def test_load_balancer_controller_mutates_no_services() -> None:
+    # The chart's Service webhook (failurePolicy Fail) would refuse every other release's Services
+    # while the controller's pods are not ready; APIs are routed by Ingress only.
+    values = addons.aws_load_balancer_controller_values(CLUSTER, REGION, "vpc-1", TAGS)
+    assert values["enableServiceMutatorWebhook"] is False
+
+
 # --- placement, namespaces, service addresses ------------------------------------------------------
 
 
