@@ -107,6 +107,7 @@ class Cluster(pulumi.ComponentResource):
 
         if spec.subnets:
             self.vpc_id: pulumi.Output[str] = pulumi.Output.from_input(vpc_id)  # type: ignore[arg-type]
+            egress: list[pulumi.Resource] = []
             node_subnet_ids: list[pulumi.Input[str]] = [s.subnet_id for s in spec.subnets]
             subnet_args: dict[str, object] = {"vpc_id": self.vpc_id, "subnet_ids": node_subnet_ids}
             if addons.karpenter:
@@ -126,7 +127,7 @@ class Cluster(pulumi.ComponentResource):
                 nat_gateway=spec.nat_gateway,
                 subnet_visibility=spec.subnet_visibility,
             )
-            self.vpc_id, public, private = self._network(name, cluster_name, layout, tags)
+            self.vpc_id, public, private, egress = self._network(name, cluster_name, layout, tags)
             node_subnet_ids = private if layout.nodes_in_private_subnets else public
             subnet_args = {"vpc_id": self.vpc_id, "public_subnet_ids": public}
             if private:
@@ -175,7 +176,8 @@ class Cluster(pulumi.ComponentResource):
             endpoint_public_access=not private_endpoint_only,
             public_access_cidrs=None if private_endpoint_only else spec.operator_load_balancer_cidr_white_list,
             tags=tags,
-            opts=child,
+            # Destroyed before the routes, so the controllers can still reach AWS while finalizing.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=egress),
             **subnet_args,  # type: ignore[arg-type]
         )
         after_eks = pulumi.ResourceOptions(parent=self, depends_on=[self.eks])
@@ -191,7 +193,7 @@ class Cluster(pulumi.ComponentResource):
             )
         system_nodes = self._managed_node_group(
             f"{name}-system", cluster_name, system_instance_type, SYSTEM_NODES, render.SYSTEM_NODE_LABELS,
-            render.SYSTEM_TAINT, system_node_role, node_subnet_ids, tags, [self.eks, *system_role_policies],
+            render.SYSTEM_TAINT, system_node_role, node_subnet_ids, tags, [self.eks, *system_role_policies, *egress],
         )
         self.pod_identity_agent = aws.eks.Addon(
             f"{name}-pod-identity-agent",
@@ -285,7 +287,7 @@ class Cluster(pulumi.ComponentResource):
         if addons.prometheus:
             prometheus_nodes = self._managed_node_group(
                 f"{name}-prometheus", cluster_name, spec.prometheus_instance_type, 1, render.PROMETHEUS_NODE_LABELS,
-                render.PROMETHEUS_TAINT, system_node_role, node_subnet_ids, tags, [self.eks, *system_role_policies],
+                render.PROMETHEUS_TAINT, system_node_role, node_subnet_ids, tags, [self.eks, *system_role_policies, *egress],
                 disk_size=render.PROMETHEUS_DISK_GIB,
             )
             self.addon_releases[render.PROMETHEUS_RELEASE] = install.prometheus(ctx, namespace["prometheus"], prometheus_nodes)
@@ -330,8 +332,9 @@ class Cluster(pulumi.ComponentResource):
 
     def _network(
         self, name: str, cluster_name: str, layout: NetworkLayout, tags: dict[str, str]
-    ) -> tuple[pulumi.Output[str], list[pulumi.Output[str]], list[pulumi.Output[str]]]:
-        """The new VPC; returns its id and the public and private subnet ids (private: [] without NAT)."""
+    ) -> tuple[pulumi.Output[str], list[pulumi.Output[str]], list[pulumi.Output[str]], list[pulumi.Resource]]:
+        """The new VPC; returns its id, the public and private subnet ids (private: [] without NAT),
+        and what nodes need to reach AWS and the internet (route table associations, NAT gateways)."""
         child = pulumi.ResourceOptions(parent=self)
         vpc = aws.ec2.Vpc(
             f"{name}-vpc",
@@ -350,6 +353,7 @@ class Cluster(pulumi.ComponentResource):
             opts=child,
         )
         public: list[pulumi.Output[str]] = []
+        egress: list[pulumi.Resource] = []
         nat_gateways: dict[str, aws.ec2.NatGateway] = {}
         for zone in layout.zones:
             az = zone.availability_zone
@@ -362,9 +366,9 @@ class Cluster(pulumi.ComponentResource):
                 tags={**tags, **subnet_tags(cluster_name, layout, public=True), "Name": f"{cluster_name}-public-{az}"},
                 opts=child,
             )
-            aws.ec2.RouteTableAssociation(
+            egress.append(aws.ec2.RouteTableAssociation(
                 f"{name}-public-{az}", subnet_id=subnet.id, route_table_id=public_routes.id, opts=child
-            )
+            ))
             public.append(subnet.id)
             if zone.nat_gateway:
                 address = aws.ec2.Eip(f"{name}-nat-{az}", domain="vpc", tags={**tags, "Name": f"{cluster_name}-nat-{az}"}, opts=child)
@@ -395,9 +399,11 @@ class Cluster(pulumi.ComponentResource):
                 tags={**tags, "Name": f"{cluster_name}-private-{az}"},
                 opts=child,
             )
-            aws.ec2.RouteTableAssociation(f"{name}-private-{az}", subnet_id=subnet.id, route_table_id=routes.id, opts=child)
+            egress.append(
+                aws.ec2.RouteTableAssociation(f"{name}-private-{az}", subnet_id=subnet.id, route_table_id=routes.id, opts=child)
+            )
             private.append(subnet.id)
-        return vpc.id, public, private
+        return vpc.id, public, private, [*egress, *nat_gateways.values()]
 
     def _api_server_ingress(
         self, name: str, cluster_name: str, spec: ClusterSpec, tags: dict[str, str]

@@ -166,6 +166,16 @@ def test_subnets_per_zone_and_nat_gateways(nat: str, visibility: str, private_su
     assert all(s["mapPublicIpOnLaunch"] is (visibility == "public") for n, s in subnets.items() if "-public-" in n)
 
 
+@pytest.mark.parametrize(("nat", "visibility"), [("none", "public"), ("highly_available", "private")])
+def test_eks_and_managed_nodes_wait_for_routes_so_destroy_removes_them_last(nat: str, visibility: str) -> None:
+    # Controllers on the cluster reach AWS through these routes until their finalizers have run.
+    rec = _recording(nat_gateway=nat, subnet_visibility=visibility)
+    routing = {r.urn for r in rec.of_type("aws:ec2/routeTableAssociation:RouteTableAssociation") + rec.of_type(NAT)}
+    assert len(routing) == {"none": 3, "highly_available": 9}[nat]
+    for waiting in (rec.find(EKS, "demo-eks"), *rec.of_type("aws:eks/nodeGroup:NodeGroup")):
+        assert routing <= set(waiting.dependencies), waiting.name
+
+
 def test_subnet_roles_for_load_balancers() -> None:
     rec = _recording(nat_gateway="single", subnet_visibility="private")
     public = rec.find(SUBNET, "demo-public-us-east-1a").inputs["tags"]
