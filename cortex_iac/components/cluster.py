@@ -23,7 +23,7 @@ from cortex_iac.render.iam import aws_managed_policy_arn, require_commercial_par
 from cortex_iac.render.karpenter import DISCOVERY_TAG, GPU_RESOURCE, NEURON_RESOURCE, accelerator_resource
 from cortex_iac.render.network import NetworkLayout, api_server_sources, network_layout, subnet_tags
 from cortex_iac.specs import ClusterSpec
-from cortex_iac.versions import KUBERNETES_VERSION
+from cortex_iac.versions import COREDNS_ADDON_VERSION, KUBERNETES_VERSION
 
 # Instance type of the two on-demand system nodes that run the add-ons' controllers.
 SYSTEM_INSTANCE_TYPE = "t3.large"
@@ -56,7 +56,7 @@ class Cluster(pulumi.ComponentResource):
       limited to ``operator_load_balancer_cidr_white_list``.
     - Nodes: :data:`SYSTEM_NODES` on-demand ``system_instance_type`` nodes (tainted
       ``CriticalAddonsOnly``) for the controllers, one node of ``prometheus_instance_type`` for
-      Prometheus, and one :class:`~cortex_iac.components.node_group.NodeGroup` (Karpenter) per
+      Prometheus (EKS managed node groups of the same Kubernetes version), and one :class:`~cortex_iac.components.node_group.NodeGroup` (Karpenter) per
       cluster.yaml node group.
     - Add-ons, each switchable in ``addons`` (:class:`~cortex_iac.components.addons.AddonsArgs`).
     - Tags: every AWS resource gets cluster.yaml's ``tags`` plus ``cortex.dev/cluster-name``, set on
@@ -195,6 +195,7 @@ class Cluster(pulumi.ComponentResource):
             f"{name}-system", cluster_name, system_instance_type, SYSTEM_NODES, render.SYSTEM_NODE_LABELS,
             render.SYSTEM_TAINT, system_node_role, node_subnet_ids, tags, [self.eks, *system_role_policies, *egress],
         )
+        # Not pinned (see versions.py): EKS installs its default version for the cluster's Kubernetes.
         self.pod_identity_agent = aws.eks.Addon(
             f"{name}-pod-identity-agent",
             cluster_name=cluster_name,
@@ -204,11 +205,13 @@ class Cluster(pulumi.ComponentResource):
             tags=tags,
             opts=after_eks,
         )
-        # CoreDNS as an EKS add-on (EKS upgrades it with the cluster); it needs nodes to run on.
+        # CoreDNS as an EKS add-on, pinned: EKS leaves add-ons as they are when the control plane
+        # is upgraded. It needs nodes to run on.
         aws.eks.Addon(
             f"{name}-coredns",
             cluster_name=cluster_name,
             addon_name="coredns",
+            addon_version=COREDNS_ADDON_VERSION,
             resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="OVERWRITE",
             tags=tags,
@@ -471,6 +474,7 @@ class Cluster(pulumi.ComponentResource):
         return aws.eks.NodeGroup(
             name,
             cluster_name=cluster_name,
+            version=KUBERNETES_VERSION,
             node_role_arn=role.arn,
             subnet_ids=list(subnet_ids),
             instance_types=[instance_type],

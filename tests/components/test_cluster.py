@@ -24,6 +24,7 @@ from cortex_iac.specs import ClusterSpec, RealtimeApiSpec, load_apis, load_clust
 from cortex_iac.versions import (
     AWS_FOR_FLUENT_BIT_CHART,
     AWS_LOAD_BALANCER_CONTROLLER_CHART,
+    COREDNS_ADDON_VERSION,
     KARPENTER_CHART,
     KARPENTER_CRD_CHART,
     KEDA_CHART,
@@ -349,11 +350,14 @@ def test_system_and_prometheus_node_groups() -> None:
     system = rec.find("aws:eks/nodeGroup:NodeGroup", "demo-system").inputs
     assert system["instanceTypes"] == [SYSTEM_INSTANCE_TYPE]
     assert (system["capacityType"], system["amiType"]) == ("ON_DEMAND", "AL2023_x86_64_STANDARD")
+    # Nodes follow the control plane when KUBERNETES_VERSION is bumped (EKS never upgrades them itself).
+    assert system["version"] == KUBERNETES_VERSION
     assert system["scalingConfig"] == {"desiredSize": 2, "minSize": 2, "maxSize": 2}
     assert system["labels"] == {"cortex.dev/role": "system"}
     assert system["taints"] == [{"key": "CriticalAddonsOnly", "value": "true", "effect": "NO_SCHEDULE"}]
     prometheus = rec.find("aws:eks/nodeGroup:NodeGroup", "demo-prometheus").inputs
     assert prometheus["instanceTypes"] == ["t3.medium"]  # cluster.yaml's prometheus_instance_type default
+    assert prometheus["version"] == KUBERNETES_VERSION
     assert prometheus["scalingConfig"]["desiredSize"] == 1
     assert prometheus["taints"] == [{"key": "cortex.dev/role", "value": "prometheus", "effect": "NO_SCHEDULE"}]
     arm = _recording(prometheus_instance_type="t4g.medium").find("aws:eks/nodeGroup:NodeGroup", "demo-prometheus")
@@ -509,6 +513,13 @@ def test_controller_roles_through_pod_identity(key: str, namespace: str, service
     release = next(r for r in rec.of_type(RELEASE) if r.name == f"demo-{key}")
     assert association.urn in release.dependencies
     assert release.inputs["values"]["serviceAccount"]["name"] == service_account
+
+
+def test_coredns_add_on_is_pinned_and_waits_for_the_system_nodes() -> None:
+    rec = _recording()
+    coredns = rec.find("aws:eks/addon:Addon", "demo-coredns")
+    assert (coredns.inputs["addonName"], coredns.inputs["addonVersion"]) == ("coredns", COREDNS_ADDON_VERSION)
+    assert rec.find("aws:eks/nodeGroup:NodeGroup", "demo-system").urn in coredns.dependencies
 
 
 def test_pod_identity_agent_is_installed_and_releases_wait_for_it_and_the_system_nodes() -> None:
