@@ -217,6 +217,8 @@ def karpenter_controller_policies(
     IAM integration, EKS integration, interruption, resource discovery), scoped to this cluster and
     region; ``*`` stands for the account in ARNs of resources Karpenter itself creates, since the
     role can only act in its own account anyway. Zonal shift is not enabled, so its policy is left out.
+    Added to the template: creating the EC2 spot service-linked role, which Karpenter's docs have
+    users create by hand once per account.
     """
     ec2 = f"arn:aws:ec2:{region}"
     owned = {f"aws:RequestTag/kubernetes.io/cluster/{cluster_name}": "owned"}
@@ -299,6 +301,15 @@ def karpenter_controller_policies(
                 "Resource": node_role_arn,
                 "Action": "iam:PassRole",
                 "Condition": {"StringEquals": {"iam:PassedToService": ["ec2.amazonaws.com"]}},
+            },
+            {
+                # EC2 creates the spot service-linked role on an account's first spot launch, as the
+                # caller; without the right, spot launches fail and Karpenter falls back to on-demand.
+                "Sid": "AllowSpotServiceLinkedRoleCreation",
+                "Effect": "Allow",
+                "Resource": "arn:aws:iam::*:role/aws-service-role/spot.amazonaws.com/*",
+                "Action": "iam:CreateServiceLinkedRole",
+                "Condition": {"StringEquals": {"iam:AWSServiceName": "spot.amazonaws.com"}},
             },
             {
                 "Sid": "AllowScopedInstanceProfileCreationActions",

@@ -129,6 +129,21 @@ def test_karpenter_policies_are_scoped_to_cluster_region_role_and_queue() -> Non
         assert f"kubernetes.io/cluster/{CLUSTER}" in conditions
 
 
+def test_karpenter_may_create_the_spot_service_linked_role_and_no_other() -> None:
+    # A new account has no spot role; without it spot launches fail and fall back to on-demand.
+    statements = [
+        s for doc in addons.karpenter_controller_policies(CLUSTER, REGION, NODE_ROLE_ARN, QUEUE_ARN).values()
+        for s in doc["Statement"] if "iam:CreateServiceLinkedRole" in json.dumps(s["Action"])
+    ]
+    assert statements == [{
+        "Sid": "AllowSpotServiceLinkedRoleCreation",
+        "Effect": "Allow",
+        "Resource": "arn:aws:iam::*:role/aws-service-role/spot.amazonaws.com/*",
+        "Action": "iam:CreateServiceLinkedRole",
+        "Condition": {"StringEquals": {"iam:AWSServiceName": "spot.amazonaws.com"}},
+    }]
+
+
 def test_every_managed_policy_fits_iams_size_limit() -> None:
     # IAM counts a managed policy's characters without whitespace; the limit is 6,144.
     documents = [*_policies().values(), addons.aws_load_balancer_controller_policy()]
