@@ -4,7 +4,8 @@ Children of the :class:`~cortex_iac.components.cluster.Cluster` (no component of
 values and policies come from :mod:`cortex_iac.render.addons`. Controllers that call AWS get a role
 through EKS Pod Identity: a role trusting ``pods.eks.amazonaws.com`` plus an
 ``aws.eks.PodIdentityAssociation`` naming the chart's service account. Unlike IRSA this needs no
-service-account annotation (so the Helm values hold no ARN) and no per-cluster trust policy.
+service-account annotation (so the Helm values hold no ARN) and no OIDC provider in the trust
+policy, which admits the one service account by the session tags EKS sets.
 
 Every chart is a ``helm.v3.Release`` (Helm runs in the provider at deploy time; a ``Chart`` would
 template at preview, which needs the cluster).
@@ -150,7 +151,7 @@ def pod_identity_role(
     prefix = f"{ctx.name}-{key}"
     role = aws.iam.Role(
         f"{prefix}-role",
-        assume_role_policy=to_json(pod_identity_trust_policy()),
+        assume_role_policy=to_json(pod_identity_trust_policy(ctx.cluster_name, namespace, service_account)),
         description=f"{key} of EKS cluster {ctx.cluster_name} ({namespace}/{service_account}, EKS Pod Identity)",
         tags=dict(ctx.tags),
         opts=ctx.opts(),

@@ -226,7 +226,9 @@ class RealtimeApi(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         role = aws.iam.Role(
             f"{name}-role",
-            assume_role_policy=iam.to_json(iam.pod_identity_trust_policy()),
+            assume_role_policy=pulumi.Output.all(cluster.cluster_name, namespace).apply(
+                lambda names: iam.to_json(iam.pod_identity_trust_policy(names[0], names[1], spec.name))
+            ),
             description=f"Cortex RealtimeAPI {spec.name}",
             tags=tags,
             opts=child,

@@ -2,10 +2,11 @@
 
 Roles for pods come in two kinds, and both are here so every component builds them the same way:
 
-- EKS Pod Identity (:func:`pod_identity_trust_policy`): the cluster's add-ons use it. The trust
-  policy names no cluster and no account; which service account gets the role is decided by an
-  ``aws.eks.PodIdentityAssociation``, and the ``eks-pod-identity-agent`` add-on (always installed
-  by the Cluster) hands out the credentials.
+- EKS Pod Identity (:func:`pod_identity_trust_policy`): the cluster's add-ons and the APIs use it.
+  An ``aws.eks.PodIdentityAssociation`` gives the role to a service account, and the
+  ``eks-pod-identity-agent`` add-on (always installed by the Cluster) hands out the credentials;
+  the trust policy names no account, and admits only sessions EKS tags with the same cluster,
+  namespace and service account, so no other association can use the role.
 - IRSA (:func:`irsa_trust_policy`): for tools that only know web-identity tokens. The trust
   policy names the cluster's OIDC provider and the one service account allowed.
 
@@ -71,9 +72,21 @@ def service_trust_policy(service: str, actions: Sequence[str] = ("sts:AssumeRole
     )
 
 
-def pod_identity_trust_policy() -> dict[str, Any]:
-    """Trust policy of a role used through EKS Pod Identity (``pods.eks.amazonaws.com``)."""
-    return service_trust_policy(POD_IDENTITY_PRINCIPAL, POD_IDENTITY_ACTIONS)
+def pod_identity_trust_policy(cluster_name: str, namespace: str, service_account: str) -> dict[str, Any]:
+    """Trust policy of a role used through EKS Pod Identity (``pods.eks.amazonaws.com``) by one
+    service account: ``StringEquals`` on the session tags EKS requests for the cluster, namespace
+    and service account of the association.
+    """
+    statement = service_trust_policy(POD_IDENTITY_PRINCIPAL, POD_IDENTITY_ACTIONS)["Statement"][0]
+    # Tag keys from the EKS User Guide, "List of session tags added by EKS Pod Identity".
+    statement["Condition"] = {
+        "StringEquals": {
+            "aws:RequestTag/eks-cluster-name": cluster_name,
+            "aws:RequestTag/kubernetes-namespace": namespace,
+            "aws:RequestTag/kubernetes-service-account": service_account,
+        }
+    }
+    return policy_document([statement])
 
 
 def irsa_trust_policy(oidc_provider_arn: str, oidc_issuer: str, namespace: str, service_account: str) -> dict[str, Any]:

@@ -503,7 +503,7 @@ def test_http_add_on_needs_keda() -> None:
 def test_controller_roles_through_pod_identity(key: str, namespace: str, service_account: str) -> None:
     rec = _recording(preview=True)
     role = rec.find(ROLE, f"demo-{key}-role")
-    assert _policy(role, "assumeRolePolicy") == pod_identity_trust_policy()
+    assert _policy(role, "assumeRolePolicy") == pod_identity_trust_policy("demo", namespace, service_account)
     association = rec.find(POD_IDENTITY, f"demo-{key}")
     assert association.inputs["clusterName"] == "demo"
     assert (association.inputs["namespace"], association.inputs["serviceAccount"]) == (namespace, service_account)

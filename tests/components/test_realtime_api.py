@@ -117,7 +117,7 @@ def test_iam_role_trusts_pod_identity_and_grants_what_the_spec_asks() -> None:
     spec = _api(iam={"s3_read": ["s3://models/hello/"]})
     rec = record(_program(spec))
     role = rec.find("aws:iam/role:Role", "hello-role")
-    assert json.loads(role.inputs["assumeRolePolicy"]) == iam.pod_identity_trust_policy()
+    assert json.loads(role.inputs["assumeRolePolicy"]) == iam.pod_identity_trust_policy("cortex-test", API_NAMESPACE, "hello")
     assert role.inputs["tags"] == {"team": "ml", "cortex.dev/cluster-name": "cortex-test", "cortex.dev/api-name": "hello"}
     policy = rec.find("aws:iam/rolePolicy:RolePolicy", "hello-s3-read")
     assert json.loads(policy.inputs["policy"]) == api_objects(spec, ApiContext()).iam_policy

@@ -13,14 +13,22 @@ PROVIDER_ARN = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazo
 ISSUER = "oidc.eks.us-east-1.amazonaws.com/id/ABC123"
 
 
-def test_pod_identity_trust_policy_trusts_the_eks_pods_service_with_session_tags() -> None:
-    assert iam.pod_identity_trust_policy() == {
+def test_pod_identity_trust_policy_admits_one_service_account_of_one_cluster_by_session_tags() -> None:
+    assert iam.pod_identity_trust_policy("demo", "kube-system", "karpenter") == {
         "Version": "2012-10-17",
         "Statement": [
             {
                 "Effect": "Allow",
                 "Principal": {"Service": "pods.eks.amazonaws.com"},
                 "Action": ["sts:AssumeRole", "sts:TagSession"],
+                # The tags EKS Pod Identity puts on the session it requests.
+                "Condition": {
+                    "StringEquals": {
+                        "aws:RequestTag/eks-cluster-name": "demo",
+                        "aws:RequestTag/kubernetes-namespace": "kube-system",
+                        "aws:RequestTag/kubernetes-service-account": "karpenter",
+                    }
+                },
             }
         ],
     }
