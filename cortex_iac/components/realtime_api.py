@@ -36,7 +36,7 @@ class ApiCluster(Protocol):
     - ``cluster_name``: the EKS cluster's name (for the Pod Identity association).
     - ``api_namespace``: the name of the shared API namespace
       (:data:`~cortex_iac.render.realtime.API_NAMESPACE`), as an output that resolves once the
-      namespace exists.
+      namespace exists (API objects placed in it wait for it).
     - ``node_group_specs``: the cluster's Cortex node groups (None: unknown; pods then go to any
       node labelled ``cortex.dev/node-group``).
     - ``load_balancer``: the shared API load balancer's settings (None: no AWS Load Balancer
@@ -49,6 +49,9 @@ class ApiCluster(Protocol):
     - ``tags``: tags of every AWS resource (cluster.yaml's ``tags`` + ``cortex.dev/cluster-name``).
     - ``addon_releases``: what the API's Kubernetes objects must wait for (KEDA and its CRDs, the
       load balancer controller and its webhook, Prometheus).
+    - ``namespaces``: namespace names by role as plain text, at least ``apis``: the name of
+      ``api_namespace``, which the rendered objects embed (the autoscaling query, the
+      interceptor's Host) and which therefore must be known before deployment.
     """
 
     k8s_provider: k8s.Provider
@@ -61,6 +64,7 @@ class ApiCluster(Protocol):
     iam_policy_arns: Sequence[str]
     tags: Mapping[str, str]
     addon_releases: Mapping[str, pulumi.Resource]
+    namespaces: Mapping[str, str]
 
 
 @dataclass
@@ -74,6 +78,10 @@ class ClusterRef:
     (:func:`~cortex_iac.render.envoy.prometheus_scrape_job`). Defaults: the namespace name, no known
     node groups, no load balancer, :data:`~cortex_iac.render.autoscaling.PROMETHEUS_ADDRESS`, the
     chart's interceptor, no policies, no tags, nothing to wait for.
+
+    ``api_namespace`` may be an Output (of the Namespace resource, so the API's objects wait for
+    it); then ``api_namespace_name`` must give the same name as plain text (default: none,
+    ``api_namespace`` itself is the name).
     """
 
     k8s_provider: k8s.Provider
@@ -86,6 +94,18 @@ class ClusterRef:
     iam_policy_arns: Sequence[str] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
     addon_releases: Mapping[str, pulumi.Resource] = field(default_factory=dict)
+    api_namespace_name: str | None = None
+
+    @property
+    def namespaces(self) -> Mapping[str, str]:
+        """``{"apis": <the API namespace's name>}`` (see the class docstring)."""
+        name = self.api_namespace if self.api_namespace_name is None else self.api_namespace_name
+        if not isinstance(name, str):
+            raise CortexError(
+                "ClusterRef: api_namespace is an Output; give the namespace's name as api_namespace_name too "
+                "(the API's objects embed it before the Output resolves)"
+            )
+        return {"apis": name}
 
 
 class RealtimeApi(pulumi.ComponentResource):
@@ -134,10 +154,12 @@ class RealtimeApi(pulumi.ComponentResource):
         runtime_image: pulumi.Input[str] | None = None,
     ) -> None:
         _check_args(name, spec, cluster)
+        namespace_name = _namespace_name(name, cluster)
         image_known = runtime_image is None or isinstance(runtime_image, str)
         context = realtime.ApiContext(
             node_groups=None if cluster.node_group_specs is None else tuple(cluster.node_group_specs),
             https=cluster.load_balancer is not None and cluster.load_balancer.certificate_arn is not None,
+            namespace=namespace_name,
             prometheus_address=str(cluster.prometheus_url),
             runtime_image=runtime_image if image_known else _IMAGE_FROM_OUTPUT,  # type: ignore[arg-type]
         )
@@ -147,16 +169,18 @@ class RealtimeApi(pulumi.ComponentResource):
             deployment_spec = _with_runtime_image(deployment_spec, spec, runtime_image)  # type: ignore[arg-type]
         super().__init__(TYPE, name, None, opts)
 
-        namespace = pulumi.Output.from_input(cluster.api_namespace)
+        # The objects are rendered with the plain name; those placed in the namespace take it from
+        # the cluster's output instead, so they wait for the namespace.
+        namespace = pulumi.Output.from_input(cluster.api_namespace).apply(
+            lambda resolved: _same_namespace(name, resolved, namespace_name)
+        )
         on_cluster = pulumi.ResourceOptions(
             parent=self, provider=cluster.k8s_provider, depends_on=list(cluster.addon_releases.values())
         )
 
         def placed(obj: dict[str, Any]) -> dict[str, Any]:
-            # Objects of the API namespace take its name from the cluster's output, so they wait
-            # for the namespace; the metadata is otherwise the rendered one.
             meta = copy.deepcopy(obj["metadata"])
-            if meta.get("namespace") == realtime.API_NAMESPACE:
+            if meta.get("namespace") == namespace_name:
                 meta["namespace"] = namespace
             return meta
 
@@ -254,6 +278,24 @@ class RealtimeApi(pulumi.ComponentResource):
         self.register_outputs(
             {"url": self.url, "namespace": self.namespace, "service_name": self.service_name, "role_arn": self.role_arn}
         )
+
+
+def _namespace_name(name: str, cluster: ApiCluster) -> str:
+    names = cluster.namespaces
+    if not isinstance(names.get("apis"), str):
+        raise CortexError(f"RealtimeApi {name!r}: the cluster's namespaces name no 'apis' namespace (got {dict(names)!r})")
+    return names["apis"]
+
+
+def _same_namespace(name: str, resolved: str, expected: str) -> str:
+    # The rendered objects embed the plain name; an Output resolving to another one would scale
+    # and route on a namespace the pods are not in.
+    if resolved != expected:
+        raise CortexError(
+            f"RealtimeApi {name!r}: the cluster's API namespace is {resolved!r}, but its name was given as "
+            f"{expected!r} (ClusterRef's api_namespace_name must be the name api_namespace resolves to)"
+        )
+    return resolved
 
 
 def _with_runtime_image(

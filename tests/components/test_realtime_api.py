@@ -318,3 +318,68 @@ def test_changing_the_handler_makes_a_new_config_map_and_rolls_only_that_api(tmp
     old, new = (inputs[next(u for u in inputs if u.endswith("::echo-handler"))]["metadata"]["name"]
                 for inputs in (before, after))
     assert old != new and old.startswith("echo-handler-") and new.startswith("echo-handler-")
+
+
+# --- a namespace other than cortex-apis ----------------------------------------------------------
+
+def _namespaced(rec: Recording, api: str) -> dict[str, dict[str, Any]]:
+    return {r.name.removeprefix(f"{api}-"): r.inputs for r in rec.children(rec.find(TYPE, api).urn)
+            if r.type.startswith("kubernetes:")}
+
+
+def test_a_custom_api_namespace_is_used_in_the_query_and_the_interceptor_host() -> None:
+    rec = record(_program(_api(autoscaling={"min_replicas": 0, "max_replicas": 3}), api_namespace="ml-apis"))
+    objects = _namespaced(rec, "hello")
+    query = objects["scaled-object"]["spec"]["triggers"][0]["metadata"]["query"]
+    assert 'namespace="ml-apis"' in query and "cortex-apis" not in query
+    assert objects["interceptor-route"]["spec"]["rules"][0]["hosts"] == ["hello.ml-apis"]
+    transforms = json.loads(objects["ingress"]["metadata"]["annotations"][
+        "alb.ingress.kubernetes.io/transforms.keda-add-ons-http-interceptor-proxy"])
+    assert transforms[1]["hostHeaderRewriteConfig"]["rewrites"][0]["replace"] == "hello.ml-apis"
+    assert {name: obj["metadata"]["namespace"] for name, obj in objects.items()} == {
+        **{name: "ml-apis" for name in objects}, "ingress": "keda"}
+    assert "cortex-apis" not in json.dumps([r.inputs for r in rec.resources])
+    association = rec.find("aws:eks/podIdentityAssociation:PodIdentityAssociation", "hello-pod-identity")
+    assert association.inputs["namespace"] == "ml-apis"
+    assert rec.outputs["hello-namespace"] == "ml-apis"
+
+
+@pytest.mark.parametrize("preview", [False, True])
+def test_a_namespace_output_needs_its_plain_name_and_still_orders_the_objects(preview: bool) -> None:
+    def program() -> None:
+        provider = k8s.Provider("k8s", kubeconfig="{}")
+        namespace = k8s.core.v1.Namespace("ns", metadata={"name": "team-b"}, opts=pulumi.ResourceOptions(provider=provider))
+        cluster = ClusterRef(k8s_provider=provider, cluster_name="c", api_namespace=namespace.metadata.name,
+                             api_namespace_name="team-b")
+        RealtimeApi("hello", _api(), cluster)
+
+    rec = record(program, preview=preview)
+    ns_urn = rec.find("kubernetes:core/v1:Namespace", "ns").urn
+    scaled = rec.find("kubernetes:keda.sh/v1alpha1:ScaledObject", "hello-scaled-object")
+    assert 'namespace="team-b"' in scaled.inputs["spec"]["triggers"][0]["metadata"]["query"]
+    assert scaled.inputs["metadata"]["namespace"] == "team-b"
+    assert ns_urn in scaled.dependencies  # the namespace exists before the objects in it
+
+
+def test_a_namespace_output_without_its_plain_name_is_refused() -> None:
+    def program() -> None:
+        provider = k8s.Provider("k8s", kubeconfig="{}")
+        namespace = k8s.core.v1.Namespace("ns", metadata={"name": "team-b"}, opts=pulumi.ResourceOptions(provider=provider))
+        RealtimeApi("hello", _api(), ClusterRef(k8s_provider=provider, cluster_name="c", api_namespace=namespace.metadata.name))
+
+    with pytest.raises(CortexError, match=r"ClusterRef: api_namespace is an Output; give the namespace's name as "
+                                          r"api_namespace_name"):
+        record(program)
+
+
+def test_a_namespace_output_that_resolves_to_another_name_is_refused() -> None:
+    def program() -> None:
+        provider = k8s.Provider("k8s", kubeconfig="{}")
+        namespace = k8s.core.v1.Namespace("ns", metadata={"name": "team-b"}, opts=pulumi.ResourceOptions(provider=provider))
+        cluster = ClusterRef(k8s_provider=provider, cluster_name="c", api_namespace=namespace.metadata.name,
+                             api_namespace_name="team-c")
+        RealtimeApi("hello", _api(), cluster)
+
+    with pytest.raises(CortexError, match=r"RealtimeApi 'hello': the cluster's API namespace is 'team-b', but its "
+                                          r"name was given as 'team-c'"):
+        record(program)

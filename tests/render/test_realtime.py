@@ -688,3 +688,13 @@ def test_api_objects_carry_the_policy_and_context_namespace() -> None:
     objects = api_objects(_spec(SYNTHETIC["probes"]), ApiContext(namespace="team-a"))
     assert objects.iam_policy is not None
     assert {o["metadata"]["namespace"] for o in objects.all()} == {"team-a"}
+
+
+def test_context_namespace_is_in_the_query_and_the_interceptor_host() -> None:
+    objects = api_objects(_spec(SYNTHETIC["scale-to-zero"]), ApiContext(namespace="team-a"))
+    assert objects.scaled_object["spec"]["triggers"][0]["metadata"]["query"] == envoy.inflight_query("team-a", "sleepy", 60)
+    assert objects.interceptor_route is not None
+    assert objects.interceptor_route["spec"]["rules"][0]["hosts"] == ["sleepy.team-a"]
+    transforms = yaml.safe_load(objects.ingress["metadata"]["annotations"][
+        "alb.ingress.kubernetes.io/transforms.keda-add-ons-http-interceptor-proxy"])
+    assert transforms[1]["hostHeaderRewriteConfig"]["rewrites"][0]["replace"] == "sleepy.team-a"
