@@ -266,9 +266,9 @@ class DrainPlan:
        that is cut at SIGTERM).
     5. Return; the kubelet's SIGTERM then stops Envoy with nothing in flight.
 
-    The app container must outlive this: its preStop must be a sleep of
-    ``app_prestop_sleep_seconds`` (Kubernetes ``lifecycle.preStop.sleep``), otherwise queued
-    requests would find no app to go to.
+    The app containers must outlive this: their preStop must last ``app_prestop_sleep_seconds``
+    (a ``lifecycle.preStop.sleep``, or a user's exec hook run after that sleep, see
+    ``cortex_iac.render.realtime``), otherwise queued requests would find no app to go to.
     """
 
     deregistration_seconds: int

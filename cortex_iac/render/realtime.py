@@ -468,7 +468,7 @@ def _user_containers(spec: RealtimeApiSpec, drain: envoy.DrainPlan, handler: _Ha
             # timeout still tolerates a handler that holds the GIL for a while.
             container["livenessProbe"] = {"httpGet": {"path": RUNTIME_LIVENESS_PATH, "port": spec.pod.port},
                                           "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3}
-        container["lifecycle"] = {"preStop": _pre_stop(c, drain)}
+        container["lifecycle"] = {"preStop": _pre_stop(spec.name, index, c, drain)}
         mounts = []
         if runtime is not None:
             # Our own image: it runs as its non-root user and writes nowhere but /tmp.
@@ -573,15 +573,30 @@ def _probe(p: ProbeSpec) -> dict[str, Any]:
     return probe
 
 
-def _pre_stop(c: ContainerSpec, drain: envoy.DrainPlan) -> dict[str, Any]:
-    # Without a pre_stop of its own the app sleeps while Envoy drains (see envoy.DrainPlan), so the
-    # requests Envoy still holds find it running. A user's pre_stop replaces that sleep.
+def _pre_stop(api_name: str, index: int, c: ContainerSpec, drain: envoy.DrainPlan) -> dict[str, Any]:
+    """The preStop hook of a user container: it keeps the container running (and its SIGTERM away)
+    for the drain plan's ``app_prestop_sleep_seconds``, while Envoy finishes what it accepted.
+
+    Without a ``pre_stop`` that is a plain ``sleep``. An ``exec`` pre_stop runs after that sleep,
+    just before the SIGTERM, as ``/bin/sh -c 'sleep N; exec "$@"' -- <command...>`` (the command's
+    words are passed as arguments, never parsed by the shell): the image needs ``/bin/sh``, otherwise
+    the hook fails at once and the app gets SIGTERM while Envoy still sends it requests. The hook
+    then has what is left of the grace period (``termination_grace_period_seconds`` minus the sleep)
+    before the container is killed. An ``http_get`` pre_stop is refused: Kubernetes sends it as
+    soon as the pod is deleted and has no way to delay it.
+    """
+    sleep = drain.app_prestop_sleep_seconds
     if c.pre_stop is None:
-        return {"sleep": {"seconds": drain.app_prestop_sleep_seconds}}
+        return {"sleep": {"seconds": sleep}}
     if c.pre_stop.http_get is not None:
-        return {"httpGet": {"path": c.pre_stop.http_get.path, "port": c.pre_stop.http_get.port}}
+        hook = {"path": c.pre_stop.http_get.path, "port": c.pre_stop.http_get.port}
+        raise SpecError(
+            f"api {api_name!r}: pod.containers[{index}].pre_stop.http_get: {hook!r} is not allowed (container "
+            f"{c.name!r} must keep serving while its Envoy sidecar drains, {sleep} s after the pod is deleted, and "
+            "Kubernetes sends an HTTP hook at once; use pre_stop.exec, which runs after the drain)"
+        )
     assert c.pre_stop.exec is not None  # the spec holds exactly one handler
-    return {"exec": {"command": list(c.pre_stop.exec.command)}}
+    return {"exec": {"command": ["/bin/sh", "-c", f'sleep {sleep}; exec "$@"', "--", *c.pre_stop.exec.command]}}
 
 
 def _proxy_container(drain: envoy.DrainPlan) -> dict[str, Any]:

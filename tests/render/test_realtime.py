@@ -10,6 +10,7 @@ import copy
 import hashlib
 import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,7 @@ SYNTHETIC: dict[str, dict[str, Any]] = {
                 readiness_probe={"http_get": {"path": "/ready", "port": 8080}, "initial_delay_seconds": 5,
                                  "period_seconds": 3, "failure_threshold": 2},
                 liveness_probe={"exec": {"command": ["/bin/check", "--live"]}, "timeout_seconds": 2},
-                pre_stop={"http_get": {"path": "/shutdown", "port": 8080}},
+                pre_stop={"exec": {"command": ["/shutdown", "--graceful"]}},
             ),
             _container(name="sidecar", image="registry.example/helper:1",
                        liveness_probe={"tcp_socket": {"port": 9100}}, pre_stop={"exec": {"command": ["/stop"]}}),
@@ -461,12 +462,43 @@ def test_probes_and_pre_stop_hooks_map_one_to_one() -> None:
         "periodSeconds": 3, "successThreshold": 1, "failureThreshold": 2}
     assert api["livenessProbe"]["exec"] == {"command": ["/bin/check", "--live"]}
     assert api["livenessProbe"]["timeoutSeconds"] == 2
-    assert api["lifecycle"] == {"preStop": {"httpGet": {"path": "/shutdown", "port": 8080}}}
+    drain = envoy.drain_plan().app_prestop_sleep_seconds
+    assert api["lifecycle"] == {"preStop": {"exec": {"command": [
+        "/bin/sh", "-c", f'sleep {drain}; exec "$@"', "--", "/shutdown", "--graceful"]}}}
     assert sidecar["livenessProbe"]["tcpSocket"] == {"port": 9100}
-    assert sidecar["lifecycle"] == {"preStop": {"exec": {"command": ["/stop"]}}}
+    assert sidecar["lifecycle"] == {"preStop": {"exec": {"command": [
+        "/bin/sh", "-c", f'sleep {drain}; exec "$@"', "--", "/stop"]}}}
     # A readiness probe targets pod.port already: no default probe is added.
     assert "readinessProbe" not in sidecar
     assert proxy["name"] == "proxy"
+
+
+def test_exec_pre_stop_runs_after_the_drain_sleep_with_its_arguments_intact(tmp_path: Path) -> None:
+    data = copy.deepcopy(SYNTHETIC["shm"])
+    out = tmp_path / "out"
+    data["pod"]["containers"][0]["pre_stop"] = {"exec": {"command": [
+        "/bin/sh", "-c", 'printf "%s|" "$@" > "$0"; exit 3', str(out), "a b", "it's", '"q"', "$HOME"]}}
+    command = _pod(data)["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
+    drain = envoy.drain_plan().app_prestop_sleep_seconds
+    assert command[:4] == ["/bin/sh", "-c", f'sleep {drain}; exec "$@"', "--"]
+    # Run it as the kubelet would (sh, no further shell), minus the wait.
+    result = subprocess.run([*command[:2], command[2].replace(f"sleep {drain}", "sleep 0"), *command[3:]],
+                            timeout=10, check=False)
+    assert out.read_text() == 'a b|it\'s|"q"|$HOME|'
+    assert result.returncode == 3  # the hook's own outcome is what the kubelet sees
+
+
+def test_http_pre_stop_is_refused() -> None:
+    data = copy.deepcopy(SYNTHETIC["multi-container"])
+    data["pod"]["containers"][1]["pre_stop"] = {"http_get": {"path": "/shutdown", "port": 8500}}
+    drain = envoy.drain_plan().app_prestop_sleep_seconds
+    with pytest.raises(SpecError) as caught:
+        render_api(_spec(data), _cluster())
+    assert str(caught.value) == (
+        "api 'two-parts': pod.containers[1].pre_stop.http_get: {'path': '/shutdown', 'port': 8500} is not allowed "
+        f"(container 'model' must keep serving while its Envoy sidecar drains, {drain} s after the pod is deleted, and "
+        "Kubernetes sends an HTTP hook at once; use pre_stop.exec, which runs after the drain)"
+    )
 
 
 def test_default_tcp_readiness_probe_only_when_nothing_probes_the_port() -> None:
