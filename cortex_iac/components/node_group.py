@@ -11,9 +11,6 @@ from cortex_iac.errors import SpecError
 from cortex_iac.render import karpenter
 from cortex_iac.specs import NodeGroupSpec
 
-# Subnets and security groups Karpenter launches into, unless told otherwise: the tag Karpenter's own
-# getting-started guide puts on them.
-
 
 class NodeGroup(pulumi.ComponentResource):
     """A Cortex node group: an ``EC2NodeClass``, a dynamic ``NodePool`` and, with ``min_instances``,
@@ -82,12 +79,9 @@ class NodeGroup(pulumi.ComponentResource):
         node_class_resource = custom_resource(f"{name}-node-class", node_class, child)
         # Pools after their class, so they are deleted first too.
         after_class = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[node_class_resource]))
-        pool = karpenter.node_pool(cluster_name, spec)
-        custom_resource(f"{name}-node-pool", pool, after_class)
-        floor_names = []
-        for suffix, floor in karpenter.floor_node_pools(cluster_name, spec).items():
-            custom_resource(f"{name}{suffix}-node-pool", floor, after_class)
-            floor_names.append(pulumi.Output.from_input(floor["metadata"]["name"]))
+        pools = karpenter.node_pools(cluster_name, spec)
+        for suffix, pool in pools.items():
+            custom_resource(f"{name}{suffix}-node-pool", pool, after_class)
         # Inferentia groups: tell Karpenter's scheduling simulation about the huge pages the node
         # class pre-allocates, or it never launches a node for a pod that requests them.
         overlay = karpenter.node_overlay(cluster_name, spec)
@@ -95,8 +89,8 @@ class NodeGroup(pulumi.ComponentResource):
             custom_resource(f"{name}-node-overlay", overlay, child)
 
         self.node_class_name = pulumi.Output.from_input(node_class["metadata"]["name"])
-        self.node_pool_name = pulumi.Output.from_input(pool["metadata"]["name"])
-        self.floor_node_pool_names = floor_names
+        self.node_pool_name = pulumi.Output.from_input(pools[""]["metadata"]["name"])
+        self.floor_node_pool_names = [pulumi.Output.from_input(p["metadata"]["name"]) for s, p in pools.items() if s]
         self.register_outputs(
             {
                 "node_class_name": self.node_class_name,

@@ -40,8 +40,6 @@ from cortex_iac.render.routing import (
 )
 from cortex_iac.versions import AWS_LOAD_BALANCER_CONTROLLER_POLICY_FILE
 
-# Tag key Karpenter's EC2NodeClasses select subnets and security groups by (value: cluster name).
-
 # Node role label of the node groups the Cluster manages itself (not Karpenter's).
 ROLE_LABEL = "cortex.dev/role"
 SYSTEM_NODE_LABELS = {ROLE_LABEL: "system"}
@@ -499,22 +497,13 @@ def prometheus_values(retention: str = PROMETHEUS_RETENTION, retention_size: str
 def nvidia_device_plugin_values() -> dict[str, Any]:
     """Values of the ``nvidia-device-plugin`` chart.
 
-    The chart's default affinity looks for labels of NVIDIA's feature discovery, which is not
-    installed; Karpenter labels its GPU nodes with the GPU maker instead. The plugin tolerates the
-    GPU taint the node groups carry (key :data:`~cortex_iac.render.karpenter.GPU_RESOURCE`).
+    The chart's default affinity is kept: besides the labels of NVIDIA's feature discovery (not
+    installed) it admits nodes labelled ``nvidia.com/gpu.present: "true"``, which the GPU node
+    groups put on their nodes (:func:`~cortex_iac.render.karpenter.accelerator_label`). The plugin
+    tolerates the GPU taint the node groups carry (key
+    :data:`~cortex_iac.render.karpenter.GPU_RESOURCE`).
     """
     return {
-        "affinity": {
-            "nodeAffinity": {
-                "requiredDuringSchedulingIgnoredDuringExecution": {
-                    "nodeSelectorTerms": [
-                        {"matchExpressions": [
-                            {"key": "karpenter.k8s.aws/instance-gpu-manufacturer", "operator": "In", "values": ["nvidia"]}
-                        ]}
-                    ]
-                }
-            }
-        },
         "tolerations": [
             {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"},
             {"key": SYSTEM_TAINT["key"], "operator": "Exists"},

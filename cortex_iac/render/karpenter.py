@@ -73,9 +73,7 @@ _HUGEPAGES_SYSCTL_FILE = "/etc/sysctl.d/90-cortex-hugepages.conf"
 # MIME boundary of the userData archive (Karpenter's own serializer uses the same one).
 _MIME_BOUNDARY = "//"
 
-# EKS-optimized AL2023, pinned: `latest` would drift (replace) every node on each AMI release. With an
-# alias Karpenter picks the standard, NVIDIA or Neuron variant per instance type. v20260520 is the
-# release Karpenter v1.14.1's own AMI e2e suite uses on Kubernetes 1.30-1.36.
+# Tag key (value: the cluster name) by which EC2NodeClasses select subnets and security groups.
 DISCOVERY_TAG = "karpenter.sh/discovery"
 # AL2023's root device; Karpenter's default mapping for the family uses the same name.
 ROOT_DEVICE = "/dev/xvda"
@@ -117,12 +115,8 @@ def object_name(cluster_name: str, group_name: str, suffix: str = "") -> str:
 
 
 def node_class_name(cluster_name: str, group_name: str) -> str:
-    """Name of a node group's EC2NodeClass (the same as its dynamic NodePool)."""
-    return object_name(cluster_name, group_name)
-
-
-def node_pool_name(cluster_name: str, group_name: str) -> str:
-    """Name of a node group's dynamic NodePool."""
+    """Name of a node group's EC2NodeClass: :func:`object_name` without suffix, which its dynamic
+    NodePool and NodeOverlay carry too."""
     return object_name(cluster_name, group_name)
 
 
@@ -285,13 +279,7 @@ def node_pool(cluster_name: str, group: NodeGroupSpec) -> dict[str, Any]:
     """
     check(group)
     types = instance_types(group)
-    pool = _pool(
-        cluster_name,
-        group,
-        node_pool_name(cluster_name, group.name),
-        types,
-        _dynamic_capacity_types(group),
-    )
+    pool = _pool(cluster_name, group, object_name(cluster_name, group.name), types, _dynamic_capacity_types(group))
     pool["spec"]["weight"] = group.priority
     pool["spec"]["limits"] = _limits(types, group.max_instances - group.min_instances)
     pool["spec"]["disruption"] = {
@@ -319,9 +307,10 @@ def floor_node_pools(cluster_name: str, group: NodeGroupSpec) -> dict[str, dict[
     return pools
 
 
-def node_pools(cluster_name: str, group: NodeGroupSpec) -> list[dict[str, Any]]:
-    """All NodePools of a group: the dynamic one, then the floors."""
-    return [node_pool(cluster_name, group), *floor_node_pools(cluster_name, group).values()]
+def node_pools(cluster_name: str, group: NodeGroupSpec) -> dict[str, dict[str, Any]]:
+    """All NodePools of a group by name suffix: ``""`` for the dynamic one, then the floors
+    (:func:`floor_node_pools`)."""
+    return {"": node_pool(cluster_name, group), **floor_node_pools(cluster_name, group)}
 
 
 def _pool(

@@ -236,14 +236,16 @@ def test_prometheus_is_only_a_server_on_its_node_scraping_api_pods_every_10s() -
     assert values["scrapeConfigs"] == {job["job_name"]: {**job, "scrape_interval": "10s"}}
 
 
-def test_nvidia_plugin_tolerates_the_gpu_taint_of_the_node_groups_and_selects_gpu_nodes() -> None:
+def test_nvidia_plugin_tolerates_the_gpu_taint_of_the_node_groups_and_keeps_the_charts_affinity() -> None:
     values = addons.nvidia_device_plugin_values()
     gpu_taint = karpenter.taints_for("g4dn.xlarge")[0]
     assert {"key": gpu_taint["key"], "operator": "Exists", "effect": gpu_taint["effect"]} in values["tolerations"]
-    terms = values["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
-    assert terms == [{"matchExpressions": [
-        {"key": "karpenter.k8s.aws/instance-gpu-manufacturer", "operator": "In", "values": ["nvidia"]}
-    ]}]
+    # Chart 0.20.0's default affinity admits nodes labelled nvidia.com/gpu.present: "true", which
+    # the GPU node groups' pools put on their nodes.
+    assert "affinity" not in values
+    group = NodeGroupSpec.model_validate({"name": "gpu", "instance_type": "g4dn.xlarge"})
+    for pool in karpenter.node_pools("c1", group).values():
+        assert pool["spec"]["template"]["metadata"]["labels"]["nvidia.com/gpu.present"] == "true"
 
 
 def test_neuron_plugin_runs_only_the_device_plugin_on_the_inferentia_nodes() -> None:

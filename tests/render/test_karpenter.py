@@ -91,7 +91,7 @@ def _render(group: NodeGroupSpec) -> list[dict[str, Any]]:
         security_group_selector_tags=SELECTOR,
         tags={"team": "ml"},
     )
-    return [node_class, *karpenter.node_pools("cortex", group)]
+    return [node_class, *karpenter.node_pools("cortex", group).values()]
 
 
 CASES = ["reference-ng-cpu", "reference-ng-gpu", *SYNTHETIC]
@@ -171,7 +171,16 @@ def test_min_instances_zero_has_no_floor() -> None:
     group = _group("gpu")
     assert karpenter.floor_sizes(group) == {}
     assert karpenter.floor_node_pools("cortex", group) == {}
-    assert len(karpenter.node_pools("cortex", group)) == 1
+    assert karpenter.node_pools("cortex", group) == {"": karpenter.node_pool("cortex", group)}
+
+
+def test_node_pools_are_the_dynamic_pool_then_the_floors_by_name_suffix() -> None:
+    group = _group("spot-distribution")
+    pools = karpenter.node_pools("cortex", group)
+    assert pools == {"": karpenter.node_pool("cortex", group), **karpenter.floor_node_pools("cortex", group)}
+    assert [(suffix, pool["metadata"]["name"]) for suffix, pool in pools.items()] == [
+        ("", "cortex-spot"), ("-floor", "cortex-spot-floor"), ("-floor-on-demand", "cortex-spot-floor-on-demand")
+    ]
 
 
 def test_non_spot_group_is_on_demand_only() -> None:
@@ -253,8 +262,9 @@ def test_pools_reference_the_class_and_disrupt_gently() -> None:
 
 
 def test_names_are_stable_lowercase_and_fit_label_values() -> None:
-    assert karpenter.node_pool_name("cortex", "ng-cpu") == "cortex-ng-cpu"
     assert karpenter.node_class_name("cortex", "ng-cpu") == "cortex-ng-cpu"
+    group = NodeGroupSpec.model_validate({"name": "ng-cpu", "instance_type": "m5.large"})
+    assert karpenter.node_pool("cortex", group)["metadata"]["name"] == "cortex-ng-cpu"  # the class's name
     long_cluster, long_group = "c" * 54, "g" * 26
     name = karpenter.object_name(long_cluster, long_group, "-floor-on-demand")
     assert len(name) == 63 and name.endswith("-floor-on-demand")
@@ -262,7 +272,7 @@ def test_names_are_stable_lowercase_and_fit_label_values() -> None:
     assert name != karpenter.object_name(long_cluster, "h" * 26, "-floor-on-demand")
     group = NodeGroupSpec.model_validate({"name": long_group, "instance_type": "m5.large"})
     for obj in [karpenter.node_class(long_cluster, group, node_role="r", subnet_selector_tags=SELECTOR,
-                                     security_group_selector_tags=SELECTOR), *karpenter.node_pools(long_cluster, group)]:
+                                     security_group_selector_tags=SELECTOR), *karpenter.node_pools(long_cluster, group).values()]:
         validate_object(obj)
         assert len(obj["metadata"]["name"]) <= 63
 
@@ -390,10 +400,10 @@ def test_inferentia_overlay_applies_to_the_groups_node_pools_only() -> None:
     }
     # Karpenter matches overlay requirements against each NodePool's template labels.
     (requirement,) = overlay["spec"]["requirements"]
-    for pool in karpenter.node_pools("cortex", group):
+    for pool in karpenter.node_pools("cortex", group).values():
         assert pool["spec"]["template"]["metadata"]["labels"][requirement["key"]] in requirement["values"]
     for case in ("gpu", "spot-distribution"):
-        for pool in karpenter.node_pools("cortex", _group(case)):
+        for pool in karpenter.node_pools("cortex", _group(case)).values():
             assert pool["spec"]["template"]["metadata"]["labels"][requirement["key"]] not in requirement["values"]
 
 
