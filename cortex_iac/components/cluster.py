@@ -18,10 +18,25 @@ from cortex_iac.errors import CortexError
 from cortex_iac.instance_types import INSTANCE_TYPES, get_instance_type
 from cortex_iac.render import addons as render
 from cortex_iac.render import realtime, routing
+from cortex_iac.render.iam import (
+    aws_managed_policy_arn,
+    require_commercial_partition,
+    service_trust_policy,
+    to_json,
+)
+from cortex_iac.render.karpenter import (
+    DISCOVERY_TAG,
+    GPU_RESOURCE,
+    NEURON_RESOURCE,
+    accelerator_resource,
+)
+from cortex_iac.render.network import (
+    NetworkLayout,
+    api_server_sources,
+    network_layout,
+    subnet_tags,
+)
 from cortex_iac.render.routing import KEDA_NAMESPACE
-from cortex_iac.render.iam import aws_managed_policy_arn, require_commercial_partition, service_trust_policy, to_json
-from cortex_iac.render.karpenter import DISCOVERY_TAG, GPU_RESOURCE, NEURON_RESOURCE, accelerator_resource
-from cortex_iac.render.network import NetworkLayout, api_server_sources, network_layout, subnet_tags
 from cortex_iac.specs import ClusterSpec
 from cortex_iac.versions import COREDNS_ADDON_VERSION, KUBERNETES_VERSION
 

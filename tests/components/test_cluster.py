@@ -17,7 +17,14 @@ from cortex_iac.components.addons import AddonsArgs
 from cortex_iac.components.cluster import NODE_POLICIES, SYSTEM_INSTANCE_TYPE, Cluster
 from cortex_iac.components.realtime_api import RealtimeApi
 from cortex_iac.errors import CortexError
-from cortex_iac.plan.engine import FAKE_ACCOUNT, FAKE_REGION, UNKNOWN, Recording, RecordedResource, record
+from cortex_iac.plan.engine import (
+    FAKE_ACCOUNT,
+    FAKE_REGION,
+    UNKNOWN,
+    RecordedResource,
+    Recording,
+    record,
+)
 from cortex_iac.render import addons as render
 from cortex_iac.render.iam import pod_identity_trust_policy, service_trust_policy
 from cortex_iac.specs import ClusterSpec, RealtimeApiSpec, load_apis, load_cluster

@@ -282,28 +282,28 @@ def test_names_are_stable_lowercase_and_fit_label_values() -> None:
     [
         (
             {"spot_config": {"max_price": 0.05}},
-            "node group 'spot': spot_config.max_price: 0.05 is not supported; Karpenter never pays more than "
-            "the on-demand price for spot and has no lower cap (remove max_price)",
+            ("node group 'spot': spot_config.max_price: 0.05 is not supported; Karpenter never pays more than "
+            "the on-demand price for spot and has no lower cap (remove max_price)"),
         ),
         (
             {"spot_config": {"instance_pools": 3}},
-            "node group 'spot': spot_config.instance_pools: 3 is not supported; Karpenter spreads spot launches "
-            "with the price-capacity-optimized strategy across all listed types (remove instance_pools)",
+            ("node group 'spot': spot_config.instance_pools: 3 is not supported; Karpenter spreads spot launches "
+            "with the price-capacity-optimized strategy across all listed types (remove instance_pools)"),
         ),
         (
             {"spot_config": {"on_demand_percentage_above_base_capacity": 50}},
-            "node group 'spot': spot_config.on_demand_percentage_above_base_capacity: 50 is not supported; "
-            "Karpenter can prefer spot (0) or use on-demand only (100), not a ratio",
+            ("node group 'spot': spot_config.on_demand_percentage_above_base_capacity: 50 is not supported; "
+            "Karpenter can prefer spot (0) or use on-demand only (100), not a ratio"),
         ),
         (
             {"min_instances": 1, "spot_config": {"on_demand_base_capacity": 2}},
-            "node group 'spot': spot_config.on_demand_base_capacity: 2 is more than min_instances (1); "
-            "on-demand nodes can only be kept in the min_instances floor, so it must be <= min_instances",
+            ("node group 'spot': spot_config.on_demand_base_capacity: 2 is more than min_instances (1); "
+            "on-demand nodes can only be kept in the min_instances floor, so it must be <= min_instances"),
         ),
         (
             {"instance_volume_type": "st1", "instance_volume_size": 500},
-            "node group 'spot': instance_volume_type: 'st1' cannot hold the root volume (EC2 does not boot "
-            "from HDD volumes); use one of gp3, gp2, io1",
+            ("node group 'spot': instance_volume_type: 'st1' cannot hold the root volume (EC2 does not boot "
+            "from HDD volumes); use one of gp3, gp2, io1"),
         ),
         (
             {"instance_volume_type": "io1"},
