@@ -50,10 +50,22 @@ pulumi-aws is generated from, internal/service/*; pulumi-eks' docstrings for its
 
 Every other input of these, and every input of other types, is shown as an in-place update. EKS's
 ``vpcConfig.subnetIds`` and ``securityGroupIds`` update in place in the current schema.
+
+Resource options (recorded in the plan, taken from HEAD as ``pulumi up`` takes them from the program):
+
+- ``ignoreChanges``: before comparing, the BASE value is copied over the HEAD value at each path, or
+  the HEAD value dropped where BASE has none (Pulumi's ``PropertyPath.Reset``), so an ignored input
+  never shows as changed (``init_replicas`` after KEDA owns ``spec.replicas``). A path that does not
+  fit the inputs (``pulumi up`` refuses the update then) is left out.
+- ``replaceOnChanges``: a change at or below one of its paths replaces the resource, like the tables.
+- ``deleteBeforeReplace``: a replacement deletes the old resource first; the diff says so.
+
+Property paths use Pulumi's syntax: ``a.b``, ``a["key.with.dots"]``, ``a[0]``, ``a[*].b``, ``*``.
 """
 
 from __future__ import annotations
 
+import copy
 import html
 import json
 import re
@@ -202,6 +214,7 @@ class ResourceDiff:
     op: str
     changes: tuple[Change, ...] = ()
     reasons: tuple[str, ...] = ()
+    delete_first: bool = False
 
 
 @dataclass
@@ -277,10 +290,12 @@ class _Context:
 
 def _diff_resource(old: dict[str, Any], new: dict[str, Any], replaced: set[str], ctx: _Context) -> ResourceDiff | None:
     rules = _replace_rules(new, ctx)
+    ignored = [property_path(p) for p in new.get("ignore_changes") or []]
+    option_rules = tuple(tuple(str(seg) for seg in property_path(p)) for p in new.get("replace_on_changes") or [])
     changes: list[Change] = []
     old_deps = old.get("property_dependencies") or {}
     new_deps = new.get("property_dependencies") or {}
-    old_inputs, new_inputs = old["inputs"], new["inputs"]
+    old_inputs, new_inputs = old["inputs"], _with_ignored(old["inputs"], new["inputs"], ignored)
     for key in sorted(set(old_inputs) | set(new_inputs)):
         deps = set(new_deps.get(key, []))
         moved = set(old_deps.get(key, [])) != deps
@@ -291,9 +306,21 @@ def _diff_resource(old: dict[str, Any], new: dict[str, Any], replaced: set[str],
         elif moved:
             note = "comes from other resources"
         _walk(old_inputs.get(key, MISSING), new_inputs.get(key, MISSING), (key,), note, changes)
-    changes = [_with_replace(c, rules) for c in changes]
-    forced = [c.path_text for c in changes if c.replaces]
-    reasons = [f"{', '.join(forced)} cannot change in place"] if forced else []
+    # Ignored values are equal now; an unknown inside one may still carry a note: drop those too.
+    changes = [c for c in changes if not any(_contains(p, c.path) for p in ignored)]
+    forced_by: list[tuple[Change, str]] = []
+    for i, change in enumerate(changes):
+        for rules_of, why in ((rules, "schema"), (option_rules, "option")):
+            marked = _with_replace(change, rules_of)
+            if marked.replaces:
+                changes[i] = marked
+                forced_by.append((marked, why))
+                break
+    reasons = []
+    for why, text in (("schema", "cannot change in place"), ("option", "changed, and replaceOnChanges names it")):
+        paths = [c.path_text for c, by in forced_by if by == why]
+        if paths:
+            reasons.append(f"{', '.join(paths)} {text}")
     provider_old, provider_new = old.get("provider"), new.get("provider")
     if provider_old != provider_new:
         reasons.append(f"its provider changed ({_short(provider_old)} -> {_short(provider_new)})")
@@ -302,7 +329,111 @@ def _diff_resource(old: dict[str, Any], new: dict[str, Any], replaced: set[str],
     if not changes and not reasons:
         return None
     op = "replace" if reasons else "update"
-    return ResourceDiff(new["urn"], new["type"], new["name"], op, tuple(changes), tuple(reasons))
+    delete_first = op == "replace" and bool(new.get("delete_before_replace"))
+    return ResourceDiff(new["urn"], new["type"], new["name"], op, tuple(changes), tuple(reasons), delete_first)
+
+
+def property_path(text: str) -> tuple[Segment, ...]:
+    """The segments of a Pulumi property path: names and quoted keys as str, indexes as int, and
+    ``*`` (any key or index) for ``*`` / ``[*]``. Raises PlanError for a malformed path."""
+    out: list[Segment] = []
+    i = 0
+    while i < len(text):
+        if text[i] == ".":
+            if i == 0 or i + 1 == len(text):
+                raise PlanError(f"property path {text!r}: a '.' must be between two names")
+            i += 1
+        elif text.startswith('["', i):
+            key, i = _quoted_key(text, i + 2)
+            out.append(key)
+        elif text[i] == "[":
+            end = text.find("]", i)
+            inner = text[i + 1 : end]
+            if end < 0 or not (inner == "*" or inner.isdigit()):
+                raise PlanError(f"property path {text!r}: '[' must hold an index, \"*\" or a quoted key, then ']'")
+            out.append(inner if inner == "*" else int(inner))
+            i = end + 1
+        else:
+            end = i
+            while end < len(text) and text[end] not in ".[":
+                end += 1
+            out.append(text[i:end])
+            i = end
+    if not out:
+        raise PlanError(f"property path {text!r} is empty")
+    return tuple(out)
+
+
+def _quoted_key(text: str, i: int) -> tuple[str, int]:
+    # From just after '["' to just after the closing '"]'; \" stands for a quote.
+    key = ""
+    while i < len(text) and text[i] != '"':
+        if text.startswith('\\"', i):
+            key, i = key + '"', i + 2
+        else:
+            key, i = key + text[i], i + 1
+    if not text.startswith('"]', i):
+        raise PlanError(f"property path {text!r}: a quoted key must end with '\"]'")
+    return key, i + 2
+
+
+def _contains(path: tuple[Segment, ...], other: tuple[Segment, ...]) -> bool:
+    """Whether ``other`` is ``path`` or below it (``*`` matches any one key or index)."""
+    return len(other) >= len(path) and all(p == "*" or p == o for p, o in zip(path, other))
+
+
+def _with_ignored(old: dict[str, Any], new: dict[str, Any], paths: list[tuple[Segment, ...]]) -> dict[str, Any]:
+    """``new`` with each path reset to its value in ``old`` (see the module docstring)."""
+    result = copy.deepcopy(new)
+    for path in paths:
+        attempt = copy.deepcopy(result)
+        if _reset(path, old, attempt):
+            result = attempt
+    return result
+
+
+def _reset(path: tuple[Segment, ...], old: Any, new: Any) -> bool:
+    # Pulumi's PropertyPath.Reset on plain JSON: changes the containers of ``new`` in place, never
+    # creates a missing level or resizes a list; False when the path does not fit.
+    key, rest = path[0], path[1:]
+    if isinstance(key, int):
+        both = isinstance(old, list) and isinstance(new, list)
+        if not both:
+            return not isinstance(old, list) and not isinstance(new, list)
+        if key >= len(old) or key >= len(new):
+            return not rest and key >= len(old) and key >= len(new)
+        if not rest:
+            new[key] = copy.deepcopy(old[key])
+            return True
+        return _reset(rest, old[key], new[key])
+    if key == "*":
+        if isinstance(old, list) and isinstance(new, list):
+            if len(old) != len(new):
+                return False
+            if not rest:
+                new[:] = copy.deepcopy(old)
+                return True
+            return all(_reset(rest, o, n) for o, n in zip(old, new))
+        if isinstance(old, dict) and isinstance(new, dict):
+            if not rest:
+                new.clear()
+                new.update(copy.deepcopy(old))
+                return True
+            return all(k in new and _reset(rest, v, new[k]) for k, v in old.items())
+        return not rest and isinstance(new, (dict, list))
+    if not rest:
+        if isinstance(old, dict) and key in old:
+            if not isinstance(new, dict):
+                return False
+            new[key] = copy.deepcopy(old[key])
+        elif isinstance(new, dict):
+            new.pop(key, None)
+        return True
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return not isinstance(old, dict) and not isinstance(new, dict)
+    if key not in new:
+        return key not in old
+    return _reset(rest, old.get(key), new[key])
 
 
 def _walk(old: Any, new: Any, path: tuple[Segment, ...], note: str | None, out: list[Change]) -> None:
@@ -368,7 +499,8 @@ def _holds(value: Any, rest: Rule) -> bool:
         return True
     head, tail = rest[0], rest[1:]
     if head == "*":
-        return isinstance(value, list) and any(_holds(v, tail) for v in value)
+        values = value if isinstance(value, list) else list(value.values()) if isinstance(value, dict) else []
+        return any(_holds(v, tail) for v in values)
     return isinstance(value, dict) and head in value and _holds(value[head], tail)
 
 
@@ -382,6 +514,7 @@ def _short(urn: str | None) -> str:
 # ---- rendering ----------------------------------------------------------------------------------
 
 _SIGN = {"create": "+", "update": "~", "replace": "-/+", "delete": "-"}
+_DELETE_FIRST = " (deleted before it is created again: deleteBeforeReplace)"
 
 
 def show(value: Any, width: int = _FOLD) -> str:
@@ -440,7 +573,7 @@ def render_text(report: DiffReport) -> str:
     ]
     for d in report.resources:
         out.append("")
-        out.append(f"{_SIGN[d.op]} {d.op} {d.type} {d.name}")
+        out.append(f"{_SIGN[d.op]} {d.op} {d.type} {d.name}{_DELETE_FIRST if d.delete_first else ''}")
         out.extend(f"    because {r}" for r in d.reasons)
         out.extend(f"    {_change_line(c, _FOLD)}" for c in d.changes)
     return "\n".join(out) + "\n"
@@ -464,6 +597,7 @@ def render_json(report: DiffReport) -> str:
                 "name": d.name,
                 "op": d.op,
                 "reasons": list(d.reasons),
+                "delete_before_replace": d.delete_first,
                 "changes": [
                     {
                         "path": c.path_text,
@@ -553,6 +687,7 @@ def _markdown(report: DiffReport, level: str, keep: int | None) -> str:
             inputs = f"{len(d.changes)} input{'s' if len(d.changes) != 1 else ''}"
             out += [f"<details><summary>{title} ({inputs})</summary>", ""]
             out += [f"- replaced because {_md(r)}" for r in d.reasons]
+            out += [f"- {_md(_DELETE_FIRST.strip(' ()'))}"] if d.delete_first else []
             if level == "values" and d.changes:
                 out += ["" if d.reasons else None, "| input | before | after |", "|---|---|---|"]
                 for c in d.changes:

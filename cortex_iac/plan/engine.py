@@ -2,8 +2,9 @@
 
 Pulumi's own mock engine (``pulumi.runtime.set_mocks``) answers every resource registration; we
 subclass its monitor to keep what a plan needs and the mocks do not pass on: each resource's parent,
-provider, explicit and per-property dependencies, and its inputs exactly as the program sent them
-(unknowns and secrets included).
+provider, explicit and per-property dependencies, the resource options that change how an update is
+carried out (``ignoreChanges``, ``replaceOnChanges``, ``deleteBeforeReplace``), and its inputs
+exactly as the program sent them (unknowns and secrets included).
 
 Two modes:
 - ``preview=True`` (``cortex plan``): like ``pulumi preview`` of a new stack. A resource's outputs
@@ -56,7 +57,12 @@ FAKE_REGION = "us-east-1"
 
 @dataclass
 class RecordedResource:
-    """One resource registration as the program made it."""
+    """One resource registration as the program made it.
+
+    ``ignore_changes`` and ``replace_on_changes`` are the resource options' property paths (camelCase,
+    as the SDK sends them), ``delete_before_replace`` the option of that name (default: none, none,
+    false).
+    """
 
     urn: str
     type: str
@@ -67,8 +73,12 @@ class RecordedResource:
     inputs: dict[str, Any]
     dependencies: list[str] = field(default_factory=list)
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    ignore_changes: list[str] = field(default_factory=list)
+    replace_on_changes: list[str] = field(default_factory=list)
+    delete_before_replace: bool = False
 
     def to_json(self) -> dict[str, Any]:
+        """The resource as a plan file entry."""
         return {
             "urn": self.urn,
             "type": self.type,
@@ -79,6 +89,9 @@ class RecordedResource:
             "inputs": self.inputs,
             "dependencies": self.dependencies,
             "property_dependencies": self.property_dependencies,
+            "ignore_changes": self.ignore_changes,
+            "replace_on_changes": self.replace_on_changes,
+            "delete_before_replace": self.delete_before_replace,
         }
 
 
@@ -215,6 +228,9 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 property_dependencies={
                     k: sorted(set(v.urns)) for k, v in sorted(request.propertyDependencies.items()) if v.urns
                 },
+                ignore_changes=list(request.ignoreChanges),
+                replace_on_changes=list(request.replaceOnChanges),
+                delete_before_replace=bool(request.deleteBeforeReplace),
             )
         )
         return response

@@ -7,6 +7,7 @@ input unknown, so nothing made-up leaks in).
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -16,7 +17,12 @@ from cortex_iac import _yaml
 from cortex_iac.errors import PlanError
 from cortex_iac.plan.engine import Recording, RecordedResource
 
-SCHEMA_VERSION = 1
+# 2: each resource also records its ignore_changes, replace_on_changes and delete_before_replace.
+SCHEMA_VERSION = 2
+# Version 1 files (written by an older cortex, e.g. for a pull request's base commit) are still read;
+# their resources have no options recorded, which load_plan fills in as none.
+READABLE_VERSIONS = (1, 2)
+_OPTION_DEFAULTS: dict[str, Any] = {"ignore_changes": [], "replace_on_changes": [], "delete_before_replace": False}
 
 # Resource types whose inputs are not one Kubernetes object.
 _NOT_OBJECTS = ("kubernetes:helm.sh/", "kubernetes:yaml:", "kubernetes:kustomize:", "pulumi:providers:")
@@ -73,7 +79,8 @@ def write_manifests(objects: list[dict[str, Any]], out_dir: Path) -> list[Path]:
 
 
 def load_plan(path: str | Path) -> dict[str, Any]:
-    """Read a plan file, checking it is one this version understands."""
+    """Read a plan file, checking it is one this version understands (schema versions 1 and 2; the
+    resources of a version 1 file get the version 2 resource options as none)."""
     p = Path(path)
     try:
         doc = json.loads(p.read_text())
@@ -84,8 +91,9 @@ def load_plan(path: str | Path) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise PlanError(f"{p}: a plan file is a JSON object, got {type(doc).__name__}")
     version = doc.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise PlanError(f"{p}: schema_version is {version!r}; this cortex reads version {SCHEMA_VERSION} (re-run cortex plan)")
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
+        readable = " and ".join(map(str, READABLE_VERSIONS))
+        raise PlanError(f"{p}: schema_version is {version!r}; this cortex reads versions {readable} (re-run cortex plan)")
     for key in ("project", "stack", "config", "resources", "outputs"):
         if key not in doc:
             raise PlanError(f"{p}: missing field {key!r}")
@@ -95,6 +103,9 @@ def load_plan(path: str | Path) -> dict[str, Any]:
         missing = [k for k in ("urn", "type", "name", "inputs") if not isinstance(r, dict) or k not in r]
         if missing:
             raise PlanError(f"{p}: resources[{i}] is missing {', '.join(missing)}")
+        if version == 1:
+            for key, default in _OPTION_DEFAULTS.items():
+                r.setdefault(key, copy.deepcopy(default))
     return doc
 
 

@@ -10,7 +10,16 @@ import pytest
 import yaml
 
 from cortex_iac.errors import PlanError
-from cortex_iac.plan.diff import MARKDOWN_LIMIT, diff_command, diff_plans, render_json, render_markdown, show
+from cortex_iac.plan.diff import (
+    MARKDOWN_LIMIT,
+    diff_command,
+    diff_plans,
+    property_path,
+    render_json,
+    render_markdown,
+    render_text,
+    show,
+)
 from cortex_iac.plan.engine import SECRET, UNKNOWN, run_program
 from cortex_iac.plan.plan import dumps, to_plan
 from tests.plan.fixtures.golden import GOLDEN, PLANS, check_golden
@@ -95,7 +104,7 @@ def test_json_is_deterministic_and_complete() -> None:
 
 def _plan(*resources: dict[str, Any], config: dict[str, str] | None = None) -> dict[str, Any]:
     return {
-        "schema_version": 1, "project": "p", "stack": "s", "config": config or {},
+        "schema_version": 2, "project": "p", "stack": "s", "config": config or {},
         "resources": list(resources), "outputs": {},
     }
 
@@ -104,7 +113,9 @@ def _res(type_: str, name: str, inputs: dict[str, Any], **extra: Any) -> dict[st
     return {
         "urn": f"urn:pulumi:s::p::{type_}::{name}", "type": type_, "name": name, "parent": None,
         "custom": True, "provider": extra.pop("provider", None), "inputs": inputs,
-        "dependencies": [], "property_dependencies": extra.pop("property_dependencies", {}), **extra,
+        "dependencies": [], "property_dependencies": extra.pop("property_dependencies", {}),
+        "ignore_changes": extra.pop("ignore_changes", []), "replace_on_changes": extra.pop("replace_on_changes", []),
+        "delete_before_replace": extra.pop("delete_before_replace", False), **extra,
     }
 
 
@@ -235,6 +246,88 @@ def test_values_fold_and_secrets_stay_masked() -> None:
     assert "(secret)" not in render_json(diff_plans(_plan(old), _plan(new)))
 
 
+# ---- resource options ---------------------------------------------------------------------------
+
+
+def _options_diff(old: dict[str, Any], new: dict[str, Any], **options: Any) -> Any:
+    return _one(_k8s("apps/v1:Deployment", old), _k8s("apps/v1:Deployment", new, **options))
+
+
+def test_ignored_paths_are_unchanged() -> None:
+    scaled = _edit(DEPLOYMENT, "spec.replicas", 3)
+    assert _options_diff(DEPLOYMENT, scaled).op == "update"
+    assert _options_diff(DEPLOYMENT, scaled, ignore_changes=["spec.replicas"]) is None
+    # Only the ignored path: the image change still shows.
+    both = _edit(scaled, "spec.template.spec.containers", [{"name": "c", "image": "i:2"}])
+    d = _options_diff(DEPLOYMENT, both, ignore_changes=["spec.replicas"])
+    assert [c.path_text for c in d.changes] == ["spec.template.spec.containers[0].image"]
+    assert _options_diff(DEPLOYMENT, both, ignore_changes=["spec.template.spec.containers[*].image", "spec.replicas"]) is None
+    assert _options_diff(DEPLOYMENT, both, ignore_changes=["spec"]) is None
+
+
+def test_an_ignored_path_absent_before_stays_absent() -> None:
+    # Pulumi resets to the old state: a value the old inputs lack is dropped, not created.
+    labelled = _edit(DEPLOYMENT, "metadata.labels", {"a": "b"})
+    assert _options_diff(DEPLOYMENT, labelled, ignore_changes=["metadata.labels"]) is None
+    # Ignoring the one label drops it; the (now empty) labels map itself is still new.
+    d = _options_diff(DEPLOYMENT, labelled, ignore_changes=['metadata["labels"].a'])
+    assert [(c.path_text, c.new) for c in d.changes] == [("metadata.labels", {})]
+    # A path through a level neither side has is a no-op, one through a missing level is left out.
+    assert _options_diff(DEPLOYMENT, labelled, ignore_changes=["spec.strategy.type"]).op == "update"
+
+
+def test_ignored_unknowns_from_other_resources_are_unchanged() -> None:
+    vpc = "urn:pulumi:s::p::aws:ec2/vpc:Vpc::v"
+    old = _res("aws:ec2/subnet:Subnet", "s", {"vpcId": UNKNOWN}, property_dependencies={"vpcId": [vpc]})
+    new = _res("aws:ec2/subnet:Subnet", "s", {"vpcId": UNKNOWN}, property_dependencies={"vpcId": [vpc + "2"]},
+               ignore_changes=["vpcId"])
+    assert _one(old, new) is None
+
+
+def test_replace_on_changes_replaces_and_says_why() -> None:
+    labelled = _edit(DEPLOYMENT, "metadata.labels", {"a": "b"})
+    d = _options_diff(DEPLOYMENT, labelled, replace_on_changes=["metadata.labels"])
+    assert d.op == "replace" and d.changes[0].replaces
+    assert d.reasons == ("metadata.labels changed, and replaceOnChanges names it",)
+    assert _options_diff(DEPLOYMENT, labelled, replace_on_changes=["*"]).op == "replace"
+    assert _options_diff(DEPLOYMENT, labelled, replace_on_changes=["spec.replicas"]).op == "update"
+    # Ignored first, as Pulumi does: an ignored change replaces nothing.
+    assert _options_diff(DEPLOYMENT, labelled, replace_on_changes=["metadata"], ignore_changes=["metadata.labels"]) is None
+
+
+def test_delete_before_replace_is_shown() -> None:
+    renamed = _edit(DEPLOYMENT, "metadata.name", "b")
+    d = _options_diff(DEPLOYMENT, renamed, delete_before_replace=True)
+    assert (d.op, d.delete_first) == ("replace", True)
+    report = diff_plans(_plan(_k8s("apps/v1:Deployment", DEPLOYMENT)),
+                        _plan(_k8s("apps/v1:Deployment", renamed, delete_before_replace=True)))
+    assert json.loads(render_json(report))["resources"][0]["delete_before_replace"] is True
+    assert "-/+ replace kubernetes:apps/v1:Deployment x (deleted before it is created again: deleteBeforeReplace)" in (
+        render_text(report))
+    assert "deleted before it is created again: deleteBeforeReplace" in render_markdown(report)
+    # An update does not delete anything.
+    assert _options_diff(DEPLOYMENT, _edit(DEPLOYMENT, "spec.replicas", 2), delete_before_replace=True).delete_first is False
+
+
+@pytest.mark.parametrize(("text", "path"), [
+    ("spec.replicas", ("spec", "replicas")),
+    ('tags["kubernetes.io/role"]', ("tags", "kubernetes.io/role")),
+    ('a["with \\"quote\\""].b', ("a", 'with "quote"', "b")),
+    ("rules[0].cidr", ("rules", 0, "cidr")),
+    ("a[*].b", ("a", "*", "b")),
+    ("*", ("*",)),
+    ('["root"][2]', ("root", 2)),
+])
+def test_property_paths(text: str, path: tuple[Any, ...]) -> None:
+    assert property_path(text) == path
+
+
+@pytest.mark.parametrize("text", ["", ".a", "a.", "a[", "a[x]", 'a["b', 'a["b"'])
+def test_bad_property_paths(text: str) -> None:
+    with pytest.raises(PlanError, match="property path"):
+        property_path(text)
+
+
 # ---- the Markdown size limit --------------------------------------------------------------------
 
 
@@ -274,8 +367,8 @@ def test_cost_missing_is_said_not_fatal(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("content", "message"), [
     ("not json", "not a JSON plan file"),
-    ('{"schema_version": 2}', "schema_version is 2; this cortex reads version 1"),
-    ('{"schema_version": 1, "project": "p", "stack": "s", "config": {}, "resources": []}', "missing field 'outputs'"),
+    ('{"schema_version": 3}', "schema_version is 3; this cortex reads versions 1 and 2"),
+    ('{"schema_version": 2, "project": "p", "stack": "s", "config": {}, "resources": []}', "missing field 'outputs'"),
 ])
 def test_bad_plan_files_are_one_line(tmp_path: Path, content: str, message: str) -> None:
     bad = tmp_path / "bad.json"
@@ -339,3 +432,19 @@ def test_blast_radius_max_instances_updates_only_that_node_pool(stack_dir: Path)
     report = diff_plans(base, _plan_dev(stack_dir))
     assert [(d.op, d.type) for d in report.resources] == [("update", "kubernetes:karpenter.sh/v1:NodePool")]
     assert all(c.path[:2] == ("spec", "limits") for c in report.resources[0].changes)
+
+
+def _plan_stack(program: Path, stack: str) -> dict[str, Any]:
+    return json.loads(dumps(to_plan(run_program(program, stack))))
+
+
+def test_blast_radius_init_replicas_changes_nothing(stack_dir: Path) -> None:
+    # KEDA owns spec.replicas after creation (ignore_changes); Pulumi would send nothing.
+    base = _plan_stack(stack_dir, "prod")
+    _edit_yaml(stack_dir / "stacks" / "Pulumi.prod.yaml",
+               lambda doc: doc["config"]["cortex:apis"][0]["autoscaling"].update(init_replicas=3))
+    head = _plan_stack(stack_dir, "prod")
+    deployment = next(r for r in head["resources"] if r["name"] == "text-generator-deployment")
+    assert deployment["inputs"]["spec"]["replicas"] == 3 and deployment["ignore_changes"] == ["spec.replicas"]
+    report = diff_plans(base, head)
+    assert report.resources == []

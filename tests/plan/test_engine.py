@@ -101,3 +101,18 @@ def test_a_refused_invoke_does_not_leak_into_the_next_run() -> None:
         record(waits_on_an_invoke)
     rec = record(lambda: aws.ec2.Vpc("clean", cidr_block="10.0.0.0/16"))
     assert [r.name for r in rec.resources] == ["clean"]
+
+
+def test_records_the_options_that_change_how_an_update_is_carried_out() -> None:
+    def program() -> None:
+        aws.ec2.Vpc("plain", cidr_block="10.0.0.0/16")
+        aws.ec2.Vpc("tuned", cidr_block="10.0.0.0/16", tags={"a": "b"}, opts=pulumi.ResourceOptions(
+            ignore_changes=["tags", "cidr_block"], replace_on_changes=["enable_dns_support"], delete_before_replace=True))
+
+    rec = record(program)
+    plain, tuned = rec.find("aws:ec2/vpc:Vpc", "plain"), rec.find("aws:ec2/vpc:Vpc", "tuned")
+    assert (plain.ignore_changes, plain.replace_on_changes, plain.delete_before_replace) == ([], [], False)
+    # Property names as the engine sees them: the SDK translates them to the provider's camelCase.
+    assert (tuned.ignore_changes, tuned.replace_on_changes, tuned.delete_before_replace) == (
+        ["tags", "cidrBlock"], ["enableDnsSupport"], True)
+    assert tuned.to_json()["ignore_changes"] == ["tags", "cidrBlock"]

@@ -60,10 +60,11 @@ def test_tree_nests_children_under_parents() -> None:
     [
         ("not json", "not a JSON plan file"),
         ("[]", "a plan file is a JSON object, got list"),
-        ('{"schema_version": 99}', "schema_version is 99; this cortex reads version 1"),
-        ('{"schema_version": 1, "project": "p", "stack": "s", "config": {}, "resources": []}', "missing field 'outputs'"),
+        ('{"schema_version": 99}', "schema_version is 99; this cortex reads versions 1 and 2"),
+        ('{"schema_version": true}', "schema_version is True; this cortex reads versions 1 and 2"),
+        ('{"schema_version": 2, "project": "p", "stack": "s", "config": {}, "resources": []}', "missing field 'outputs'"),
         (
-            '{"schema_version": 1, "project": "p", "stack": "s", "config": {}, "outputs": {}, "resources": [{"urn": "u"}]}',
+            '{"schema_version": 2, "project": "p", "stack": "s", "config": {}, "outputs": {}, "resources": [{"urn": "u"}]}',
             r"resources\[0\] is missing type, name, inputs",
         ),
     ],
@@ -73,3 +74,24 @@ def test_bad_plan_files(tmp_path: Path, content: str, message: str) -> None:
     path.write_text(content)
     with pytest.raises(PlanError, match=message):
         load_plan(path)
+
+
+def test_plan_resources_carry_their_resource_options() -> None:
+    doc = json.loads(dumps(to_plan(run_program(TINY, "dev"))))
+    assert SCHEMA_VERSION == 2
+    for r in doc["resources"]:
+        assert (r["ignore_changes"], r["replace_on_changes"], r["delete_before_replace"]) == ([], [], False), r["urn"]
+
+
+def test_version_1_plans_are_read_with_no_resource_options(tmp_path: Path) -> None:
+    # A pull request's base commit may be planned by an older cortex.
+    doc = json.loads(dumps(to_plan(run_program(TINY, "dev"))))
+    doc["schema_version"] = 1
+    for r in doc["resources"]:
+        for key in ("ignore_changes", "replace_on_changes", "delete_before_replace"):
+            del r[key]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(doc))
+    loaded = load_plan(path)
+    assert all((r["ignore_changes"], r["replace_on_changes"], r["delete_before_replace"]) == ([], [], False)
+               for r in loaded["resources"])
