@@ -32,21 +32,40 @@ Kubernetes (pulumi-kubernetes' own table, provider/pkg/provider/diff.go):
 | helm.sh/v3 Release | ``name``, ``namespace`` |
 | pulumi:providers:kubernetes | ``kubeconfig``, ``context``, ``cluster`` (a new target cluster), ``clusterIdentifier``, ``renderYamlToDirectory`` |
 
-AWS and EKS resources the library creates (``ForceNew`` in the Terraform AWS provider schema that
-pulumi-aws is generated from, internal/service/*; pulumi-eks' docstrings for its component):
+AWS and EKS resources the library creates (``ForceNew`` / ``RequiresReplace`` in the Terraform AWS
+provider schema that pulumi-aws is generated from, internal/service/*; pulumi-eks' docstrings for its
+component). ``region``: since Terraform AWS provider v6 (pulumi-aws 7) every regional resource takes
+one, and a new region replaces it; IAM is global. A type with nothing here but ``region`` updates
+everything else in place:
 
 | resource | inputs |
 |---|---|
-| aws:ec2/vpc:Vpc | ``cidrBlock``, ``ipv4IpamPoolId``, ``ipv4NetmaskLength`` |
-| aws:ec2/subnet:Subnet | ``vpcId``, ``cidrBlock``, ``availabilityZone``, ``availabilityZoneId``, ``ipv4IpamPoolId``, ``ipv4NetmaskLength``, ``ipv6IpamPoolId``, ``ipv6Native``, ``ipv6NetmaskLength``, ``outpostArn`` |
-| aws:ec2/natGateway:NatGateway | ``subnetId``, ``allocationId``, ``connectivityType``, ``privateIp``, ``availabilityMode``, ``vpcId`` |
-| aws:ec2/securityGroup:SecurityGroup | ``name``, ``namePrefix``, ``description``, ``vpcId`` |
-| aws:eks/cluster:Cluster | ``name``, ``roleArn``, ``bootstrapSelfManagedAddons``, ``accessConfig.bootstrapClusterCreatorAdminPermissions``, ``kubernetesNetworkConfig.ipFamily``, ``kubernetesNetworkConfig.serviceIpv4Cidr``, ``outpostConfig``, ``remoteNetworkConfig`` |
-| eks:index:Cluster | ``name``, ``serviceRole``, ``vpcId`` (its security groups), ``ipFamily``, ``kubernetesServiceIpAddressRange``, ``bootstrapSelfManagedAddons`` |
-| aws:eks/nodeGroup:NodeGroup | ``clusterName``, ``nodeGroupName``, ``nodeGroupNamePrefix``, ``nodeRoleArn``, ``subnetIds``, ``instanceTypes``, ``amiType``, ``capacityType``, ``diskSize``, ``remoteAccess``, ``launchTemplate.id``, ``launchTemplate.name`` |
-| aws:kms/key:Key | ``customerMasterKeySpec``, ``keyUsage``, ``multiRegion``, ``customKeyStoreId``, ``xksKeyId`` |
+| aws:cloudwatch/eventRule:EventRule | ``name``, ``namePrefix``, ``eventBusName``, ``region`` |
+| aws:cloudwatch/eventTarget:EventTarget | ``rule``, ``eventBusName``, ``targetId``, ``region`` |
+| aws:cloudwatch/logGroup:LogGroup | ``name``, ``namePrefix``, ``logGroupClass``, ``region`` |
+| aws:ec2/eip:Eip | ``address``, ``domain``, ``networkBorderGroup``, ``publicIpv4Pool``, ``region`` |
+| aws:ec2/internetGateway:InternetGateway | ``region`` (``vpcId`` detaches and attaches in place) |
+| aws:ec2/natGateway:NatGateway | ``subnetId``, ``allocationId``, ``connectivityType``, ``privateIp``, ``availabilityMode``, ``vpcId``, ``region`` |
+| aws:ec2/routeTable:RouteTable | ``vpcId``, ``region`` |
+| aws:ec2/routeTableAssociation:RouteTableAssociation | ``subnetId``, ``gatewayId``, ``region`` (``routeTableId`` is swapped in place) |
+| aws:ec2/securityGroup:SecurityGroup | ``name``, ``namePrefix``, ``description``, ``vpcId``, ``region`` |
+| aws:ec2/subnet:Subnet | ``vpcId``, ``cidrBlock``, ``availabilityZone``, ``availabilityZoneId``, ``ipv4IpamPoolId``, ``ipv4NetmaskLength``, ``ipv6IpamPoolId``, ``ipv6Native``, ``ipv6NetmaskLength``, ``outpostArn``, ``region`` |
+| aws:ec2/tag:Tag | ``resourceId``, ``key``, ``region`` |
+| aws:ec2/vpc:Vpc | ``cidrBlock``, ``ipv4IpamPoolId``, ``ipv4NetmaskLength``, ``region`` |
+| aws:ecr/repository:Repository | ``name``, ``encryptionConfigurations``, ``region`` |
+| aws:eks/addon:Addon | ``clusterName``, ``addonName``, ``region`` |
+| aws:eks/cluster:Cluster | ``name``, ``roleArn``, ``bootstrapSelfManagedAddons``, ``accessConfig.bootstrapClusterCreatorAdminPermissions``, ``kubernetesNetworkConfig.ipFamily``, ``kubernetesNetworkConfig.serviceIpv4Cidr``, ``outpostConfig``, ``remoteNetworkConfig``, ``region`` |
+| aws:eks/nodeGroup:NodeGroup | ``clusterName``, ``nodeGroupName``, ``nodeGroupNamePrefix``, ``nodeRoleArn``, ``subnetIds``, ``instanceTypes``, ``amiType``, ``capacityType``, ``diskSize``, ``remoteAccess``, ``launchTemplate.id``, ``launchTemplate.name``, ``region`` |
+| aws:eks/podIdentityAssociation:PodIdentityAssociation | ``clusterName``, ``namespace``, ``serviceAccount``, ``region`` |
+| aws:iam/policy:Policy | ``name``, ``namePrefix``, ``path``, ``description`` |
 | aws:iam/role:Role | ``name``, ``namePrefix``, ``path`` |
-| aws:sqs/queue:Queue | ``name``, ``namePrefix``, ``fifoQueue`` |
+| aws:iam/rolePolicy:RolePolicy | ``role``, ``name``, ``namePrefix`` |
+| aws:iam/rolePolicyAttachment:RolePolicyAttachment | ``role``, ``policyArn`` |
+| aws:kms/key:Key | ``customerMasterKeySpec``, ``keyUsage``, ``multiRegion``, ``customKeyStoreId``, ``xksKeyId``, ``region`` |
+| aws:sqs/queue:Queue | ``name``, ``namePrefix``, ``fifoQueue``, ``region`` |
+| aws:sqs/queuePolicy:QueuePolicy | ``queueUrl``, ``region`` |
+| aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule | ``securityGroupId``, ``region`` (also a change of source kind, e.g. ``cidrIpv4`` to ``referencedSecurityGroupId``, which this table cannot express) |
+| eks:index:Cluster | ``name``, ``serviceRole``, ``vpcId`` (its security groups), ``ipFamily``, ``kubernetesServiceIpAddressRange``, ``bootstrapSelfManagedAddons`` |
 
 Every other input of these, and every input of other types, is shown as an in-place update. EKS's
 ``vpcConfig.subnetIds`` and ``securityGroupIds`` update in place in the current schema.
@@ -155,30 +174,47 @@ _K8S_KINDS: dict[tuple[str, str, str], tuple[Rule, ...]] = {
 _OTHER: dict[str, tuple[Rule, ...]] = {
     "kubernetes:helm.sh/v3:Release": _rules("name", "namespace"),
     "pulumi:providers:kubernetes": _rules("kubeconfig", "context", "cluster", "clusterIdentifier", "renderYamlToDirectory"),
-    "aws:ec2/vpc:Vpc": _rules("cidrBlock", "ipv4IpamPoolId", "ipv4NetmaskLength"),
+    # AWS and EKS (module docstring); every type the library creates has an entry, a test checks it.
+    "aws:cloudwatch/eventRule:EventRule": _rules("name", "namePrefix", "eventBusName", "region"),
+    "aws:cloudwatch/eventTarget:EventTarget": _rules("rule", "eventBusName", "targetId", "region"),
+    "aws:cloudwatch/logGroup:LogGroup": _rules("name", "namePrefix", "logGroupClass", "region"),
+    "aws:ec2/eip:Eip": _rules("address", "domain", "networkBorderGroup", "publicIpv4Pool", "region"),
+    "aws:ec2/internetGateway:InternetGateway": _rules("region"),
+    "aws:ec2/natGateway:NatGateway": _rules(
+        "subnetId", "allocationId", "connectivityType", "privateIp", "availabilityMode", "vpcId", "region"
+    ),
+    "aws:ec2/routeTable:RouteTable": _rules("vpcId", "region"),
+    "aws:ec2/routeTableAssociation:RouteTableAssociation": _rules("subnetId", "gatewayId", "region"),
+    "aws:ec2/securityGroup:SecurityGroup": _rules("name", "namePrefix", "description", "vpcId", "region"),
     "aws:ec2/subnet:Subnet": _rules(
         "vpcId", "cidrBlock", "availabilityZone", "availabilityZoneId", "ipv4IpamPoolId", "ipv4NetmaskLength",
-        "ipv6IpamPoolId", "ipv6Native", "ipv6NetmaskLength", "outpostArn",
+        "ipv6IpamPoolId", "ipv6Native", "ipv6NetmaskLength", "outpostArn", "region",
     ),
-    "aws:ec2/natGateway:NatGateway": _rules(
-        "subnetId", "allocationId", "connectivityType", "privateIp", "availabilityMode", "vpcId"
-    ),
-    "aws:ec2/securityGroup:SecurityGroup": _rules("name", "namePrefix", "description", "vpcId"),
+    "aws:ec2/tag:Tag": _rules("resourceId", "key", "region"),
+    "aws:ec2/vpc:Vpc": _rules("cidrBlock", "ipv4IpamPoolId", "ipv4NetmaskLength", "region"),
+    "aws:ecr/repository:Repository": _rules("name", "encryptionConfigurations", "region"),
+    "aws:eks/addon:Addon": _rules("clusterName", "addonName", "region"),
     "aws:eks/cluster:Cluster": _rules(
         "name", "roleArn", "bootstrapSelfManagedAddons", "accessConfig.bootstrapClusterCreatorAdminPermissions",
         "kubernetesNetworkConfig.ipFamily", "kubernetesNetworkConfig.serviceIpv4Cidr", "outpostConfig",
-        "remoteNetworkConfig",
-    ),
-    "eks:index:Cluster": _rules(
-        "name", "serviceRole", "vpcId", "ipFamily", "kubernetesServiceIpAddressRange", "bootstrapSelfManagedAddons"
+        "remoteNetworkConfig", "region",
     ),
     "aws:eks/nodeGroup:NodeGroup": _rules(
         "clusterName", "nodeGroupName", "nodeGroupNamePrefix", "nodeRoleArn", "subnetIds", "instanceTypes", "amiType",
-        "capacityType", "diskSize", "remoteAccess", "launchTemplate.id", "launchTemplate.name",
+        "capacityType", "diskSize", "remoteAccess", "launchTemplate.id", "launchTemplate.name", "region",
     ),
-    "aws:kms/key:Key": _rules("customerMasterKeySpec", "keyUsage", "multiRegion", "customKeyStoreId", "xksKeyId"),
+    "aws:eks/podIdentityAssociation:PodIdentityAssociation": _rules("clusterName", "namespace", "serviceAccount", "region"),
+    "aws:iam/policy:Policy": _rules("name", "namePrefix", "path", "description"),
     "aws:iam/role:Role": _rules("name", "namePrefix", "path"),
-    "aws:sqs/queue:Queue": _rules("name", "namePrefix", "fifoQueue"),
+    "aws:iam/rolePolicy:RolePolicy": _rules("role", "name", "namePrefix"),
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment": _rules("role", "policyArn"),
+    "aws:kms/key:Key": _rules("customerMasterKeySpec", "keyUsage", "multiRegion", "customKeyStoreId", "xksKeyId", "region"),
+    "aws:sqs/queue:Queue": _rules("name", "namePrefix", "fifoQueue", "region"),
+    "aws:sqs/queuePolicy:QueuePolicy": _rules("queueUrl", "region"),
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": _rules("securityGroupId", "region"),
+    "eks:index:Cluster": _rules(
+        "name", "serviceRole", "vpcId", "ipFamily", "kubernetesServiceIpAddressRange", "bootstrapSelfManagedAddons"
+    ),
 }
 _NOT_K8S_OBJECTS = ("kubernetes:helm.sh/", "kubernetes:yaml:", "kubernetes:kustomize:")
 
@@ -461,6 +497,13 @@ def _unknown_leaves(value: Any, path: tuple[Segment, ...]) -> list[tuple[Segment
     if isinstance(value, list):
         return [p for i, v in enumerate(value) for p in _unknown_leaves(v, (*path, i))]
     return []
+
+
+def replace_inputs(type_: str) -> list[str] | None:
+    """The inputs whose change replaces a resource of a non-Kubernetes type (the module docstring's
+    tables), as paths; None for a type without an entry (all its inputs update in place)."""
+    rules = _OTHER.get(type_)
+    return None if rules is None else [".".join(rule) for rule in rules]
 
 
 def _replace_rules(r: dict[str, Any], ctx: _Context) -> tuple[Rule, ...]:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 import yaml
 
 from cortex_iac.errors import PlanError
+from cortex_iac.plan import diff as diff_module
 from cortex_iac.plan.diff import (
     MARKDOWN_LIMIT,
     diff_command,
@@ -18,6 +20,7 @@ from cortex_iac.plan.diff import (
     render_json,
     render_markdown,
     render_text,
+    replace_inputs,
     show,
 )
 from cortex_iac.plan.engine import SECRET, UNKNOWN, run_program
@@ -202,9 +205,49 @@ def test_mutable_config_maps_update_in_place_unless_immutable() -> None:
     ("aws:kms/key:Key", "keyUsage", "ENCRYPT_DECRYPT", "SIGN_VERIFY", "replace"),
     ("aws:kms/key:Key", "enableKeyRotation", False, True, "update"),
     ("aws:s3/bucket:Bucket", "bucket", "a", "b", "update"),  # not in the table: shown as an update
+    ("aws:ec2/routeTableAssociation:RouteTableAssociation", "subnetId", "subnet-1", "subnet-2", "replace"),
+    ("aws:ec2/routeTableAssociation:RouteTableAssociation", "routeTableId", "rtb-1", "rtb-2", "update"),
+    ("aws:ec2/routeTable:RouteTable", "vpcId", "vpc-1", "vpc-2", "replace"),
+    ("aws:ec2/tag:Tag", "key", "a", "b", "replace"),
+    ("aws:ec2/tag:Tag", "value", "a", "b", "update"),
+    ("aws:ec2/internetGateway:InternetGateway", "vpcId", "vpc-1", "vpc-2", "update"),
+    ("aws:ec2/vpc:Vpc", "region", "us-east-1", "us-west-2", "replace"),
+    ("aws:eks/podIdentityAssociation:PodIdentityAssociation", "namespace", "a", "b", "replace"),
+    ("aws:eks/podIdentityAssociation:PodIdentityAssociation", "roleArn", "arn:a", "arn:b", "update"),
+    ("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "policyArn", "arn:a", "arn:b", "replace"),
+    ("aws:iam/rolePolicy:RolePolicy", "policy", "{}", '{"Version": "2012-10-17"}', "update"),
+    ("aws:iam/rolePolicy:RolePolicy", "name", "a", "b", "replace"),
+    ("aws:iam/policy:Policy", "description", "a", "b", "replace"),
+    ("aws:eks/addon:Addon", "addonVersion", "v1.0.0-eksbuild.1", "v1.1.0-eksbuild.1", "update"),
+    ("aws:sqs/queuePolicy:QueuePolicy", "queueUrl", "https://q/a", "https://q/b", "replace"),
+    ("aws:cloudwatch/eventTarget:EventTarget", "rule", "a", "b", "replace"),
+    ("aws:cloudwatch/eventTarget:EventTarget", "arn", "arn:a", "arn:b", "update"),
+    ("aws:cloudwatch/logGroup:LogGroup", "retentionInDays", 7, 14, "update"),
+    ("aws:ecr/repository:Repository", "encryptionConfigurations", [{"encryptionType": "AES256"}],
+     [{"encryptionType": "KMS"}], "replace"),
 ])
 def test_aws_replacement_rules(type_: str, path: str, old: Any, new: Any, op: str) -> None:
     assert _one(_res(type_, "r", {path: old}), _res(type_, "r", {path: new})).op == op
+
+
+@pytest.fixture(scope="module")
+def stack_plans() -> dict[str, dict[str, Any]]:
+    """The repository's dev and prod plans."""
+    return {stack: json.loads(dumps(to_plan(run_program(REPO, stack)))) for stack in ("dev", "prod")}
+
+
+def test_every_aws_and_eks_type_of_the_stacks_has_replace_rules(stack_plans: dict[str, dict[str, Any]]) -> None:
+    types = {r["type"] for plan in stack_plans.values() for r in plan["resources"] if r["type"].startswith(("aws:", "eks:"))}
+    assert len(types) >= 20
+    assert sorted(t for t in types if replace_inputs(t) is None) == []
+
+
+def test_the_docstring_table_is_the_rules() -> None:
+    rows = re.findall(r"^\| ((?:aws|eks):\S+) \| (.*) \|$", diff_module.__doc__ or "", re.MULTILINE)
+    # Inputs named in parentheses are remarks (what does not replace, what the table cannot express).
+    table = {type_: re.findall(r"``([^`]+)``", re.sub(r"\([^)]*\)", "", inputs)) for type_, inputs in rows}
+    assert table and all(table[t] == replace_inputs(t) for t in table), table
+    assert all(replace_inputs(t) is None or t in table for t in ("aws:s3/bucket:Bucket", *table))
 
 
 def test_unknowns() -> None:
