@@ -269,3 +269,14 @@ class ClusterSpec(SpecModel):
         elif self.subnet_visibility == "private" and not subnets and self.nat_gateway == "none":
             needed = "private subnets need a NAT gateway: single or highly_available"
             problems.add(("nat_gateway",), self.nat_gateway, needed)
+        if self.operator_load_balancer_scheme == "internal":
+            # An internal endpoint is opened to exactly these networks (the VPN or peered network
+            # that runs pulumi up); the whole internet would make "internal" meaningless.
+            for index, cidr in enumerate(self.operator_load_balancer_cidr_white_list):
+                if cidr.endswith("/0"):
+                    problems.add(
+                        ("operator_load_balancer_cidr_white_list", index),
+                        cidr,
+                        "with operator_load_balancer_scheme internal, list the networks that reach the "
+                        "cluster's API (a VPN or peered network), not the whole internet",
+                    )
