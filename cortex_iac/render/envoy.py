@@ -36,7 +36,8 @@ METRICS_PATH = "/stats/prometheus"
 METRICS_PORT_NAME = "envoy-metrics"
 # Pod label carrying the API's name; the Deployment renderer must set it on every API pod.
 API_NAME_LABEL = "cortex.dev/api-name"
-DEFAULT_REQUEST_TIMEOUT_SECONDS = 60
+# The spec's default pod.request_timeout (cortex_iac.specs.pod): the shared load balancer's idle timeout.
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 300
 # How long a terminating pod keeps serving new requests: the time the AWS load balancer and the
 # Service endpoints take to stop routing to it after it is marked terminating / not ready.
 DEFAULT_DEREGISTRATION_SECONDS = 15
@@ -69,8 +70,9 @@ def envoy_config(
 
     ``app_port``: the user container's port (``pod.port``). ``max_concurrency`` (>= 1) requests
     reach it at once, ``max_queue_length`` (>= 0) more wait in Envoy, any further request gets 503
-    at once. ``request_timeout_seconds`` (default 60) bounds a request's time in Envoy from the
-    moment it is fully received, queueing included (then 504); it also bounds the shutdown drain.
+    at once. ``request_timeout_seconds`` (default 300, the spec's ``pod.request_timeout``) bounds a
+    request's time in Envoy from the moment it is fully received, queueing included (then 504); it
+    also bounds the shutdown drain (:func:`drain_plan` takes the same value).
     Ports default to 8888 (traffic), 15000 (metrics) and 15001 (admin, loopback only).
 
     The limits are exact once Envoy holds its connections to the app. While a connection is still
@@ -285,8 +287,8 @@ def drain_plan(
     admin_port: int = ADMIN_PORT,
 ) -> DrainPlan:
     """The :class:`DrainPlan` for a sidecar rendered with the same ``request_timeout_seconds``
-    (default 60) and ``admin_port`` (default 15001); ``deregistration_seconds`` defaults to 15.
-    With the defaults: preStop up to 15 + 61 s, terminationGracePeriodSeconds 81."""
+    (default 300) and ``admin_port`` (default 15001); ``deregistration_seconds`` defaults to 15.
+    With the defaults: preStop up to 15 + 301 s, terminationGracePeriodSeconds 321."""
     _check_range("request_timeout_seconds", request_timeout_seconds, 1, 24 * 3600)
     _check_range("deregistration_seconds", deregistration_seconds, 0, 3600)
     _check_range("admin_port", admin_port, 1, 65535)

@@ -227,6 +227,7 @@ def api_objects(
             app_port=spec.pod.port,
             max_concurrency=spec.pod.max_concurrency,
             max_queue_length=spec.pod.max_queue_length,
+            request_timeout_seconds=spec.pod.request_timeout,
         )
     )
     config_map = {
@@ -235,7 +236,9 @@ def api_objects(
         "metadata": {"name": envoy_config_map_name(spec.name, config_text), "namespace": ns, "labels": labels(spec.name)},
         "data": {ENVOY_CONFIG_FILE: config_text},
     }
-    drain = envoy.drain_plan()
+    # Every wait of the pod's shutdown (preStop sleeps, grace period, the ALB's deregistration delay,
+    # the runtime's own grace) follows from the request timeout through the drain plan.
+    drain = envoy.drain_plan(request_timeout_seconds=spec.pod.request_timeout)
     return ApiObjects(
         service_account=service_account(spec.name, ns),
         envoy_config=config_map,

@@ -163,6 +163,7 @@ class _WorkloadBase(_ApiBase):
     _KIND_HAS_PORT: ClassVar[bool] = True
     _MAX_CONCURRENCY: ClassVar[int | None] = None  # None: the kind takes no max_concurrency
     _KIND_HAS_QUEUE: ClassVar[bool] = False
+    _KIND_HAS_REQUEST_TIMEOUT: ClassVar[bool] = False  # only RealtimeAPI has the Envoy sidecar enforcing it
     _READINESS: ClassVar[Literal["any", "no-exec", "none"]] = "no-exec"
     _KIND_HAS_PRE_STOP: ClassVar[bool] = False
     _NEEDS_COMMAND: ClassVar[bool] = False
@@ -185,6 +186,8 @@ class _WorkloadBase(_ApiBase):
             problems.add(("pod", "max_concurrency"), pod.max_concurrency, limit)
         if "max_queue_length" in given and not self._KIND_HAS_QUEUE:
             problems.add(("pod", "max_queue_length"), pod.max_queue_length, f"not supported by {kind}")
+        if "request_timeout" in given and not self._KIND_HAS_REQUEST_TIMEOUT:
+            problems.add(("pod", "request_timeout"), pod.request_timeout, f"not supported by {kind}")
         for index, container in enumerate(pod.containers):
             at = ("pod", "containers", index)
             probe = container.readiness_probe
@@ -223,10 +226,12 @@ class _ScalingBase(_WorkloadBase):
 class RealtimeApiSpec(_ScalingBase):
     """A synchronous HTTP API (kind RealtimeAPI): ``name``, ``pod``, ``autoscaling``,
     ``update_strategy``, ``node_groups``, ``networking``, ``iam``. ``pod.max_concurrency`` <= 30000;
-    ``autoscaling.target_in_flight`` <= max_concurrency + max_queue_length."""
+    ``autoscaling.target_in_flight`` <= max_concurrency + max_queue_length; ``pod.request_timeout``
+    is taken by this kind only."""
 
     _MAX_CONCURRENCY: ClassVar[int | None] = 30000
     _KIND_HAS_QUEUE: ClassVar[bool] = True
+    _KIND_HAS_REQUEST_TIMEOUT: ClassVar[bool] = True
     _READINESS: ClassVar[Literal["any", "no-exec", "none"]] = "any"
     _KIND_HAS_PRE_STOP: ClassVar[bool] = True
     _TARGET_WITHIN_QUEUE: ClassVar[bool] = True

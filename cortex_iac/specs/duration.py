@@ -46,17 +46,24 @@ def parse_duration(text: str | int) -> int:
     return int(total)
 
 
-def duration(*, multiple_of: int = 1, minimum: int = 0) -> Any:
+def duration(*, multiple_of: int = 1, minimum: int = 0, maximum: int | None = None, why: str | None = None) -> Any:
     """A model field type: a duration string (or int seconds) held as int seconds, at least
-    ``minimum`` seconds and a multiple of ``multiple_of`` seconds. Errors show the value as written."""
+    ``minimum`` seconds (default 0), at most ``maximum`` (default: no limit) and a multiple of
+    ``multiple_of`` seconds (default 1). ``why`` (default none) ends the requirement in errors.
+    Errors show the value as written."""
+    bounds = [f"a multiple of {multiple_of}s"] if multiple_of != 1 else []
+    bounds.append(f"at least {minimum}s")
+    if maximum is not None:
+        bounds.append(f"at most {maximum}s")
+    requirement = "must be " + ", ".join(bounds) + (f": {why}" if why else "")
 
     def validate(value: Any) -> int:
         try:
             seconds = parse_duration(value)
         except ValueError as error:
             raise rule_error(value, str(error)) from None
-        if seconds < minimum or seconds % multiple_of:
-            raise rule_error(value, f"must be a multiple of {multiple_of}s, at least {minimum}s")
+        if seconds < minimum or seconds % multiple_of or (maximum is not None and seconds > maximum):
+            raise rule_error(value, requirement)
         return seconds
 
     return Annotated[

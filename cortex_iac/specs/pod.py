@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import Field, PrivateAttr, ValidationInfo, model_validator
 
 from cortex_iac.specs.base import NonEmptyStr, Port, SpecModel, dns_label, rule, written
+from cortex_iac.specs.duration import duration
 from cortex_iac.specs.problems import MISSING, Problems
 from cortex_iac.specs.quantity import Quantity
 
@@ -22,6 +23,17 @@ MIN_MEM = Quantity.parse("20Mi")
 DEFAULT_CPU = Quantity.parse("200m")
 # Cortex's own sidecars; ours is named after one of them.
 RESERVED_CONTAINER_NAMES = ("dequeuer", "proxy")
+
+# Longest pod.request_timeout: the shared load balancer's idle timeout (cortex_iac.render.routing.
+# ALB_IDLE_TIMEOUT_SECONDS) and the KEDA HTTP interceptor's response header timeout (its default);
+# a longer request would be cut there anyway. Also the default: long inferences are the point.
+MAX_REQUEST_TIMEOUT_SECONDS = 300
+RequestTimeout = duration(
+    minimum=1,
+    maximum=MAX_REQUEST_TIMEOUT_SECONDS,
+    why=f"the shared load balancer and the KEDA HTTP interceptor end a request with no answer after "
+    f"{MAX_REQUEST_TIMEOUT_SECONDS}s",
+)
 
 # Key of the validation context under which the loader passes the directory of the file being loaded.
 SOURCE_DIR_CONTEXT = "source_dir"
@@ -238,7 +250,9 @@ class ContainerSpec(SpecModel):
 
 class PodSpec(SpecModel):
     """The pod of an API: ``port`` (default 8080; 8888, 15000 and 15001 are reserved),
-    ``max_concurrency`` (default 1), ``max_queue_length`` (default 100, at most 30000), and
+    ``max_concurrency`` (default 1), ``max_queue_length`` (default 100, at most 30000),
+    ``request_timeout`` (our extension: how long a request may take from its arrival at the pod,
+    queueing included, before it is answered 504; a duration, default and at most 300s), and
     ``containers`` (at least one, unique names; a pod requests GPUs or Inferentia chips, not both).
 
     The per-kind limits (which kinds take a port, a queue length, how much concurrency) are checked
@@ -248,6 +262,7 @@ class PodSpec(SpecModel):
     port: Port = 8080
     max_concurrency: int = Field(1, ge=1)
     max_queue_length: int = Field(100, ge=1, le=30000)
+    request_timeout: RequestTimeout = MAX_REQUEST_TIMEOUT_SECONDS
     containers: Annotated[list[ContainerSpec], Field(min_length=1)]
 
     @model_validator(mode="after")

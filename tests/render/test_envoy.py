@@ -116,7 +116,7 @@ def test_readiness_is_answered_by_envoy_on_the_traffic_listener() -> None:
         {"name": ":path", "string_match": {"exact": READINESS_PATH}}]
     assert router["name"] == "envoy.filters.http.router"
     [route] = manager["route_config"]["virtual_hosts"][0]["routes"]
-    assert route["route"] == {"cluster": "app", "timeout": "60s"}
+    assert route["route"]["cluster"] == "app" and route["route"]["timeout"] == "300s"
 
 
 @pytest.mark.parametrize(("params", "message"), [
@@ -194,10 +194,10 @@ def test_promtool_accepts_the_scrape_job(tmp_path: Path) -> None:
 def test_drain_plan_timings() -> None:
     plan = drain_plan()
     assert (plan.deregistration_seconds, plan.drain_timeout_seconds, plan.app_prestop_sleep_seconds,
-            plan.termination_grace_period_seconds) == (15, 61, 76, 81)
-    plan = drain_plan(request_timeout_seconds=300, deregistration_seconds=30)
+            plan.termination_grace_period_seconds) == (15, 301, 316, 321)
+    plan = drain_plan(request_timeout_seconds=60, deregistration_seconds=30)
     assert (plan.drain_timeout_seconds, plan.app_prestop_sleep_seconds,
-            plan.termination_grace_period_seconds) == (301, 331, 336)
+            plan.termination_grace_period_seconds) == (61, 91, 96)
 
 
 def test_drain_script_is_valid_bash_for_the_admin_port() -> None:
@@ -212,6 +212,6 @@ def test_drain_script_is_valid_bash_for_the_admin_port() -> None:
 def test_drain_script_ends_at_once_when_envoy_is_gone() -> None:
     # Port 1 on loopback refuses: Envoy has already exited, so nothing is left to drain.
     command = drain_plan(deregistration_seconds=0, admin_port=1).envoy_prestop_command
-    # Waiting out the drain timeout instead would take 61 s and hit the 20 s timeout.
+    # Waiting out the drain timeout instead would take 301 s and hit the 20 s timeout.
     result = subprocess.run(command, capture_output=True, text=True, timeout=20)
     assert result.returncode == 0, result.stderr

@@ -31,6 +31,7 @@ from cortex_iac.render.realtime import (
     render_namespace,
 )
 from cortex_iac.serving.config import RuntimeConfig
+from cortex_iac.specs import pod as pod_spec
 from cortex_iac.specs import (
     ClusterSpec,
     RealtimeApiSpec,
@@ -364,6 +365,37 @@ def test_proxy_sidecar_is_locked_down_and_serves_the_service_port() -> None:
     assert pod["containers"][0]["lifecycle"]["preStop"] == {"sleep": {"seconds": plan.app_prestop_sleep_seconds}}
     assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
     assert pod["automountServiceAccountToken"] is False
+
+
+@pytest.mark.parametrize(("written", "seconds"), [(None, 300), ("45s", 45), ("1s", 1)])
+def test_request_timeout_sets_the_route_timeout_and_the_whole_drain(written: str | None, seconds: int) -> None:
+    data = _handler_api()
+    if written is not None:
+        data["pod"]["request_timeout"] = written
+    objects = _by_kind([o for o in _handler_objects(data) if "-handler-" not in o["metadata"]["name"]])
+    config = yaml.safe_load(objects["ConfigMap"]["data"]["envoy.yaml"])
+    route = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
+        "route_config"]["virtual_hosts"][0]["routes"][0]["route"]
+    assert route["timeout"] == f"{seconds}s"
+    plan = envoy.drain_plan(request_timeout_seconds=seconds)
+    assert plan.drain_timeout_seconds == seconds + 1
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    api, proxy = pod["containers"]
+    assert pod["terminationGracePeriodSeconds"] == plan.termination_grace_period_seconds
+    assert api["lifecycle"]["preStop"] == {"sleep": {"seconds": plan.app_prestop_sleep_seconds}}
+    assert proxy["lifecycle"]["preStop"]["exec"]["command"] == plan.envoy_prestop_command
+    annotations = objects["Ingress"]["metadata"]["annotations"]
+    assert annotations["alb.ingress.kubernetes.io/target-group-attributes"] == (
+        f"deregistration_delay.timeout_seconds={plan.app_prestop_sleep_seconds}")
+    # The runtime's SIGTERM comes after its preStop sleep: what is left of the grace period is its own.
+    env = {e["name"]: e["value"] for e in api["env"]}
+    assert RuntimeConfig.from_env(env).grace_period == (
+        plan.termination_grace_period_seconds - plan.app_prestop_sleep_seconds)
+
+
+def test_request_timeout_limit_is_the_load_balancer_idle_timeout() -> None:
+    assert pod_spec.MAX_REQUEST_TIMEOUT_SECONDS == routing.ALB_IDLE_TIMEOUT_SECONDS
+    assert envoy.DEFAULT_REQUEST_TIMEOUT_SECONDS == pod_spec.MAX_REQUEST_TIMEOUT_SECONDS  # the spec's default
 
 
 def pod_labels_selector(deployment: dict[str, Any]) -> dict[str, str]:

@@ -238,6 +238,24 @@ CASES: list[tuple[str, list[Any], list[str]]] = [
         ],
     ),
     (
+        "request_timeout out of range",
+        [api(pod={"request_timeout": "6m", "containers": [container()]}),
+         api(name="b", pod={"request_timeout": "0s", "containers": [container()]}),
+         api(name="c", pod={"request_timeout": "1.5s", "containers": [container()]})],
+        [
+            f"{P}.pod.request_timeout: '6m' is not allowed (must be at least 1s, at most 300s: the shared load "
+            "balancer and the KEDA HTTP interceptor end a request with no answer after 300s)",
+            "cortex.yaml: apis[1].pod.request_timeout: '0s' is not allowed (must be at least 1s, at most 300s: the "
+            "shared load balancer and the KEDA HTTP interceptor end a request with no answer after 300s)",
+            "cortex.yaml: apis[2].pod.request_timeout: '1.5s' is not allowed (must be a whole number of seconds)",
+        ],
+    ),
+    (
+        "request_timeout only where Envoy enforces it",
+        [api("AsyncAPI", pod={"request_timeout": "30s", "containers": [container()]})],
+        [f"{P}.pod.request_timeout: 30 is not allowed (not supported by AsyncAPI)"],
+    ),
+    (
         "kind-specific probes and hooks",
         [
             api("TaskAPI", pod=one_container(command=["x"], readiness_probe={"tcp_socket": {"port": 1}})),
@@ -380,7 +398,7 @@ CASES: list[tuple[str, list[Any], list[str]]] = [
             f"{P}.pod.containers[0].imgae: unknown key (did you mean 'image'? allowed keys: name, image, handler, command, args, env, "
             "compute, readiness_probe, liveness_probe, pre_stop)",
             f"{P}.pod.max_concurency: unknown key (did you mean 'max_concurrency'? allowed keys: port, max_concurrency, "
-            "max_queue_length, containers)",
+            "max_queue_length, request_timeout, containers)",
             f"{P}.zzz: unknown key (allowed keys for RealtimeAPI: name, kind, networking, pod, node_groups, iam, autoscaling, update_strategy)",
         ],
     ),
@@ -431,7 +449,8 @@ def test_valid_edge_values_pass() -> None:
     specs = load_apis(
         [
             api(
-                pod={"port": 1, "max_concurrency": 30000, "max_queue_length": 30000, "containers": [container(compute={"cpu": "20m", "mem": "20Mi"})]},
+                pod={"port": 1, "max_concurrency": 30000, "max_queue_length": 30000, "request_timeout": "5m",
+                     "containers": [container(compute={"cpu": "20m", "mem": "20Mi"})]},
                 autoscaling={"min_replicas": 0, "max_replicas": 1, "target_in_flight": 60000, "window": "10s", "max_downscale_factor": 0},
             ),
             api("AsyncAPI", name="b", pod={"max_concurrency": 100, "containers": [container()]}),
@@ -439,6 +458,9 @@ def test_valid_edge_values_pass() -> None:
         ]
     )
     assert [spec.name for spec in specs] == ["api", "b", "c"]
+    assert specs[0].pod.request_timeout == 300  # type: ignore[union-attr]
+    (shortest,) = load_apis([api(pod={"request_timeout": 1, "containers": [container()]})])
+    assert shortest.pod.request_timeout == 1  # type: ignore[union-attr]
 
 
 def test_models_apply_rules_when_built_in_python() -> None:
