@@ -244,7 +244,7 @@ def api_objects(
         envoy_config=config_map,
         deployment=deployment(spec, ns, context.node_groups, config_text, drain, handler),
         service=service(spec.name, ns),
-        pod_disruption_budget=pod_disruption_budget(spec.name, ns),
+        pod_disruption_budget=pod_disruption_budget(spec.name, ns, spec.autoscaling.min_replicas),
         scaled_object=autoscaling.scaled_object(
             spec, ns, labels=labels(spec.name), prometheus_address=context.prometheus_address
         ),
@@ -345,16 +345,19 @@ def service(api_name: str, namespace: str) -> dict[str, Any]:
     }
 
 
-def pod_disruption_budget(api_name: str, namespace: str) -> dict[str, Any]:
-    """At most one pod of the API is evicted at a time by voluntary disruptions (Karpenter
-    consolidation, node expiry and drift, upgrades). Pods that are not ready do not count, so a
-    crash-looping API never blocks a node drain."""
+def pod_disruption_budget(api_name: str, namespace: str, min_replicas: int) -> dict[str, Any]:
+    """Voluntary disruptions (Karpenter consolidation, drift and expiry, node upgrades) evict at most
+    one pod of the API at a time and never its last ready one: ``maxUnavailable: 1``, or
+    ``minAvailable: 1`` when ``min_replicas`` is 0 or 1 (where one eviction could be all of them).
+    Pods that are not ready do not count and may always be evicted, so a crash-looping API never
+    blocks a node drain. The trade-off: docs/design.md, "Pod shutdown"."""
+    budget = {"minAvailable": 1} if min_replicas <= 1 else {"maxUnavailable": 1}
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": {"name": api_name, "namespace": namespace, "labels": labels(api_name)},
         "spec": {
-            "maxUnavailable": 1,
+            **budget,
             "selector": {"matchLabels": selector_labels(api_name)},
             "unhealthyPodEvictionPolicy": "AlwaysAllow",
         },

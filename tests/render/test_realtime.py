@@ -543,6 +543,21 @@ def test_default_tcp_readiness_probe_only_when_nothing_probes_the_port() -> None
     assert "readinessProbe" not in model
 
 
+@pytest.mark.parametrize(("min_replicas", "budget"), [
+    (0, {"minAvailable": 1}),  # no pod at zero; the one a request woke is not evicted
+    (1, {"minAvailable": 1}),  # the only pod is not evicted before another one runs
+    (2, {"maxUnavailable": 1}),
+    (5, {"maxUnavailable": 1}),
+])
+def test_disruption_budget_never_evicts_the_last_ready_pod(min_replicas: int, budget: dict[str, int]) -> None:
+    data = copy.deepcopy(SYNTHETIC["shm"])
+    data["autoscaling"] = {"min_replicas": min_replicas, "max_replicas": 8}
+    pdb = _by_kind(render_api(_spec(data), _cluster()))["PodDisruptionBudget"]
+    assert pdb["spec"] == {**budget, "selector": {"matchLabels": {"cortex.dev/api-name": "shm-model"}},
+                           "unhealthyPodEvictionPolicy": "AlwaysAllow"}
+    assert validate_all([pdb]) == 1
+
+
 def test_update_strategy_and_init_replicas() -> None:
     spec = _deployment(SYNTHETIC["probes"])["spec"]
     assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
