@@ -1,9 +1,11 @@
 """A tiny HTTP/1.1 app standing in for a model container: every request takes ``DELAY`` seconds.
 
 Run as ``python slow_app.py PORT DELAY``; it listens on 127.0.0.1 only. A request's query
-``?sleep=SECONDS`` overrides the delay for that request. ``GET /__stats`` answers at
-once with JSON ``{"active", "max_active", "served"}`` (requests being processed now, the most ever
-processed at once, requests finished), so a test can check what actually reached the app.
+``?sleep=SECONDS`` overrides the delay for that request; ``?drop=1`` makes the app read the request
+and close the connection without answering. ``GET /__stats`` answers at once with JSON
+``{"active", "max_active", "served", "dropped"}`` (requests being processed now, the most ever
+processed at once, requests finished, requests read and dropped), so a test can check what actually
+reached the app.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 import json
 import sys
 
-_stats = {"active": 0, "max_active": 0, "served": 0}
+_stats = {"active": 0, "max_active": 0, "served": 0, "dropped": 0}
 
 
 async def _respond(writer: asyncio.StreamWriter, body: bytes, keep_alive: bool) -> None:
@@ -38,6 +40,9 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, del
             keep_alive = headers.get("connection") != "close"
             if path == "/__stats":
                 await _respond(writer, json.dumps(_stats).encode(), keep_alive)
+            elif params.get("drop"):
+                _stats["dropped"] += 1
+                return
             else:
                 _stats["active"] += 1
                 _stats["max_active"] = max(_stats["max_active"], _stats["active"])

@@ -79,14 +79,14 @@ def test_circuit_breakers_limit_connections_and_queue() -> None:
     config = envoy_config(app_port=8080, max_concurrency=4, max_queue_length=10)
     assert _thresholds(config) == {"priority": "DEFAULT", "max_connections": 4,
                                    "max_pending_requests": 10, "max_requests": 4,
-                                   "max_retries": 0}
+                                   "max_retries": 4}
 
 
 def test_circuit_breakers_without_queue_limit_requests_with_one_spare_connection() -> None:
     config = envoy_config(app_port=8080, max_concurrency=4, max_queue_length=0)
     assert _thresholds(config) == {"priority": "DEFAULT", "max_connections": 5,
                                    "max_pending_requests": 4, "max_requests": 4,
-                                   "max_retries": 0}
+                                   "max_retries": 4}
 
 
 def test_admin_is_loopback_only_and_metrics_listener_routes_only_prometheus() -> None:
@@ -116,7 +116,8 @@ def test_readiness_is_answered_by_envoy_on_the_traffic_listener() -> None:
         {"name": ":path", "string_match": {"exact": READINESS_PATH}}]
     assert router["name"] == "envoy.filters.http.router"
     [route] = manager["route_config"]["virtual_hosts"][0]["routes"]
-    assert route["route"]["cluster"] == "app" and route["route"]["timeout"] == "300s"
+    assert route["route"] == {"cluster": "app", "timeout": "300s", "retry_policy": {
+        "retry_on": "reset-before-request", "num_retries": 1}}
 
 
 @pytest.mark.parametrize(("params", "message"), [
