@@ -2,8 +2,9 @@
 
 Resources are matched by URN: only in HEAD -> create, only in BASE -> delete, in both with other
 inputs -> update, or replace when a changed input cannot change in place. A URN changes when a
-resource is renamed, re-parented or changes type; that shows as delete + create (Pulumi aliases are
-not in a plan).
+resource is renamed, re-parented or changes type; that shows as delete + create, unless the HEAD
+resource names the BASE URN in its ``aliases`` option (recorded in the plan): then, as for Pulumi,
+it is the same resource under a new URN, compared input by input.
 
 Values only known after apply (``$unknown`` in the plan) are shown as "(known after apply)". Two
 unknowns are the same value unless what they come from changed: the resources in the input's
@@ -286,8 +287,10 @@ def path_text(path: tuple[Segment, ...]) -> str:
 
 def diff_plans(base: dict[str, Any], head: dict[str, Any]) -> DiffReport:
     """Compare two plan documents (as :func:`~cortex_iac.plan.plan.load_plan` returns them)."""
-    olds = {r["urn"]: r for r in base["resources"]}
     news = {r["urn"]: r for r in head["resources"]}
+    renamed = _renames(base, news)
+    # BASE as HEAD names things: a renamed resource under its new URN, references to it too.
+    olds = {renamed.get(r["urn"], r["urn"]): _renamed_refs(r, renamed) for r in base["resources"]}
     both = sorted(set(olds) & set(news))
     ctx = _Context(head)
     replaced: set[str] = set()
@@ -309,6 +312,36 @@ def diff_plans(base: dict[str, Any], head: dict[str, Any]) -> DiffReport:
         resources=out,
         unchanged=len(both) - sum(1 for u in both if diffs[u] is not None),
     )
+
+
+def _renames(base: dict[str, Any], news: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """BASE URN -> HEAD URN for resources whose HEAD registration aliases their BASE URN."""
+    old_urns = {r["urn"] for r in base["resources"]}
+    renamed: dict[str, str] = {}
+    for urn, r in news.items():
+        if urn in old_urns:
+            continue
+        for alias in r.get("aliases") or []:
+            if alias in old_urns and alias not in news and alias not in renamed:
+                renamed[alias] = urn
+                break
+    return renamed
+
+
+def _renamed_refs(r: dict[str, Any], renamed: dict[str, str]) -> dict[str, Any]:
+    if not renamed:
+        return r
+
+    def moved(urns: list[str]) -> list[str]:
+        return sorted(renamed.get(u, u) for u in urns)
+
+    return {
+        **r,
+        "parent": renamed.get(r.get("parent") or "", r.get("parent")),
+        "provider": renamed.get(r.get("provider") or "", r.get("provider")),
+        "dependencies": moved(r.get("dependencies") or []),
+        "property_dependencies": {k: moved(v) for k, v in (r.get("property_dependencies") or {}).items()},
+    }
 
 
 class _Context:

@@ -3,8 +3,9 @@
 Pulumi's own mock engine (``pulumi.runtime.set_mocks``) answers every resource registration; we
 subclass its monitor to keep what a plan needs and the mocks do not pass on: each resource's parent,
 provider, explicit and per-property dependencies, the resource options that change how an update is
-carried out (``ignoreChanges``, ``replaceOnChanges``, ``deleteBeforeReplace``), and its inputs
-exactly as the program sent them (unknowns and secrets included).
+carried out (``ignoreChanges``, ``replaceOnChanges``, ``deleteBeforeReplace``, and ``aliases`` as the
+URNs they stand for), and its inputs exactly as the program sent them (unknowns and secrets
+included).
 
 Two modes:
 - ``preview=True`` (``cortex plan``): like ``pulumi preview`` of a new stack. A resource's outputs
@@ -60,8 +61,8 @@ class RecordedResource:
     """One resource registration as the program made it.
 
     ``ignore_changes`` and ``replace_on_changes`` are the resource options' property paths (camelCase,
-    as the SDK sends them), ``delete_before_replace`` the option of that name (default: none, none,
-    false).
+    as the SDK sends them), ``delete_before_replace`` the option of that name, ``aliases`` the URNs
+    the resource had before (from its ``aliases`` option; default: none, none, false, none).
     """
 
     urn: str
@@ -76,6 +77,7 @@ class RecordedResource:
     ignore_changes: list[str] = field(default_factory=list)
     replace_on_changes: list[str] = field(default_factory=list)
     delete_before_replace: bool = False
+    aliases: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The resource as a plan file entry."""
@@ -92,6 +94,7 @@ class RecordedResource:
             "ignore_changes": self.ignore_changes,
             "replace_on_changes": self.replace_on_changes,
             "delete_before_replace": self.delete_before_replace,
+            "aliases": self.aliases,
         }
 
 
@@ -231,9 +234,28 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 ignore_changes=list(request.ignoreChanges),
                 replace_on_changes=list(request.replaceOnChanges),
                 delete_before_replace=bool(request.deleteBeforeReplace),
+                aliases=self._alias_urns(request),
             )
         )
         return response
+
+    def _alias_urns(self, request: Any) -> list[str]:
+        # An alias is a full URN or a spec of what differed (name, type, parent, stack, project);
+        # what a spec leaves out is the resource's own.
+        urns = set(request.aliasURNs)
+        for alias in request.aliases:
+            if alias.urn:
+                urns.add(alias.urn)
+                continue
+            spec = alias.spec
+            parent = "" if spec.noParent else spec.parentUrn or request.parent
+            parts = self.make_urn(parent, spec.type or request.type, spec.name or request.name).split("::")
+            if spec.stack:
+                parts[0] = f"urn:pulumi:{spec.stack}"
+            if spec.project:
+                parts[1] = spec.project
+            urns.add("::".join(parts))
+        return sorted(urns)
 
 
 async def _resolve(value: Any) -> Any:

@@ -17,12 +17,15 @@ from cortex_iac import _yaml
 from cortex_iac.errors import PlanError
 from cortex_iac.plan.engine import Recording, RecordedResource
 
-# 2: each resource also records its ignore_changes, replace_on_changes and delete_before_replace.
+# 2: each resource also records its ignore_changes, replace_on_changes, delete_before_replace and
+# aliases (the URNs it had before).
 SCHEMA_VERSION = 2
 # Version 1 files (written by an older cortex, e.g. for a pull request's base commit) are still read;
 # their resources have no options recorded, which load_plan fills in as none.
 READABLE_VERSIONS = (1, 2)
-_OPTION_DEFAULTS: dict[str, Any] = {"ignore_changes": [], "replace_on_changes": [], "delete_before_replace": False}
+_OPTION_DEFAULTS: dict[str, Any] = {
+    "ignore_changes": [], "replace_on_changes": [], "delete_before_replace": False, "aliases": [],
+}
 
 # Resource types whose inputs are not one Kubernetes object.
 _NOT_OBJECTS = ("kubernetes:helm.sh/", "kubernetes:yaml:", "kubernetes:kustomize:", "pulumi:providers:")

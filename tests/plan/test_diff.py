@@ -118,7 +118,8 @@ def _res(type_: str, name: str, inputs: dict[str, Any], **extra: Any) -> dict[st
         "custom": True, "provider": extra.pop("provider", None), "inputs": inputs,
         "dependencies": [], "property_dependencies": extra.pop("property_dependencies", {}),
         "ignore_changes": extra.pop("ignore_changes", []), "replace_on_changes": extra.pop("replace_on_changes", []),
-        "delete_before_replace": extra.pop("delete_before_replace", False), **extra,
+        "delete_before_replace": extra.pop("delete_before_replace", False), "aliases": extra.pop("aliases", []),
+        **extra,
     }
 
 
@@ -336,6 +337,23 @@ def test_replace_on_changes_replaces_and_says_why() -> None:
     assert _options_diff(DEPLOYMENT, labelled, replace_on_changes=["spec.replicas"]).op == "update"
     # Ignored first, as Pulumi does: an ignored change replaces nothing.
     assert _options_diff(DEPLOYMENT, labelled, replace_on_changes=["metadata"], ignore_changes=["metadata.labels"]) is None
+
+
+def test_a_renamed_resource_with_an_alias_is_the_same_resource() -> None:
+    vpc = _res("aws:ec2/vpc:Vpc", "old-vpc", {"cidrBlock": "10.0.0.0/16"})
+    subnet = _res("aws:ec2/subnet:Subnet", "s", {"vpcId": UNKNOWN}, property_dependencies={"vpcId": [vpc["urn"]]})
+    renamed = _res("aws:ec2/vpc:Vpc", "new-vpc", {"cidrBlock": "10.0.0.0/16"}, aliases=[vpc["urn"]])
+    subnet_after = _res("aws:ec2/subnet:Subnet", "s", {"vpcId": UNKNOWN}, property_dependencies={"vpcId": [renamed["urn"]]})
+    report = diff_plans(_plan(vpc, subnet), _plan(renamed, subnet_after))
+    # Nothing to do: the VPC only has a new URN, and the subnet's vpcId still comes from it.
+    assert (report.resources, report.unchanged) == ([], 2)
+    changed = _edit(renamed, "inputs.cidrBlock", "10.1.0.0/16")
+    assert [(d.name, d.op) for d in diff_plans(_plan(vpc, subnet), _plan(changed, subnet_after)).resources] == [
+        ("s", "replace"), ("new-vpc", "replace")]
+    # Without the alias: a new resource and a deleted one.
+    unaliased = _res("aws:ec2/vpc:Vpc", "new-vpc", {"cidrBlock": "10.0.0.0/16"})
+    assert sorted((d.name, d.op) for d in diff_plans(_plan(vpc), _plan(unaliased)).resources) == [
+        ("new-vpc", "create"), ("old-vpc", "delete")]
 
 
 def test_delete_before_replace_is_shown() -> None:

@@ -116,3 +116,23 @@ def test_records_the_options_that_change_how_an_update_is_carried_out() -> None:
     assert (tuned.ignore_changes, tuned.replace_on_changes, tuned.delete_before_replace) == (
         ["tags", "cidrBlock"], ["enableDnsSupport"], True)
     assert tuned.to_json()["ignore_changes"] == ["tags", "cidrBlock"]
+
+
+def test_records_aliases_as_the_urns_they_stand_for() -> None:
+    def program() -> None:
+        parent = pulumi.ComponentResource("my:test:Parent", "p")
+        opts = pulumi.ResourceOptions(parent=parent, aliases=[
+            pulumi.Alias(name="old"), pulumi.Alias(name="older", parent=pulumi.ROOT_STACK_RESOURCE),
+            "urn:pulumi:test::cortex::aws:ec2/vpc:Vpc::by-urn"])
+        aws.ec2.Vpc("new", cidr_block="10.0.0.0/16", opts=opts)
+        parent.register_outputs({})
+
+    new = record(program).find("aws:ec2/vpc:Vpc", "new")
+    assert new.urn == "urn:pulumi:test::cortex::my:test:Parent$aws:ec2/vpc:Vpc::new"
+    # A spec names what differed; the rest is the resource's own (here its parent, except for
+    # "older", which lived under the stack itself).
+    assert new.aliases == [
+        "urn:pulumi:test::cortex::aws:ec2/vpc:Vpc::by-urn",
+        "urn:pulumi:test::cortex::aws:ec2/vpc:Vpc::older",
+        "urn:pulumi:test::cortex::my:test:Parent$aws:ec2/vpc:Vpc::old",
+    ]

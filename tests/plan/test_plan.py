@@ -80,7 +80,8 @@ def test_plan_resources_carry_their_resource_options() -> None:
     doc = json.loads(dumps(to_plan(run_program(TINY, "dev"))))
     assert SCHEMA_VERSION == 2
     for r in doc["resources"]:
-        assert (r["ignore_changes"], r["replace_on_changes"], r["delete_before_replace"]) == ([], [], False), r["urn"]
+        assert (r["ignore_changes"], r["replace_on_changes"], r["delete_before_replace"], r["aliases"]) == (
+            [], [], False, []), r["urn"]
 
 
 def test_version_1_plans_are_read_with_no_resource_options(tmp_path: Path) -> None:
@@ -88,10 +89,10 @@ def test_version_1_plans_are_read_with_no_resource_options(tmp_path: Path) -> No
     doc = json.loads(dumps(to_plan(run_program(TINY, "dev"))))
     doc["schema_version"] = 1
     for r in doc["resources"]:
-        for key in ("ignore_changes", "replace_on_changes", "delete_before_replace"):
+        for key in ("ignore_changes", "replace_on_changes", "delete_before_replace", "aliases"):
             del r[key]
     path = tmp_path / "old.json"
     path.write_text(json.dumps(doc))
     loaded = load_plan(path)
-    assert all((r["ignore_changes"], r["replace_on_changes"], r["delete_before_replace"]) == ([], [], False)
-               for r in loaded["resources"])
+    assert all((r["ignore_changes"], r["replace_on_changes"], r["delete_before_replace"], r["aliases"]) == (
+        [], [], False, []) for r in loaded["resources"])
