@@ -7,6 +7,7 @@ into Pulumi resources and adds the AWS side (an IAM role through EKS Pod Identit
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -121,7 +122,8 @@ class RealtimeApi(pulumi.ComponentResource):
             ``<name>-pdb``, ``<name>-scaled-object``,
             ``<name>-interceptor-route`` (scale-to-zero only), ``<name>-ingress`` (with a load
             balancer), ``<name>-role``, ``<name>-s3-read`` (with ``iam.s3_read``),
-            ``<name>-<policy name>`` per cluster policy, ``<name>-pod-identity``.
+            ``<name>-<policy name>-<hash of its ARN>`` per cluster policy (see
+            :func:`policy_attachment_names`), ``<name>-pod-identity``.
         spec: the API.
         cluster: the Cluster component, or a :class:`ClusterRef`.
         opts: resource options.
@@ -259,8 +261,13 @@ class RealtimeApi(pulumi.ComponentResource):
         )
         if objects.iam_policy is not None:
             aws.iam.RolePolicy(f"{name}-s3-read", role=role.id, policy=iam.to_json(objects.iam_policy), opts=child)
-        for arn in cluster.iam_policy_arns:
-            aws.iam.RolePolicyAttachment(f"{name}-{arn.rsplit('/', 1)[-1]}", role=role.name, policy_arn=arn, opts=child)
+        for arn, attachment_name, former_name in policy_attachment_names(name, cluster.iam_policy_arns):
+            aws.iam.RolePolicyAttachment(
+                attachment_name,
+                role=role.name,
+                policy_arn=arn,
+                opts=pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(name=former_name)] if former_name else None),
+            )
         aws.eks.PodIdentityAssociation(
             f"{name}-pod-identity",
             cluster_name=cluster.cluster_name,
@@ -278,6 +285,24 @@ class RealtimeApi(pulumi.ComponentResource):
         self.register_outputs(
             {"url": self.url, "namespace": self.namespace, "service_name": self.service_name, "role_arn": self.role_arn}
         )
+
+
+def policy_attachment_names(name: str, arns: Sequence[str]) -> list[tuple[str, str, str | None]]:
+    """``(arn, child name, former child name)`` of each distinct policy ARN attached to an API's role.
+
+    The name is ``<name>-<policy name>-<first 8 hex digits of the ARN's sha256>``: the same policy
+    name in two paths or accounts gives two names, and a name never depends on the other ARNs. The
+    former name, ``<name>-<policy name>``, is returned (for an alias) where it was unambiguous, i.e.
+    where it can have been deployed; None otherwise. Without the alias Pulumi would create the
+    renamed attachment and then delete the old one, and deleting an attachment detaches the policy.
+    """
+    distinct = list(dict.fromkeys(arns))
+    policy_names = [arn.rsplit("/", 1)[-1] for arn in distinct]
+    return [
+        (arn, f"{name}-{policy}-{hashlib.sha256(arn.encode()).hexdigest()[:8]}",
+         f"{name}-{policy}" if policy_names.count(policy) == 1 else None)
+        for arn, policy in zip(distinct, policy_names)
+    ]
 
 
 def _namespace_name(name: str, cluster: ApiCluster) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +22,9 @@ from cortex_iac.components.runtime_image import (
     image_tag,
 )
 from cortex_iac.errors import CortexError, SpecError
+from cortex_iac.plan.diff import diff_plans
 from cortex_iac.plan.engine import Recording, record
+from cortex_iac.plan.plan import to_plan
 from cortex_iac.render import iam
 from cortex_iac.render.addons import LoadBalancerSettings
 from cortex_iac.render.realtime import API_NAMESPACE, ApiContext, api_objects
@@ -81,7 +84,7 @@ def test_children_types_names_and_parents() -> None:
         ("kubernetes:networking.k8s.io/v1:Ingress", "hello-ingress"),
         ("aws:iam/role:Role", "hello-role"),
         ("aws:iam/rolePolicy:RolePolicy", "hello-s3-read"),
-        ("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "hello-CloudWatchAgentServerPolicy"),
+        ("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "hello-CloudWatchAgentServerPolicy-110c90ad"),
         ("aws:eks/podIdentityAssociation:PodIdentityAssociation", "hello-pod-identity"),
     ])
     # Every resource of the program is the component's child, except the provider.
@@ -122,7 +125,7 @@ def test_iam_role_trusts_pod_identity_and_grants_what_the_spec_asks() -> None:
     policy = rec.find("aws:iam/rolePolicy:RolePolicy", "hello-s3-read")
     assert json.loads(policy.inputs["policy"]) == api_objects(spec, ApiContext()).iam_policy
     assert policy.inputs["role"] == "hello-role-id"
-    attachment = rec.find("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "hello-CloudWatchAgentServerPolicy")
+    attachment = rec.find("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "hello-CloudWatchAgentServerPolicy-110c90ad")
     assert attachment.inputs["policyArn"] == POLICY
     association = rec.find("aws:eks/podIdentityAssociation:PodIdentityAssociation", "hello-pod-identity")
     assert {k: association.inputs[k] for k in ("clusterName", "namespace", "serviceAccount", "roleArn")} == {
@@ -383,3 +386,43 @@ def test_a_namespace_output_that_resolves_to_another_name_is_refused() -> None:
     with pytest.raises(CortexError, match=r"RealtimeApi 'hello': the cluster's API namespace is 'team-b', but its "
                                           r"name was given as 'team-c'"):
         record(program)
+
+
+
+# --- cluster policies ----------------------------------------------------------------------------
+
+ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+
+
+def _attachments(*arns: str) -> Recording:
+    def program() -> None:
+        provider = k8s.Provider("k8s", kubeconfig="{}")
+        RealtimeApi("hello", _api(), ClusterRef(k8s_provider=provider, cluster_name="c", iam_policy_arns=list(arns)))
+
+    return record(program)
+
+
+def test_same_named_policies_of_other_paths_or_accounts_get_their_own_attachments() -> None:
+    arns = ["arn:aws:iam::aws:policy/ReadModels", "arn:aws:iam::123456789012:policy/ReadModels",
+            "arn:aws:iam::123456789012:policy/team-a/ReadModels"]
+    rec = _attachments(*arns, arns[0])  # a policy given twice is attached once
+    attachments = {r.inputs["policyArn"]: r for r in rec.of_type(ATTACHMENT)}
+    assert sorted(attachments) == sorted(arns)
+    for arn, r in attachments.items():
+        assert r.name == f"hello-ReadModels-{hashlib.sha256(arn.encode()).hexdigest()[:8]}"
+        # Never deployed under the ambiguous old name, so no alias to it.
+        assert r.aliases == []
+
+
+def test_the_former_attachment_name_is_an_alias_so_pulumi_renames_instead_of_detaching() -> None:
+    rec = _attachments(POLICY)
+    (attachment,) = rec.of_type(ATTACHMENT)
+    assert attachment.name == "hello-CloudWatchAgentServerPolicy-110c90ad"
+    # A plan of the former naming (what a stack deployed before holds) diffs to nothing: Pulumi moves
+    # the resource to its new URN; a delete + create would detach the policy (the delete detaches it).
+    head = to_plan(rec)
+    base = copy.deepcopy(head)
+    (old,) = [r for r in base["resources"] if r["type"] == ATTACHMENT]
+    old["urn"], old["name"], old["aliases"] = attachment.aliases[0], "hello-CloudWatchAgentServerPolicy", []
+    assert attachment.aliases == [attachment.urn.replace("-110c90ad", "")]
+    assert diff_plans(base, head).resources == []
