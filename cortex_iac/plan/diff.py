@@ -86,6 +86,7 @@ Property paths use Pulumi's syntax: ``a.b``, ``a["key.with.dots"]``, ``a[0]``, `
 from __future__ import annotations
 
 import copy
+import difflib
 import html
 import json
 import re
@@ -594,7 +595,8 @@ _DELETE_FIRST = " (deleted before it is created again: deleteBeforeReplace)"
 
 
 def show(value: Any, width: int = _FOLD) -> str:
-    """A value for people: unknowns and secrets in words, JSON otherwise, folded past ``width``."""
+    """A value for people: unknowns and secrets in words, JSON otherwise, folded past ``width``
+    (renderers show two changed texts as their changed lines instead, see :func:`line_diff`)."""
     if value is MISSING:
         return "(absent)"
     if value == UNKNOWN:
@@ -634,6 +636,39 @@ def _delta(base: CostReport, head: CostReport) -> str:
     return money_range(*ends, signed=True)
 
 
+def line_diff(old: Any, new: Any) -> list[str] | None:
+    """The changed lines of two text values, as unified-diff lines (``@@`` hunks, 2 lines of
+    context): for multi-line strings (a config file in a ConfigMap), and JSON documents written as
+    strings (an IAM policy), which are pretty-printed first. None for any other pair (values then
+    fold, see :func:`show`)."""
+    if not (isinstance(old, str) and isinstance(new, str)) or {old, new} & {UNKNOWN, SECRET}:
+        return None
+    docs = [_pretty_json(old), _pretty_json(new)]
+    if all(doc is not None for doc in docs):
+        before, after = docs[0].splitlines(), docs[1].splitlines()  # type: ignore[union-attr]
+    elif "\n" in old or "\n" in new:
+        before, after = old.splitlines(), new.splitlines()
+    else:
+        return None
+    return list(difflib.unified_diff(before, after, n=2, lineterm=""))[2:]
+
+
+def _pretty_json(text: str) -> str | None:
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) if isinstance(doc, (dict, list)) else None
+
+
+def _change_lines(c: Change, width: int) -> list[str]:
+    lines = line_diff(c.old, c.new)
+    if lines is None:
+        return [_change_line(c, width)]
+    tail = "  [forces replacement]" if c.replaces else ""
+    return [f"{c.path_text}: changed, line by line:{tail}", *(f"    {line}" for line in lines)]
+
+
 def _change_line(c: Change, width: int) -> str:
     tail = "  [forces replacement]" if c.replaces else ""
     note = f"  ({c.note})" if c.note else ""
@@ -651,7 +686,7 @@ def render_text(report: DiffReport) -> str:
         out.append("")
         out.append(f"{_SIGN[d.op]} {d.op} {d.type} {d.name}{_DELETE_FIRST if d.delete_first else ''}")
         out.extend(f"    because {r}" for r in d.reasons)
-        out.extend(f"    {_change_line(c, _FOLD)}" for c in d.changes)
+        out.extend(f"    {line}" for c in d.changes for line in _change_lines(c, _FOLD))
     return "\n".join(out) + "\n"
 
 
@@ -766,10 +801,21 @@ def _markdown(report: DiffReport, level: str, keep: int | None) -> str:
             out += [f"- {_md(_DELETE_FIRST.strip(' ()'))}"] if d.delete_first else []
             if level == "values" and d.changes:
                 out += ["" if d.reasons else None, "| input | before | after |", "|---|---|---|"]
+                by_line = []
                 for c in d.changes:
                     mark = " **(forces replacement)**" if c.replaces else ""
                     note = f"<br>{_md(c.note)}" if c.note else ""
-                    out.append(f"| {_md_code(c.path_text)}{mark} | {_md_code(show(c.old))} | {_md_code(show(c.new))}{note} |")
+                    lines = line_diff(c.old, c.new)
+                    if lines is None:
+                        out.append(f"| {_md_code(c.path_text)}{mark} | {_md_code(show(c.old))} | {_md_code(show(c.new))}{note} |")
+                    else:
+                        out.append(f"| {_md_code(c.path_text)}{mark} | changed lines below | |")
+                        by_line.append((c, lines))
+                for c, lines in by_line:
+                    # A fence longer than any backtick run in the text, so the text cannot end it.
+                    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", "\n".join(lines))), default=0))
+                    out += ["", f"<details><summary>{_md_code(c.path_text)}, line by line</summary>", "",
+                            f"{fence}diff", *lines, fence, "", "</details>"]
             else:
                 out += [f"- {_md_code(c.path_text)}{' **(forces replacement)**' if c.replaces else ''}" for c in d.changes]
             out += ["", "</details>", ""]

@@ -15,7 +15,9 @@ from cortex_iac.plan import diff as diff_module
 from cortex_iac.plan.diff import (
     MARKDOWN_LIMIT,
     diff_command,
+    MISSING,
     diff_plans,
+    line_diff,
     property_path,
     render_json,
     render_markdown,
@@ -279,6 +281,34 @@ def test_identical_plans_have_no_changes() -> None:
     report = diff_plans(plan, plan)
     assert (report.resources, report.unchanged) == ([], len(plan["resources"]))
     assert "No resource changes." in render_markdown(report)
+
+
+def test_changed_texts_show_their_changed_lines() -> None:
+    text = diff_command(PLANS / "apps-base.json", PLANS / "apps-head.json", "text")
+    assert '    data.script: changed, line by line:  [forces replacement]\n' in text
+    assert "\n        -step two\n        +step 2\n" in text
+    # A JSON document in a string is compared pretty-printed, one line per member.
+    assert '\n        -      "Resource": "arn:aws:s3:::models/*"\n        +      "Resource": "arn:aws:s3:::models/v2/*"\n' in text
+    markdown = diff_command(PLANS / "apps-base.json", PLANS / "apps-head.json", "markdown")
+    assert "<details><summary><code>data.script</code>, line by line</summary>\n\n```diff\n@@ " in markdown
+    assert "\n-step two\n+step 2\n" in markdown
+    # Single-line texts still fold.
+    assert "(302 chars)" in text
+
+
+def test_line_diff_pairs() -> None:
+    assert line_diff("a\nb\n", "a\nc\n") == ["@@ -1,2 +1,2 @@", " a", "-b", "+c"]
+    assert line_diff("one line", "another line") is None
+    assert line_diff('{"a": 1}', '{"a": 2}') == ["@@ -1,3 +1,3 @@", " {", '-  "a": 1', '+  "a": 2', " }"]
+    assert line_diff("a\nb", UNKNOWN) is None and line_diff(SECRET, "a\nb") is None
+    assert line_diff(MISSING, "a\nb") is None and line_diff(1, 2) is None
+
+
+def test_a_backtick_fence_in_a_text_cannot_end_the_markdown_block() -> None:
+    old = _k8s("core/v1:ConfigMap", {"data": {"readme": "intro\n```\nshell\n"}})
+    new = _k8s("core/v1:ConfigMap", {"data": {"readme": "intro\n```\nbash\n"}})
+    markdown = render_markdown(diff_plans(_plan(old), _plan(new)))
+    assert "````diff\n" in markdown and "\n-shell\n+bash\n````\n" in markdown
 
 
 def test_values_fold_and_secrets_stay_masked() -> None:
