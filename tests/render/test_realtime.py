@@ -31,7 +31,6 @@ from cortex_iac.render.realtime import (
     render_namespace,
 )
 from cortex_iac.serving.config import RuntimeConfig
-from cortex_iac.specs import pod as pod_spec
 from cortex_iac.specs import (
     ClusterSpec,
     RealtimeApiSpec,
@@ -39,6 +38,7 @@ from cortex_iac.specs import (
     load_cluster,
     read_handler_sources,
 )
+from cortex_iac.specs import pod as pod_spec
 from cortex_iac.versions import SERVING_BASE_IMAGE
 from tests.kube import validate_all
 

@@ -243,10 +243,10 @@ CASES: list[tuple[str, list[Any], list[str]]] = [
          api(name="b", pod={"request_timeout": "0s", "containers": [container()]}),
          api(name="c", pod={"request_timeout": "1.5s", "containers": [container()]})],
         [
-            f"{P}.pod.request_timeout: '6m' is not allowed (must be at least 1s, at most 300s: the shared load "
-            "balancer and the KEDA HTTP interceptor end a request with no answer after 300s)",
-            "cortex.yaml: apis[1].pod.request_timeout: '0s' is not allowed (must be at least 1s, at most 300s: the "
-            "shared load balancer and the KEDA HTTP interceptor end a request with no answer after 300s)",
+            (f"{P}.pod.request_timeout: '6m' is not allowed (must be at least 1s, at most 300s: the shared load "
+             "balancer and the KEDA HTTP interceptor end a request with no answer after 300s)"),
+            ("cortex.yaml: apis[1].pod.request_timeout: '0s' is not allowed (must be at least 1s, at most 300s: the "
+             "shared load balancer and the KEDA HTTP interceptor end a request with no answer after 300s)"),
             "cortex.yaml: apis[2].pod.request_timeout: '1.5s' is not allowed (must be a whole number of seconds)",
         ],
     ),
