@@ -37,7 +37,7 @@ METRICS_PORT_NAME = "envoy-metrics"
 # Pod label carrying the API's name; the Deployment renderer must set it on every API pod.
 API_NAME_LABEL = "cortex.dev/api-name"
 # The spec's default pod.request_timeout (cortex_iac.specs.pod): the shared load balancer's idle timeout.
-DEFAULT_REQUEST_TIMEOUT_SECONDS = 300
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 60
 # How long a terminating pod keeps serving new requests: the time the AWS load balancer and the
 # Service endpoints take to stop routing to it after it is marked terminating / not ready.
 DEFAULT_DEREGISTRATION_SECONDS = 15

@@ -26,8 +26,11 @@ RESERVED_CONTAINER_NAMES = ("dequeuer", "proxy")
 
 # Longest pod.request_timeout: the shared load balancer's idle timeout (cortex_iac.render.routing.
 # ALB_IDLE_TIMEOUT_SECONDS) and the KEDA HTTP interceptor's response header timeout (its default);
-# a longer request would be cut there anyway. Also the default: long inferences are the point.
+# a longer request would be cut there anyway.
 MAX_REQUEST_TIMEOUT_SECONDS = 300
+# The default: every deleted pod lives about this long plus 16 s (its drain), so the default keeps
+# scale-downs and rollouts quick; APIs with long inferences raise it up to the maximum.
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 60
 RequestTimeout = duration(
     minimum=1,
     maximum=MAX_REQUEST_TIMEOUT_SECONDS,
@@ -252,7 +255,7 @@ class PodSpec(SpecModel):
     """The pod of an API: ``port`` (default 8080; 8888, 15000 and 15001 are reserved),
     ``max_concurrency`` (default 1), ``max_queue_length`` (default 100, at most 30000),
     ``request_timeout`` (our extension: how long a request may take from its arrival at the pod,
-    queueing included, before it is answered 504; a duration, default and at most 300s), and
+    queueing included, before it is answered 504; a duration, default 60s, at most 300s), and
     ``containers`` (at least one, unique names; a pod requests GPUs or Inferentia chips, not both).
 
     The per-kind limits (which kinds take a port, a queue length, how much concurrency) are checked
@@ -262,7 +265,7 @@ class PodSpec(SpecModel):
     port: Port = 8080
     max_concurrency: int = Field(1, ge=1)
     max_queue_length: int = Field(100, ge=1, le=30000)
-    request_timeout: RequestTimeout = MAX_REQUEST_TIMEOUT_SECONDS
+    request_timeout: RequestTimeout = DEFAULT_REQUEST_TIMEOUT_SECONDS
     containers: Annotated[list[ContainerSpec], Field(min_length=1)]
 
     @model_validator(mode="after")

@@ -116,7 +116,7 @@ def test_readiness_is_answered_by_envoy_on_the_traffic_listener() -> None:
         {"name": ":path", "string_match": {"exact": READINESS_PATH}}]
     assert router["name"] == "envoy.filters.http.router"
     [route] = manager["route_config"]["virtual_hosts"][0]["routes"]
-    assert route["route"] == {"cluster": "app", "timeout": "300s", "retry_policy": {
+    assert route["route"] == {"cluster": "app", "timeout": "60s", "retry_policy": {
         "retry_on": "reset-before-request", "num_retries": 1}}
 
 
@@ -195,7 +195,7 @@ def test_promtool_accepts_the_scrape_job(tmp_path: Path) -> None:
 def test_drain_plan_timings() -> None:
     plan = drain_plan()
     assert (plan.deregistration_seconds, plan.drain_timeout_seconds, plan.app_prestop_sleep_seconds,
-            plan.termination_grace_period_seconds) == (15, 301, 316, 321)
+            plan.termination_grace_period_seconds) == (15, 61, 76, 81)
     plan = drain_plan(request_timeout_seconds=60, deregistration_seconds=30)
     assert (plan.drain_timeout_seconds, plan.app_prestop_sleep_seconds,
             plan.termination_grace_period_seconds) == (61, 91, 96)

@@ -52,7 +52,7 @@ def test_realtime_defaults() -> None:
             "port": 8080,
             "max_concurrency": 1,
             "max_queue_length": 100,
-            "request_timeout": 300,
+            "request_timeout": 60,
             "containers": [
                 {
                     "name": "api",
