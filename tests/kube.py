@@ -15,10 +15,10 @@ from typing import Any
 
 import jsonschema
 import kubernetes_validate
-import pytest
 import yaml
 
 from cortex_iac.versions import KUBERNETES_VERSION
+from tests.needs import missing
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "shared" / "schemas" / "crds"
 
@@ -38,7 +38,7 @@ unvalidated: list[str] = []
 def need_crds() -> Path:
     """The CRD folder, or skip: it ships in the project's shared/ folder, not on a user's machine."""
     if not CRD_DIR.is_dir():
-        pytest.skip(f"CRD schemas not found at {CRD_DIR} (shared/ is only beside the repo in CI and dev)")
+        missing(f"CRD schemas not found at {CRD_DIR} (shared/ is only beside the repo in CI and dev)")
     return CRD_DIR
 
 

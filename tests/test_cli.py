@@ -6,6 +6,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from cortex_iac.cli import app
+from tests.needs import missing
 
 TINY = Path(__file__).parent / "plan" / "fixtures" / "tiny"
 runner = CliRunner()
@@ -32,10 +33,9 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "cortex-reference"
 
 
 def test_validate_accepts_every_reference_config() -> None:
-    import pytest
 
     if not SHARED.is_dir():
-        pytest.skip(f"Cortex reference configs not found at {SHARED} (shared/ sits beside the repo in dev and CI)")
+        missing(f"Cortex reference configs not found at {SHARED} (shared/ sits beside the repo in dev and CI)")
     files = sorted((SHARED / "apis").glob("*.yaml")) + [SHARED / "cluster.yaml"]
     assert len(files) == 21
     result = runner.invoke(app, ["validate", *map(str, files)])
@@ -88,13 +88,12 @@ def test_validate_rejects_each_malformed_file_with_one_line_per_problem(tmp_path
 
 
 def test_render_writes_valid_objects_for_every_reference_realtime_api(tmp_path: Path) -> None:
-    import pytest
     import yaml
 
     from tests.kube import need_crds, validate_all
 
     if not SHARED.is_dir():
-        pytest.skip(f"Cortex reference configs not found at {SHARED}")
+        missing(f"Cortex reference configs not found at {SHARED}")
     need_crds()
     files = sorted((SHARED / "apis").glob("realtime__*.yaml"))
     assert len(files) == 12

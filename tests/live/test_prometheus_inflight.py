@@ -33,6 +33,7 @@ from tests.live.procs import (
     running,
     slow_app,
 )
+from tests.needs import missing
 
 pytestmark = pytest.mark.live
 
@@ -83,7 +84,7 @@ async def _hold(sidecar: Sidecar, requests: int, warm: int, stop: asyncio.Event)
 def test_prometheus_evaluates_the_inflight_query(tmp_path: Path) -> None:
     binary = prometheus_binary()
     if binary is None:
-        pytest.skip("prometheus binary not on PATH (Debian: apt-get install -y prometheus)")
+        missing("prometheus binary not on PATH (Debian: apt-get install -y prometheus)")
 
     with slow_app(tmp_path, 40.0) as app, \
             envoy_sidecar(tmp_path, app_port=app, max_concurrency=2, max_queue_length=3,

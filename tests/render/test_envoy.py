@@ -26,6 +26,7 @@ from cortex_iac.render.envoy import (
     prometheus_scrape_job,
     render_envoy_yaml,
 )
+from tests.needs import missing
 
 GOLDEN = Path(__file__).parent / "golden" / "envoy" / "envoy.yaml"
 
@@ -179,7 +180,7 @@ def test_scrape_job_relabels_pod_discovery_into_the_query_labels() -> None:
 def test_promtool_accepts_the_scrape_job(tmp_path: Path) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
-        pytest.skip("promtool not on PATH (Debian: apt-get install -y prometheus)")
+        missing("promtool not on PATH (Debian: apt-get install -y prometheus)")
     # Debian builds Prometheus without Kubernetes discovery, so the check sees the job with
     # static targets instead; everything else (relabelling included) is checked as rendered.
     job = prometheus_scrape_job()

@@ -22,6 +22,7 @@ from cortex_iac.specs import NodeGroupSpec, load_cluster
 from cortex_iac.specs.quantity import Quantity
 from cortex_iac.versions import KARPENTER_AMI_ALIAS
 from tests.kube import need_crds, validate_object
+from tests.needs import missing
 
 GOLDEN = Path(__file__).parent / "golden" / "karpenter"
 REFERENCE_CLUSTER = Path(__file__).resolve().parents[3] / "shared" / "cortex-reference" / "cluster.yaml"
@@ -70,7 +71,7 @@ SYNTHETIC: dict[str, dict[str, Any]] = {
 
 def _reference_groups() -> dict[str, NodeGroupSpec]:
     if not REFERENCE_CLUSTER.is_file():
-        pytest.skip(f"{REFERENCE_CLUSTER} not found (shared/ is only beside the repo in CI and dev)")
+        missing(f"{REFERENCE_CLUSTER} not found (shared/ is only beside the repo in CI and dev)")
     cluster = load_cluster(REFERENCE_CLUSTER)
     assert cluster.cluster_name == "cortex"
     return {f"reference-{g.name}": g for g in cluster.node_groups}

@@ -41,6 +41,7 @@ from cortex_iac.specs import (
 from cortex_iac.specs import pod as pod_spec
 from cortex_iac.versions import SERVING_BASE_IMAGE
 from tests.kube import validate_all
+from tests.needs import missing
 
 GOLDEN = Path(__file__).parent / "golden" / "realtime"
 REPO = Path(__file__).resolve().parents[2]
@@ -131,7 +132,7 @@ def _reference_files() -> list[Path]:
 
 def _need_reference() -> None:
     if not REFERENCE_APIS.is_dir():
-        pytest.skip(f"Cortex reference APIs not found at {REFERENCE_APIS} (shared/ is only beside the repo)")
+        missing(f"Cortex reference APIs not found at {REFERENCE_APIS} (shared/ is only beside the repo)")
 
 
 def _check_golden(name: str, objects: list[dict[str, Any]]) -> None:
