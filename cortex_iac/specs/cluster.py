@@ -3,8 +3,9 @@
 Deviations from Cortex, on purpose:
 - `iam_policy_arns` defaults to [] instead of AmazonS3FullAccess: APIs get least-privilege roles
   (see the API spec's `iam` extension); broader policies must be asked for.
-- Cortex's `image_*` overrides and `telemetry` are not accepted: the images they name (operator,
-  activator, ...) do not exist here, so a key for them would be silently meaningless.
+- Cortex's 28 `image_*` overrides are accepted and ignored with one warning each (`warnings`):
+  cortex_iac pins its own images (`cortex_iac.versions`), and most of the images they name
+  (operator, activator, ...) have no counterpart here.
 - Node-group names are lowercase RFC 1123 labels (Cortex allowed upper case), since they name
   Karpenter NodePools, which are Kubernetes objects.
 - `vpc_cidr` must be a network address (no host bits set), and the CIDR white lists need at least
@@ -20,13 +21,35 @@ import ipaddress
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from typing import Any
+
+from pydantic import AfterValidator, Field, ModelWrapValidatorHandler, PrivateAttr, model_validator
 
 from cortex_iac.instance_types import INSTANCE_TYPES
 from cortex_iac.specs.base import NodeGroupName, NonEmptyStr, SpecModel, pattern, rule, written
 from cortex_iac.specs.problems import MISSING, Problems, rule_error
 
 CLUSTER_NAME_TAG = "cortex.dev/cluster-name"
+
+# Cortex v0.42's image overrides (docs/clusters/management/create.md): accepted, ignored, warned about.
+IGNORED_IMAGE_KEYS = (
+    "image_manager", "image_operator", "image_controller_manager", "image_autoscaler", "image_proxy",
+    "image_async_gateway", "image_activator", "image_enqueuer", "image_dequeuer", "image_cluster_autoscaler",
+    "image_metrics_server", "image_nvidia_device_plugin", "image_neuron_device_plugin", "image_neuron_scheduler",
+    "image_fluent_bit", "image_istio_proxy", "image_istio_pilot", "image_prometheus",
+    "image_prometheus_config_reloader", "image_prometheus_operator", "image_prometheus_statsd_exporter",
+    "image_prometheus_dcgm_exporter", "image_prometheus_kube_state_metrics", "image_prometheus_node_exporter",
+    "image_kube_rbac_proxy", "image_grafana", "image_event_exporter", "image_kubexit",
+)
+# A new VPC gets one public and one private subnet per zone out of 8 blocks of its CIDR.
+MAX_ZONES = 4
+# Tags EKS and Karpenter set on what they create; a user's tag of the same key would break them.
+RESERVED_TAGS = ("eks:eks-cluster-name", "karpenter.sh/nodepool", "karpenter.sh/nodeclaim", "karpenter.k8s.aws/ec2nodeclass")
+# Volume types EC2 boots from (st1 and sc1 are HDDs, which cannot be root volumes).
+BOOT_VOLUME_TYPES = ("gp3", "gp2", "io1")
+# Karpenter NodePool weights go up to 100; a group's on-demand base pool weighs one more than the group.
+MAX_POOL_WEIGHT = 100
+_OTHER_PARTITIONS = (("cn-", "aws-cn"), ("us-gov-", "aws-us-gov"), ("us-iso-", "aws-iso"), ("us-isob-", "aws-iso-b"))
 
 _REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]+")
 _CLUSTER_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
@@ -133,12 +156,36 @@ class NodeGroupSpec(SpecModel):
                 problems.add(("spot_config",), written(self.spot_config), "only allowed when spot is true")
             else:
                 self._check_distribution(self.spot_config, problems)
+                self._check_karpenter_spot(self.spot_config, problems)
         problems.check()
         return self
+
+    def _check_karpenter_spot(self, spot: SpotConfig, problems: Problems) -> None:
+        # What Karpenter, which launches the nodes, cannot express.
+        at = ("spot_config",)
+        if spot.max_price is not None:
+            problems.add((*at, "max_price"), spot.max_price, "not supported: Karpenter never pays more than the "
+                         "on-demand price for spot and has no lower cap (remove max_price)")
+        if spot.instance_pools is not None:
+            problems.add((*at, "instance_pools"), spot.instance_pools, "not supported: Karpenter spreads spot "
+                         "launches over all listed types with the price-capacity-optimized strategy (remove it)")
+        if spot.on_demand_percentage_above_base_capacity not in (0, 100):
+            problems.add((*at, "on_demand_percentage_above_base_capacity"),
+                         spot.on_demand_percentage_above_base_capacity,
+                         "must be 0 (prefer spot) or 100 (on-demand only): Karpenter cannot keep a ratio")
+        if spot.on_demand_base_capacity > self.min_instances and self.priority >= MAX_POOL_WEIGHT:
+            problems.add(("priority",), self.priority,
+                         f"must be < {MAX_POOL_WEIGHT} when spot_config.on_demand_base_capacity exceeds min_instances "
+                         "(the on-demand base pool must weigh more than the group's spot pool)")
 
     def _check_volume(self, problems: Problems) -> None:
         kind, size = self.instance_volume_type, self.instance_volume_size
         iops, throughput = self.instance_volume_iops, self.instance_volume_throughput
+        if kind not in BOOT_VOLUME_TYPES:
+            problems.add(("instance_volume_type",), kind, f"must be one of {', '.join(BOOT_VOLUME_TYPES)}: the "
+                         "volume is the node's root volume, and EC2 does not boot from HDD volumes (st1, sc1)")
+        if kind == "io1" and iops is None:
+            problems.add(("instance_volume_iops",), MISSING, "io1 volumes need instance_volume_iops (100 to 64000)")
         if iops is not None and kind not in ("io1", "gp3"):
             problems.add(("instance_volume_iops",), iops, f"only io1 and gp3 volumes take iops, not {kind}")
         if throughput is not None and kind != "gp3":
@@ -229,9 +276,40 @@ class ClusterSpec(SpecModel):
         ),
     ] = "t3.medium"
 
+    # Not YAML keys: the Cortex keys given but ignored, and where the loader read the spec.
+    _ignored: tuple[str, ...] = PrivateAttr(default=())
+    _origin: str = PrivateAttr(default="<data>")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _ignore_image_keys(cls, data: Any, handler: ModelWrapValidatorHandler[ClusterSpec]) -> ClusterSpec:
+        ignored: list[str] = []
+        if isinstance(data, dict):
+            ignored = [key for key in data if key in IGNORED_IMAGE_KEYS]
+            data = {key: value for key, value in data.items() if key not in IGNORED_IMAGE_KEYS}
+        spec = handler(data)
+        spec._ignored = tuple(ignored)
+        return spec
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line per Cortex key that is accepted but has no effect here."""
+        lines = [
+            f"{self._origin}: {key}: ignored (cortex_iac pins its own images, listed in cortex_iac/versions.py)"
+            for key in self._ignored
+        ]
+        if "api_load_balancer_type" in self.model_fields_set:
+            lines.append(f"{self._origin}: api_load_balancer_type: ignored (the API load balancer is always an ALB, "
+                         "which does the path routing; see docs/design.md, Routing)")
+        return lines
+
     @model_validator(mode="after")
     def _consistent(self) -> ClusterSpec:
         problems = Problems()
+        for prefix, partition in _OTHER_PARTITIONS:
+            if self.region.startswith(prefix):
+                problems.add(("region",), self.region, f"must be a region of the aws partition, not {partition} "
+                             "(the bundled add-on policies use arn:aws: ARNs)")
         self._check_network(problems)
         seen: dict[str, int] = {}
         for index, group in enumerate(self.node_groups):
@@ -243,6 +321,8 @@ class ClusterSpec(SpecModel):
         for key, value in self.tags.items():
             if key.startswith("cortex.dev/") and (key != CLUSTER_NAME_TAG or value != self.cluster_name):
                 problems.add(("tags", key), value, ours)
+            elif key in RESERVED_TAGS or key.startswith("kubernetes.io/cluster"):
+                problems.add(("tags", key), value, "this key is reserved by EKS and Karpenter (they set it)")
         problems.check()
         return self
 
@@ -252,6 +332,9 @@ class ClusterSpec(SpecModel):
             problems.add(("subnets",), [s.subnet_id for s in subnets], "give availability_zones or subnets, not both")
         if len(zones) == 1:
             problems.add(("availability_zones",), zones, "must list at least two zones (EKS needs two)")
+        elif len(zones) > MAX_ZONES:
+            problems.add(("availability_zones",), zones, f"must list at most {MAX_ZONES} zones (the VPC CIDR is "
+                         f"split into {2 * MAX_ZONES} subnets)")
         in_region = f"must be an availability zone of {self.region}, e.g. {self.region}a"
         for index, zone in enumerate(zones):
             if not (zone.startswith(self.region) and len(zone) > len(self.region) and _ZONE.fullmatch(zone)):
@@ -269,14 +352,3 @@ class ClusterSpec(SpecModel):
         elif self.subnet_visibility == "private" and not subnets and self.nat_gateway == "none":
             needed = "private subnets need a NAT gateway: single or highly_available"
             problems.add(("nat_gateway",), self.nat_gateway, needed)
-        if self.operator_load_balancer_scheme == "internal":
-            # An internal endpoint is opened to exactly these networks (the VPN or peered network
-            # that runs pulumi up); the whole internet would make "internal" meaningless.
-            for index, cidr in enumerate(self.operator_load_balancer_cidr_white_list):
-                if cidr.endswith("/0"):
-                    problems.add(
-                        ("operator_load_balancer_cidr_white_list", index),
-                        cidr,
-                        "with operator_load_balancer_scheme internal, list the networks that reach the "
-                        "cluster's API (a VPN or peered network), not the whole internet",
-                    )

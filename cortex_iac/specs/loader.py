@@ -7,6 +7,7 @@ naming the source, the field path, the bad value and what is allowed (format: `m
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,11 @@ from cortex_iac.specs.pod import SOURCE_DIR_CONTEXT
 Source = str | os.PathLike[str] | Mapping[str, Any] | list[Any]
 """A path to a YAML file, or data already parsed (then name it with ``origin``)."""
 
+# Spec files are small (Cortex's largest examples are a few KiB): anything larger is refused before
+# it is parsed, and YAML aliases may not expand to more values than this in all.
+MAX_SPEC_BYTES = 4 * 1024 * 1024
+MAX_SPEC_VALUES = 1_000_000
+
 _CLUSTER_EXAMPLE = "a mapping of cluster settings such as region: us-east-1"
 _APIS_EXAMPLE = "a list of APIs, each starting with '- name: ...'"
 
@@ -39,7 +45,9 @@ def load_cluster(source: Source, *, origin: str | None = None) -> ClusterSpec:
         data = dict(data)
     if not isinstance(data, dict):
         raise SpecError(f"{origin}: (top level): {show(data)} is not allowed (must be {_CLUSTER_EXAMPLE})")
-    return _validate(ClusterSpec, data, origin=origin, root="")
+    spec: ClusterSpec = _validate(ClusterSpec, data, origin=origin, root="")
+    spec._origin = origin
+    return spec
 
 
 def load_apis(
@@ -67,6 +75,15 @@ def load_api_files(paths: Iterable[str | os.PathLike[str]]) -> list[ApiSpec]:
 
     Raises one `SpecError` listing the problems of every file.
     """
+    specs, lines = read_api_files(paths)
+    if lines:
+        raise SpecError(lines)
+    return specs
+
+
+def read_api_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[ApiSpec], list[str]]:
+    """The valid API specs of several files, and the problem lines of the others (names unique
+    across all of them): so that checks of the whole deployment can run on the valid ones too."""
     specs: list[ApiSpec] = []
     lines: list[str] = []
     entries: list[_Entry] = []
@@ -81,41 +98,41 @@ def load_api_files(paths: Iterable[str | os.PathLike[str]]) -> list[ApiSpec]:
         lines += file_lines
         entries += file_entries
     lines += _check_together(entries)
-    if lines:
-        raise SpecError(lines)
-    return specs
+    return specs, lines
 
 
 def read_handler_sources(spec: ApiSpec) -> dict[str, str]:
     """The text of each handler file of ``spec``, by container name (containers with an image, and
     APIs without a pod, have none): what the renderer ships to the pod.
 
-    A file is ``handler.file``: ``handler.path`` taken from the directory of the API file. Raises
-    `SpecError` naming the API, the container, the path and the file looked at, one line per file that
-    cannot be read as UTF-8 text.
+    The loader reads (and checks) each file when it validates the spec: ``handler.path`` taken from
+    the directory of the API file, a regular UTF-8 file inside it of at most
+    :data:`~cortex_iac.specs.pod.MAX_HANDLER_BYTES`. A spec validated from data without a
+    directory reads it now, from the working directory, with the same rules; then `SpecError`
+    names the API, the container and the path.
     """
     pod = getattr(spec, "pod", None)
     sources: dict[str, str] = {}
     lines: list[str] = []
     for index, container in enumerate(pod.containers if pod is not None else ()):
-        handler = container.handler
-        if handler is None:
+        if container.handler is None:
             continue
-        file = handler.file
-        where = f"api {spec.name!r}: pod.containers[{index}].handler.path: {handler.path!r} ({file})"
         try:
-            sources[container.name] = file.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            lines.append(f"{where}: file not found (the path is relative to the directory of the API file)")
-        except IsADirectoryError:
-            lines.append(f"{where}: is a directory (must be the Python file that defines class Handler)")
-        except UnicodeDecodeError as error:
-            lines.append(f"{where}: byte {error.start} is not UTF-8 text (a handler is a UTF-8 Python file)")
-        except OSError as error:
-            lines.append(f"{where}: cannot be read ({error.strerror})")
+            sources[container.name] = container.handler.source
+        except SpecError as error:
+            lines += [f"api {spec.name!r}: pod.containers[{index}].{line}" for line in error.problems]
     if lines:
         raise SpecError(lines)
     return sources
+
+
+def revalidated(spec: Any, origin: str) -> Any:
+    """``spec`` validated again from its own data: for specs built or changed in code
+    (``model_copy(update=...)`` skips every rule), so a component runs the rules `cortex validate`
+    runs. Raises `SpecError` naming ``origin``."""
+    data = spec.model_dump(mode="json")
+    result = _validate(type(spec), data, origin=origin, root="")
+    return result
 
 
 def detect_spec_kind(path: str | os.PathLike[str]) -> Literal["cluster", "apis"]:
@@ -167,9 +184,12 @@ def _check_api_list(
             continue
         context = None if base_dir is None else {SOURCE_DIR_CONTEXT: Path(base_dir).resolve()}
         try:
-            specs.append(_validate(model, item, origin=origin, root=root, context=context))  # type: ignore[arg-type]
+            spec = _validate(model, item, origin=origin, root=root, context=context)  # type: ignore[arg-type]
         except SpecError as error:
             lines += error.problems
+            continue
+        spec._origin, spec._index = origin, index
+        specs.append(spec)
     return specs, lines, entries
 
 
@@ -208,14 +228,6 @@ def _check_together(entries: list[_Entry]) -> list[str]:
             )
         else:
             first[entry.name] = entry
-    for entry in entries:
-        for j, target in entry.targets:
-            other = first.get(target)
-            if other is not None and other.kind != "RealtimeAPI":
-                lines.append(
-                    f"{entry.origin}: apis[{entry.index}].apis[{j}].name: {show(target)} is not allowed "
-                    f"(a TrafficSplitter routes to RealtimeAPIs; {target} is of kind {other.kind})"
-                )
     return lines
 
 
@@ -262,7 +274,18 @@ class _Loader(yaml.SafeLoader):
 
 def _read_yaml(path: Path, origin: str, expected: str) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError
+        if not stat.S_ISREG(info.st_mode):
+            raise SpecError(f"{origin}: is not a regular file (a device, FIFO or socket is never a spec file)")
+        if info.st_size > MAX_SPEC_BYTES:
+            raise SpecError(f"{origin}: has {info.st_size} bytes; a spec file may have at most {MAX_SPEC_BYTES}")
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_SPEC_BYTES + 1)
+        if len(raw) > MAX_SPEC_BYTES:
+            raise SpecError(f"{origin}: has more than {MAX_SPEC_BYTES} bytes; a spec file may have at most that")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise SpecError(f"{origin}: file not found") from None
     except IsADirectoryError:
@@ -287,4 +310,27 @@ def _read_yaml(path: Path, origin: str, expected: str) -> Any:
         raise SpecError(f"{origin}: (top level): invalid YAML (nested too deeply)") from None
     if data is None:
         raise SpecError(f"{origin}: (top level): the file is empty (must be {expected})")
+    if _expanded_size(data, {}) > MAX_SPEC_VALUES:
+        raise SpecError(f"{origin}: (top level): YAML aliases expand to more than {MAX_SPEC_VALUES} values "
+                        "(an alias bomb, or a recursive alias); write the values out or use fewer aliases")
     return data
+
+
+def _expanded_size(value: Any, seen: dict[int, int]) -> int:
+    """How many values ``value`` holds once every alias is expanded. PyYAML shares one object per
+    anchor, so this counts each distinct object once and multiplies: cheap even for an alias bomb."""
+    if not isinstance(value, (dict, list)):
+        return 1
+    key = id(value)
+    if seen.get(key) == 0:  # a recursive alias: it never ends
+        return MAX_SPEC_VALUES + 1
+    if key not in seen:
+        seen[key] = 0
+        children = value.values() if isinstance(value, dict) else value
+        total = 1
+        for child in children:
+            total += _expanded_size(child, seen)
+            if total > MAX_SPEC_VALUES:
+                break
+        seen[key] = total
+    return seen[key]

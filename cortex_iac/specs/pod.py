@@ -7,7 +7,9 @@ models (`cortex_iac.specs.api`), since one pod model serves all four workload ki
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -15,7 +17,8 @@ from pydantic import Field, PrivateAttr, ValidationInfo, model_validator
 
 from cortex_iac.specs.base import NonEmptyStr, Port, SpecModel, dns_label, rule, written
 from cortex_iac.specs.duration import duration
-from cortex_iac.specs.problems import MISSING, Problems
+from cortex_iac.specs.image import IMAGE_REQUIREMENT, is_image_reference
+from cortex_iac.specs.problems import MISSING, Problems, rule_error
 from cortex_iac.specs.quantity import Quantity
 
 MIN_CPU = Quantity.parse("20m")
@@ -40,6 +43,11 @@ RequestTimeout = duration(
 
 # Key of the validation context under which the loader passes the directory of the file being loaded.
 SOURCE_DIR_CONTEXT = "source_dir"
+
+# A handler file ships in a ConfigMap, which Kubernetes stores up to 1 MiB; the rest is room for the
+# object's metadata. Its file name is the ConfigMap's key.
+MAX_HANDLER_BYTES = 900 * 1024
+_CONFIG_MAP_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
 
 _ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
 _URL_PATH = re.compile(r"[a-zA-Z0-9_\-./]*")
@@ -152,6 +160,9 @@ class ComputeSpec(SpecModel):
         problems = Problems()
         if self.gpu and self.inf:
             problems.add(("inf",), self.inf, "cannot be combined with gpu: request GPUs or Inferentia chips")
+        elif self.inf and self.cpu is None and self.mem is None:
+            needs = "needs cpu or mem as well (Kubernetes refuses huge pages without a cpu or memory request)"
+            problems.add(("inf",), self.inf, needs)
         if self.shm is not None and self.mem is not None and self.shm > self.mem:
             problems.add(("shm",), str(self.shm), f"must be <= mem ({self.mem})")
         problems.check()
@@ -177,13 +188,20 @@ class HandlerSpec(SpecModel):
     batch_interval: float | None = Field(None, gt=0)
     python_requirements: list[NonEmptyStr] = Field(default_factory=list)
 
-    # Not a YAML key: where `path` is relative to, given by the loader through the validation context.
+    # Not YAML keys: where `path` is relative to (given by the loader through the validation
+    # context) and the file's text, read once when the spec is validated with that directory.
     _source_dir: Path | None = PrivateAttr(default=None)
+    _source: str | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
-    def _remember_source_dir(self, info: ValidationInfo) -> HandlerSpec:
+    def _read_file(self, info: ValidationInfo) -> HandlerSpec:
         source_dir = (info.context or {}).get(SOURCE_DIR_CONTEXT)
-        self._source_dir = None if source_dir is None else Path(source_dir)
+        if source_dir is not None:
+            self._source_dir = Path(source_dir)
+            try:
+                self._source = read_confined(self.path, self._source_dir)
+            except HandlerFileError as error:
+                raise rule_error(self.path, str(error), "path") from None
         return self
 
     @property
@@ -192,6 +210,70 @@ class HandlerSpec(SpecModel):
         (absolute), or ``path`` as written (relative to the working directory) when the spec was
         validated from data without a ``base_dir``."""
         return Path(self.path) if self._source_dir is None else self._source_dir / self.path
+
+    @property
+    def file_name(self) -> str:
+        """The file's name: its key in the handler ConfigMap."""
+        return Path(self.path).name
+
+    @property
+    def source(self) -> str:
+        """The handler file's text, read (with the same rules) from the working directory when the
+        spec was validated without a source directory. Raises `SpecError` when it cannot be read."""
+        if self._source is None:
+            try:
+                self._source = read_confined(self.path, Path.cwd())
+            except HandlerFileError as error:
+                from cortex_iac.errors import SpecError
+
+                raise SpecError(f"handler.path: {self.path!r} is not allowed ({error})") from None
+        return self._source
+
+
+class HandlerFileError(ValueError):
+    """Why a handler file cannot be used; the message is the requirement to report."""
+
+
+def read_confined(path: str, base: Path, limit: int = MAX_HANDLER_BYTES) -> str:
+    """The UTF-8 text of the regular file ``path`` below the directory ``base``, at most ``limit``
+    bytes; raises `HandlerFileError` saying why it cannot be used otherwise.
+
+    Confined so that a spec cannot ship any other file of the machine (``/etc/passwd``,
+    ``/proc/self/environ``, a key next to the project) into a ConfigMap, a plan or a manifest:
+    absolute paths, ``..`` and symbolic links leading out of ``base`` are refused, and so are
+    devices, FIFOs and directories, before anything is read.
+    """
+    relative = "relative to the directory of the API file"
+    if Path(path).is_absolute():
+        raise HandlerFileError(f"must be a path {relative}, not an absolute path")
+    if not _CONFIG_MAP_KEY.fullmatch(Path(path).name):
+        raise HandlerFileError("the file name must be letters, digits, '-', '_' and '.' (it is a ConfigMap key)")
+    root = base.resolve()
+    try:
+        resolved = (root / path).resolve(strict=True)
+    except FileNotFoundError:
+        raise HandlerFileError(f"must name an existing file {relative} ({root / path} not found)") from None
+    except (OSError, RuntimeError) as error:
+        raise HandlerFileError(f"must name a readable file {relative} ({error})") from None
+    if not resolved.is_relative_to(root):
+        raise HandlerFileError(f"must be a file inside the directory of the API file ({root})")
+    try:
+        info = os.stat(resolved)
+        if not stat.S_ISREG(info.st_mode):
+            raise HandlerFileError("must be a regular file (the Python file that defines class Handler)")
+        if info.st_size > limit:
+            raise HandlerFileError(f"has {info.st_size} bytes; a handler file may have at most {limit} "
+                             "(it ships in a ConfigMap): keep model weights in S3 and load them in Handler.__init__")
+        with open(resolved, "rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as error:
+        raise HandlerFileError(f"must be a readable file ({error.strerror})") from None
+    if len(data) > limit:
+        raise HandlerFileError(f"has more than {limit} bytes; a handler file may have at most {limit}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise HandlerFileError(f"must be UTF-8 text (byte {error.start} is not)") from None
 
 
 EnvName = Annotated[
@@ -202,13 +284,7 @@ EnvName = Annotated[
         "digit nor with CORTEX_ (reserved)",
     ),
 ]
-Image = Annotated[
-    str,
-    rule(
-        lambda image: bool(image) and not any(c.isspace() for c in image),
-        "must be a container image reference without spaces",
-    ),
-]
+Image = Annotated[str, rule(is_image_reference, IMAGE_REQUIREMENT)]
 
 
 class ContainerSpec(SpecModel):
@@ -243,6 +319,11 @@ class ContainerSpec(SpecModel):
         elif self.image is not None and self.handler is not None:
             both = "a container needs exactly one of image or handler, and image is given"
             problems.add(("handler",), written(self.handler), both)
+        elif self.handler is not None:
+            runs = "not allowed with a handler (the container runs the serving runtime, python -m cortex_iac.serving)"
+            for key in ("command", "args"):
+                if getattr(self, key) is not None:
+                    problems.add((key,), getattr(self, key), runs)
         liveness = self.liveness_probe
         if liveness is not None and liveness.success_threshold != 1:
             one = "must be 1 for a liveness probe (Kubernetes)"
@@ -277,6 +358,11 @@ class PodSpec(SpecModel):
                 unique = f"must be unique in the pod; containers[{seen[container.name]}] has it"
                 problems.add(("containers", index, "name"), container.name, unique)
             seen.setdefault(container.name, index)
+        handlers = [index for index, c in enumerate(self.containers) if c.handler is not None]
+        for index in handlers[1:]:
+            one = (f"a pod runs at most one handler container (each would listen on port {self.port}); "
+                   f"containers[{handlers[0]}] has one")
+            problems.add(("containers", index, "handler"), written(self.containers[index].handler), one)  # type: ignore[arg-type]
         if any(c.compute.gpu for c in self.containers):
             either = "cannot be combined with gpu in one pod: request GPUs or Inferentia chips"
             for index, container in enumerate(self.containers):
