@@ -23,14 +23,20 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from cortex_iac.errors import CortexError
-from cortex_iac.serving.config import RuntimeConfig
 
 if TYPE_CHECKING:
+    from cortex_iac.render.workload import Shutdown
     from cortex_iac.specs import ApiSpec, RealtimeApiSpec
     from cortex_iac.specs.pod import ContainerSpec
 
 # How long `cortex serve` waits for the runtime to drain after Ctrl-C/SIGTERM before killing it.
 GRACE_PERIOD_SECONDS = 30.0
+
+
+def _local_shutdown() -> Shutdown:
+    from cortex_iac.render.workload import Shutdown
+
+    return Shutdown(prestop_sleep_seconds=0, runtime_grace_seconds=int(GRACE_PERIOD_SECONDS))
 
 
 class ServeError(CortexError):
@@ -59,15 +65,13 @@ def serve_api(api_file: str, *, name: str | None, port: int) -> int:
 
     envoy = _find_envoy()
     app_port = _free_port() if envoy else port
-    config = RuntimeConfig(
-        handler_path=str(handler_path),
-        handler_config=handler.config,
-        threads_per_process=handler.threads_per_process,
-        max_batch_size=handler.max_batch_size,
-        batch_interval=handler.batch_interval,
-        host="127.0.0.1",
-        port=app_port,
-        grace_period=GRACE_PERIOD_SECONDS,
+    from cortex_iac.render.workload import HandlerContainer, runtime_config
+
+    index = api.pod.containers.index(container)
+    # The pod's own runtime settings, with this machine's file, host, port and grace period.
+    config = runtime_config(
+        api, HandlerContainer(index=index, container=container, image="", config_map={}),
+        _local_shutdown(), handler_path=str(handler_path), host="127.0.0.1", port=app_port, python_requirements=(),
     )
     env = {**os.environ, **config.to_env(), **container.env}
     # Own sessions: a terminal's Ctrl-C reaches only this process, which then stops the children in
@@ -165,17 +169,14 @@ def _find_envoy() -> str | None:
 def _start_envoy(
     binary: str, tmp: Path, api: RealtimeApiSpec, app_port: int, port: int
 ) -> tuple[subprocess.Popen[bytes], int]:
-    from cortex_iac.render.envoy import envoy_args, envoy_config, render_envoy_yaml
+    from cortex_iac.render.envoy import envoy_args, render_envoy_yaml
+    from cortex_iac.render.realtime import pod_envoy_config
 
     metrics_port, admin_port = _free_port(), _free_port()
     path = tmp / "envoy.yaml"
-    path.write_text(render_envoy_yaml(envoy_config(
-        app_port=app_port,
-        max_concurrency=api.pod.max_concurrency,
-        max_queue_length=api.pod.max_queue_length,
-        listen_port=port,
-        metrics_port=metrics_port,
-        admin_port=admin_port,
+    # The pod's own Envoy config (its limits and route timeout), on local ports.
+    path.write_text(render_envoy_yaml(pod_envoy_config(
+        api, app_port=app_port, listen_port=port, metrics_port=metrics_port, admin_port=admin_port,
         listen_address="127.0.0.1",
     )))
     return subprocess.Popen([binary, *envoy_args(str(path))], start_new_session=True), metrics_port

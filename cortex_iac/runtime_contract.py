@@ -1,4 +1,5 @@
-"""The runtime's settings: one plain dataclass, read from ``CORTEX_*`` environment variables in a pod.
+"""The `CORTEX_*` runtime contract: the serving runtime's settings as one plain dataclass, written by the
+renderer into a pod's environment and read back by the runtime.
 
 Deliberately free of the pydantic API specs so the runtime image needs nothing but this package.
 """

@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Sequence
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from cortex_iac.components._kube import custom_resource
+from cortex_iac.components.handle import ClusterHandle, ClusterRef, cluster_handle
 from cortex_iac.errors import CortexError
 from cortex_iac.render import envoy, iam, realtime, routing
-from cortex_iac.render.addons import LoadBalancerSettings
-from cortex_iac.specs import NodeGroupSpec, RealtimeApiSpec, read_handler_sources
+from cortex_iac.specs import RealtimeApiSpec
+from cortex_iac.specs.deployment import check_deployment
+
+__all__ = ["TYPE", "ApiCluster", "ClusterHandle", "ClusterRef", "RealtimeApi", "policy_attachment_names"]
 
 TYPE = "cortex:api:RealtimeApi"
 # What the renderer gets as the runtime image when the real one is an Output (known at deploy time);
@@ -28,85 +30,8 @@ TYPE = "cortex:api:RealtimeApi"
 _IMAGE_FROM_OUTPUT = "cortex-serving-runtime:from-output"
 
 
-@runtime_checkable
-class ApiCluster(Protocol):
-    """What a RealtimeApi needs of its cluster. The :class:`~cortex_iac.components.cluster.Cluster`
-    component has it; for a cluster made elsewhere, fill in a :class:`ClusterRef`.
-
-    - ``k8s_provider``: the Kubernetes provider of the cluster.
-    - ``cluster_name``: the EKS cluster's name (for the Pod Identity association).
-    - ``api_namespace``: the name of the shared API namespace
-      (:data:`~cortex_iac.render.realtime.API_NAMESPACE`), as an output that resolves once the
-      namespace exists (API objects placed in it wait for it).
-    - ``node_group_specs``: the cluster's Cortex node groups (None: unknown; pods then go to any
-      node labelled ``cortex.dev/node-group``).
-    - ``load_balancer``: the shared API load balancer's settings (None: no AWS Load Balancer
-      Controller, so the API gets no route and no URL).
-    - ``prometheus_url``: the Prometheus the ScaledObjects query (None: no Prometheus; refused).
-    - ``keda_http_interceptor``: the KEDA HTTP add-on's interceptor (None: not installed; then
-      ``min_replicas: 0`` is refused).
-    - ``iam_policy_arns``: policies attached to every API's role (cluster.yaml's
-      ``iam_policy_arns``).
-    - ``tags``: tags of every AWS resource (cluster.yaml's ``tags`` + ``cortex.dev/cluster-name``).
-    - ``addon_releases``: what the API's Kubernetes objects must wait for (KEDA and its CRDs, the
-      load balancer controller and its webhook, Prometheus).
-    - ``namespaces``: namespace names by role as plain text, at least ``apis``: the name of
-      ``api_namespace``, which the rendered objects embed (the autoscaling query, the
-      interceptor's Host) and which therefore must be known before deployment.
-    """
-
-    k8s_provider: k8s.Provider
-    cluster_name: pulumi.Input[str]
-    api_namespace: pulumi.Input[str]
-    node_group_specs: Sequence[NodeGroupSpec] | None
-    load_balancer: LoadBalancerSettings | None
-    prometheus_url: str | None
-    keda_http_interceptor: str | None
-    iam_policy_arns: Sequence[str]
-    tags: Mapping[str, str]
-    addon_releases: Mapping[str, pulumi.Resource]
-    namespaces: Mapping[str, str]
-
-
-@dataclass
-class ClusterRef:
-    """An :class:`ApiCluster` for a cluster not built by this library's Cluster component.
-
-    The cluster needs, made once: the namespace from :func:`~cortex_iac.render.realtime.render_namespace`,
-    the IngressClass from :func:`~cortex_iac.render.routing.ingress_class_objects`, KEDA (+ the HTTP
-    add-on for scale-to-zero) in namespace ``keda``, the AWS Load Balancer Controller, the EKS Pod
-    Identity agent, and a Prometheus scraping the API pods
-    (:func:`~cortex_iac.render.envoy.prometheus_scrape_job`). Defaults: the namespace name, no known
-    node groups, no load balancer, :data:`~cortex_iac.render.autoscaling.PROMETHEUS_ADDRESS`, the
-    chart's interceptor, no policies, no tags, nothing to wait for.
-
-    ``api_namespace`` may be an Output (of the Namespace resource, so the API's objects wait for
-    it); then ``api_namespace_name`` must give the same name as plain text (default: none,
-    ``api_namespace`` itself is the name).
-    """
-
-    k8s_provider: k8s.Provider
-    cluster_name: pulumi.Input[str]
-    api_namespace: pulumi.Input[str] = realtime.API_NAMESPACE
-    node_group_specs: Sequence[NodeGroupSpec] | None = None
-    load_balancer: LoadBalancerSettings | None = None
-    prometheus_url: str | None = realtime.autoscaling.PROMETHEUS_ADDRESS
-    keda_http_interceptor: str | None = routing.INTERCEPTOR_PROXY_SERVICE
-    iam_policy_arns: Sequence[str] = ()
-    tags: Mapping[str, str] = field(default_factory=dict)
-    addon_releases: Mapping[str, pulumi.Resource] = field(default_factory=dict)
-    api_namespace_name: str | None = None
-
-    @property
-    def namespaces(self) -> Mapping[str, str]:
-        """``{"apis": <the API namespace's name>}`` (see the class docstring)."""
-        name = self.api_namespace if self.api_namespace_name is None else self.api_namespace_name
-        if not isinstance(name, str):
-            raise CortexError(
-                "ClusterRef: api_namespace is an Output; give the namespace's name as api_namespace_name too "
-                "(the API's objects embed it before the Output resolves)"
-            )
-        return {"apis": name}
+ApiCluster = ClusterHandle
+"""The former name of what a RealtimeApi takes of its cluster: :class:`ClusterHandle`."""
 
 
 class RealtimeApi(pulumi.ComponentResource):
@@ -125,7 +50,8 @@ class RealtimeApi(pulumi.ComponentResource):
             ``<name>-<policy name>-<hash of its ARN>`` per cluster policy (see
             :func:`policy_attachment_names`), ``<name>-pod-identity``.
         spec: the API.
-        cluster: the Cluster component, or a :class:`ClusterRef`.
+        cluster: the Cluster component, or a :class:`~cortex_iac.components.handle.ClusterHandle` of
+            a cluster made elsewhere.
         opts: resource options.
         runtime_image: the serving runtime image a container giving a ``handler`` runs (a reference
             such as ``<registry>/cortex-serving:<tag>``, or an Output such as
@@ -150,14 +76,16 @@ class RealtimeApi(pulumi.ComponentResource):
         self,
         name: str,
         spec: RealtimeApiSpec,
-        cluster: ApiCluster,
+        cluster: Any,
         opts: pulumi.ResourceOptions | None = None,
         *,
         runtime_image: pulumi.Input[str] | None = None,
     ) -> None:
-        _check_args(name, spec, cluster)
-        namespace_name = _namespace_name(name, cluster)
+        cluster = _check_args(name, spec, cluster)
         image_known = runtime_image is None or isinstance(runtime_image, str)
+        # The deployment checks `cortex validate` runs: node groups, fit, the runtime image.
+        check_deployment(cluster.node_group_specs, [spec], runtime_image=runtime_image if image_known else _IMAGE_FROM_OUTPUT)  # type: ignore[arg-type]
+        namespace_name = cluster.namespace_name
         context = realtime.ApiContext(
             node_groups=None if cluster.node_group_specs is None else tuple(cluster.node_group_specs),
             https=cluster.load_balancer is not None and cluster.load_balancer.certificate_arn is not None,
@@ -165,7 +93,7 @@ class RealtimeApi(pulumi.ComponentResource):
             prometheus_address=str(cluster.prometheus_url),
             runtime_image=runtime_image if image_known else _IMAGE_FROM_OUTPUT,  # type: ignore[arg-type]
         )
-        objects = realtime.api_objects(spec, context, read_handler_sources(spec))
+        objects = realtime.api_objects(spec, context)
         deployment_spec = objects.deployment["spec"]
         if not image_known:
             deployment_spec = _with_runtime_image(deployment_spec, spec, runtime_image)  # type: ignore[arg-type]
@@ -305,13 +233,6 @@ def policy_attachment_names(name: str, arns: Sequence[str]) -> list[tuple[str, s
     ]
 
 
-def _namespace_name(name: str, cluster: ApiCluster) -> str:
-    names = cluster.namespaces
-    if not isinstance(names.get("apis"), str):
-        raise CortexError(f"RealtimeApi {name!r}: the cluster's namespaces name no 'apis' namespace (got {dict(names)!r})")
-    return names["apis"]
-
-
 def _same_namespace(name: str, resolved: str, expected: str) -> str:
     # The rendered objects embed the plain name; an Output resolving to another one would scale
     # and route on a namespace the pods are not in.
@@ -343,22 +264,14 @@ def _url(status: Any, endpoint: str, https: bool) -> str | None:
     return None if hostname is None else routing.api_url(hostname, endpoint, https=https)
 
 
-_REQUIRED = tuple(ApiCluster.__annotations__)
-
-
-def _check_args(name: str, spec: RealtimeApiSpec, cluster: object) -> None:
+def _check_args(name: str, spec: RealtimeApiSpec, cluster: object) -> ClusterHandle:
     if not isinstance(spec, RealtimeApiSpec):
         raise CortexError(f"RealtimeApi {name!r}: spec must be a RealtimeApiSpec, got {type(spec).__name__}")
-    missing = [attribute for attribute in _REQUIRED if not hasattr(cluster, attribute)]
-    if missing:
-        raise CortexError(
-            f"RealtimeApi {name!r}: cluster {type(cluster).__name__} lacks {', '.join(missing)}; "
-            "pass the Cluster component or a ClusterRef"
-        )
-    assert isinstance(cluster, ApiCluster)
-    if cluster.prometheus_url is None:
+    handle = cluster_handle(cluster, f"RealtimeApi {name!r}")
+    if handle.prometheus_url is None:
         raise CortexError(f"RealtimeApi {name!r}: the cluster has no Prometheus, which the API's autoscaling queries")
-    if spec.autoscaling.min_replicas == 0 and cluster.keda_http_interceptor is None:
+    if spec.autoscaling.min_replicas == 0 and handle.keda_http_interceptor is None:
         raise CortexError(
             f"RealtimeApi {name!r}: autoscaling.min_replicas: 0 needs the KEDA HTTP add-on, which the cluster lacks"
         )
+    return handle

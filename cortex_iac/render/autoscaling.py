@@ -23,7 +23,6 @@ from __future__ import annotations
 from decimal import ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING, Any
 
-from cortex_iac.errors import SpecError
 from cortex_iac.versions import KUBERNETES_VERSION
 from cortex_iac.render.envoy import LISTEN_PORT, inflight_query
 from cortex_iac.render.routing import (
@@ -46,8 +45,6 @@ PROMETHEUS_ADDRESS = "http://prometheus-server.prometheus.svc.cluster.local:80"
 # period, which EKS keeps), so every evaluation may take one full step. KEDA's activation check
 # (around zero replicas) runs at the same interval.
 CORTEX_TICK_SECONDS = 10
-# The HPA refuses stabilization windows above one hour.
-MAX_STABILIZATION_SECONDS = 3600
 
 # Per-direction HPA tolerance (feature HPAConfigurableTolerance) is alpha and off in Kubernetes 1.33
 # and 1.34, where the API server drops the field; beta and on from 1.35.
@@ -87,14 +84,6 @@ def hpa_behavior(
       it and apply its global 10 % (see docs/design.md).
     """
     with_tolerance = tuple(int(part) for part in kubernetes_version.split(".")[:2]) >= HPA_TOLERANCE_SINCE
-    for field in ("upscale_stabilization_period", "downscale_stabilization_period"):
-        seconds = getattr(autoscaling, field)
-        if seconds > MAX_STABILIZATION_SECONDS:
-            raise SpecError(
-                f"api {api_name!r}: autoscaling.{field}: {seconds}s is not allowed "
-                f"(the Kubernetes autoscaler accepts at most {MAX_STABILIZATION_SECONDS}s, 1h)"
-            )
-
     def rules(window: int, percent: int, tolerance: float) -> dict[str, Any]:
         rule: dict[str, Any] = {
             "stabilizationWindowSeconds": window,

@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING, Any
 from cortex_iac.errors import SpecError
 from cortex_iac.instance_types import InstanceType, get_instance_type
 from cortex_iac.specs import CLUSTER_NAME_TAG
+from cortex_iac.specs.cluster import RESERVED_TAGS
+from cortex_iac.specs.placement import HUGEPAGE_BYTES, HUGEPAGES_PER_INF
 from cortex_iac.specs.quantity import Quantity
 from cortex_iac.versions import KARPENTER_AMI_ALIAS
 
@@ -66,8 +68,7 @@ NEURON_RESOURCE = "aws.amazon.com/neuron"
 # chip, and the nodes of an Inferentia group pre-allocate that much per chip they have. Cortex's
 # figure from the AWS Neuron docs: every Inferentia chip needs 128 huge pages of 2 MiB.
 HUGEPAGES_RESOURCE = "hugepages-2Mi"
-_HUGEPAGE_BYTES = 2 * 1024 * 1024
-HUGEPAGES_PER_INF = Quantity(128 * _HUGEPAGE_BYTES, "BinarySI")
+_HUGEPAGE_BYTES = HUGEPAGE_BYTES
 # Kept when the node reboots: systemd-sysctl applies it early in boot, before memory fragments.
 _HUGEPAGES_SYSCTL_FILE = "/etc/sysctl.d/90-cortex-hugepages.conf"
 # MIME boundary of the userData archive (Karpenter's own serializer uses the same one).
@@ -90,16 +91,8 @@ CONSOLIDATE_AFTER = "5m"
 _MAX_NAME = 63  # label values (karpenter.sh/nodepool, karpenter.k8s.aws/ec2nodeclass) hold the names
 _FLOOR = "-floor"
 _FLOOR_ON_DEMAND = "-floor-on-demand"
+_ON_DEMAND = "-on-demand"
 # EC2 refuses HDD volumes as boot volumes.
-_BOOT_VOLUME_TYPES = ("gp3", "gp2", "io1")
-_RESTRICTED_TAGS = (
-    "eks:eks-cluster-name",
-    "karpenter.sh/nodepool",
-    "karpenter.sh/nodeclaim",
-    "karpenter.k8s.aws/ec2nodeclass",
-)
-
-
 def object_name(cluster_name: str, group_name: str, suffix: str = "") -> str:
     """Kubernetes name ``<cluster>-<group><suffix>``, lower-cased, at most 63 characters.
 
@@ -173,32 +166,34 @@ def instance_types(group: NodeGroupSpec) -> list[InstanceType]:
     return [get_instance_type(n) for n in names]
 
 
-def check(group: NodeGroupSpec) -> None:
-    """Raise SpecError, naming the field, if Karpenter cannot realise this node group as written.
-
-    Complements the spec's own validation with what only Karpenter's model rules out.
-    """
-    _check_spot(group)
-    _root_volume(group)
-
-
 def check_tags(tags: Mapping[str, str]) -> None:
-    """Raise SpecError if ``tags`` sets a tag EKS or Karpenter reserves for itself."""
+    """Raise SpecError if ``tags`` (given to a NodeGroup component directly) sets a tag EKS or
+    Karpenter reserves for itself (cluster.yaml's ``tags`` are checked by the spec)."""
     for key in tags:
-        if key in _RESTRICTED_TAGS or key.startswith("kubernetes.io/cluster"):
+        if key in RESERVED_TAGS or key.startswith("kubernetes.io/cluster"):
             raise SpecError(f"tags: {key!r} is reserved by EKS or Karpenter and cannot be set")
 
 
 def floor_sizes(group: NodeGroupSpec) -> dict[str, int]:
     """Static (floor) NodePools of a group, by name suffix, with their node counts.
 
-    ``-floor`` holds ``min_instances`` nodes, less the ``on_demand_base_capacity`` of a spot group,
-    which ``-floor-on-demand`` holds. Pools with no nodes are left out, so ``min_instances: 0`` gives ``{}``.
+    ``-floor`` holds ``min_instances`` nodes, less the ``on_demand_base_capacity`` of a spot group
+    (up to ``min_instances`` of it), which ``-floor-on-demand`` holds. Pools with no nodes are left
+    out, so ``min_instances: 0`` gives ``{}``.
     """
-    check(group)
-    on_demand_base = group.spot_config.on_demand_base_capacity if group.spot and group.spot_config else 0
-    sizes = {_FLOOR: group.min_instances - on_demand_base, _FLOOR_ON_DEMAND: on_demand_base}
+    on_demand = min(_on_demand_base(group), group.min_instances)
+    sizes = {_FLOOR: group.min_instances - on_demand, _FLOOR_ON_DEMAND: on_demand}
     return {suffix: n for suffix, n in sizes.items() if n > 0}
+
+
+def on_demand_base_above_floor(group: NodeGroupSpec) -> int:
+    """How many of a spot group's ``on_demand_base_capacity`` nodes lie above ``min_instances``: the
+    node limit of its on-demand base pool (:func:`on_demand_base_pool`), 0 for most groups."""
+    return max(0, _on_demand_base(group) - group.min_instances)
+
+
+def _on_demand_base(group: NodeGroupSpec) -> int:
+    return group.spot_config.on_demand_base_capacity if group.spot and group.spot_config else 0
 
 
 def node_class(
@@ -218,8 +213,6 @@ def node_class(
     added. IMDSv2 is required with a hop limit of 1, so pods cannot use the node's role.
     Inferentia groups get ``userData`` pre-allocating their huge pages (:func:`node_hugepages`).
     """
-    check(group)
-    check_tags(tags or {})
     all_tags = {**(tags or {}), CLUSTER_NAME_TAG: cluster_name, NODE_GROUP_LABEL: group.name}
     node_class: dict[str, Any] = {
         "apiVersion": NODE_CLASS_API_VERSION,
@@ -255,7 +248,6 @@ def node_overlay(cluster_name: str, group: NodeGroupSpec) -> dict[str, Any] | No
     NodePools carrying the group's :data:`NODE_GROUP_LABEL` (overlays match NodePool template
     labels). Needs the ``nodeOverlay`` feature gate of the Karpenter chart.
     """
-    check(group)
     hugepages = node_hugepages(get_instance_type(group.instance_type))
     if not hugepages.value:
         return None
@@ -277,11 +269,35 @@ def node_pool(cluster_name: str, group: NodeGroupSpec) -> dict[str, Any]:
     at most 10% of the pool's nodes be disrupted at once, and only one node at a time for
     underutilisation (which moves running pods).
     """
-    check(group)
     types = instance_types(group)
     pool = _pool(cluster_name, group, object_name(cluster_name, group.name), types, _dynamic_capacity_types(group))
     pool["spec"]["weight"] = group.priority
-    pool["spec"]["limits"] = _limits(types, group.max_instances - group.min_instances)
+    pool["spec"]["limits"] = _limits(types, group.max_instances - group.min_instances - on_demand_base_above_floor(group))
+    pool["spec"]["disruption"] = {
+        "consolidationPolicy": "WhenEmptyOrUnderutilized",
+        "consolidateAfter": CONSOLIDATE_AFTER,
+        "budgets": [{"nodes": "10%"}, {"nodes": "1", "reasons": ["Underutilized"]}],
+    }
+    return pool
+
+
+def on_demand_base_pool(cluster_name: str, group: NodeGroupSpec) -> dict[str, Any] | None:
+    """The group's on-demand base pool, for a spot group whose ``on_demand_base_capacity`` exceeds
+    ``min_instances`` (None otherwise): Cortex's "the first N instances on-demand, the rest spot".
+
+    A dynamic on-demand NodePool limited to the base nodes above the floor, weighing one more than
+    the group's spot pool (``priority + 1``; the spec keeps priority below 100), so Karpenter
+    launches its nodes first and turns to spot once it is full. E.g. base 3, min 0, max 5: nodes 1-3
+    on-demand, 4-5 spot. Like the spot pool it scales down when idle, so the base is the first
+    nodes launched, not nodes kept running (``min_instances`` is what keeps nodes).
+    """
+    extra = on_demand_base_above_floor(group)
+    if not extra:
+        return None
+    types = instance_types(group)
+    pool = _pool(cluster_name, group, object_name(cluster_name, group.name, _ON_DEMAND), types, ["on-demand"])
+    pool["spec"]["weight"] = group.priority + 1
+    pool["spec"]["limits"] = _limits(types, extra)
     pool["spec"]["disruption"] = {
         "consolidationPolicy": "WhenEmptyOrUnderutilized",
         "consolidateAfter": CONSOLIDATE_AFTER,
@@ -308,9 +324,13 @@ def floor_node_pools(cluster_name: str, group: NodeGroupSpec) -> dict[str, dict[
 
 
 def node_pools(cluster_name: str, group: NodeGroupSpec) -> dict[str, dict[str, Any]]:
-    """All NodePools of a group by name suffix: ``""`` for the dynamic one, then the floors
-    (:func:`floor_node_pools`)."""
-    return {"": node_pool(cluster_name, group), **floor_node_pools(cluster_name, group)}
+    """All NodePools of a group by name suffix: ``""`` for the dynamic one, ``-on-demand`` for an
+    on-demand base pool (:func:`on_demand_base_pool`), then the floors (:func:`floor_node_pools`)."""
+    pools = {"": node_pool(cluster_name, group)}
+    base = on_demand_base_pool(cluster_name, group)
+    if base is not None:
+        pools[_ON_DEMAND] = base
+    return {**pools, **floor_node_pools(cluster_name, group)}
 
 
 def _pool(
@@ -400,51 +420,16 @@ def _hugepages_user_data(hugepages: Quantity) -> str:
 
 
 def _root_volume(group: NodeGroupSpec) -> dict[str, Any]:
+    # The spec allows only boot volume types here, and iops for io1.
     volume_type = group.instance_volume_type
-    if volume_type not in _BOOT_VOLUME_TYPES:
-        raise SpecError(
-            f"node group {group.name!r}: instance_volume_type: {volume_type!r} cannot hold the root "
-            f"volume (EC2 does not boot from HDD volumes); use one of {', '.join(_BOOT_VOLUME_TYPES)}"
-        )
     ebs: dict[str, Any] = {
         "volumeSize": f"{group.instance_volume_size}Gi",
         "volumeType": volume_type,
         "encrypted": True,
         "deleteOnTermination": True,
     }
-    if volume_type == "io1" and group.instance_volume_iops is None:
-        raise SpecError(f"node group {group.name!r}: instance_volume_iops: required for io1 volumes (100 to 64000)")
     if group.instance_volume_iops is not None:
         ebs["iops"] = group.instance_volume_iops
     if group.instance_volume_throughput is not None:
         ebs["throughput"] = group.instance_volume_throughput
     return {"deviceName": ROOT_DEVICE, "rootVolume": True, "ebs": ebs}
-
-
-def _check_spot(group: NodeGroupSpec) -> None:
-    spot = group.spot_config
-    if spot is None:
-        return
-    where = f"node group {group.name!r}: spot_config"
-    if spot.max_price is not None:
-        raise SpecError(
-            f"{where}.max_price: {spot.max_price} is not supported; Karpenter never pays more than the "
-            "on-demand price for spot and has no lower cap (remove max_price)"
-        )
-    if spot.instance_pools is not None:
-        raise SpecError(
-            f"{where}.instance_pools: {spot.instance_pools} is not supported; Karpenter spreads spot "
-            "launches with the price-capacity-optimized strategy across all listed types (remove instance_pools)"
-        )
-    if spot.on_demand_percentage_above_base_capacity not in (0, 100):
-        raise SpecError(
-            f"{where}.on_demand_percentage_above_base_capacity: "
-            f"{spot.on_demand_percentage_above_base_capacity} is not supported; Karpenter can prefer "
-            "spot (0) or use on-demand only (100), not a ratio"
-        )
-    if spot.on_demand_base_capacity > group.min_instances:
-        raise SpecError(
-            f"{where}.on_demand_base_capacity: {spot.on_demand_base_capacity} is more than "
-            f"min_instances ({group.min_instances}); on-demand nodes can only be kept in the "
-            "min_instances floor, so it must be <= min_instances"
-        )

@@ -41,17 +41,17 @@ def test_runs_as_a_non_root_user_from_tmp() -> None:
 def test_copies_only_files_that_exist_in_the_build_context() -> None:
     context = Path(cortex_iac.serving.__file__).parents[1]  # the cortex_iac/ directory
     sources = re.findall(r"^COPY (\S+) ", DOCKERFILE, re.MULTILINE)
-    assert sources == ["errors.py", "serving/"]
+    assert sources == ["errors.py", "runtime_contract.py", "serving/"]
     assert all((context / source).exists() for source in sources)
 
 
 def test_the_runtime_imports_nothing_the_image_lacks() -> None:
-    # The image holds cortex_iac/errors.py and cortex_iac/serving/ only, and no pydantic, yaml or pulumi.
+    # The image holds cortex_iac/errors.py, runtime_contract.py and serving/ only, and no pydantic, yaml or pulumi.
     code = (
         "import sys, cortex_iac.serving.__main__, cortex_iac.serving.server; "
         "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('cortex_iac', 'pydantic', 'yaml', 'pulumi', 'packaging'))))"
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    outside = [m for m in loaded if m not in ("cortex_iac", "cortex_iac.errors") and not m.startswith("cortex_iac.serving")]
+    outside = [m for m in loaded if m not in ("cortex_iac", "cortex_iac.errors", "cortex_iac.runtime_contract") and not m.startswith("cortex_iac.serving")]
     assert outside == []

@@ -15,13 +15,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cortex_iac.serving.local import ServeError, serve_api
+from cortex_iac.errors import SpecError
+from cortex_iac.local import ServeError, serve_api
 from tests.serving.runtime import HANDLERS
 
 FAULTS = HANDLERS / "faults.py"
 
 
-def _api(name: str = "echo", handler: Path = FAULTS, extra: str = "", pod: str = "") -> str:
+def _api(name: str = "echo", handler: Path | str = FAULTS.name, extra: str = "", pod: str = "") -> str:
+    # Handler paths are relative to the API file: _write copies the test handlers beside it.
     return f"""
 - name: {name}
   kind: RealtimeAPI
@@ -59,9 +61,16 @@ IMAGE_REFUSAL = (
 
 
 def _write(tmp_path: Path, text: str) -> str:
+    for handler in HANDLERS.glob("*.py"):
+        (tmp_path / handler.name).write_text(handler.read_text())
     path = tmp_path / "api.yaml"
     path.write_text(text)
     return str(path)
+
+
+def test_a_missing_handler_file_is_a_spec_error(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=r"handler.path: 'missing.py' is not allowed \(must name an existing file"):
+        serve_api(_write(tmp_path, _api(handler="missing.py")), name=None, port=1)
 
 
 @pytest.mark.parametrize(
@@ -71,7 +80,6 @@ def _write(tmp_path: Path, text: str) -> str:
         (_api("a"), "z", ": no API named 'z' (APIs in the file: a)"),
         (TASK_API, None, ": API 'q' is a TaskAPI; cortex serve runs RealtimeAPIs only"),
         (IMAGE_API, None, IMAGE_REFUSAL),
-        (_api(handler=Path("missing.py")), None, ": API 'echo': handler.path 'missing.py' does not exist"),
         (_api(extra="          python_requirements: [not-a-package-xyz==1.0, starlette<0.1]\n"), None,
          "API 'echo': python_requirements not satisfied here: not-a-package-xyz==1.0; starlette<0.1 (installed: "),
     ],
@@ -92,8 +100,8 @@ class Served:
     """`serve_api` running in its own Python process (as `cortex serve` would)."""
 
     def __init__(self, api_file: str, port: int, *, without_envoy: bool = False) -> None:
-        patch = "import cortex_iac.serving.local as local; local._find_envoy = lambda: None; " if without_envoy else ""
-        code = f"{patch}import sys; from cortex_iac.serving.local import serve_api; " \
+        patch = "import cortex_iac.local as local; local._find_envoy = lambda: None; " if without_envoy else ""
+        code = f"{patch}import sys; from cortex_iac.local import serve_api; " \
                f"sys.exit(serve_api({api_file!r}, name=None, port={port}))"
         self.port = port
         self.process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -168,7 +176,7 @@ def test_without_envoy_the_runtime_listens_on_the_port(tmp_path: Path, served: l
 
 @pytest.mark.live
 def test_a_handler_that_fails_to_load_ends_serve_with_its_code(tmp_path: Path, served: list[Served]) -> None:
-    server = Served(_write(tmp_path, _api(handler=HANDLERS / "failing_init.py")), _free_port())
+    server = Served(_write(tmp_path, _api(handler="failing_init.py")), _free_port())
     served.append(server)
     output, _ = server.process.communicate(timeout=40)
     assert server.process.returncode == 1
@@ -177,7 +185,7 @@ def test_a_handler_that_fails_to_load_ends_serve_with_its_code(tmp_path: Path, s
 
 
 def test_the_iris_example_is_a_servable_api() -> None:
-    from cortex_iac.serving.local import _handler_container, _pick_api
+    from cortex_iac.local import _handler_container, _pick_api
     from cortex_iac.specs import load_apis
 
     api_file = str(Path(__file__).resolve().parents[2] / "examples" / "iris-classifier" / "api.yaml")
