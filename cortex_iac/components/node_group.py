@@ -8,6 +8,7 @@ import pulumi
 
 from cortex_iac.components._kube import custom_resource
 from cortex_iac.errors import SpecError
+from cortex_iac.specs.loader import revalidated
 from cortex_iac.render import karpenter
 from cortex_iac.specs import NodeGroupSpec
 
@@ -56,7 +57,7 @@ class NodeGroup(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         _check_args(name, spec, cluster_name, node_role_name, subnet_selector_tags, security_group_selector_tags)
-        karpenter.check(spec)
+        spec = revalidated(spec, f"NodeGroup {name!r}")  # a spec made in code runs the spec's rules too
         karpenter.check_tags(tags or {})
         super().__init__("cortex:eks:NodeGroup", name, None, opts)
 

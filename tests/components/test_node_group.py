@@ -167,8 +167,8 @@ def test_known_inputs_stay_known_in_preview() -> None:
         ({"name": ""}, "NodeGroup: name must be a non-empty string, got ''"),
         (
             {"spec": SPOT.model_copy(update={"spot_config": SPOT.spot_config.model_copy(update={"max_price": 0.1})})},
-            "node group 'spot': spot_config.max_price: 0.1 is not supported; Karpenter never pays more than "
-            "the on-demand price for spot and has no lower cap (remove max_price)",
+            "NodeGroup 'ng': spot_config.max_price: 0.1 is not allowed (not supported: Karpenter never pays more "
+            "than the on-demand price for spot and has no lower cap (remove max_price))",
         ),
         ({"tags": {"karpenter.sh/nodepool": "x"}}, "tags: 'karpenter.sh/nodepool' is reserved by EKS or Karpenter and cannot be set"),
     ],

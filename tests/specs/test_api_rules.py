@@ -377,11 +377,6 @@ CASES: list[tuple[str, list[Any], list[str]]] = [
         ],
     ),
     (
-        "traffic splitter routes to RealtimeAPIs only",
-        [api("AsyncAPI", name="a"), api("TrafficSplitter")],
-        ["cortex.yaml: apis[1].apis[0].name: 'a' is not allowed (a TrafficSplitter routes to RealtimeAPIs; a is of kind AsyncAPI)"],
-    ),
-    (
         "unknown kind",
         [api(kind="RealTimeAPI"), {"name": "x", "kind": 3}, {"name": "y"}],
         [

@@ -24,15 +24,6 @@ LABEL = "must be at most 26 characters of a-z, 0-9 and '-', starting with a lett
 
 CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     (
-        "an internal operator endpoint is not opened to the whole internet",
-        cluster(operator_load_balancer_scheme="internal"),
-        [
-            f"{P}: operator_load_balancer_cidr_white_list[0]: '0.0.0.0/0' is not allowed (with "
-            "operator_load_balancer_scheme internal, list the networks that reach the cluster's API (a VPN or "
-            "peered network), not the whole internet)"
-        ],
-    ),
-    (
         "node-group names: length, case, uniqueness",
         cluster(
             node_groups=[
