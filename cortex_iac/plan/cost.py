@@ -26,7 +26,11 @@ What is priced, per resource in the plan (USD per month of ``hours_per_month`` h
 Not priced (said in every report): data transfer, NAT and LCU data processing, CloudWatch, KMS
 requests, SQS requests, EBS snapshots, and anything a Helm chart creates at deploy time.
 
-A type or region the table does not have is an error naming it; no number is made up.
+No number is made up. An item the price table has no price for (an instance type not priced in
+the region, an EBS volume type, or every item when the region is not in the table) is left out of
+the totals and listed in the report (``unpriced``, a ``not priced:`` note each, totals marked as
+excluding them) when ``cost_of(..., partial=True)``, as ``cortex cost`` asks; without ``partial``
+(``cortex diff``) it is a PlanError naming it.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from cortex_iac.errors import PlanError
-from cortex_iac.instance_types import get_instance_type
+from cortex_iac.instance_types import MISSING_TYPE_HINT, get_instance_type
 from cortex_iac.plan.engine import SECRET, UNKNOWN
 from cortex_iac.specs.quantity import Quantity
 
@@ -82,13 +86,24 @@ class CostLine:
 
 
 @dataclass(frozen=True)
+class Unpriced:
+    """An item of the plan that has no price in the bundled table, left out of the totals."""
+
+    item: str
+    count: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class CostReport:
-    """The monthly cost range of a plan in one region, item by item."""
+    """The monthly cost range of a plan in one region, item by item; ``unpriced`` items are not in
+    the totals."""
 
     region: str
     prices_date: str
     lines: tuple[CostLine, ...]
     notes: tuple[str, ...] = field(default=())
+    unpriced: tuple[Unpriced, ...] = field(default=())
 
     @property
     def low(self) -> float:
@@ -101,8 +116,8 @@ class CostReport:
         return round(sum(line.high for line in self.lines), 2)
 
     def to_json(self) -> dict[str, Any]:
-        """Plain data for ``cortex diff --format json``."""
-        return {
+        """Plain data for ``cortex diff --format json``; ``unpriced`` only when there are such items."""
+        doc: dict[str, Any] = {
             "region": self.region,
             "prices_date": self.prices_date,
             "low": self.low,
@@ -113,6 +128,9 @@ class CostReport:
             ],
             "notes": list(self.notes),
         }
+        if self.unpriced:
+            doc["unpriced"] = [{"item": x.item, "count": x.count, "reason": x.reason} for x in self.unpriced]
+        return doc
 
 
 @cache
@@ -134,13 +152,19 @@ def plan_region(plan: dict[str, Any], region: str | None = None) -> str:
     )
 
 
-def cost_of(plan: dict[str, Any], region: str | None = None) -> CostReport:
-    """The monthly cost range of a plan document (see the module docstring for what is priced)."""
+def cost_of(plan: dict[str, Any], region: str | None = None, *, partial: bool = False) -> CostReport:
+    """The monthly cost range of a plan document (see the module docstring for what is priced).
+
+    An item without a price in the bundled table is a PlanError naming it, or with ``partial`` an
+    entry of the report's ``unpriced`` (and a note), outside the totals; a region the table does
+    not have then leaves every item unpriced.
+    """
     region = plan_region(plan, region)
     table = price_table()
-    if region not in table["regions"]:
-        raise PlanError(f"region {region!r} is not in the bundled price table; it has {', '.join(table['regions'])}")
-    prices = _Prices(table, region)
+    known_region = region in table["regions"]
+    if not known_region and not partial:
+        raise PlanError(_region_missing(region))
+    prices = _Prices(table, region, partial=partial)
     resources_ = [r for r in plan["resources"] if isinstance(r.get("inputs"), dict)]
     lines: list[CostLine] = []
     notes: list[str] = [
@@ -153,16 +177,22 @@ def cost_of(plan: dict[str, Any], region: str | None = None) -> CostReport:
     lines += _nat_gateways(resources_, prices)
     lines += _load_balancers(resources_, prices, notes)
     notes.append(NOT_INCLUDED)
+    if prices.unpriced:
+        head = [f"{_region_missing(region)}: nothing is priced"] if not known_region else []
+        notes[:0] = head + [f"not priced: {x.item}, count {x.count}: {x.reason}" for x in prices.unpriced]
     dates = sorted({table["source_dates"][s] for s in prices.used}) or [table["date"]]
     prices_date = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
-    return CostReport(region=region, prices_date=prices_date, lines=tuple(lines), notes=tuple(notes))
+    return CostReport(
+        region=region, prices_date=prices_date, lines=tuple(lines), notes=tuple(notes), unpriced=tuple(prices.unpriced)
+    )
 
 
 def cost_command(plan_file: Path, region: str | None = None) -> str:
-    """Text for ``cortex cost PLAN.json [--region R]``: a table and the total range."""
+    """Text for ``cortex cost PLAN.json [--region R]``: a table and the total range; items without
+    a price are listed, not fatal."""
     from cortex_iac.plan.plan import load_plan
 
-    return render_text(cost_of(load_plan(plan_file), region))
+    return render_text(cost_of(load_plan(plan_file), region, partial=True))
 
 
 def money(value: float) -> str:
@@ -188,7 +218,8 @@ def render_text(report: CostReport) -> str:
     """The report as an aligned text table, total last, then the notes."""
     header = ("item", "count", "unit price", "low/month", "high/month")
     rows = [(x.item, x.count, x.unit, money(x.low), money(x.high)) for x in report.lines]
-    rows.append(("total", "", "", money(report.low), money(report.high)))
+    excluding = f", excluding {_items(len(report.unpriced))} without a price (see the notes)" if report.unpriced else ""
+    rows.append(("total" + (" of priced items" if report.unpriced else ""), "", "", money(report.low), money(report.high)))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
 
     def fmt(row: tuple[str, ...]) -> str:
@@ -204,42 +235,70 @@ def render_text(report: CostReport) -> str:
         fmt(tuple("-" * w for w in widths)),
         fmt(rows[-1]),
         "",
-        f"total: {money_range(report.low, report.high)} per month",
+        f"total: {money_range(report.low, report.high)} per month{excluding}",
         *(f"note: {n}" for n in report.notes),
     ]
     return "\n".join(out) + "\n"
 
 
+def _items(n: int) -> str:
+    return f"{n} item" if n == 1 else f"{n} items"
+
+
+def _region_missing(region: str) -> str:
+    return f"region {region!r} is not in the bundled price table; it has {', '.join(price_table()['regions'])}"
+
+
+class _NoPrice(Exception):
+    """The price table has no price for something; the message says what."""
+
+
 class _Prices:
-    def __init__(self, table: dict[str, Any], region: str) -> None:
+    def __init__(self, table: dict[str, Any], region: str, *, partial: bool = False) -> None:
         self.region = region
-        self.data = table["regions"][region]
+        self.data: dict[str, Any] | None = table["regions"].get(region)
         self.hours = table["hours_per_month"]
         self.spot_factor = 1 - table["spot_discount_estimate"]
         self.used: set[str] = set()  # sources of the prices used, for the report's date range
+        self.partial = partial
+        self.unpriced: list[Unpriced] = []
+
+    def skip(self, item: str, count: str, error: _NoPrice) -> None:
+        """Leave ``item`` out of the totals, listed as unpriced; a PlanError unless ``partial``."""
+        if not self.partial:
+            raise PlanError(str(error)) from None
+        self.unpriced.append(Unpriced(item.strip(), count, str(error)))
+
+    def _region(self) -> dict[str, Any]:
+        if self.data is None:
+            raise _NoPrice(f"no prices for region {self.region!r}")
+        return self.data
 
     def hourly(self, key: str, source: str) -> float:
+        price = self._region()[key]
         self.used.add(source)
-        return self.data[key]
+        return price
 
     def instance_hour(self, instance_type: str) -> float:
+        data = self._region()
         try:
-            price = self.data["instances"][instance_type]
+            price = data["instances"][instance_type]
         except KeyError:
-            raise PlanError(
+            raise _NoPrice(
                 f"instance type {instance_type!r} has no price for {self.region} in the bundled price table "
-                f"(cortex_iac/data/prices.json); families there: {', '.join(sorted(self.data['instance_sources']))}"
+                f"(cortex_iac/data/prices.json); families there: {', '.join(sorted(data['instance_sources']))}"
             ) from None
-        self.used.add(self.data["instance_sources"][instance_type.split(".")[0]])
+        self.used.add(data["instance_sources"][instance_type.split(".")[0]])
         return price
 
     def month(self, hourly: float) -> float:
         return hourly * self.hours
 
     def volume_month(self, size_gib: float, volume_type: str, iops: int | None, throughput: int | None) -> float:
-        ebs = self.data["ebs"].get(volume_type)
+        data = self._region()
+        ebs = data["ebs"].get(volume_type)
         if ebs is None:
-            raise PlanError(f"EBS volume type {volume_type!r} has no price for {self.region}; table has {', '.join(self.data['ebs'])}")
+            raise _NoPrice(f"EBS volume type {volume_type!r} has no price for {self.region}; table has {', '.join(data['ebs'])}")
         self.used.add("cortex")
         cost = size_gib * ebs["gb_month"]
         if volume_type == "gp3":
@@ -272,11 +331,16 @@ def _control_planes(rs: list[dict[str, Any]], prices: _Prices) -> list[CostLine]
     components = {r["urn"] for r in rs if r["type"] == "eks:index:Cluster"}
     # An aws.eks.Cluster inside a pulumi_eks Cluster is the same control plane.
     planes = [r for r in rs if r["type"] in _CONTROL_PLANES and r.get("parent") not in components]
-    hourly = prices.hourly("eks_cluster_hour", "eks") if planes else 0.0
-    return [
-        CostLine(f"EKS control plane {r['name']}", "1", per_hour(hourly), prices.month(hourly), prices.month(hourly))
-        for r in sorted(planes, key=lambda r: r["name"])
-    ]
+    lines = []
+    for r in sorted(planes, key=lambda r: r["name"]):
+        item = f"EKS control plane {r['name']}"
+        try:
+            hourly = prices.hourly("eks_cluster_hour", "eks")
+        except _NoPrice as e:
+            prices.skip(item, "1", e)
+            continue
+        lines.append(CostLine(item, "1", per_hour(hourly), prices.month(hourly), prices.month(hourly)))
+    return lines
 
 
 @dataclass
@@ -293,39 +357,47 @@ def _karpenter_groups(rs: list[dict[str, Any]], prices: _Prices, notes: list[str
     # Keyed by name; a class whose metadata is unknown in the plan is under UNKNOWN.
     classes = {_get(r["inputs"], "metadata", "name"): r for r in rs if r["type"] == NODE_CLASS}
     groups: dict[str, list[_Pool]] = {}
+    not_sized: dict[str, tuple[str, _NoPrice]] = {}  # groups whose size needs a type the table lacks
     for r in rs:
         if r["type"] == NODE_POOL:
             labels = _get(r["inputs"], "metadata", "labels") or {}
             group = labels.get(NODE_GROUP_LABEL) if isinstance(labels, dict) else None
             group = group if isinstance(group, str) else _known(_get(r["inputs"], "metadata", "name"), r, "metadata.name")
-            groups.setdefault(group, []).append(_node_pool(r))
+            try:
+                groups.setdefault(group, []).append(_node_pool(r))
+            except _UnknownType as e:
+                not_sized.setdefault(group, (e.instance_type, e))
     lines = []
-    for group, pools in sorted(groups.items()):
+    for group in sorted({*groups, *not_sized}):
+        if group in not_sized:
+            instance_type, error = not_sized[group]
+            prices.skip(f"node group {group} ({instance_type}) and its root volumes", "unknown", error)
+            continue
+        pools = groups[group]
         instance_type = pools[0].instance_type
-        on_demand = prices.instance_hour(instance_type)
-        spot = on_demand * prices.spot_factor
         floor = sum(p.floor for p in pools)
         most = floor + sum(p.max_dynamic for p in pools)
-        low = sum(p.floor * (spot if p.spot_first else on_demand) for p in pools)
-        high = most * on_demand
+        count = f"{floor}–{most}" if floor != most else str(floor)
         spot_first = any(p.spot_first for p in pools)
-        unit = per_hour(on_demand) + (f" (spot est. {per_hour(spot)})" if spot_first else "")
         kind = ", spot first" if spot_first else ""
-        lines.append(
-            CostLine(
-                f"node group {group} ({instance_type}{kind})",
-                f"{floor}–{most}" if floor != most else str(floor),
-                unit,
-                prices.month(low),
-                prices.month(high),
-            )
-        )
+        item = f"node group {group} ({instance_type}{kind})"
+        try:
+            on_demand = prices.instance_hour(instance_type)
+        except _NoPrice as e:
+            prices.skip(item, count, e)
+        else:
+            spot = on_demand * prices.spot_factor
+            low = sum(p.floor * (spot if p.spot_first else on_demand) for p in pools)
+            high = most * on_demand
+            unit = per_hour(on_demand) + (f" (spot est. {per_hour(spot)})" if spot_first else "")
+            lines.append(CostLine(item, count, unit, prices.month(low), prices.month(high)))
         volume = _pool_volume(pools[0], classes, prices, notes)
-        if volume is not None:
+        if isinstance(volume, _NoPrice):
+            prices.skip(f"root volumes of {group}", count, volume)
+        elif volume is not None:
             size, per_node = volume
             lines.append(
-                CostLine(f"  root volumes of {group} ({size})", f"{floor}–{most}" if floor != most else str(floor),
-                         f"${per_node:.2f}/month", floor * per_node, most * per_node)
+                CostLine(f"  root volumes of {group} ({size})", count, f"${per_node:.2f}/month", floor * per_node, most * per_node)
             )
     return lines
 
@@ -352,6 +424,12 @@ def _node_pool(r: dict[str, Any]) -> _Pool:
     return _Pool(r, types[0], capacity[0] == "spot", floor, max_dynamic, node_class if isinstance(node_class, str) else None)
 
 
+class _UnknownType(_NoPrice):
+    def __init__(self, message: str, instance_type: str) -> None:
+        super().__init__(message)
+        self.instance_type = instance_type
+
+
 def _max_nodes(r: dict[str, Any], limits: Any, instance_type: str) -> int:
     """How many instances of ``instance_type`` the pool's limits allow."""
     limits = _known(limits, r, "spec.limits")
@@ -360,7 +438,11 @@ def _max_nodes(r: dict[str, Any], limits: Any, instance_type: str) -> int:
     try:
         t = get_instance_type(instance_type)
     except KeyError:
-        raise PlanError(f"{_where(r)}: instance type {instance_type!r} is not in cortex_iac's instance type table") from None
+        raise _UnknownType(
+            f"{_where(r)}: instance type {instance_type!r} is not in cortex_iac's instance type table, so the number "
+            f"of nodes its limits allow is not known; {MISSING_TYPE_HINT}",
+            instance_type,
+        ) from None
     capacity = {
         "nodes": Decimal(1),
         "cpu": Decimal(t.vcpus),
@@ -384,7 +466,9 @@ def _max_nodes(r: dict[str, Any], limits: Any, instance_type: str) -> int:
     return min(bounded)
 
 
-def _pool_volume(pool: _Pool, classes: dict[str, dict[str, Any]], prices: _Prices, notes: list[str]) -> tuple[str, float] | None:
+def _pool_volume(
+    pool: _Pool, classes: dict[str, dict[str, Any]], prices: _Prices, notes: list[str]
+) -> tuple[str, float] | _NoPrice | None:
     node_class = classes.get(pool.node_class) if pool.node_class else None
     if node_class is None:
         why = "is only known after apply" if UNKNOWN in classes else "is not in the plan"
@@ -405,7 +489,10 @@ def _pool_volume(pool: _Pool, classes: dict[str, dict[str, Any]], prices: _Price
     size = Quantity.parse(_known(ebs.get("volumeSize", "20Gi"), node_class, "ebs.volumeSize"))
     gib = float(size.value) / 2**30
     volume_type = _known(ebs.get("volumeType", "gp3"), node_class, "ebs.volumeType")
-    per_node = prices.volume_month(gib, volume_type, ebs.get("iops"), ebs.get("throughput"))
+    try:
+        per_node = prices.volume_month(gib, volume_type, ebs.get("iops"), ebs.get("throughput"))
+    except _NoPrice as e:
+        return e
     return f"{size} {volume_type}", per_node
 
 
@@ -424,21 +511,25 @@ def _managed_node_groups(rs: list[dict[str, Any]], prices: _Prices) -> list[Cost
         types = _known(types, r, "instanceTypes")
         if not types or not isinstance(types[0], str):
             raise PlanError(f"{_where(r)}: instanceTypes is not set, so the node group cannot be priced")
-        on_demand = prices.instance_hour(types[0])
         spot = inputs.get("capacityType") == "SPOT"
-        low_hour = on_demand * prices.spot_factor if spot else on_demand
-        unit = per_hour(on_demand) + (f" (spot est. {per_hour(low_hour)})" if spot else "")
         count = f"{low_n}–{high_n}" if low_n != high_n else str(low_n)
-        lines.append(
-            CostLine(f"managed node group {r['name']} ({types[0]}{', spot' if spot else ''})", count, unit,
-                     prices.month(low_n * low_hour), prices.month(high_n * on_demand))
-        )
+        item = f"managed node group {r['name']} ({types[0]}{', spot' if spot else ''})"
+        try:
+            on_demand = prices.instance_hour(types[0])
+        except _NoPrice as e:
+            prices.skip(item, count, e)
+        else:
+            low_hour = on_demand * prices.spot_factor if spot else on_demand
+            unit = per_hour(on_demand) + (f" (spot est. {per_hour(low_hour)})" if spot else "")
+            lines.append(CostLine(item, count, unit, prices.month(low_n * low_hour), prices.month(high_n * on_demand)))
         size, volume_type, iops, throughput = _managed_disk(r, template)
-        per_node = prices.volume_month(size, volume_type, iops, throughput)
-        lines.append(
-            CostLine(f"  root volumes of {r['name']} ({size:g}Gi {volume_type})", count, f"${per_node:.2f}/month",
-                     low_n * per_node, high_n * per_node)
-        )
+        item = f"  root volumes of {r['name']} ({size:g}Gi {volume_type})"
+        try:
+            per_node = prices.volume_month(size, volume_type, iops, throughput)
+        except _NoPrice as e:
+            prices.skip(item, count, e)
+            continue
+        lines.append(CostLine(item, count, f"${per_node:.2f}/month", low_n * per_node, high_n * per_node))
     return lines
 
 
@@ -463,7 +554,11 @@ def _nat_gateways(rs: list[dict[str, Any]], prices: _Prices) -> list[CostLine]:
     n = sum(1 for r in rs if r["type"] == "aws:ec2/natGateway:NatGateway")
     if not n:
         return []
-    hourly = prices.hourly("nat_gateway_hour", "cortex")
+    try:
+        hourly = prices.hourly("nat_gateway_hour", "cortex")
+    except _NoPrice as e:
+        prices.skip("NAT gateways", str(n), e)
+        return []
     return [CostLine("NAT gateways", str(n), per_hour(hourly), prices.month(n * hourly), prices.month(n * hourly))]
 
 
@@ -496,16 +591,20 @@ def _load_balancers(rs: list[dict[str, Any]], prices: _Prices, notes: list[str])
             albs.add(f"ingress {r['urn']}")
     albs.update(f"aws {r['urn']}" for t in _LOAD_BALANCERS for r in by_type.get(t, []))
     services = [r for r in by_type.get(_SERVICE, []) if _get(r["inputs"], "spec", "type") == "LoadBalancer"]
-    hourly = prices.hourly("load_balancer_hour", "load_balancer") if albs or services else 0.0
-    lines = []
+    items = []
     if albs:
         groups = sorted(a.split(" ", 1)[1] for a in albs if a.startswith("group "))
-        label = "load balancers (ALB" + (f"; IngressGroups: {', '.join(groups)})" if groups else ")")
-        lines.append(CostLine(label, str(len(albs)), per_hour(hourly), prices.month(len(albs) * hourly), prices.month(len(albs) * hourly)))
+        items.append(("load balancers (ALB" + (f"; IngressGroups: {', '.join(groups)})" if groups else ")"), len(albs)))
     if services:
-        names = ", ".join(sorted(r["name"] for r in services))
-        n = len(services)
-        lines.append(CostLine(f"Service load balancers ({names})", str(n), per_hour(hourly), prices.month(n * hourly), prices.month(n * hourly)))
+        items.append((f"Service load balancers ({', '.join(sorted(r['name'] for r in services))})", len(services)))
+    lines = []
+    for label, n in items:
+        try:
+            hourly = prices.hourly("load_balancer_hour", "load_balancer")
+        except _NoPrice as e:
+            prices.skip(label, str(n), e)
+            continue
+        lines.append(CostLine(label, str(n), per_hour(hourly), prices.month(n * hourly), prices.month(n * hourly)))
     if lines:
         notes.append("load balancers: hourly charge only; LCUs (traffic) are extra")
     return lines

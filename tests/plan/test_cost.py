@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from cortex_iac.errors import PlanError
-from cortex_iac.plan.cost import cost_command, cost_of, plan_region, price_table
+from cortex_iac.plan.cost import (
+    cost_command,
+    cost_of,
+    money_range,
+    plan_region,
+    price_table,
+    render_text,
+)
 from cortex_iac.plan.engine import UNKNOWN
 from tests.plan.fixtures.golden import GOLDEN, PLANS, check_golden
 
@@ -197,3 +204,99 @@ def test_bad_plan_file_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(PlanError, match="missing field 'project'") as e:
         cost_command(bad)
     assert "\n" not in str(e.value)
+
+
+# ---- items without a price: listed, left out of the totals (cortex cost), or refused (cost_of) ---
+
+
+def _without(report: Any, *prefixes: str) -> list[Any]:
+    return [x for x in report.lines if not x.item.startswith(prefixes)]
+
+
+def test_unpriced_type_is_listed_and_the_priced_items_still_add_up() -> None:
+    # p2.xlarge is in the instance-type table (Cortex v0.42 had it) but the price table has no p2.
+    assert "p2" not in price_table()["regions"]["us-east-1"]["instance_sources"]
+    base = cost_of(_plan())
+    report = cost_of(_with_pool_type("p2.xlarge"), partial=True)
+    (unpriced,) = report.unpriced
+    assert unpriced.item == "node group cpu (p2.xlarge, spot first)"
+    assert unpriced.reason.startswith("instance type 'p2.xlarge' has no price for us-east-1 in the bundled price table")
+    assert not any(x.item.startswith("node group cpu") for x in report.lines)
+    # The priced node group next to it, and everything else, is as before.
+    assert _line(report, "node group gpu") == _line(base, "node group gpu")
+    assert _without(report, "  root volumes of cpu") == _without(base, "  root volumes of cpu", "node group cpu")
+    assert _line(report, "  root volumes of cpu").high > 0  # its volumes have a price
+    assert report.high == pytest.approx(sum(x.high for x in report.lines), abs=0.01)
+    assert report.low == pytest.approx(sum(x.low for x in report.lines), abs=0.01)
+    assert report.high < base.high
+    assert report.notes[0] == f"not priced: {unpriced.item}, count {unpriced.count}: {unpriced.reason}"
+    assert report.to_json()["unpriced"] == [{"item": unpriced.item, "count": unpriced.count, "reason": unpriced.reason}]
+    assert "unpriced" not in base.to_json()  # the diff's JSON of a fully priced plan is unchanged
+
+
+def test_cost_command_prints_unpriced_items_and_totals_that_exclude_them(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(_with_pool_type("p2.xlarge")))
+    text = cost_command(plan)
+    report = cost_of(_with_pool_type("p2.xlarge"), partial=True)
+    assert f"total: {money_range(report.low, report.high)} per month, excluding 1 item without a price (see the notes)\n" in text
+    assert re.search(r"^total of priced items +\$", text, re.MULTILINE)
+    assert "note: not priced: node group cpu (p2.xlarge, spot first), count 1" in text
+    assert "node group gpu (g4dn.xlarge)" in text
+
+
+def test_without_partial_an_unpriced_type_is_still_a_plan_error() -> None:
+    # What `cortex diff` gets: it says why the cost is missing rather than show a partial total.
+    with pytest.raises(PlanError, match=r"instance type 'p2.xlarge' has no price for us-east-1 in the bundled price table"):
+        cost_of(_with_pool_type("p2.xlarge"))
+
+
+def test_type_missing_from_the_instance_table_is_unpriced_with_how_to_add_it() -> None:
+    report = cost_of(_with_pool_type("x9.huge"), partial=True)
+    (unpriced,) = report.unpriced
+    assert (unpriced.item, unpriced.count) == ("node group cpu (x9.huge) and its root volumes", "unknown")
+    assert "instance type 'x9.huge' is not in cortex_iac's instance type table" in unpriced.reason
+    assert "regenerate cortex_iac/data/instance_types.json with scripts/gen_instance_types.py" in unpriced.reason
+    assert not any(x.item.startswith(("node group cpu", "  root volumes of cpu")) for x in report.lines)
+    assert _line(report, "node group gpu").high > 0
+    with pytest.raises(PlanError, match=r"NodePool 'cpu-node-pool': instance type 'x9.huge' is not in cortex_iac's instance type table"):
+        cost_of(_with_pool_type("x9.huge"))
+
+
+def test_unpriced_managed_node_group_and_volume_type() -> None:
+    plan = _plan()
+    system = next(r for r in plan["resources"] if r["type"] == "aws:eks/nodeGroup:NodeGroup")
+    system["inputs"]["instanceTypes"] = ["m1.small"]
+    node_class = next(r for r in plan["resources"] if r["name"] == "gpu-node-class")
+    node_class["inputs"]["spec"]["blockDeviceMappings"][0]["ebs"]["volumeType"] = "io2"
+    report = cost_of(plan, partial=True)
+    assert [(x.item, x.count) for x in report.unpriced] == [
+        ("root volumes of gpu", "0–2"),
+        ("managed node group system (m1.small)", "2–3"),
+    ]
+    assert report.unpriced[0].reason == "EBS volume type 'io2' has no price for us-east-1; table has gp2, gp3, io1, sc1, st1"
+    assert _line(report, "  root volumes of system (40Gi gp2)").low > 0
+    assert _line(report, "node group gpu").high > 0
+
+
+def test_region_missing_from_the_price_table_prices_nothing_and_says_so() -> None:
+    report = cost_of(_plan(), "mars-north-1", partial=True)
+    assert report.lines == () and (report.low, report.high) == (0, 0)
+    assert report.notes[0] == (
+        "region 'mars-north-1' is not in the bundled price table; it has us-east-1, us-east-2, us-west-2, eu-west-1, "
+        "eu-central-1, ap-southeast-1: nothing is priced"
+    )
+    # Every item of the plan is listed, with its count.
+    assert [(x.item, x.count) for x in report.unpriced] == [
+        ("EKS control plane demo", "1"),
+        ("node group cpu (m5.large, spot first)", "1–3"),
+        ("root volumes of cpu", "1–3"),
+        ("node group gpu (g4dn.xlarge)", "0–2"),
+        ("root volumes of gpu", "0–2"),
+        ("managed node group system (t3.large)", "2–3"),
+        ("root volumes of system (40Gi gp2)", "2–3"),
+        ("NAT gateways", "1"),
+        ("load balancers (ALB; IngressGroups: demo-apis)", "1"),
+    ]
+    assert {x.reason for x in report.unpriced} == {"no prices for region 'mars-north-1'"}
+    assert "excluding 9 items without a price" in render_text(report)
