@@ -107,7 +107,9 @@ def api_server_sources(cidr_allow_list: Sequence[str], vpc_cidr: str | None) -> 
     endpoint's network interfaces carry the EKS cluster security group, which otherwise admits only
     the cluster itself.
     """
-    cidrs = ([vpc_cidr] if vpc_cidr else []) + list(cidr_allow_list)
+    # A /0 entry (Cortex's default allow-list) adds nothing to a private endpoint, which only the VPC
+    # and networks routed into it can reach; as a rule it would open 443 on the nodes to the internet.
+    cidrs = ([vpc_cidr] if vpc_cidr else []) + [c for c in cidr_allow_list if not c.endswith("/0")]
     return list(dict.fromkeys(str(ipaddress.ip_network(cidr, strict=False)) for cidr in cidrs))
 
 
