@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import AfterValidator, Field, ModelWrapValidatorHandler, PrivateAttr, model_validator
 
-from cortex_iac.instance_types import INSTANCE_TYPES
+from cortex_iac.instance_types import INSTANCE_TYPES, MISSING_TYPE_HINT
 from cortex_iac.specs.base import NodeGroupName, NonEmptyStr, SpecModel, pattern, rule, written
 from cortex_iac.specs.problems import MISSING, Problems, rule_error
 
@@ -63,7 +63,7 @@ def _instance_type(name: str) -> str:
     if name not in INSTANCE_TYPES:
         close = difflib.get_close_matches(name, INSTANCE_TYPES, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise rule_error(name, f"must be an EC2 instance type of the bundled table, e.g. m5.large{hint}")
+        raise rule_error(name, f"must be an EC2 instance type of the bundled table, e.g. m5.large{hint} ({MISSING_TYPE_HINT})")
     return name
 
 

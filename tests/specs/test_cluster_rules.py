@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from cortex_iac.instance_types import MISSING_TYPE_HINT
 from cortex_iac.specs import load_cluster
 from tests.specs.helpers import problems
 
@@ -48,8 +49,8 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         cluster(node_groups=[{"name": "a", "instance_type": "m5.lage"}, {"name": "b", "instance_type": "x1.weird"}]),
         [
             f"{P}: node_groups[0].instance_type: 'm5.lage' is not allowed "
-            "(must be an EC2 instance type of the bundled table, e.g. m5.large; did you mean 'm5.large'?)",
-            f"{P}: node_groups[1].instance_type: 'x1.weird' is not allowed (must be an EC2 instance type of the bundled table, e.g. m5.large)",
+            f"(must be an EC2 instance type of the bundled table, e.g. m5.large; did you mean 'm5.large'? ({MISSING_TYPE_HINT}))",
+            f"{P}: node_groups[1].instance_type: 'x1.weird' is not allowed (must be an EC2 instance type of the bundled table, e.g. m5.large ({MISSING_TYPE_HINT}))",
         ],
     ),
     (
@@ -207,7 +208,7 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         ),
         [
             f"{P}: node_groups[0].spot_config.instance_distribution[3]: 'nope' is not allowed "
-            "(must be an EC2 instance type of the bundled table, e.g. m5.large)"
+            f"(must be an EC2 instance type of the bundled table, e.g. m5.large ({MISSING_TYPE_HINT}))"
         ],
     ),
     (
