@@ -29,7 +29,20 @@ LISTEN_PORT = 8888
 METRICS_PORT = 15000
 ADMIN_PORT = 15001
 READINESS_PATH = "/-/ready"
-UPSTREAM_IDLE_TIMEOUT_SECONDS = 60
+# Envoy closes an idle connection to the app after this long, before the app can close it: an app
+# closing an idle connection just as Envoy reuses it would fail that request (the keep-alive race).
+# 1 s is below every common server's keep-alive (gunicorn 2 s, uvicorn 5 s, the serving runtime 75 s,
+# Node 5 s); the cost is a new loopback connection for a request after a pause of over 1 s.
+UPSTREAM_IDLE_TIMEOUT_SECONDS = 1.0
+# Bodies are buffered whole before a request may take an app slot (see envoy_config); larger ones
+# get 413. The serving runtime's own default limit is the same 10 MiB.
+DEFAULT_MAX_REQUEST_BYTES = 10 * 1024 * 1024
+# Connections one pod's Envoy accepts at once; more wait in the kernel's accept queue.
+DEFAULT_MAX_CONNECTIONS = 1024
+# A client has this long to send a request's headers.
+REQUEST_HEADERS_TIMEOUT_SECONDS = 10
+# What a queue-full 503 tells the client to wait before retrying (the Retry-After header).
+DEFAULT_RETRY_AFTER_SECONDS = 1
 METRICS_PATH = "/stats/prometheus"
 # Name of the Envoy container's metrics port in the pod spec; the Prometheus scrape job keeps only
 # pod ports of this name, so no other container port of an API pod is ever scraped.
@@ -65,8 +78,20 @@ def envoy_config(
     listen_address: str = "0.0.0.0",
     app_address: str = "127.0.0.1",
     request_timeout_seconds: int = DEFAULT_REQUEST_TIMEOUT_SECONDS,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    upstream_idle_timeout_seconds: float = UPSTREAM_IDLE_TIMEOUT_SECONDS,
+    retry_after_seconds: int = DEFAULT_RETRY_AFTER_SECONDS,
 ) -> dict[str, Any]:
     """Envoy v3 bootstrap (static resources only) of one API pod's sidecar.
+
+    Slow clients cannot hold the app's capacity: a request's body is buffered whole (at most
+    ``max_request_bytes``, else 413) before it is routed, so it counts against ``max_concurrency``
+    and ``max_queue_length`` only once it can be served; headers must arrive within
+    :data:`REQUEST_HEADERS_TIMEOUT_SECONDS`; at most ``max_connections`` connections are open at
+    once. Responses are not buffered (streams, SSE and chunked answers pass as they come).
+    A queue-full 503 carries ``Retry-After: retry_after_seconds`` and the response flag ``UO``
+    (counter ``upstream_rq_pending_overflow``), which tells it apart from the app's own 5xx.
 
     ``app_port``: the user container's port (``pod.port``). ``max_concurrency`` (>= 1) requests
     reach it at once, ``max_queue_length`` (>= 0) more wait in Envoy, any further request gets 503
@@ -90,12 +115,18 @@ def envoy_config(
     writes a request to it: that request was written, so it is not retried and gets 503. Measured
     with Envoy 1.40 against an app closing idle connections after 30 ms and requests sent at that
     moment: the same 503 rate (about 10 %) with and without the policy, and no retry. What prevents
-    the race is Envoy closing idle connections first: :data:`UPSTREAM_IDLE_TIMEOUT_SECONDS` is below
-    the serving runtime's keep-alive; an app with a shorter one can still race.
+    the race is Envoy closing idle connections first: ``upstream_idle_timeout_seconds`` (default
+    :data:`UPSTREAM_IDLE_TIMEOUT_SECONDS`) must be below the app's keep-alive.
     """
     _check_range("max_concurrency", max_concurrency, 1, 2**32 - 1)
     _check_range("max_queue_length", max_queue_length, 0, 2**32 - 1)
     _check_range("request_timeout_seconds", request_timeout_seconds, 1, 24 * 3600)
+    _check_range("max_request_bytes", max_request_bytes, 1, 2**32 - 1)
+    _check_range("max_connections", max_connections, 1, 2**32 - 1)
+    _check_range("retry_after_seconds", retry_after_seconds, 0, 3600)
+    if not 0 < upstream_idle_timeout_seconds <= 3600:
+        raise CortexError(f"envoy upstream_idle_timeout_seconds: {upstream_idle_timeout_seconds!r} is not allowed "
+                          "(must be in (0, 3600])")
     ports = {"app_port": app_port, "listen_port": listen_port, "metrics_port": metrics_port,
              "admin_port": admin_port}
     for name, port in ports.items():
@@ -121,6 +152,11 @@ def envoy_config(
             "headers": [{"name": ":path", "string_match": {"exact": READINESS_PATH}}],
         },
     }
+    # The whole body first: only a complete request may wait for, or take, an app slot.
+    buffer = {
+        "name": "envoy.filters.http.buffer",
+        "typed_config": {"@type": f"{_TYPE}.http.buffer.v3.Buffer", "max_request_bytes": max_request_bytes},
+    }
     metrics_routes = [
         {
             "match": {"path": METRICS_PATH,
@@ -135,13 +171,15 @@ def envoy_config(
             "listeners": [
                 # INBOUND so that the preStop's `drain_listeners?inboundonly` stops accepting here
                 # while the metrics listener keeps reporting the drain to Prometheus.
-                _listener(_INGRESS, listen_address, listen_port, ingress_routes, [readiness],
-                          traffic_direction="INBOUND"),
+                _listener(_INGRESS, listen_address, listen_port, ingress_routes, [readiness, buffer],
+                          traffic_direction="INBOUND", max_connections=max_connections,
+                          request_headers_timeout_seconds=REQUEST_HEADERS_TIMEOUT_SECONDS,
+                          retry_after_seconds=retry_after_seconds),
                 _listener(_METRICS, listen_address, metrics_port, metrics_routes, []),
             ],
             "clusters": [
                 _cluster(_APP_CLUSTER, app_address, app_port, _circuit_breakers(
-                    max_concurrency, max_queue_length)),
+                    max_concurrency, max_queue_length), idle_timeout_seconds=upstream_idle_timeout_seconds),
                 _cluster(_ADMIN_CLUSTER, "127.0.0.1", admin_port, None),
             ],
         },
@@ -181,8 +219,9 @@ def _circuit_breakers(max_concurrency: int, max_queue_length: int) -> dict[str, 
 
 
 def _listener(name: str, address: str, port: int, routes: list[dict[str, Any]],
-              filters: list[dict[str, Any]], *, traffic_direction: str | None = None
-              ) -> dict[str, Any]:
+              filters: list[dict[str, Any]], *, traffic_direction: str | None = None,
+              max_connections: int | None = None, request_headers_timeout_seconds: int | None = None,
+              retry_after_seconds: int | None = None) -> dict[str, Any]:
     manager = {
         "@type": f"{_TYPE}.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": name,
@@ -200,10 +239,29 @@ def _listener(name: str, address: str, port: int, routes: list[dict[str, Any]],
             "typed_config": {"@type": f"{_TYPE}.http.router.v3.Router"},
         }],
     }
+    if request_headers_timeout_seconds is not None:
+        manager["request_headers_timeout"] = f"{request_headers_timeout_seconds}s"
+    if retry_after_seconds is not None:
+        # Queue full (the pool's overflow, response flag UO): say when to come back.
+        manager["local_reply_config"] = {"mappers": [{
+            "filter": {"response_flag_filter": {"flags": ["UO"]}},
+            "headers_to_add": [{"header": {"key": "retry-after", "value": str(retry_after_seconds)},
+                                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}],
+        }]}
+    network_filters: list[dict[str, Any]] = []
+    if max_connections is not None:
+        network_filters.append({
+            "name": "envoy.filters.network.connection_limit",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit",
+                "stat_prefix": name,
+                "max_connections": max_connections,
+            },
+        })
     listener: dict[str, Any] = {
         "name": name,
         "address": _socket_address(address, port),
-        "filter_chains": [{"filters": [{
+        "filter_chains": [{"filters": [*network_filters, {
             "name": "envoy.filters.network.http_connection_manager", "typed_config": manager}]}],
     }
     if traffic_direction is not None:
@@ -211,8 +269,8 @@ def _listener(name: str, address: str, port: int, routes: list[dict[str, Any]],
     return listener
 
 
-def _cluster(name: str, address: str, port: int, circuit_breakers: dict[str, Any] | None
-             ) -> dict[str, Any]:
+def _cluster(name: str, address: str, port: int, circuit_breakers: dict[str, Any] | None,
+             *, idle_timeout_seconds: float = UPSTREAM_IDLE_TIMEOUT_SECONDS) -> dict[str, Any]:
     cluster: dict[str, Any] = {
         "name": name,
         "type": "STATIC",
@@ -222,17 +280,21 @@ def _cluster(name: str, address: str, port: int, circuit_breakers: dict[str, Any
     }
     if circuit_breakers is not None:
         cluster["circuit_breakers"] = circuit_breakers
-        # Close idle upstream connections before the app does (the serving runtime keeps them 75 s),
-        # so Envoy never reuses one the app is closing, which would answer 503. Apps with a shorter
-        # keep-alive (uvicorn's default is 5 s) can still race; that is a known gap.
+        # Close idle upstream connections before the app does, so Envoy never reuses one the app is
+        # closing, which would answer 503 (see UPSTREAM_IDLE_TIMEOUT_SECONDS).
         cluster["typed_extension_protocol_options"] = {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                 "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                "common_http_protocol_options": {"idle_timeout": f"{UPSTREAM_IDLE_TIMEOUT_SECONDS}s"},
+                "common_http_protocol_options": {"idle_timeout": _seconds(idle_timeout_seconds)},
                 "explicit_http_config": {"http_protocol_options": {}},
             }
         }
     return cluster
+
+
+def _seconds(value: float) -> str:
+    """A protobuf Duration in seconds, e.g. ``1s`` or ``0.25s``."""
+    return f"{int(value)}s" if float(value).is_integer() else f"{value:.3f}".rstrip("0") + "s"
 
 
 def _socket_address(address: str, port: int) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 Run as ``python slow_app.py PORT DELAY``; it listens on 127.0.0.1 only. A request's query
 ``?sleep=SECONDS`` overrides the delay for that request; ``?drop=1`` makes the app read the request
-and close the connection without answering. ``GET /__stats`` answers at once with JSON
+and close the connection without answering; ``?status=CODE`` answers with that status;
+``?stream=N`` answers with N chunks (chunked encoding), ``sleep`` seconds apart. ``GET /__stats`` answers at once with JSON
 ``{"active", "max_active", "served", "dropped"}`` (requests being processed now, the most ever
 processed at once, requests finished, requests read and dropped), so a test can check what actually
 reached the app.
@@ -17,8 +18,20 @@ import sys
 _stats = {"active": 0, "max_active": 0, "served": 0, "dropped": 0}
 
 
-async def _respond(writer: asyncio.StreamWriter, body: bytes, keep_alive: bool) -> None:
-    head = (f"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {len(body)}\r\n"
+async def _stream(writer: asyncio.StreamWriter, chunks: int, gap: float) -> None:
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+    for index in range(chunks):
+        data = f"data: {index}\n\n".encode()
+        writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        await writer.drain()
+        if index < chunks - 1:
+            await asyncio.sleep(gap)
+    writer.write(b"0\r\n\r\n")
+    await writer.drain()
+
+
+async def _respond(writer: asyncio.StreamWriter, body: bytes, keep_alive: bool, status: int = 200) -> None:
+    head = (f"HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\ncontent-length: {len(body)}\r\n"
             f"connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n")
     writer.write(head.encode() + body)
     await writer.drain()
@@ -40,6 +53,8 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, del
             keep_alive = headers.get("connection") != "close"
             if path == "/__stats":
                 await _respond(writer, json.dumps(_stats).encode(), keep_alive)
+            elif params.get("stream"):
+                await _stream(writer, int(params["stream"]), float(params.get("sleep", delay)))
             elif params.get("drop"):
                 _stats["dropped"] += 1
                 return
@@ -51,7 +66,7 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, del
                 finally:
                     _stats["active"] -= 1
                 _stats["served"] += 1
-                await _respond(writer, b"ok", keep_alive)
+                await _respond(writer, b"ok", keep_alive, int(params.get("status", 200)))
             if not keep_alive:
                 return
     except (ConnectionError, asyncio.IncompleteReadError):

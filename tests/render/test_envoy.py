@@ -98,7 +98,7 @@ def test_admin_is_loopback_only_and_metrics_listener_routes_only_prometheus() ->
     assert listeners["ingress"]["address"]["socket_address"]["port_value"] == 8888
     metrics = listeners["metrics"]
     assert metrics["address"]["socket_address"] == {"address": "0.0.0.0", "port_value": 15000}
-    manager = metrics["filter_chains"][0]["filters"][0]["typed_config"]
+    manager = metrics["filter_chains"][0]["filters"][-1]["typed_config"]
     [host] = manager["route_config"]["virtual_hosts"]
     to_admin, fallback = host["routes"]
     assert to_admin["match"]["path"] == METRICS_PATH
@@ -110,9 +110,14 @@ def test_admin_is_loopback_only_and_metrics_listener_routes_only_prometheus() ->
 def test_readiness_is_answered_by_envoy_on_the_traffic_listener() -> None:
     config = envoy_config(app_port=8080, max_concurrency=1, max_queue_length=1)
     ingress = config["static_resources"]["listeners"][0]
-    manager = ingress["filter_chains"][0]["filters"][0]["typed_config"]
-    health, router = manager["http_filters"]
+    manager = ingress["filter_chains"][0]["filters"][-1]["typed_config"]
+    health, buffer, router = manager["http_filters"]
     assert health["typed_config"]["pass_through_mode"] is False
+    # Bodies are buffered whole before routing, after the readiness answer (which needs no body).
+    assert buffer["name"] == "envoy.filters.http.buffer"
+    assert buffer["typed_config"]["max_request_bytes"] == 10 * 1024 * 1024
+    assert manager["request_headers_timeout"] == "10s"
+    assert ingress["filter_chains"][0]["filters"][0]["typed_config"]["max_connections"] == 1024
     assert health["typed_config"]["headers"] == [
         {"name": ":path", "string_match": {"exact": READINESS_PATH}}]
     assert router["name"] == "envoy.filters.http.router"

@@ -371,7 +371,7 @@ def test_request_timeout_sets_the_route_timeout_and_the_whole_drain(written: str
         data["pod"]["request_timeout"] = written
     objects = _by_kind([o for o in _handler_objects(data) if "-handler-" not in o["metadata"]["name"]])
     config = yaml.safe_load(objects["ConfigMap"]["data"]["envoy.yaml"])
-    route = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
+    route = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][-1]["typed_config"][
         "route_config"]["virtual_hosts"][0]["routes"][0]["route"]
     assert route["timeout"] == f"{seconds}s"
     plan = envoy.drain_plan(request_timeout_seconds=seconds)
