@@ -64,6 +64,7 @@ def serve_api(api_file: str, *, name: str | None, port: int) -> int:
     _check_requirements(api.name, handler.python_requirements)
 
     envoy = _find_envoy()
+    _check_port_free(port)  # before anything starts: a second `cortex serve` must not share the port
     app_port = _free_port() if envoy else port
     from cortex_iac.render.workload import HandlerContainer, runtime_config
 
@@ -79,19 +80,19 @@ def serve_api(api_file: str, *, name: str | None, port: int) -> int:
     runtime = subprocess.Popen([sys.executable, "-m", "cortex_iac.serving"], env=env, start_new_session=True)
     stop = _StopSignal()
     with tempfile.TemporaryDirectory(prefix="cortex-serve-") as tmp:
-        proxy = None
+        proxy, admin_port = None, 0
         try:
             if envoy:
-                proxy, metrics_port = _start_envoy(envoy, Path(tmp), api, app_port, port)
+                proxy, metrics_port, admin_port = _start_envoy(envoy, Path(tmp), api, app_port, port)
             if _wait_ready(app_port, runtime, proxy, stop):
                 _print_banner(api, port, app_port, metrics_port if proxy else None)
                 while not stop.requested and runtime.poll() is None and (proxy is None or proxy.poll() is None):
                     time.sleep(0.1)
             if proxy is not None and proxy.poll() is not None:
                 print(f"cortex serve: Envoy exited with code {proxy.returncode} (is port {port} free?)", file=sys.stderr)
-                _finish(runtime, proxy)
+                _finish(runtime, proxy, None)
                 return 1
-            return _finish(runtime, proxy)
+            return _finish(runtime, proxy, api.pod.request_timeout if proxy is not None else None, admin_port)
         finally:
             stop.restore()
             for process in (runtime, proxy):
@@ -168,18 +169,71 @@ def _find_envoy() -> str | None:
 
 def _start_envoy(
     binary: str, tmp: Path, api: RealtimeApiSpec, app_port: int, port: int
-) -> tuple[subprocess.Popen[bytes], int]:
+) -> tuple[subprocess.Popen[bytes], int, int]:
     from cortex_iac.render.envoy import envoy_args, render_envoy_yaml
     from cortex_iac.render.realtime import pod_envoy_config
 
     metrics_port, admin_port = _free_port(), _free_port()
     path = tmp / "envoy.yaml"
     # The pod's own Envoy config (its limits and route timeout), on local ports.
-    path.write_text(render_envoy_yaml(pod_envoy_config(
-        api, app_port=app_port, listen_port=port, metrics_port=metrics_port, admin_port=admin_port,
-        listen_address="127.0.0.1",
-    )))
-    return subprocess.Popen([binary, *envoy_args(str(path))], start_new_session=True), metrics_port
+    config = pod_envoy_config(api, app_port=app_port, listen_port=port, metrics_port=metrics_port,
+                              admin_port=admin_port, listen_address="127.0.0.1")
+    for listener in config["static_resources"]["listeners"]:
+        # Fail to start on a port another process listens on, instead of sharing it (SO_REUSEPORT).
+        listener["enable_reuse_port"] = False
+    path.write_text(render_envoy_yaml(config))
+    return subprocess.Popen([binary, *envoy_args(str(path))], start_new_session=True), metrics_port, admin_port
+
+
+# Locally there is no load balancer to deregister from: the clients themselves must go away. After
+# readiness fails (every answer then carries `Connection: close`), Envoy keeps accepting until no new
+# connection has come for QUIET_SECONDS (at most DEREGISTRATION_MAX_SECONDS), so closing the listener
+# resets no connection a client already opened. Then what was accepted finishes, as in a pod.
+QUIET_SECONDS = 1.0
+DEREGISTRATION_MAX_SECONDS = 30.0
+
+
+def _admin(admin_port: int, method: str, path: str) -> str:
+    request = urllib.request.Request(f"http://127.0.0.1:{admin_port}{path}", method=method)
+    with urllib.request.urlopen(request, timeout=2) as response:
+        return str(response.read().decode())
+
+
+def _stat(admin_port: int, name: str) -> int:
+    text = _admin(admin_port, "GET", f"/stats?filter=^{name}$")
+    return int(text.strip().rsplit(": ", 1)[-1] or 0) if text.strip() else 0
+
+
+def _drain_envoy(admin_port: int, request_timeout_seconds: int) -> None:
+    """Envoy's drain, as its preStop does in a pod (``render.envoy.drain_plan``): fail readiness,
+    wait until clients stop opening connections, stop accepting, wait until every accepted request
+    ended (at most the request timeout + 1 s) and clients closed their connections."""
+    try:
+        _admin(admin_port, "POST", "/healthcheck/fail")
+        deadline = time.monotonic() + DEREGISTRATION_MAX_SECONDS
+        seen, quiet_since = _stat(admin_port, "http.ingress.downstream_cx_total"), time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - quiet_since < QUIET_SECONDS:
+            time.sleep(0.05)
+            total = _stat(admin_port, "http.ingress.downstream_cx_total")
+            if total != seen:
+                seen, quiet_since = total, time.monotonic()
+        _admin(admin_port, "POST", "/drain_listeners?inboundonly")
+        deadline = time.monotonic() + request_timeout_seconds + 1
+        while time.monotonic() < deadline and (_stat(admin_port, "http.ingress.downstream_rq_active")
+                                                or _stat(admin_port, "http.ingress.downstream_cx_active")):
+            time.sleep(0.05)
+    except (urllib.error.URLError, OSError, ValueError):
+        return  # Envoy is gone already
+
+
+def _check_port_free(port: int) -> None:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers do not count
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as error:
+            raise ServeError(f"port {port} on 127.0.0.1 is in use ({error.strerror}); nothing was started: "
+                             "stop what listens there or choose another port with --port") from None
 
 
 def _wait_ready(
@@ -214,8 +268,13 @@ def _print_banner(api: RealtimeApiSpec, port: int, app_port: int, metrics_port: 
         )
 
 
-def _finish(runtime: subprocess.Popen[bytes], proxy: subprocess.Popen[bytes] | None) -> int:
-    """Drain the runtime (SIGTERM, wait up to the grace period), then stop Envoy; the runtime's code."""
+def _finish(runtime: subprocess.Popen[bytes], proxy: subprocess.Popen[bytes] | None,
+            request_timeout_seconds: int | None, admin_port: int = 0) -> int:
+    """Stop as a pod stops: Envoy's drain first (:func:`_drain_envoy`, when
+    ``request_timeout_seconds`` is given), then the runtime (SIGTERM, up to its grace period), then
+    Envoy. Returns the runtime's exit code."""
+    if request_timeout_seconds is not None and proxy is not None and proxy.poll() is None and runtime.poll() is None:
+        _drain_envoy(admin_port, request_timeout_seconds)
     if runtime.poll() is None:
         runtime.send_signal(signal.SIGTERM)
         try:

@@ -4,10 +4,14 @@ serving for real behind the rendered Envoy sidecar."""
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +21,7 @@ import pytest
 
 from cortex_iac.errors import SpecError
 from cortex_iac.local import ServeError, serve_api
+from tests.needs import missing
 from tests.serving.runtime import HANDLERS
 
 FAULTS = HANDLERS / "faults.py"
@@ -119,8 +124,17 @@ class Served:
             lines.append(line)
             if "serving on http://127.0.0.1:" in line:
                 lines.append(self.process.stdout.readline())
+                # Keep reading (access lines under load), so the pipe never fills and blocks the server.
+                self.rest: list[str] = []
+                threading.Thread(target=self._read_rest, daemon=True).start()
                 return lines
         raise AssertionError("no URL printed in time:\n" + "".join(lines))
+
+    def _read_rest(self) -> None:
+        with contextlib.suppress(ValueError, OSError):  # the pipe closed
+            assert self.process.stdout is not None
+            for line in self.process.stdout:
+                self.rest.append(line)
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
@@ -136,8 +150,13 @@ def served() -> Iterator[list[Served]]:
     yield running
     for server in running:
         if server.process.poll() is None:
-            server.process.kill()
-            server.process.wait()
+            # SIGTERM first: serve stops its runtime and Envoy (own sessions) before it exits.
+            server.process.send_signal(signal.SIGTERM)
+            try:
+                server.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                server.process.kill()
+                server.process.wait()
         if server.process.stdout is not None:
             server.process.stdout.close()
 
@@ -196,3 +215,54 @@ def test_the_iris_example_is_a_servable_api() -> None:
     assert (api.name, api.pod.max_concurrency, handler.python_requirements) == (
         "iris-classifier", 4, ["scikit-learn==1.9.1"]
     )
+
+
+def _wrk(port: int, seconds: int, body_file: Path) -> dict[str, int]:
+    """One wrk round (16 connections, 2 threads) POSTing the echo payload; its error counters."""
+    output = subprocess.run(
+        ["wrk", "-t2", "-c16", f"-d{seconds}s", "-s", str(body_file), f"http://127.0.0.1:{port}/"],
+        capture_output=True, text=True, timeout=seconds + 30, check=False,
+    ).stdout
+    counters = {"requests": int(re.search(r"(\d+) requests in", output).group(1))}  # type: ignore[union-attr]
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    counters.update(zip(("connect", "read", "write", "timeout"), map(int, errors.groups())) if errors
+                    else {"connect": 0, "read": 0, "write": 0, "timeout": 0})
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    counters["non_2xx"] = int(non_2xx.group(1)) if non_2xx else 0
+    return counters
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("round_", [1, 2])
+def test_sigterm_under_load_drains_like_a_pod(tmp_path: Path, served: list[Served], round_: int) -> None:
+    # wrk keeps 16 keep-alive connections busy; SIGTERM comes a second into a 4 s run. Envoy fails
+    # readiness (answers carry Connection: close), keeps accepting until clients stop connecting,
+    # stops accepting, finishes what it accepted, and only then is the runtime stopped.
+    if shutil.which("wrk") is None:
+        missing("wrk not found (Debian package wrk)")
+    body = tmp_path / "post.lua"
+    body.write_text('wrk.method = "POST"\nwrk.body = \'{"echo": 1}\'\nwrk.headers["Content-Type"] = "application/json"\n')
+    server = Served(_write(tmp_path, _api(pod="max_concurrency: 4\n    max_queue_length: 64")), _free_port())
+    served.append(server)
+    server.wait_banner()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        load = pool.submit(_wrk, server.port, 4, body)
+        time.sleep(1)
+        server.process.send_signal(signal.SIGTERM)
+        counters = load.result(timeout=60)
+    assert server.process.wait(timeout=60) == 0
+    assert counters["requests"] > 100, counters
+    assert counters["non_2xx"] == 0, counters
+    # Envoy closed its listener only once wrk stopped opening connections: no socket error at all.
+    assert counters["connect"] == counters["read"] == counters["write"] == counters["timeout"] == 0, counters
+
+
+@pytest.mark.live
+def test_a_port_in_use_is_an_error_and_nothing_starts(tmp_path: Path, served: list[Served]) -> None:
+    first = Served(_write(tmp_path, _api()), _free_port())
+    served.append(first)
+    first.wait_banner()
+    with pytest.raises(ServeError, match=rf"port {first.port} on 127.0.0.1 is in use .*nothing was started"):
+        serve_api(_write(tmp_path, _api()), name=None, port=first.port)
+    assert first.process.poll() is None
+    assert first.stop() == 0
