@@ -45,3 +45,12 @@ def test_without_the_key_a_handler_api_is_refused(tmp_path: Path) -> None:
                                         r"runs in the serving runtime image, and no runtime image is given: .* the "
                                         r"stack config key cortex:runtimeImage"):
         _deploy(tmp_path)
+
+
+def test_the_aws_region_must_be_the_clusters(tmp_path: Path) -> None:
+    # The stack program checks it (the Cluster component reads no global config).
+    region = CLUSTER["region"]
+    with pytest.raises(SpecError, match=rf"Pulumi\.\w+\.yaml: aws:region: 'eu-west-3' is not allowed \(must be the "
+                                        rf"cluster's region, '{region}'"):
+        _deploy(tmp_path, **{"cortex:runtimeImage": IMAGE, "aws:region": "eu-west-3"})
+    assert _deploy(tmp_path, **{"cortex:runtimeImage": IMAGE, "aws:region": region}).resources

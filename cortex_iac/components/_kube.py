@@ -1,12 +1,13 @@
-"""Wiring shared by the components: a rendered custom object into a Pulumi resource."""
+"""Wiring shared by the components: rendered objects into Pulumi resources."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import pulumi
 from pulumi_kubernetes.apiextensions import CustomResource
+from pulumi_kubernetes.meta.v1 import ObjectMetaArgsDict
 
 
 def custom_resource(
@@ -30,3 +31,13 @@ def custom_resource(
         spec=obj["spec"],
         opts=opts,
     )
+
+
+def object_meta(metadata: Mapping[str, Any]) -> ObjectMetaArgsDict:
+    """Rendered ``metadata`` as the typed argument of the Kubernetes resource classes.
+
+    The same keys and values (a copy of the mapping): the renderers use ObjectMeta's own field
+    names, and their output is checked by the Kubernetes schema validators in the tests, so this
+    only tells the type checker what the renderers' ``dict[str, Any]`` holds.
+    """
+    return cast(ObjectMetaArgsDict, dict(metadata))

@@ -14,15 +14,16 @@ template at preview, which needs the cluster).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from cortex_iac.errors import CortexError
 from cortex_iac.render import addons as render
+from cortex_iac.render.addons import AddonsArgs as AddonsArgs  # re-exported: programs import it from here
 from cortex_iac.render.iam import pod_identity_trust_policy, to_json
 from cortex_iac.versions import (
     AWS_FOR_FLUENT_BIT_CHART,
@@ -37,53 +38,6 @@ from cortex_iac.versions import (
     PROMETHEUS_CHART,
     HelmChart,
 )
-
-
-@dataclass(frozen=True)
-class AddonsArgs:
-    """Which add-ons the Cluster installs; every one is on by default.
-
-    - ``karpenter`` (True): node autoscaling; required when the cluster has ``node_groups``.
-    - ``aws_load_balancer_controller`` (True): the API load balancer; APIs need it for a URL.
-    - ``keda`` (True) and ``keda_http_add_on`` (True, needs ``keda``): API autoscaling, to zero.
-    - ``metrics_server`` (True): ``kubectl top`` and CPU-based autoscaling.
-    - ``prometheus`` (True): the metric store KEDA scales APIs on; runs on its own node group of
-      ``prometheus_instance_type``.
-    - ``nvidia_device_plugin`` (True): installed only when a node group has NVIDIA GPUs.
-    - ``neuron_device_plugin`` (True): installed only when a node group has Inferentia chips.
-    - ``fluent_bit`` (True): container logs to the CloudWatch log group ``/cortex/<cluster>``,
-      kept ``log_retention_days`` (30).
-    """
-
-    karpenter: bool = True
-    aws_load_balancer_controller: bool = True
-    keda: bool = True
-    keda_http_add_on: bool = True
-    metrics_server: bool = True
-    prometheus: bool = True
-    nvidia_device_plugin: bool = True
-    neuron_device_plugin: bool = True
-    fluent_bit: bool = True
-    log_retention_days: int = 30
-
-    def check(self, node_groups: Sequence[str]) -> None:
-        """Raise CortexError for switches that contradict each other or the node groups."""
-        if self.keda_http_add_on and not self.keda:
-            raise CortexError("addons: keda_http_add_on needs keda (it is a KEDA external scaler); switch both off or keda on")
-        if node_groups and not self.karpenter:
-            raise CortexError(
-                f"addons: karpenter is off but cluster.yaml has node_groups {list(node_groups)}; "
-                "Karpenter launches their nodes"
-            )
-        if self.log_retention_days not in _LOG_RETENTION_DAYS:
-            raise CortexError(
-                f"addons: log_retention_days: {self.log_retention_days} is not a CloudWatch retention; "
-                f"allowed: {', '.join(map(str, _LOG_RETENTION_DAYS))}"
-            )
-
-
-# The values CloudWatch Logs accepts for a log group's retention (0 would mean forever: not offered).
-_LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
 
 
 @dataclass(frozen=True)
@@ -227,7 +181,7 @@ def karpenter(
         "karpenter",
         render.KUBE_SYSTEM,
         render.KARPENTER_SERVICE_ACCOUNT,
-        {name: documents.apply(lambda docs, name=name: to_json(docs[name])) for name in render.KARPENTER_POLICY_NAMES},
+        {name: documents.apply(_policy_json(name)) for name in render.KARPENTER_POLICY_NAMES},
     )
     crds = release(ctx, "karpenter-crd", KARPENTER_CRD_CHART, render.KUBE_SYSTEM, render.KARPENTER_CRD_RELEASE, {})
     controller = release(
@@ -241,6 +195,11 @@ def karpenter(
         skip_crds=True,
     )
     return crds, controller
+
+
+def _policy_json(name: str) -> Callable[[Mapping[str, Mapping[str, Any]]], str]:
+    """A function giving the JSON of policy ``name`` of a set of policy documents by name."""
+    return lambda documents: to_json(documents[name])
 
 
 def load_balancer_controller(ctx: AddonContext, vpc_id: pulumi.Input[str]) -> k8s.helm.v3.Release:

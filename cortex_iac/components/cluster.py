@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import pulumi
@@ -11,51 +10,40 @@ import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
 from cortex_iac.components import addons as install
-from cortex_iac.components._kube import custom_resource
+from cortex_iac.components._kube import custom_resource, object_meta
 from cortex_iac.components.addons import AddonContext, AddonsArgs
+from cortex_iac.components.handle import ClusterHandle
 from cortex_iac.components.node_group import NodeGroup
 from cortex_iac.errors import CortexError
-from cortex_iac.instance_types import INSTANCE_TYPES, get_instance_type
+from cortex_iac.instance_types import INSTANCE_TYPES
 from cortex_iac.render import addons as render
-from cortex_iac.render import realtime, routing
-from cortex_iac.render.iam import (
-    aws_managed_policy_arn,
-    require_commercial_partition,
-    service_trust_policy,
-    to_json,
+from cortex_iac.render import routing
+from cortex_iac.render.cluster_layout import (
+    ADMIN_ACCESS_POLICY,
+    API_SERVER_PORT,
+    NODE_POLICIES,
+    SYSTEM_INSTANCE_TYPE,
+    SYSTEM_NODES,
+    ApiServerSource,
+    ClusterLayout,
+    ManagedNodes,
+    cluster_layout,
 )
-from cortex_iac.render.karpenter import (
-    DISCOVERY_TAG,
-    GPU_RESOURCE,
-    NEURON_RESOURCE,
-    accelerator_resource,
-)
-from cortex_iac.render.network import (
-    NetworkLayout,
-    api_server_sources,
-    network_layout,
-    subnet_tags,
-)
-from cortex_iac.render.routing import KEDA_NAMESPACE
+from cortex_iac.render.iam import aws_managed_policy_arn, service_trust_policy, to_json
+from cortex_iac.render.karpenter import DISCOVERY_TAG
+from cortex_iac.render.network import NetworkLayout, subnet_tags
+from cortex_iac.render.workload import API_NAMESPACE
 from cortex_iac.specs import ClusterSpec
 from cortex_iac.versions import COREDNS_ADDON_VERSION, KUBERNETES_VERSION
 
-# Instance type of the two on-demand system nodes that run the add-ons' controllers.
-SYSTEM_INSTANCE_TYPE = "t3.large"
-SYSTEM_NODES = 2  # Karpenter runs two replicas, never on the same node
-
-# Policies of every node role (Karpenter's v1.14 node role; EKS managed node groups need the first three).
-NODE_POLICIES = (
-    "AmazonEKSWorkerNodePolicy",
-    "AmazonEKS_CNI_Policy",
-    "AmazonEC2ContainerRegistryPullOnly",
-    "AmazonSSMManagedInstanceCore",
-)
-ADMIN_ACCESS_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+__all__ = ["ADMIN_ACCESS_POLICY", "NODE_POLICIES", "SYSTEM_INSTANCE_TYPE", "SYSTEM_NODES", "Cluster"]
 
 
 class Cluster(pulumi.ComponentResource):
     """A Cortex cluster: network, EKS control plane, system nodes, Karpenter node groups, add-ons.
+
+    What is made is decided by :func:`cortex_iac.render.cluster_layout.cluster_layout` (a pure
+    function of ``spec`` and ``addons``); this component only wires that layout into resources.
 
     - Network: a new VPC laid out by :func:`cortex_iac.render.network.network_layout` (public
       subnets, private ones with a NAT gateway, route tables, ELB and Karpenter discovery tags), or
@@ -71,15 +59,16 @@ class Cluster(pulumi.ComponentResource):
       limited to ``operator_load_balancer_cidr_white_list``.
     - Nodes: :data:`SYSTEM_NODES` on-demand ``system_instance_type`` nodes (tainted
       ``CriticalAddonsOnly``) for the controllers, one node of ``prometheus_instance_type`` for
-      Prometheus (EKS managed node groups of the same Kubernetes version), and one :class:`~cortex_iac.components.node_group.NodeGroup` (Karpenter) per
-      cluster.yaml node group.
+      Prometheus (EKS managed node groups of the same Kubernetes version), and one
+      :class:`~cortex_iac.components.node_group.NodeGroup` (Karpenter) per cluster.yaml node group.
     - Add-ons, each switchable in ``addons`` (:class:`~cortex_iac.components.addons.AddonsArgs`).
     - Tags: every AWS resource gets cluster.yaml's ``tags`` plus ``cortex.dev/cluster-name``, set on
       each resource rather than as provider default tags, so they show in every plan and hold with
       whatever AWS provider the program uses.
 
-    No AWS lookup is made: the region comes from the spec (the AWS provider must be configured
-    for the same region), ARNs from other resources' outputs.
+    No AWS lookup is made and no global config is read: the region comes from the spec (the AWS
+    provider must be configured for the same region; the stack program checks ``aws:region``),
+    ARNs from other resources' outputs.
 
     Args:
         name: component name; children are named ``<name>-...``.
@@ -91,15 +80,19 @@ class Cluster(pulumi.ComponentResource):
         system_instance_type: instance type of the system nodes (default :data:`SYSTEM_INSTANCE_TYPE`).
         opts: resource options.
 
-    Attributes (outputs): ``cluster_name``, ``kubeconfig`` (secret), ``oidc_provider_arn``,
+    ``handle`` (a :class:`~cortex_iac.components.handle.ClusterHandle`) is what API components
+    take: the read-only part of the cluster an API needs.
+
+    Attributes (outputs): ``handle``, ``layout`` (the :class:`~cortex_iac.render.cluster_layout.ClusterLayout`),
+    ``cluster_name``, ``kubeconfig`` (secret), ``oidc_provider_arn``,
     ``oidc_provider_url``, ``oidc_issuer``, ``k8s_provider``, ``node_role_name`` (Karpenter's, None
     without Karpenter), ``vpc_id``, ``load_balancer`` (:class:`~cortex_iac.render.addons.LoadBalancerSettings`,
     None without the load balancer controller), ``namespaces`` (role -> name), ``api_namespace``
     (the namespace's name as an output that waits for it), ``prometheus_url`` and
     ``keda_http_interceptor`` (None when off), ``iam_policy_arns`` (cluster.yaml's, for API roles),
     ``tags`` (of every AWS resource), ``node_group_specs``, ``node_groups`` (the components),
-    ``addon_releases`` (by Helm release name, plus the API IngressClass: what API resources must wait for), ``pod_identity_agent``. Together they
-    are what :class:`~cortex_iac.components.realtime_api.ApiCluster` asks of a cluster.
+    ``addon_releases`` (by Helm release name, plus the API IngressClass: what API resources must
+    wait for), ``pod_identity_agent``. All but ``handle`` are kept for programs that read them.
     """
 
     def __init__(
@@ -113,40 +106,36 @@ class Cluster(pulumi.ComponentResource):
         system_instance_type: str = SYSTEM_INSTANCE_TYPE,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        addons = addons or AddonsArgs()
-        _check_args(name, spec, addons, vpc_id, system_instance_type)
+        _check_args(name, spec, vpc_id, system_instance_type)
+        layout = cluster_layout(spec, addons or AddonsArgs(), system_instance_type=system_instance_type)
         super().__init__("cortex:eks:Cluster", name, None, opts)
-        cluster_name = spec.cluster_name
-        tags = render.resource_tags(cluster_name, spec.tags)
+        self.layout: ClusterLayout = layout
+        cluster_name = layout.cluster_name
+        tags = layout.tags
         child = pulumi.ResourceOptions(parent=self)
 
-        if spec.subnets:
-            self.vpc_id: pulumi.Output[str] = pulumi.Output.from_input(vpc_id)  # type: ignore[arg-type]
+        # The control plane's subnets: the existing ones, or the new public (and private) ones.
+        node_subnet_ids: list[pulumi.Input[str]]
+        subnet_ids: list[pulumi.Input[str]] | None = None
+        public_subnet_ids: list[pulumi.Output[str]] | None = None
+        private_subnet_ids: list[pulumi.Output[str]] | None = None
+        if layout.network is None:
+            assert vpc_id is not None  # _check_args: required with existing subnets
+            self.vpc_id: pulumi.Output[str] = pulumi.Output.from_input(vpc_id)
             egress: list[pulumi.Resource] = []
-            node_subnet_ids: list[pulumi.Input[str]] = [s.subnet_id for s in spec.subnets]
-            subnet_args: dict[str, object] = {"vpc_id": self.vpc_id, "subnet_ids": node_subnet_ids}
-            if addons.karpenter:
-                for subnet in spec.subnets:
-                    aws.ec2.Tag(
-                        f"{name}-{subnet.subnet_id}-discovery",
-                        resource_id=subnet.subnet_id,
-                        key=DISCOVERY_TAG,
-                        value=cluster_name,
-                        opts=child,
-                    )
+            node_subnet_ids = subnet_ids = list(layout.existing_subnet_ids)
+            for subnet_id in layout.discovery_subnet_ids:
+                aws.ec2.Tag(
+                    f"{name}-{subnet_id}-discovery",
+                    resource_id=subnet_id,
+                    key=DISCOVERY_TAG,
+                    value=cluster_name,
+                    opts=child,
+                )
         else:
-            layout = network_layout(
-                region=spec.region,
-                vpc_cidr=spec.vpc_cidr,
-                availability_zones=spec.availability_zones,
-                nat_gateway=spec.nat_gateway,
-                subnet_visibility=spec.subnet_visibility,
-            )
-            self.vpc_id, public, private, egress = self._network(name, cluster_name, layout, tags)
-            node_subnet_ids = private if layout.nodes_in_private_subnets else public
-            subnet_args = {"vpc_id": self.vpc_id, "public_subnet_ids": public}
-            if private:
-                subnet_args["private_subnet_ids"] = private
+            self.vpc_id, public, private, egress = self._network(name, cluster_name, layout.network, tags)
+            node_subnet_ids = list(private if layout.network.nodes_in_private_subnets else public)
+            public_subnet_ids, private_subnet_ids = public, private or None
 
         secrets_key = aws.kms.Key(
             f"{name}-secrets",
@@ -156,7 +145,9 @@ class Cluster(pulumi.ComponentResource):
             opts=child,
         )
         karpenter_node_role, karpenter_role_policies = (
-            self._node_role(f"{name}-karpenter-node", "Karpenter nodes", cluster_name, tags) if addons.karpenter else (None, [])
+            self._node_role(f"{name}-karpenter-node", "Karpenter nodes", cluster_name, tags)
+            if layout.karpenter
+            else (None, [])
         )
         system_node_role, system_role_policies = self._node_role(f"{name}-system-node", "system nodes", cluster_name, tags)
 
@@ -176,7 +167,7 @@ class Cluster(pulumi.ComponentResource):
             access_entries["karpenter-nodes"] = eks.AccessEntryArgs(
                 principal_arn=karpenter_node_role.arn, type=eks.AccessEntryType.EC2_LINUX
             )
-        private_endpoint_only = spec.operator_load_balancer_scheme == "internal"
+        endpoint = layout.endpoint
         self.eks = eks.Cluster(
             f"{name}-eks",
             name=cluster_name,
@@ -188,16 +179,19 @@ class Cluster(pulumi.ComponentResource):
             skip_default_node_group=True,
             skip_default_security_groups=True,
             endpoint_private_access=True,
-            endpoint_public_access=not private_endpoint_only,
-            public_access_cidrs=None if private_endpoint_only else spec.operator_load_balancer_cidr_white_list,
+            endpoint_public_access=endpoint.public,
+            public_access_cidrs=None if endpoint.public_access_cidrs is None else list(endpoint.public_access_cidrs),
+            vpc_id=self.vpc_id,
+            subnet_ids=subnet_ids,
+            public_subnet_ids=public_subnet_ids,
+            private_subnet_ids=private_subnet_ids,
             tags=tags,
             # Destroyed before the routes, so the controllers can still reach AWS while finalizing.
             opts=pulumi.ResourceOptions(parent=self, depends_on=egress),
-            **subnet_args,  # type: ignore[arg-type]
         )
         after_eks = pulumi.ResourceOptions(parent=self, depends_on=[self.eks])
-        api_server_rules = self._api_server_ingress(name, cluster_name, spec, tags) if private_endpoint_only else []
-        if addons.karpenter:
+        api_server_rules = self._api_server_ingress(name, cluster_name, endpoint.ingress, tags)
+        if layout.karpenter:
             # Karpenter's EC2NodeClasses find the EKS-made cluster security group by this tag.
             aws.ec2.Tag(
                 f"{name}-cluster-security-group-discovery",
@@ -206,9 +200,9 @@ class Cluster(pulumi.ComponentResource):
                 value=cluster_name,
                 opts=child,
             )
+        node_waits: list[pulumi.Resource] = [self.eks, *system_role_policies, *egress]
         system_nodes = self._managed_node_group(
-            f"{name}-system", cluster_name, system_instance_type, SYSTEM_NODES, render.SYSTEM_NODE_LABELS,
-            render.SYSTEM_TAINT, system_node_role, node_subnet_ids, tags, [self.eks, *system_role_policies, *egress],
+            name, cluster_name, layout.system_nodes, system_node_role, node_subnet_ids, tags, node_waits
         )
         # Not pinned (see versions.py): EKS installs its default version for the cluster's Kubernetes.
         self.pod_identity_agent = aws.eks.Addon(
@@ -240,24 +234,15 @@ class Cluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=api_server_rules),
         )
         on_cluster = pulumi.ResourceOptions(parent=self, provider=self.k8s_provider)
-        wanted = {
-            "apis": realtime.render_namespace(),
-            "keda": render.namespace_object(KEDA_NAMESPACE, cluster_name) if addons.keda else None,
-            "prometheus": render.namespace_object(render.PROMETHEUS_NAMESPACE, cluster_name) if addons.prometheus else None,
-            "logging": render.namespace_object(render.LOGGING_NAMESPACE, cluster_name) if addons.fluent_bit else None,
-        }
-        self.namespaces = {"karpenter": render.KUBE_SYSTEM, "load_balancer_controller": render.KUBE_SYSTEM}
+        self.namespaces = dict(layout.namespace_names)
         namespace: dict[str, pulumi.Output[str]] = {}
-        for role, obj in wanted.items():
-            if obj is not None:
-                ns_name = obj["metadata"]["name"]
-                ns = k8s.core.v1.Namespace(f"{name}-{ns_name}-namespace", metadata=obj["metadata"], opts=on_cluster)
-                namespace[role] = ns.metadata.name
-                self.namespaces[role] = ns_name
+        for ns in layout.namespaces:
+            made = k8s.core.v1.Namespace(f"{name}-{ns.name}-namespace", metadata=object_meta(ns.metadata), opts=on_cluster)
+            namespace[ns.role] = made.metadata.name
         self.api_namespace = namespace["apis"]
 
         ctx = AddonContext(
-            name=name, parent=self, cluster_name=cluster_name, region=spec.region, tags=tags,
+            name=name, parent=self, cluster_name=cluster_name, region=layout.region, tags=tags,
             k8s_provider=self.k8s_provider, eks=self.eks, ready=[system_nodes, self.pod_identity_agent],
         )
         self.addon_releases: dict[str, pulumi.Resource] = {}
@@ -278,45 +263,34 @@ class Cluster(pulumi.ComponentResource):
                     tags=tags,
                     opts=pulumi.ResourceOptions(parent=self, providers=[self.k8s_provider], depends_on=[crds, controller]),
                 )
-        self.load_balancer = None
-        if addons.aws_load_balancer_controller:
-            self.load_balancer = render.LoadBalancerSettings(
-                scheme=spec.api_load_balancer_scheme,
-                cidr_allow_list=tuple(spec.api_load_balancer_cidr_white_list),
-                certificate_arn=spec.ssl_certificate_arn,
-            )
-            controller = install.load_balancer_controller(ctx, self.vpc_id)
-            self.addon_releases[render.LOAD_BALANCER_CONTROLLER_RELEASE] = controller
-            params, ingress_class = routing.ingress_class_objects(spec, realtime.API_NAMESPACE)
-            after_controller = pulumi.ResourceOptions(parent=self, provider=self.k8s_provider, depends_on=[controller])
+        self.load_balancer = layout.load_balancer
+        if self.load_balancer is not None:
+            lb_controller = install.load_balancer_controller(ctx, self.vpc_id)
+            self.addon_releases[render.LOAD_BALANCER_CONTROLLER_RELEASE] = lb_controller
+            params, ingress_class = routing.ingress_class_objects(spec, API_NAMESPACE)
+            after_controller = pulumi.ResourceOptions(parent=self, provider=self.k8s_provider, depends_on=[lb_controller])
             params_resource = custom_resource(f"{name}-api-ingress-class-params", params, after_controller)
             self.addon_releases["api-ingress-class"] = k8s.networking.v1.IngressClass(
                 f"{name}-api-ingress-class", metadata=ingress_class["metadata"], spec=ingress_class["spec"],
                 opts=pulumi.ResourceOptions.merge(after_controller, pulumi.ResourceOptions(depends_on=[params_resource])),
             )
-        self.keda_http_interceptor = None
-        if addons.keda:
-            self.addon_releases.update(install.keda(ctx, namespace["keda"], addons.keda_http_add_on))
-            if addons.keda_http_add_on:
-                self.keda_http_interceptor = render.KEDA_HTTP_INTERCEPTOR_SERVICE
-        if addons.metrics_server:
+        self.keda_http_interceptor = layout.keda_http_interceptor
+        if layout.keda:
+            self.addon_releases.update(install.keda(ctx, namespace["keda"], layout.keda_http_add_on))
+        if layout.metrics_server:
             self.addon_releases[render.METRICS_SERVER_RELEASE] = install.metrics_server(ctx)
-        self.prometheus_url = None
-        if addons.prometheus:
+        self.prometheus_url = layout.prometheus_url
+        if layout.prometheus_nodes is not None:
             prometheus_nodes = self._managed_node_group(
-                f"{name}-prometheus", cluster_name, spec.prometheus_instance_type, 1, render.PROMETHEUS_NODE_LABELS,
-                render.PROMETHEUS_TAINT, system_node_role, node_subnet_ids, tags, [self.eks, *system_role_policies, *egress],
-                disk_size=render.PROMETHEUS_DISK_GIB,
+                name, cluster_name, layout.prometheus_nodes, system_node_role, node_subnet_ids, tags, node_waits
             )
             self.addon_releases[render.PROMETHEUS_RELEASE] = install.prometheus(ctx, namespace["prometheus"], prometheus_nodes)
-            self.prometheus_url = render.PROMETHEUS_URL
-        accelerators = {accelerator_resource(get_instance_type(g.instance_type)) for g in spec.node_groups}
-        if addons.nvidia_device_plugin and GPU_RESOURCE in accelerators:
+        if layout.nvidia_device_plugin:
             self.addon_releases[render.NVIDIA_DEVICE_PLUGIN_RELEASE] = install.nvidia_device_plugin(ctx)
-        if addons.neuron_device_plugin and NEURON_RESOURCE in accelerators:
+        if layout.neuron_device_plugin:
             self.addon_releases[render.NEURON_DEVICE_PLUGIN_RELEASE] = install.neuron_device_plugin(ctx)
-        if addons.fluent_bit:
-            self.addon_releases[render.FLUENT_BIT_RELEASE] = install.fluent_bit(ctx, namespace["logging"], addons.log_retention_days)
+        if layout.fluent_bit:
+            self.addon_releases[render.FLUENT_BIT_RELEASE] = install.fluent_bit(ctx, namespace["logging"], layout.log_retention_days)
 
         # A known value at preview that still makes its users wait for the EKS cluster.
         self.cluster_name: pulumi.Output[str] = self.eks.urn.apply(lambda _: cluster_name)
@@ -327,6 +301,19 @@ class Cluster(pulumi.ComponentResource):
         self.iam_policy_arns = list(spec.iam_policy_arns)
         self.node_group_specs = tuple(spec.node_groups)
         self.tags = tags
+        self.handle: ClusterHandle = ClusterHandle(
+            k8s_provider=self.k8s_provider,
+            cluster_name=self.cluster_name,
+            api_namespace=self.api_namespace,
+            api_namespace_name=layout.api_namespace_name,
+            node_group_specs=tuple(spec.node_groups),
+            load_balancer=self.load_balancer,
+            prometheus_url=self.prometheus_url,
+            keda_http_interceptor=self.keda_http_interceptor,
+            iam_policy_arns=tuple(spec.iam_policy_arns),
+            tags=tags,
+            addon_releases=self.addon_releases,
+        )
         self.register_outputs(
             {
                 "cluster_name": self.cluster_name,
@@ -424,31 +411,27 @@ class Cluster(pulumi.ComponentResource):
         return vpc.id, public, private, [*egress, *nat_gateways.values()]
 
     def _api_server_ingress(
-        self, name: str, cluster_name: str, spec: ClusterSpec, tags: dict[str, str]
+        self, name: str, cluster_name: str, sources: Sequence[ApiServerSource], tags: dict[str, str]
     ) -> list[aws.vpc.SecurityGroupIngressRule]:
-        """HTTPS to the private API endpoint from :func:`~cortex_iac.render.network.api_server_sources`.
+        """HTTPS to the private API endpoint from each of ``sources`` (none with a public endpoint).
 
         One rule per network on the EKS-made cluster security group (which the endpoint's network
-        interfaces carry), named after the network so that editing the list replaces no other rule.
+        interfaces carry).
         """
-        vpc_cidr = None if spec.subnets else spec.vpc_cidr
-        rules = []
-        for cidr in api_server_sources(spec.operator_load_balancer_cidr_white_list, vpc_cidr):
-            family = "cidr_ipv6" if ":" in cidr else "cidr_ipv4"
-            rules.append(
-                aws.vpc.SecurityGroupIngressRule(
-                    f"{name}-api-server-from-{re.sub(r'[^0-9a-z.]', '-', cidr)}",
-                    security_group_id=self.eks.cluster_security_group_id,
-                    ip_protocol="tcp",
-                    from_port=443,
-                    to_port=443,
-                    description=f"Kubernetes API of EKS cluster {cluster_name} from {cidr}",
-                    tags=tags,
-                    opts=pulumi.ResourceOptions(parent=self),
-                    **{family: cidr},
-                )
+        return [
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-{source.key}",
+                security_group_id=self.eks.cluster_security_group_id,
+                ip_protocol="tcp",
+                from_port=API_SERVER_PORT,
+                to_port=API_SERVER_PORT,
+                description=f"Kubernetes API of EKS cluster {cluster_name} from {source.cidr}",
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=self),
+                **{"cidr_ipv6" if source.ipv6 else "cidr_ipv4": source.cidr},
             )
-        return rules
+            for source in sources
+        ]
 
     def _node_role(
         self, name: str, what: str, cluster_name: str, tags: dict[str, str]
@@ -474,38 +457,35 @@ class Cluster(pulumi.ComponentResource):
         self,
         name: str,
         cluster_name: str,
-        instance_type: str,
-        size: int,
-        labels: dict[str, str],
-        taint: dict[str, str],
+        nodes: ManagedNodes,
         role: aws.iam.Role,
         subnet_ids: Sequence[pulumi.Input[str]],
         tags: dict[str, str],
         depends_on: Sequence[pulumi.Resource],
-        disk_size: int | None = None,
     ) -> aws.eks.NodeGroup:
-        """A fixed-size on-demand EKS managed node group (its access entry is made by EKS)."""
-        arch = get_instance_type(instance_type).arch
+        """The EKS managed node group ``<name>-<nodes.key>`` (its access entry is made by EKS)."""
         return aws.eks.NodeGroup(
-            name,
+            f"{name}-{nodes.key}",
             cluster_name=cluster_name,
             version=KUBERNETES_VERSION,
             node_role_arn=role.arn,
             subnet_ids=list(subnet_ids),
-            instance_types=[instance_type],
+            instance_types=[nodes.instance_type],
             capacity_type="ON_DEMAND",
-            ami_type="AL2023_ARM_64_STANDARD" if arch == "arm64" else "AL2023_x86_64_STANDARD",
-            disk_size=disk_size,
-            scaling_config=aws.eks.NodeGroupScalingConfigArgs(desired_size=size, min_size=size, max_size=size),
+            ami_type=nodes.ami_type,
+            disk_size=nodes.disk_size,
+            scaling_config=aws.eks.NodeGroupScalingConfigArgs(desired_size=nodes.size, min_size=nodes.size, max_size=nodes.size),
             update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
-            labels=labels,
-            taints=[aws.eks.NodeGroupTaintArgs(**taint)],
+            labels=dict(nodes.labels),
+            taints=[aws.eks.NodeGroupTaintArgs(**nodes.taint)],
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
         )
 
 
-def _check_args(name: str, spec: object, addons: AddonsArgs, vpc_id: str | None, system_instance_type: str) -> None:
+def _check_args(name: str, spec: object, vpc_id: str | None, system_instance_type: str) -> None:
+    """The component's own arguments; the spec and the add-on switches are checked by
+    :func:`~cortex_iac.render.cluster_layout.cluster_layout`."""
     if not isinstance(name, str) or not name:
         raise CortexError(f"Cluster: name must be a non-empty string, got {name!r}")
     if not isinstance(spec, ClusterSpec):
@@ -519,11 +499,3 @@ def _check_args(name: str, spec: object, addons: AddonsArgs, vpc_id: str | None,
         raise CortexError(f"Cluster {name!r}: vpc_id is only for cluster.yaml subnets; without them a VPC is created")
     if system_instance_type not in INSTANCE_TYPES:
         raise CortexError(f"Cluster {name!r}: system_instance_type: {system_instance_type!r} is not in the bundled instance table")
-    require_commercial_partition(spec.region, "cluster.yaml: region")
-    aws_region = pulumi.Config("aws").get("region")
-    if aws_region and aws_region != spec.region:
-        raise CortexError(
-            f"Cluster {name!r}: cluster.yaml region {spec.region!r} differs from the AWS provider's "
-            f"aws:region {aws_region!r}; set them equal"
-        )
-    addons.check([g.name for g in spec.node_groups])

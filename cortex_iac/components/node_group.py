@@ -8,9 +8,9 @@ import pulumi
 
 from cortex_iac.components._kube import custom_resource
 from cortex_iac.errors import SpecError
-from cortex_iac.specs.loader import revalidated
 from cortex_iac.render import karpenter
 from cortex_iac.specs import NodeGroupSpec
+from cortex_iac.specs.loader import revalidated
 
 
 class NodeGroup(pulumi.ComponentResource):
@@ -68,9 +68,10 @@ class NodeGroup(pulumi.ComponentResource):
             cluster_name,
             spec,
             node_role=node_role_name,  # type: ignore[arg-type]  # an Input, placed as-is
-            subnet_selector_tags=subnet_selector_tags if subnet_selector_tags is not None else default_selector,
+            # Inputs too, placed as-is.
+            subnet_selector_tags=subnet_selector_tags if subnet_selector_tags is not None else default_selector,  # type: ignore[arg-type]
             security_group_selector_tags=(
-                security_group_selector_tags if security_group_selector_tags is not None else default_selector
+                security_group_selector_tags if security_group_selector_tags is not None else default_selector  # type: ignore[arg-type]
             ),
             tags=tags,
         )

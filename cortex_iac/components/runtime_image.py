@@ -106,7 +106,7 @@ class RuntimeImage(pulumi.ComponentResource):
             f"{name}-image",
             context=docker_build.BuildContextArgs(location=str(PACKAGE_DIR)),
             dockerfile=docker_build.DockerfileArgs(location=str(DOCKERFILE)),
-            platforms=list(platforms),
+            platforms=[docker_build.Platform(p) for p in platforms],
             push=True,
             # A preview needs no Docker engine; `pulumi up` builds.
             build_on_preview=False,

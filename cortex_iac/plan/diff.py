@@ -449,7 +449,7 @@ def _quoted_key(text: str, i: int) -> tuple[str, int]:
 
 def _contains(path: tuple[Segment, ...], other: tuple[Segment, ...]) -> bool:
     """Whether ``other`` is ``path`` or below it (``*`` matches any one key or index)."""
-    return len(other) >= len(path) and all(p == "*" or p == o for p, o in zip(path, other))
+    return len(other) >= len(path) and all(p == "*" or p == o for p, o in zip(path, other, strict=False))
 
 
 def _with_ignored(old: dict[str, Any], new: dict[str, Any], paths: list[tuple[Segment, ...]]) -> dict[str, Any]:
@@ -483,7 +483,7 @@ def _reset(path: tuple[Segment, ...], old: Any, new: Any) -> bool:
             if not rest:
                 new[:] = copy.deepcopy(old)
                 return True
-            return all(_reset(rest, o, n) for o, n in zip(old, new))
+            return all(_reset(rest, o, n) for o, n in zip(old, new, strict=True))
         if isinstance(old, dict) and isinstance(new, dict):
             if not rest:
                 new.clear()
@@ -561,7 +561,7 @@ def _replace_rules(r: dict[str, Any], ctx: _Context) -> tuple[Rule, ...]:
 def _with_replace(change: Change, rules: tuple[Rule, ...]) -> Change:
     for rule in rules:
         n = min(len(rule), len(change.path))
-        if not all(r == "*" or r == str(p) for r, p in zip(rule[:n], change.path[:n])):
+        if not all(r == "*" or r == str(p) for r, p in zip(rule[:n], change.path[:n], strict=True)):
             continue
         rest = rule[n:]
         # At or below the rule's path; or a whole parent changed (unknown, added, removed, retyped)
@@ -696,7 +696,7 @@ def render_json(report: DiffReport) -> str:
     def value(v: Any) -> Any:
         return None if v is MISSING else v
 
-    doc = {
+    doc: dict[str, Any] = {
         "project": report.project,
         "base_stack": report.base_stack,
         "head_stack": report.head_stack,
@@ -800,7 +800,7 @@ def _markdown(report: DiffReport, level: str, keep: int | None) -> str:
             out += [f"- replaced because {_md(r)}" for r in d.reasons]
             out += [f"- {_md(_DELETE_FIRST.strip(' ()'))}"] if d.delete_first else []
             if level == "values" and d.changes:
-                out += ["" if d.reasons else None, "| input | before | after |", "|---|---|---|"]
+                out += [*([""] if d.reasons else []), "| input | before | after |", "|---|---|---|"]
                 by_line = []
                 for c in d.changes:
                     mark = " **(forces replacement)**" if c.replaces else ""
@@ -829,7 +829,7 @@ def _markdown(report: DiffReport, level: str, keep: int | None) -> str:
         left.append(f"{len(ordered) - keep} more changed resources are not listed")
     if left:
         out.append(f"_Left out: {'; '.join(left)}._")
-    text = "\n".join(line for line in out if line is not None)
+    text = "\n".join(out)
     return re.sub(r"\n{3,}", "\n\n", text).rstrip("\n") + "\n"
 
 

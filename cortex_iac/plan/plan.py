@@ -15,7 +15,7 @@ from typing import Any
 
 from cortex_iac import _yaml
 from cortex_iac.errors import PlanError
-from cortex_iac.plan.engine import Recording, RecordedResource
+from cortex_iac.plan.engine import RecordedResource, Recording
 
 # 2: each resource also records its ignore_changes, replace_on_changes, delete_before_replace and
 # aliases (the URNs it had before).

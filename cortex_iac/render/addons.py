@@ -15,7 +15,7 @@ nodes.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -23,12 +23,7 @@ from typing import Any
 from cortex_iac.errors import CortexError
 from cortex_iac.render.envoy import prometheus_scrape_job
 from cortex_iac.render.iam import policy_document
-from cortex_iac.render.karpenter import (
-    CLUSTER_NAME_TAG,
-    GPU_RESOURCE,
-    NEURON_RESOURCE,
-    accelerator_label,
-)
+from cortex_iac.render.karpenter import GPU_RESOURCE, NEURON_RESOURCE, accelerator_label
 from cortex_iac.render.routing import (
     EXTERNAL_SCALER_PORT,
     INGRESS_CLASS,
@@ -38,6 +33,7 @@ from cortex_iac.render.routing import (
     INTERCEPTOR_PROXY_SERVICE,
     KEDA_NAMESPACE,
 )
+from cortex_iac.specs import CLUSTER_NAME_TAG
 from cortex_iac.versions import AWS_LOAD_BALANCER_CONTROLLER_POLICY_FILE
 
 # Node role label of the node groups the Cluster manages itself (not Karpenter's).
@@ -128,6 +124,56 @@ class LoadBalancerSettings:
     certificate_arn: str | None
     ingress_class_name: str = INGRESS_CLASS
     ingress_group_name: str = INGRESS_GROUP
+
+
+@dataclass(frozen=True)
+class AddonsArgs:
+    """Which add-ons the Cluster installs; every one is on by default.
+
+    - ``karpenter`` (True): node autoscaling; required when the cluster has ``node_groups``.
+    - ``aws_load_balancer_controller`` (True): the API load balancer; APIs need it for a URL.
+    - ``keda`` (True) and ``keda_http_add_on`` (True, needs ``keda``): API autoscaling, to zero.
+    - ``metrics_server`` (True): ``kubectl top`` and CPU-based autoscaling.
+    - ``prometheus`` (True): the metric store KEDA scales APIs on; runs on its own node group of
+      ``prometheus_instance_type``.
+    - ``nvidia_device_plugin`` (True): installed only when a node group has NVIDIA GPUs.
+    - ``neuron_device_plugin`` (True): installed only when a node group has Inferentia chips.
+    - ``fluent_bit`` (True): container logs to the CloudWatch log group ``/cortex/<cluster>``,
+      kept ``log_retention_days`` (30).
+
+    Plain data (no Pulumi): :func:`cortex_iac.render.cluster_layout.cluster_layout` decides from
+    it; :mod:`cortex_iac.components.addons` re-exports it.
+    """
+
+    karpenter: bool = True
+    aws_load_balancer_controller: bool = True
+    keda: bool = True
+    keda_http_add_on: bool = True
+    metrics_server: bool = True
+    prometheus: bool = True
+    nvidia_device_plugin: bool = True
+    neuron_device_plugin: bool = True
+    fluent_bit: bool = True
+    log_retention_days: int = 30
+
+    def check(self, node_groups: Sequence[str]) -> None:
+        """Raise CortexError for switches that contradict each other or the node groups."""
+        if self.keda_http_add_on and not self.keda:
+            raise CortexError("addons: keda_http_add_on needs keda (it is a KEDA external scaler); switch both off or keda on")
+        if node_groups and not self.karpenter:
+            raise CortexError(
+                f"addons: karpenter is off but cluster.yaml has node_groups {list(node_groups)}; "
+                "Karpenter launches their nodes"
+            )
+        if self.log_retention_days not in _LOG_RETENTION_DAYS:
+            raise CortexError(
+                f"addons: log_retention_days: {self.log_retention_days} is not a CloudWatch retention; "
+                f"allowed: {', '.join(map(str, _LOG_RETENTION_DAYS))}"
+            )
+
+
+# The values CloudWatch Logs accepts for a log group's retention (0 would mean forever: not offered).
+_LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
 
 
 def namespace_object(name: str, cluster_name: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ Recordings are made once per scenario (``_recording``) and shared by the tests r
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 
 from cortex_iac.components.addons import AddonsArgs
 from cortex_iac.components.cluster import NODE_POLICIES, SYSTEM_INSTANCE_TYPE, Cluster
+from cortex_iac.components.handle import ClusterHandle, cluster_handle
 from cortex_iac.components.realtime_api import RealtimeApi
 from cortex_iac.errors import CortexError
 from cortex_iac.plan.engine import (
@@ -630,13 +632,56 @@ def test_outputs() -> None:
     assert (outputs["api_namespace"], outputs["vpc_id"]) == ("cortex-apis", "demo-vpc-id")
 
 
-def test_region_must_match_the_aws_provider() -> None:
-    with pytest.raises(CortexError) as e:
-        record(lambda: Cluster("demo", _spec()), config={"aws:region": "eu-west-1"})
-    assert str(e.value) == (
-        "Cluster 'demo': cluster.yaml region 'us-east-1' differs from the AWS provider's aws:region 'eu-west-1'; set them equal"
-    )
-    assert record(lambda: Cluster("demo", _spec()), config={"aws:region": "us-east-1"}).resources
+def test_handle_carries_what_api_components_need() -> None:
+    arn = "arn:aws:iam::123456789012:policy/models-read"
+
+    def program() -> None:
+        cluster = Cluster("demo", _spec(iam_policy_arns=[arn]))
+        handle = cluster.handle
+        assert isinstance(handle, ClusterHandle)
+        assert cluster_handle(cluster, "test") is handle
+        assert handle.k8s_provider is cluster.k8s_provider
+        assert handle.cluster_name is cluster.cluster_name
+        assert handle.api_namespace is cluster.api_namespace
+        assert (handle.api_namespace_name, handle.namespace_name) == ("cortex-apis", "cortex-apis")
+        assert handle.node_group_specs == tuple(cluster.node_group_specs)
+        assert [g.name for g in handle.node_group_specs or ()] == ["cpu", "gpu"]
+        assert handle.load_balancer == cluster.load_balancer is not None
+        assert handle.prometheus_url == cluster.prometheus_url == render.PROMETHEUS_URL
+        assert handle.keda_http_interceptor == cluster.keda_http_interceptor == render.KEDA_HTTP_INTERCEPTOR_SERVICE
+        assert handle.iam_policy_arns == (arn,)
+        assert dict(handle.tags) == TAGS
+        assert dict(handle.addon_releases) == cluster.addon_releases
+        assert all(handle.addon_releases[k] is r for k, r in cluster.addon_releases.items())
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            handle.cluster_name = "other"  # type: ignore[misc]
+        pulumi.export("handle_api_namespace", handle.api_namespace)
+        pulumi.export("handle_cluster_name", handle.cluster_name)
+
+    outputs = record(program).outputs
+    assert (outputs["handle_api_namespace"], outputs["handle_cluster_name"]) == ("cortex-apis", "demo")
+
+
+def test_handle_of_a_cluster_without_optional_addons() -> None:
+    def program() -> None:
+        addons = AddonsArgs(aws_load_balancer_controller=False, prometheus=False, keda_http_add_on=False)
+        handle = Cluster("demo", _spec(), addons=addons).handle
+        assert (handle.load_balancer, handle.prometheus_url, handle.keda_http_interceptor) == (None, None, None)
+        assert set(handle.addon_releases) == {"karpenter-crd", "karpenter", "keda", "metrics-server",
+                                              "nvidia-device-plugin", "aws-for-fluent-bit"}
+
+    record(program)
+
+
+def test_addons_args_is_the_render_layers_class() -> None:
+    # Moved to render (pulumi-free, used by cluster_layout); programs still import it from components.
+    assert AddonsArgs is render.AddonsArgs
+
+
+def test_the_aws_region_config_is_not_read() -> None:
+    # The stack program compares aws:region with cluster.yaml's region; the component reads no global config.
+    rec = record(lambda: Cluster("demo", _spec()), config={"aws:region": "eu-west-1"})
+    assert len(rec.resources) == len(_recording().resources)
 
 
 def test_spec_must_be_a_cluster_spec() -> None:

@@ -14,8 +14,8 @@ from cortex_iac.errors import PlanError
 from cortex_iac.plan import diff as diff_module
 from cortex_iac.plan.diff import (
     MARKDOWN_LIMIT,
-    diff_command,
     MISSING,
+    diff_command,
     diff_plans,
     line_diff,
     property_path,

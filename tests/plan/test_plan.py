@@ -8,7 +8,15 @@ import yaml
 
 from cortex_iac.errors import PlanError
 from cortex_iac.plan.engine import run_program
-from cortex_iac.plan.plan import SCHEMA_VERSION, dumps, kubernetes_objects, load_plan, to_plan, tree_lines, write_manifests
+from cortex_iac.plan.plan import (
+    SCHEMA_VERSION,
+    dumps,
+    kubernetes_objects,
+    load_plan,
+    to_plan,
+    tree_lines,
+    write_manifests,
+)
 
 TINY = Path(__file__).parent / "fixtures" / "tiny"
 
