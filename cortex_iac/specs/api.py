@@ -41,27 +41,40 @@ _S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?")
 
 
 class AutoscalingSpec(SpecModel):
-    """Cortex's autoscaling parameters (RealtimeAPI and AsyncAPI).
-
-    ``min_replicas`` 1 (>= 0; 0 scales to zero), ``max_replicas`` 100 (>= 1), ``init_replicas``
-    (default: min_replicas), ``target_in_flight`` (in-flight requests per replica, > 0; default: the
-    pod's max_concurrency, filled in by the API model), ``window`` 60 s (a multiple of 10 s),
-    ``downscale_stabilization_period`` 300 s, ``upscale_stabilization_period`` 60 s,
-    ``max_downscale_factor`` 0.75 (in [0, 1)), ``max_upscale_factor`` 1.5 (> 1),
-    ``downscale_tolerance`` 0.05 (in [0, 1)), ``upscale_tolerance`` 0.05 (>= 0). Durations are seconds.
-    """
+    """Cortex's autoscaling parameters (RealtimeAPI and AsyncAPI): replica bounds, the in-flight
+    target, and the step limits, stabilization periods and tolerances of its algorithm. Durations are
+    held as seconds; ``target_in_flight`` defaults to the pod's max_concurrency, filled in by the API
+    model."""
 
     min_replicas: int = Field(1, ge=0)
+    """Fewest replicas kept; 0 lets the API scale to zero when idle (requests are held while a replica
+    starts). Default 1, >= 0, <= max_replicas."""
     max_replicas: int = Field(100, ge=1)
+    """Most replicas the autoscaler runs. Default 100, >= 1."""
     init_replicas: int = Field(None, ge=0)  # type: ignore[assignment]  # filled in below
+    """Replicas when the API is first deployed. Default: min_replicas; from min_replicas to max_replicas."""
     target_in_flight: float = Field(None, gt=0)  # type: ignore[assignment]  # filled in by the API
+    """In-flight requests (processing plus queued) per replica the autoscaler aims for. Default:
+    pod.max_concurrency; > 0; for RealtimeAPI at most max_concurrency + max_queue_length."""
     window: AutoscalingWindow = 60
+    """How long in-flight requests are averaged over before each decision: a duration (e.g. 60s or 1m; an
+    int is seconds), a multiple of 10s. Default 60s."""
     downscale_stabilization_period: StabilizationPeriod = 300
+    """Scale down only to the highest recommendation of this trailing period: a duration, at most 1h (the
+    Kubernetes autoscaler's limit). Default 300s (5m)."""
     upscale_stabilization_period: StabilizationPeriod = 60
+    """Scale up only to the lowest recommendation of this trailing period: a duration, at most 1h (the
+    Kubernetes autoscaler's limit). Default 60s (1m)."""
     max_downscale_factor: float = Field(0.75, ge=0, lt=1)
+    """Lowest fraction of the current replicas one scale-down step may go to. Default 0.75, in [0, 1)."""
     max_upscale_factor: float = Field(1.5, gt=1)
+    """Highest multiple of the current replicas one scale-up step may go to. Default 1.5, > 1."""
     downscale_tolerance: float = Field(0.05, ge=0, lt=1)
+    """No scale-down while the recommendation is less than this fraction below the current replicas.
+    Default 0.05, in [0, 1)."""
     upscale_tolerance: float = Field(0.05, ge=0)
+    """No scale-up while the recommendation is less than this fraction above the current replicas.
+    Default 0.05, >= 0."""
 
     @model_validator(mode="after")
     def _replicas(self) -> AutoscalingSpec:
@@ -96,10 +109,14 @@ Surge = Annotated[int | str, PlainValidator(_surge), WithJsonSchema({"type": ["i
 
 class UpdateStrategySpec(SpecModel):
     """Rolling-update limits: ``max_surge`` and ``max_unavailable``, each a replica count or a
-    percentage string (default ``"25%"`` both; not both zero)."""
+    percentage string; not both zero."""
 
     max_surge: Surge = "25%"
+    """Replicas a rolling update may add above the desired count: a whole number or a percentage 0% to 100%
+    ("5" is read as 5). Default 25%; not 0 together with max_unavailable."""
     max_unavailable: Surge = "25%"
+    """Replicas that may be unavailable during a rolling update: a whole number or a percentage 0% to 100%.
+    Default 25%; not 0 together with max_surge."""
 
     @model_validator(mode="after")
     def _not_both_zero(self) -> UpdateStrategySpec:
@@ -126,10 +143,12 @@ Endpoint = Annotated[
 
 
 class NetworkingSpec(SpecModel):
-    """Where the API is served: ``endpoint``, a path prefix on the shared load balancer (default
-    ``/<api name>``, filled in by the API model; written with one leading and no trailing ``/``)."""
+    """Where the API is served: ``endpoint``, a path prefix on the shared load balancer (its default
+    ``/<api name>`` is filled in by the API model)."""
 
     endpoint: Endpoint = Field(None)  # type: ignore[assignment]  # filled in by the API
+    """URL path prefix of the API on the shared load balancer, unique in the cluster; stored with one leading
+    and no trailing /. Default /<name>; letters, digits, _ - . / (at most 1000)."""
 
     @model_validator(mode="after")
     def _canonical(self) -> NetworkingSpec:
@@ -144,16 +163,22 @@ S3Uri = Annotated[
 
 
 class IamSpec(SpecModel):
-    """Our extension: AWS access the API's pods get, least privilege. ``s3_read`` (default []):
-    S3 URIs (``s3://bucket/prefix/``) the pods may read."""
+    """Our extension: AWS access the API's pods get, least privilege (``s3_read``)."""
 
     s3_read: list[S3Uri] = Field(default_factory=list)
+    """cortex_iac extension: S3 URIs (s3://bucket or s3://bucket/prefix/) the API's pods may read, through the
+    API's own IAM role. Default [] (no S3 access)."""
 
 
 class _ApiBase(SpecModel):
     name: ApiName
+    """Name of the API, unique in the deployment: at most 42 characters of a-z, 0-9 and '-', starting with a
+    letter (RFC 1035). Required."""
     kind: str
+    """Kind of the API: RealtimeAPI, AsyncAPI, BatchAPI, TaskAPI or TrafficSplitter. Required (it picks the
+    model)."""
     networking: NetworkingSpec = Field(default_factory=NetworkingSpec)
+    """Where the API is served on the shared load balancer. Every key is optional."""
 
     # Not YAML keys: where the loader found the spec (file or stack key, and index in its list),
     # so that checks across files name it the way its own problems are named.
@@ -191,8 +216,13 @@ class WorkloadSpec(_ApiBase):
     _NEEDS_COMMAND: ClassVar[bool] = False
 
     pod: PodSpec
+    """The pod each replica (or worker) of the API runs: its port, request limits and containers. Required."""
     node_groups: Annotated[list[NodeGroupName], Field(min_length=1)] | None = None
+    """Names of the cluster's node groups the pods may run on (at least one when given). Default none: any
+    node group the pod fits."""
     iam: IamSpec = Field(default_factory=IamSpec)
+    """cortex_iac extension: the AWS access the API's pods get (least privilege). Default: none beyond the
+    cluster's iam_policy_arns."""
 
     @model_validator(mode="after")
     def _kind_support(self) -> WorkloadSpec:
@@ -237,7 +267,9 @@ class _ScalingBase(WorkloadSpec):
     _TARGET_WITHIN_QUEUE: ClassVar[bool] = False
 
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
+    """How the replica count follows the in-flight requests, Cortex's algorithm. Every key is optional."""
     update_strategy: UpdateStrategySpec = Field(default_factory=UpdateStrategySpec)
+    """How a rolling update replaces the replicas. Every key is optional."""
 
     @model_validator(mode="after")
     def _target_in_flight(self) -> _ScalingBase:
@@ -266,6 +298,8 @@ class RealtimeApiSpec(_ScalingBase):
     _TARGET_WITHIN_QUEUE: ClassVar[bool] = True
 
     kind: Literal["RealtimeAPI"] = "RealtimeAPI"
+    """Kind of the API: RealtimeAPI, AsyncAPI, BatchAPI, TaskAPI or TrafficSplitter. Required (it picks the
+    model)."""
 
 
 class AsyncApiSpec(_ScalingBase):
@@ -276,6 +310,8 @@ class AsyncApiSpec(_ScalingBase):
     _KIND_HAS_PRE_STOP: ClassVar[bool] = True
 
     kind: Literal["AsyncAPI"] = "AsyncAPI"
+    """Kind of the API: RealtimeAPI, AsyncAPI, BatchAPI, TaskAPI or TrafficSplitter. Required (it picks the
+    model)."""
 
 
 class BatchApiSpec(WorkloadSpec):
@@ -286,6 +322,8 @@ class BatchApiSpec(WorkloadSpec):
     _NEEDS_COMMAND: ClassVar[bool] = True
 
     kind: Literal["BatchAPI"] = "BatchAPI"
+    """Kind of the API: RealtimeAPI, AsyncAPI, BatchAPI, TaskAPI or TrafficSplitter. Required (it picks the
+    model)."""
 
 
 class TaskApiSpec(WorkloadSpec):
@@ -297,15 +335,21 @@ class TaskApiSpec(WorkloadSpec):
     _NEEDS_COMMAND: ClassVar[bool] = True
 
     kind: Literal["TaskAPI"] = "TaskAPI"
+    """Kind of the API: RealtimeAPI, AsyncAPI, BatchAPI, TaskAPI or TrafficSplitter. Required (it picks the
+    model)."""
 
 
 class TrafficSplitTarget(SpecModel):
-    """One RealtimeAPI behind a traffic splitter: ``name`` and ``weight`` (0..100) required,
-    ``shadow`` (default false: a fire-and-forget copy of the traffic)."""
+    """One RealtimeAPI behind a traffic splitter: its ``name``, ``weight`` and whether it is the
+    ``shadow`` (a fire-and-forget copy of the traffic)."""
 
     name: ApiName
+    """Name of a RealtimeAPI of the same deployment. Required."""
     weight: int = Field(ge=0, le=100)
+    """Percentage of the splitter's requests routed to this API, 0 to 100. Required."""
     shadow: bool = False
+    """True: the API gets a fire-and-forget copy of the traffic, its answers dropped and its weight left out
+    of the sum. Default false."""
 
 
 class TrafficSplitterSpec(_ApiBase):
@@ -313,7 +357,11 @@ class TrafficSplitterSpec(_ApiBase):
     unique names, non-shadow weights summing to 100, at most one shadow), ``networking``."""
 
     kind: Literal["TrafficSplitter"] = "TrafficSplitter"
+    """Kind of the API: RealtimeAPI, AsyncAPI, BatchAPI, TaskAPI or TrafficSplitter. Required (it picks the
+    model)."""
     apis: Annotated[list[TrafficSplitTarget], Field(min_length=1)]
+    """RealtimeAPIs of the same deployment sharing the traffic: at least one, unique names, non-shadow weights
+    summing to 100, at most one shadow. Required."""
 
     @model_validator(mode="after")
     def _weights(self) -> TrafficSplitterSpec:

@@ -21,11 +21,14 @@ class SpecModel(BaseModel):
     """Base of the spec models: unknown keys are errors, types are not coerced (``"5"`` is not an
     int), and a key given as null (``tags:`` with nothing after it) means "use the default".
 
+    The docstring under each field is its description (``use_attribute_docstrings``): it shows in
+    ``model_json_schema()`` and in the README's field tables (``scripts/gen_spec_docs.py``).
+
     ``_KEEP_NULL`` names the fields where null is a value of its own rather than "default"
     (``compute.cpu: null`` asks for no CPU request at all, as in Cortex).
     """
 
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, use_attribute_docstrings=True)
 
     _KEEP_NULL: ClassVar[frozenset[str]] = frozenset()
 

@@ -102,48 +102,67 @@ class SubnetSpec(SpecModel):
     """An existing subnet: ``availability_zone`` and ``subnet_id`` (both required)."""
 
     availability_zone: NonEmptyStr
+    """Availability zone of the subnet, e.g. us-east-1a. Required."""
     subnet_id: Annotated[str, pattern(_SUBNET_ID, "must be a subnet ID such as subnet-0faed05adf6042ab7")]
+    """ID of the existing subnet, e.g. subnet-0faed05adf6042ab7; no repeats. Required."""
 
 
 class SpotConfig(SpecModel):
-    """How a spot node group mixes instances: ``instance_distribution`` (further instance types of
-    the same architecture and accelerators, default []), ``on_demand_base_capacity`` (default 0,
-    <= max_instances), ``on_demand_percentage_above_base_capacity`` (0..100, default 0),
-    ``max_price`` (USD per hour, > 0, default none = on-demand price), ``instance_pools`` (1..20,
-    default none)."""
+    """How a spot node group mixes instances: further instance types and on-demand nodes. Cortex's
+    ``max_price`` and ``instance_pools`` are read but refused, since Karpenter cannot express them."""
 
     instance_distribution: list[InstanceTypeName] = Field(default_factory=list)
+    """Further instance types for the group's nodes, of instance_type's architecture, GPUs and Inferentia
+    chips; no repeats. Default []."""
     on_demand_base_capacity: int = Field(0, ge=0)
+    """Nodes of the group that are always on-demand. Default 0, >= 0, <= max_instances; above min_instances it
+    needs priority < 100."""
     on_demand_percentage_above_base_capacity: int = Field(0, ge=0, le=100)
+    """Above the base: 0 (spot first, on-demand as fallback) or 100 (on-demand only); Karpenter keeps no
+    ratio, so 1 to 99 are refused. Default 0."""
     max_price: float | None = Field(None, gt=0)
+    """Cortex's spot price cap in USD per hour: refused (Karpenter never pays more than the on-demand price
+    and has no lower cap). Default none."""
     instance_pools: int | None = Field(None, ge=1, le=20)
+    """Cortex's number of spot pools, 1 to 20: refused (Karpenter spreads spot launches over all listed
+    types). Default none."""
 
 
 class NodeGroupSpec(SpecModel):
-    """One group of worker nodes.
-
-    ``name`` (required, <= 26 characters), ``instance_type`` (required), ``min_instances`` 1,
-    ``max_instances`` 5, ``priority`` 1 (1..100, higher is preferred), ``instance_volume_size`` 50
-    GB (20..16384), ``instance_volume_type`` gp3 (gp2, io1, st1, sc1), ``instance_volume_iops``
-    (io1: 100..64000 and <= 50 per GB; gp3: 3000..16000 and <= 500 per GB),
-    ``instance_volume_throughput`` (gp3 only, 125..1000 MB/s, at most iops / 4; gp3 takes both or
-    neither), ``spot`` false, ``spot_config`` (only with spot).
-    """
+    """One group of worker nodes (a Karpenter NodePool): its instance type, size bounds, priority,
+    root volume and spot settings."""
 
     name: NodeGroupName
+    """Name of the node group, unique in the cluster: at most 26 characters of a-z, 0-9 and '-' (RFC 1123;
+    Cortex allowed upper case). Required."""
     instance_type: Annotated[
         InstanceTypeName,
         rule(lambda name: name.split(".")[-1] not in ("nano", "micro"), "nano and micro instances are too small for a node"),
     ]
+    """EC2 instance type of the nodes, e.g. m5.large, from the bundled instance-type table; not nano or micro.
+    Required."""
     min_instances: int = Field(1, ge=0)
+    """Nodes the group always keeps. Default 1, >= 0, <= max_instances."""
     max_instances: int = Field(5, ge=0)
+    """Most nodes of the group. Default 5, >= 0."""
     priority: int = Field(1, ge=1, le=100)
+    """Preference among the node groups a pod fits, higher first (the Karpenter NodePool weight). Default 1, 1
+    to 100."""
     instance_volume_size: int = Field(50, ge=20, le=16384)
+    """Size of each node's root volume in GB. Default 50, 20 to 16384."""
     instance_volume_type: VolumeType = "gp3"
+    """Type of the root volume: gp3, gp2 or io1 (st1 and sc1 are refused: EC2 does not boot from HDD volumes).
+    Default gp3."""
     instance_volume_iops: int | None = None
+    """Root volume IOPS: io1 (needed) 100 to 64000 and <= 50 per GB; gp3 3000 to 16000 and <= 500 per GB, with
+    a throughput. Default none."""
     instance_volume_throughput: int | None = Field(None, ge=125, le=1000)
+    """Root volume throughput in MB/s, gp3 only (with instance_volume_iops): 125 to 1000 and at most iops / 4.
+    Default none."""
     spot: bool = False
+    """Run spot instances, falling back to on-demand when spot is unavailable. Default false."""
     spot_config: SpotConfig | None = None
+    """How the group mixes instance types and on-demand nodes; only with spot: true. Default none."""
 
     @model_validator(mode="after")
     def _consistent(self) -> NodeGroupSpec:
@@ -231,18 +250,10 @@ def _everywhere() -> list[str]:
 
 
 class ClusterSpec(SpecModel):
-    """A Cortex cluster (`cluster.yaml`).
-
-    ``cluster_name`` "cortex" (3..54 of a-z, 0-9, '-'), ``region`` (required), ``availability_zones``
-    (default none: AWS picks; at least two, all in the region) or ``subnets`` (existing VPC, at least
-    two), ``node_groups`` [] (unique names, at most 100), ``subnet_visibility`` public,
-    ``nat_gateway`` (none for public or existing subnets, single for private), ``api_load_balancer_type``
-    nlb, ``api_load_balancer_scheme`` and ``operator_load_balancer_scheme`` internet-facing,
-    ``api_load_balancer_cidr_white_list`` and ``operator_load_balancer_cidr_white_list`` [0.0.0.0/0],
-    ``tags`` {} (every resource is also tagged cortex.dev/cluster-name), ``ssl_certificate_arn`` none,
-    ``iam_policy_arns`` [], ``vpc_cidr`` 192.168.0.0/16 (/16 to /24), ``prometheus_instance_type``
-    t3.medium (no GPU or Inferentia).
-    """
+    """A Cortex cluster (`cluster.yaml`): its name and region, a new VPC (``availability_zones``,
+    ``vpc_cidr``) or existing ``subnets``, the node groups, the load balancers' schemes and allow
+    lists, tags, and the IAM policies of the APIs' roles. ``nat_gateway`` defaults by
+    ``subnet_visibility`` (single for private, else none), filled in by the model."""
 
     cluster_name: Annotated[
         str,
@@ -251,23 +262,51 @@ class ClusterSpec(SpecModel):
             "must be 3 to 54 characters of a-z, 0-9 and single '-' between them",
         ),
     ] = "cortex"
+    """Name of the cluster, also the cortex.dev/cluster-name tag: 3 to 54 characters of a-z, 0-9 and single
+    '-' between them. Default cortex."""
     region: Annotated[str, pattern(_REGION, "must be an AWS region such as us-east-1")]
+    """AWS region of the cluster, e.g. us-east-1, in the aws partition; the AWS provider's aws:region must be
+    the same. Required."""
     availability_zones: list[NonEmptyStr] | None = None
+    """Zones of a new VPC: 2 to 4 zones of the region, no repeats; not with subnets. Default none: <region>a,
+    <region>b, <region>c."""
     subnets: Annotated[list[SubnetSpec], Field(min_length=2)] | None = None
+    """Existing subnets to use instead of a new VPC: at least two, no repeated IDs; not with
+    availability_zones. Default none (a new VPC)."""
     node_groups: Annotated[list[NodeGroupSpec], Field(max_length=100)] = Field(default_factory=list)
+    """The groups of worker nodes the APIs run on: unique names, at most 100. Default []."""
     subnet_visibility: Literal["public", "private"] = "public"
+    """Whether the worker nodes run in public or private subnets (private ones need a NAT gateway).
+    Default public."""
     nat_gateway: Literal["none", "single", "highly_available"] = Field(None)  # type: ignore[assignment]  # see below
+    """NAT gateways of a new VPC: none, single or highly_available (one per zone). Default single for private
+    subnets, else none; none with subnets."""
     api_load_balancer_type: Literal["nlb", "elb"] = "nlb"
+    """Cortex's nlb or elb: accepted and ignored with a warning, since the API load balancer is always an ALB
+    (path routing). Default nlb."""
     api_load_balancer_scheme: Literal["internet-facing", "internal"] = "internet-facing"
+    """Whether the API load balancer is internet-facing or internal (reachable from the VPC only).
+    Default internet-facing."""
     operator_load_balancer_scheme: Literal["internet-facing", "internal"] = "internet-facing"
+    """internet-facing: the Kubernetes API endpoint is public (within its CIDR white list); internal: private
+    only. Default internet-facing."""
     api_load_balancer_cidr_white_list: Annotated[list[Cidr], Field(min_length=1)] = Field(default_factory=_everywhere)
+    """CIDR blocks allowed to reach the API load balancer, at least one. Default [0.0.0.0/0]."""
     operator_load_balancer_cidr_white_list: Annotated[list[Cidr], Field(min_length=1)] = Field(default_factory=_everywhere)
+    """CIDR blocks allowed to reach the Kubernetes API endpoint, at least one. Default [0.0.0.0/0]."""
     tags: dict[TagKey, TagValue] = Field(default_factory=dict)
+    """Tags of every AWS resource, besides cortex.dev/cluster-name: keys of 1 to 127 characters (not aws:,
+    EKS's or Karpenter's), values up to 255. Default {}."""
     ssl_certificate_arn: Arn | None = None
+    """ARN of an ACM certificate: the API load balancer then serves HTTPS and redirects HTTP to it.
+    Default none (HTTP only)."""
     iam_policy_arns: list[Arn] = Field(default_factory=list)
+    """ARNs of IAM policies attached to every API's role. Default [] (Cortex: AmazonS3FullAccess; see the
+    API's iam.s3_read)."""
     vpc_cidr: Annotated[
         str, rule(_vpc_cidr, "must be an IPv4 network address with a /16 to /24 prefix, e.g. 192.168.0.0/16")
     ] = "192.168.0.0/16"
+    """IPv4 CIDR block of a new VPC, a network address with a /16 to /24 prefix. Default 192.168.0.0/16."""
     prometheus_instance_type: Annotated[
         InstanceTypeName,
         rule(
@@ -275,6 +314,8 @@ class ClusterSpec(SpecModel):
             "must have no GPU or Inferentia chip",
         ),
     ] = "t3.medium"
+    """EC2 instance type of the node running Prometheus, from the bundled table, without GPU or Inferentia
+    chips. Default t3.medium."""
 
     # Not YAML keys: the Cortex keys given but ignored, and where the loader read the spec.
     _ignored: tuple[str, ...] = PrivateAttr(default=())

@@ -67,10 +67,12 @@ HttpPath = Annotated[
 
 
 class HttpGetSpec(SpecModel):
-    """An HTTP GET handler: ``port`` (required), ``path`` (default ``/``; a leading ``/`` is added)."""
+    """An HTTP GET handler of a probe or hook: ``port`` and ``path``."""
 
     path: HttpPath = "/"
+    """URL path to request: letters, digits, _ - . / without '//'; a leading / is added. Default /."""
     port: Port
+    """Container port to request: 1 to 65535, except 8888, 15000 and 15001 (the sidecar proxy's). Required."""
 
     @model_validator(mode="after")
     def _leading_slash(self) -> HttpGetSpec:
@@ -82,30 +84,44 @@ class TcpSocketSpec(SpecModel):
     """A TCP connect handler on ``port`` (required)."""
 
     port: Port
+    """Container port to open a TCP connection to: 1 to 65535, except 8888, 15000 and 15001 (the sidecar
+    proxy's). Required."""
 
 
 class ExecSpec(SpecModel):
     """A command run inside the container, not in a shell (``command``, required, non-empty)."""
 
     command: Annotated[list[str], Field(min_length=1)]
+    """The program and its arguments, run in the container without a shell; at least one item. Required."""
 
 
 class ProbeSpec(SpecModel):
-    """A readiness or liveness probe: exactly one of ``http_get``, ``tcp_socket``, ``exec``.
-
-    Defaults: ``initial_delay_seconds`` 0, ``timeout_seconds`` 1, ``period_seconds`` 10,
-    ``success_threshold`` 1, ``failure_threshold`` 3. Deviation: Cortex let the last four be 0, which
-    Kubernetes reads as "its default"; here they are >= 1 so the value written is the value used.
+    """A readiness or liveness probe: exactly one of ``http_get``, ``tcp_socket``, ``exec``, and its
+    timing. Deviation: Cortex let the last four timing fields be 0, which Kubernetes reads as "its
+    default"; here they are >= 1 so the value written is the value used.
     """
 
     http_get: HttpGetSpec | None = None
+    """Probe with an HTTP GET, passing on a 2xx or 3xx answer. Exactly one of http_get, tcp_socket and exec."""
     tcp_socket: TcpSocketSpec | None = None
+    """Probe by opening a TCP connection, passing when it connects. Exactly one of http_get, tcp_socket and
+    exec."""
     exec: ExecSpec | None = None
+    """Probe by running a command, passing when it exits 0. Exactly one of http_get, tcp_socket and exec; in
+    readiness probes, RealtimeAPI only."""
     initial_delay_seconds: int = Field(0, ge=0)
+    """Seconds from the container's start to its first probe. Default 0, >= 0."""
     timeout_seconds: int = Field(1, ge=1)
+    """Seconds a probe may take before it counts as failed. Default 1, >= 1 (Cortex allowed 0, read by
+    Kubernetes as its default)."""
     period_seconds: int = Field(10, ge=1)
+    """Seconds between two probes. Default 10, >= 1 (Cortex allowed 0, read by Kubernetes as its default)."""
     success_threshold: int = Field(1, ge=1)
+    """Consecutive passes after a failure that count as healthy again. Default 1, >= 1 (Cortex allowed 0);
+    must be 1 in a liveness probe."""
     failure_threshold: int = Field(3, ge=1)
+    """Consecutive failures that count as unhealthy (not ready, or restarted for liveness). Default 3, >= 1
+    (Cortex allowed 0)."""
 
     @model_validator(mode="after")
     def _one_handler(self) -> ProbeSpec:
@@ -117,7 +133,11 @@ class PreStopSpec(SpecModel):
     """A pre-stop hook run before the container is stopped: exactly one of ``http_get``, ``exec``."""
 
     http_get: HttpGetSpec | None = None
+    """An HTTP GET hook: refused for every kind, since Kubernetes sends it at once while the pod must keep
+    serving its drain; use exec."""
     exec: ExecSpec | None = None
+    """A command run in the container before it is stopped, after the pod has drained. Exactly one of http_get
+    and exec."""
 
     @model_validator(mode="after")
     def _one_handler(self) -> PreStopSpec:
@@ -140,20 +160,26 @@ def _exactly_one_handler(spec: SpecModel, handlers: tuple[str, ...]) -> None:
 
 
 class ComputeSpec(SpecModel):
-    """Resource requests of one container.
-
-    ``cpu`` (default 200m, at least 20m; null means no CPU request), ``mem`` (default none, at
-    least 20Mi), ``gpu`` and ``inf`` (NVIDIA GPUs / Inferentia chips, default 0, not both), ``shm``
-    (size of an in-memory /dev/shm, default none, at most ``mem``).
-    """
+    """Resource requests of one container: CPU, memory, NVIDIA GPUs or Inferentia chips (not both),
+    and an in-memory /dev/shm. ``cpu: null`` asks for no CPU request, unlike the other nulls."""
 
     _KEEP_NULL: ClassVar[frozenset[str]] = frozenset({"cpu"})
 
     cpu: Annotated[Quantity | None, rule(lambda q: q is None or q >= MIN_CPU, "must be >= 20m")] = DEFAULT_CPU
+    """CPU request of the container, a quantity in cores such as 200m or 1. Default 200m, at least 20m; null:
+    no CPU request."""
     mem: Annotated[Quantity | None, rule(lambda q: q is None or q >= MIN_MEM, "must be >= 20Mi")] = None
+    """Memory request and limit of the container, a quantity in bytes such as 512Mi or 2Gi. Default none (no
+    request), at least 20Mi."""
     gpu: int = Field(0, ge=0)
+    """NVIDIA GPUs of the container, a whole number. Default 0, >= 0; not with inf, in the container or the
+    pod."""
     inf: int = Field(0, ge=0)
+    """AWS Inferentia chips of the container (each with 128 huge pages of 2 MiB). Default 0, >= 0; not with
+    gpu; needs cpu or mem."""
     shm: Annotated[Quantity | None, rule(lambda q: q is None or q.value > 0, "must be > 0")] = None
+    """Size of an in-memory /dev/shm volume, a quantity in bytes such as 1Gi. Default none (no volume); > 0,
+    at most mem."""
 
     @model_validator(mode="after")
     def _consistent(self) -> ComputeSpec:
@@ -170,23 +196,30 @@ class ComputeSpec(SpecModel):
 
 
 class HandlerSpec(SpecModel):
-    """Our extension: serve a Python handler with the bundled runtime instead of a user image.
-
-    ``path`` (required) locates the handler; ``config`` (default {}) is passed to it;
-    ``threads_per_process`` (default 1); server-side batching with ``max_batch_size`` (default 1 = off)
-    and ``batch_interval`` (seconds to wait for a batch to fill, default none);
-    ``python_requirements`` (pip requirement lines, default []).
+    """Our extension: serve a Python handler with the bundled runtime instead of a user image: its
+    file, its config, threads, server-side batching and pip requirements.
 
     ``path`` is relative to the directory of the API file the handler is declared in; the loader
     records that directory (see :attr:`file`).
     """
 
     path: NonEmptyStr
+    """Part of the handler extension: the Python file defining class Handler, relative to the API file's
+    directory and inside it, at most 900 KiB. Required."""
     config: dict[str, Any] = Field(default_factory=dict)
+    """Part of the handler extension: any mapping, passed to ``Handler.__init__``. Default {}."""
     threads_per_process: int = Field(1, ge=1)
+    """Part of the handler extension: threads running synchronous handler methods, also the batches run at
+    once. Default 1, >= 1."""
     max_batch_size: int = Field(1, ge=1)
+    """Part of the handler extension: above 1, handle_post gets lists of up to this many payloads (server-side
+    batching). Default 1 (off), >= 1."""
     batch_interval: float | None = Field(None, gt=0)
+    """Part of the handler extension: seconds a batch waits for more payloads after its first. Default none:
+    sent when a thread is free; > 0."""
     python_requirements: list[NonEmptyStr] = Field(default_factory=list)
+    """Part of the handler extension: pip requirement lines installed before the handler loads, each
+    non-empty. Default []."""
 
     # Not YAML keys: where `path` is relative to (given by the loader through the validation
     # context) and the file's text, read once when the spec is validated with that directory.
@@ -288,28 +321,40 @@ Image = Annotated[str, rule(is_image_reference, IMAGE_REQUIREMENT)]
 
 
 class ContainerSpec(SpecModel):
-    """One container of an API's pod.
-
-    ``name`` (required; lowercase DNS label, unique in the pod, not ``proxy`` or ``dequeuer``),
-    exactly one of ``image`` and ``handler`` (our extension), ``command`` and ``args`` (default: the
-    image's; Batch and Task containers need a command), ``env`` (default {}), ``compute`` (see
-    `ComputeSpec`), ``readiness_probe`` / ``liveness_probe`` / ``pre_stop`` (default none).
-    """
+    """One container of an API's pod: exactly one of ``image`` and ``handler`` (our extension), its
+    command, environment, compute requests, probes and pre-stop hook."""
 
     name: Annotated[
         str,
         dns_label(63, letter_first=True),
         rule(lambda name: name not in RESERVED_CONTAINER_NAMES, "proxy and dequeuer are reserved container names"),
     ]
+    """Name of the container, unique in the pod: at most 63 characters of a-z, 0-9 and '-', starting with a
+    letter; not proxy or dequeuer. Required."""
     image: Image | None = None
+    """Image the container runs, ``[registry/]repository[:tag][@sha256:digest]`` with the repository in
+    lower case. Exactly one of image and handler."""
     handler: HandlerSpec | None = None
+    """cortex_iac extension: serve a Python handler with the bundled serving runtime instead of an image.
+    Exactly one of image and handler."""
     command: list[str] | None = None
+    """Entrypoint of the container, not run in a shell. Default: the image's; needed by BatchAPI and TaskAPI
+    containers with an image; not with handler."""
     args: list[str] | None = None
+    """Arguments to the entrypoint. Default: the image's; not with handler."""
     env: dict[EnvName, str] = Field(default_factory=dict)
+    """Environment variables, name to value; names of letters, digits, _ - ., not starting with a digit nor
+    with CORTEX_. Default {}."""
     compute: ComputeSpec = Field(default_factory=ComputeSpec)
+    """Resource requests of the container. Every key is optional."""
     readiness_probe: ProbeSpec | None = None
+    """When the container can take requests; until the probe passes, the pod gets none. Default none; TaskAPI
+    takes none, exec only RealtimeAPI."""
     liveness_probe: ProbeSpec | None = None
+    """Whether the container still works; it is restarted when the probe fails. Default none; its
+    success_threshold must be 1."""
     pre_stop: PreStopSpec | None = None
+    """Hook run before the container is stopped (RealtimeAPI and AsyncAPI). Default none."""
 
     @model_validator(mode="after")
     def _consistent(self) -> ContainerSpec:
@@ -333,21 +378,28 @@ class ContainerSpec(SpecModel):
 
 
 class PodSpec(SpecModel):
-    """The pod of an API: ``port`` (default 8080; 8888, 15000 and 15001 are reserved),
-    ``max_concurrency`` (default 1), ``max_queue_length`` (default 100, at most 30000),
-    ``request_timeout`` (our extension: how long a request may take from its arrival at the pod,
-    queueing included, before it is answered 504; a duration, default 60s, at most 300s), and
-    ``containers`` (at least one, unique names; a pod requests GPUs or Inferentia chips, not both).
+    """The pod of an API: its port, concurrency and queue limits, ``request_timeout`` (our
+    extension) and its containers.
 
     The per-kind limits (which kinds take a port, a queue length, how much concurrency) are checked
     by the API models.
     """
 
     port: Port = 8080
+    """Port the API's container serves requests on: 1 to 65535, except 8888, 15000 and 15001 (the sidecar
+    proxy's). Default 8080; not for TaskAPI."""
     max_concurrency: int = Field(1, ge=1)
+    """Requests a replica handles at once. Default 1, >= 1; at most 30000 for RealtimeAPI and 100 for
+    AsyncAPI; not for BatchAPI or TaskAPI."""
     max_queue_length: int = Field(100, ge=1, le=30000)
+    """Requests a replica queues beyond max_concurrency; further ones get 503 at once. Default 100, 1 to
+    30000; RealtimeAPI only."""
     request_timeout: RequestTimeout = DEFAULT_REQUEST_TIMEOUT_SECONDS
+    """cortex_iac extension: time from a request's arrival at the pod, queueing included, to a 504 answer: a
+    duration, 1s to 300s. Default 60s; RealtimeAPI only."""
     containers: Annotated[list[ContainerSpec], Field(min_length=1)]
+    """The containers of the pod: at least one, unique names, at most one with a handler; GPUs and Inferentia
+    chips not both in one pod. Required."""
 
     @model_validator(mode="after")
     def _consistent(self) -> PodSpec:
