@@ -156,7 +156,7 @@ def cost(
 
 @app.command()
 def render(
-    api_file: Annotated[Path, typer.Argument(help="cortex.yaml with one or more RealtimeAPIs")],
+    api_file: Annotated[Path, typer.Argument(help="cortex.yaml with RealtimeAPIs and TrafficSplitters")],
     out: Annotated[Path, typer.Option("--out", help="directory to write the objects to, as YAML")],
     cluster: Annotated[Optional[Path], typer.Option("--cluster", help="cluster.yaml: place pods on its node groups")] = None,
     runtime_image: Annotated[
@@ -167,19 +167,21 @@ def render(
     """Write the Kubernetes objects the APIs would create, without Pulumi (like `helm template`)."""
     from cortex_iac.plan.plan import write_manifests
     from cortex_iac.render.realtime import render_api
-    from cortex_iac.specs import RealtimeApiSpec, load_apis, load_cluster
+    from cortex_iac.render.splitter import render_splitter
+    from cortex_iac.specs import RealtimeApiSpec, TrafficSplitterSpec, load_apis, load_cluster
     from cortex_iac.specs.deployment import check_deployment
 
     try:
         cluster_spec = load_cluster(cluster) if cluster is not None else None
         apis = load_apis(api_file)
         check_deployment(None if cluster_spec is None else cluster_spec.node_groups, apis, action="render", runtime_image=runtime_image)
-        objects = [
-            obj
-            for api in apis
-            if isinstance(api, RealtimeApiSpec)  # the kinds check_deployment lets through for "render"
-            for obj in render_api(api, cluster_spec, runtime_image=runtime_image)
-        ]
+        realtime = {api.name: api for api in apis if isinstance(api, RealtimeApiSpec)}
+        objects: list[dict[str, Any]] = []
+        for api in apis:  # the kinds check_deployment lets through for "render"
+            if isinstance(api, RealtimeApiSpec):
+                objects += render_api(api, cluster_spec, runtime_image=runtime_image)
+            elif isinstance(api, TrafficSplitterSpec):
+                objects += render_splitter(api, realtime, cluster_spec)
         written = write_manifests(objects, out)
         typer.echo(f"{len(written)} objects of {len(apis)} API(s) written to {out}")
     except CortexError as e:

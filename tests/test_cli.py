@@ -56,13 +56,13 @@ def test_validate_accepts_every_reference_config(tmp_path: Path) -> None:
             result = runner.invoke(app, ["validate", str(with_inf), str(file)])
             assert result.exit_code == 0, result.output
             continue
-        if kinds == {"RealtimeAPI"}:
+        if kinds <= {"RealtimeAPI", "TrafficSplitter"}:
             assert result.exit_code == 0, result.output
             assert f"ok {file}: RealtimeAPI " in result.output
         else:
             # Not deployable by this version yet: said as an error, never "ok".
             assert result.exit_code == 1
-            assert "cannot be deployed by this version of cortex_iac yet; supported: RealtimeAPI" in result.output
+            assert "cannot be deployed by this version of cortex_iac yet; supported: RealtimeAPI, TrafficSplitter" in result.output
             assert f"ok {file}" not in result.output
         assert ("warning: " + cluster + ": api_load_balancer_type: ignored") in result.output
 
@@ -142,7 +142,7 @@ def test_render_refuses_kinds_it_cannot_render(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.output.strip() == (
         f"error: {path}: apis[0].kind: 'TaskAPI' is not allowed (kind TaskAPI cannot be rendered by this version "
-        "of cortex_iac yet; supported: RealtimeAPI)"
+        "of cortex_iac yet; supported: RealtimeAPI, TrafficSplitter)"
     )
     assert not (tmp_path / "o").exists()
 

@@ -67,6 +67,7 @@ class RealtimeApi(pulumi.ComponentResource):
     autoscaler's field manager instead of fighting it).
     """
 
+    spec: RealtimeApiSpec
     url: pulumi.Output[str | None]
     namespace: pulumi.Output[str]
     service_name: pulumi.Output[str]
@@ -206,6 +207,7 @@ class RealtimeApi(pulumi.ComponentResource):
             opts=child,
         )
 
+        self.spec = spec
         self.url = url
         self.namespace = namespace
         self.service_name = service.metadata.name

@@ -61,6 +61,12 @@ _INGRESS = "ingress"
 _METRICS = "metrics"
 # Prometheus names of the two per-pod gauges whose sum is the pod's in-flight count.
 _INFLIGHT_METRICS = ("envoy_cluster_upstream_rq_active", "envoy_cluster_upstream_rq_pending_active")
+# Per-cluster requests and outcomes, kept too: a TrafficSplitter router's clusters are its target
+# APIs (render/splitter.py), so these are its requests per target and its shadow's answers; in an API
+# pod they tell queue-full 503s (pending_overflow) from the app's own 5xx.
+_REQUEST_METRICS = ("envoy_cluster_upstream_rq_total", "envoy_cluster_upstream_rq_xx",
+                    "envoy_cluster_upstream_rq_timeout", "envoy_cluster_upstream_rq_pending_overflow",
+                    "envoy_cluster_upstream_cx_connect_fail")
 # After the drain wait, SIGTERM makes Envoy exit at once; this is the slack for that exit.
 _EXIT_SECONDS = 5
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -431,7 +437,7 @@ def prometheus_scrape_job(job_name: str = "cortex-envoy") -> dict[str, Any]:
     Keeps only pods labelled :data:`API_NAME_LABEL`, and of those only the container port named
     :data:`METRICS_PORT_NAME`; scrapes :data:`METRICS_PATH`; sets the labels ``namespace``, ``pod``
     and ``api`` (the API's name) that :func:`inflight_query` selects on; stores only the in-flight
-    gauges (an Envoy exports hundreds of series). ``job_name`` defaults to ``cortex-envoy``.
+    gauges and the per-cluster request and outcome counters (an Envoy exports hundreds of series). ``job_name`` defaults to ``cortex-envoy``.
     """
     api_label = "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", API_NAME_LABEL)
     return {
@@ -447,6 +453,7 @@ def prometheus_scrape_job(job_name: str = "cortex-envoy") -> dict[str, Any]:
             {"source_labels": [api_label], "target_label": "api"},
         ],
         "metric_relabel_configs": [
-            {"source_labels": ["__name__"], "regex": "|".join(_INFLIGHT_METRICS), "action": "keep"},
+            {"source_labels": ["__name__"], "regex": "|".join(_INFLIGHT_METRICS + _REQUEST_METRICS),
+             "action": "keep"},
         ],
     }

@@ -352,6 +352,16 @@ class TrafficSplitTarget(SpecModel):
     of the sum. Default false."""
 
 
+class SplitterNetworkingSpec(NetworkingSpec):
+    """Where a TrafficSplitter is served: ``endpoint`` as for every kind, and ``match`` (our extension:
+    ``exact``, the default, or ``prefix``)."""
+
+    match: Literal["exact", "prefix"] = "exact"
+    """cortex_iac extension: which request paths the endpoint routes. exact (default, as Cortex): only the
+    endpoint itself, which the APIs receive as /; prefix: the endpoint and every path below it (/<endpoint>/x
+    reaches the APIs as /x), as for a RealtimeAPI."""
+
+
 class TrafficSplitterSpec(_ApiBase):
     """Weighted routing across RealtimeAPIs (kind TrafficSplitter): ``name``, ``apis`` (at least one,
     unique names, non-shadow weights summing to 100, at most one shadow), ``networking``."""
@@ -362,6 +372,8 @@ class TrafficSplitterSpec(_ApiBase):
     apis: Annotated[list[TrafficSplitTarget], Field(min_length=1)]
     """RealtimeAPIs of the same deployment sharing the traffic: at least one, unique names, non-shadow weights
     summing to 100, at most one shadow. Required."""
+    networking: SplitterNetworkingSpec = Field(default_factory=SplitterNetworkingSpec)  # type: ignore[assignment]
+    """Where the API is served on the shared load balancer. Every key is optional."""
 
     @model_validator(mode="after")
     def _weights(self) -> TrafficSplitterSpec:

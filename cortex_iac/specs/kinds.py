@@ -59,7 +59,7 @@ KINDS: dict[str, KindSupport] = {
     "AsyncAPI": KindSupport("AsyncAPI", frozenset({"validate"})),
     "BatchAPI": KindSupport("BatchAPI", frozenset({"validate"})),
     "TaskAPI": KindSupport("TaskAPI", frozenset({"validate"})),
-    "TrafficSplitter": KindSupport("TrafficSplitter", frozenset({"validate"})),
+    "TrafficSplitter": KindSupport("TrafficSplitter", frozenset({"validate", "render", "deploy"})),
 }
 assert tuple(KINDS) == API_KINDS
 

@@ -150,7 +150,6 @@ def test_splitter_targets_must_exist_and_be_realtime_apis(tmp_path: Path) -> Non
     assert code == 1
     assert "apis[1].apis[0].name: 't' is not allowed (a TrafficSplitter routes to RealtimeAPIs; t is a TaskAPI)" in output
     assert "apis[1].apis[1].name: 'missing' is not allowed (must be a RealtimeAPI of the same deployment" in output
-    assert "apis[1].kind: 'TrafficSplitter' is not allowed (kind TrafficSplitter cannot be deployed" in output
 
 
 @pytest.mark.parametrize("image", ["<AWS_ACCOUNT_ID>.dkr.ecr.us-east-1.amazonaws.com/m:1", "Team/Model:1", "m:1:2",
