@@ -105,7 +105,7 @@ def main() -> None:
     args = parser.parse_args()
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print("| APIs | resources | wall time (median of %d) | peak RSS | dependency depth |" % args.repeat)
+    print(f"| APIs | resources | wall time (median of {args.repeat}) | peak RSS | dependency depth |")
     print("|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for n in sorted(args.apis):

@@ -110,7 +110,7 @@ def app_kserve(port: int) -> None:
         def predict(self, payload: dict[str, Any], headers: dict[str, str] | None = None,
                     response_headers: dict[str, str] | None = None) -> dict[str, Any]:
             assert self.handler is not None
-            rows = [dict(zip(FEATURES, instance)) for instance in payload["instances"]]
+            rows = [dict(zip(FEATURES, instance, strict=False)) for instance in payload["instances"]]
             return {"predictions": [self.handler.handle_post(row)["prediction"] for row in rows]}
 
     model = Iris()

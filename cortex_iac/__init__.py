@@ -7,7 +7,25 @@ The components import Pulumi and its providers, so they load on first use: the s
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    # What type checkers and editors see: the real classes (at run time they load on first use).
+    from cortex_iac.components.cluster import Cluster
+    from cortex_iac.components.handle import ClusterHandle
+    from cortex_iac.components.node_group import NodeGroup
+    from cortex_iac.components.realtime_api import RealtimeApi
+    from cortex_iac.components.traffic_splitter import TrafficSplitter
+    from cortex_iac.errors import CortexError, PlanError, SpecError
+    from cortex_iac.specs import (
+        ClusterSpec,
+        NodeGroupSpec,
+        RealtimeApiSpec,
+        TrafficSplitterSpec,
+        load_api_files,
+        load_apis,
+        load_cluster,
+    )
 
 __all__ = [
     "Cluster",

@@ -6,9 +6,8 @@ stderr and exit code 1. Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -32,7 +31,7 @@ def _fail(error: CortexError) -> None:
 def validate(
     files: Annotated[list[Path], typer.Argument(help="cluster.yaml and cortex.yaml files, or stacks/Pulumi.<stack>.yaml")],
     runtime_image: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--runtime-image", help="the serving runtime image handler containers will run (checks it is given)"),
     ] = None,
 ) -> None:
@@ -101,8 +100,8 @@ def plan(
         Path, typer.Argument(help="Pulumi Python program: its project directory (with Pulumi.yaml) or main directory")
     ] = Path("."),
     stack: Annotated[str, typer.Option("--stack", "-s", help="stack name: reads Pulumi.<stack>.yaml")] = "dev",
-    json_file: Annotated[Optional[Path], typer.Option("--json", help="write the JSON plan here")] = None,
-    manifests: Annotated[Optional[Path], typer.Option("--manifests", help="write every Kubernetes object here as YAML")] = None,
+    json_file: Annotated[Path | None, typer.Option("--json", help="write the JSON plan here")] = None,
+    manifests: Annotated[Path | None, typer.Option("--manifests", help="write every Kubernetes object here as YAML")] = None,
 ) -> None:
     """Run a program under a recording mock engine (no cloud, no credentials) and show what it declares."""
     from cortex_iac.plan.engine import run_program
@@ -143,7 +142,7 @@ def diff(
 @app.command()
 def cost(
     plan_file: Annotated[Path, typer.Argument(help="plan file (cortex plan --json)")],
-    region: Annotated[Optional[str], typer.Option("--region", help="AWS region; default: the plan's aws:region")] = None,
+    region: Annotated[str | None, typer.Option("--region", help="AWS region; default: the plan's aws:region")] = None,
 ) -> None:
     """Estimate the monthly cost range of a plan from public on-demand prices (spot estimated)."""
     from cortex_iac.plan.cost import cost_command
@@ -158,9 +157,9 @@ def cost(
 def render(
     api_file: Annotated[Path, typer.Argument(help="cortex.yaml with RealtimeAPIs and TrafficSplitters")],
     out: Annotated[Path, typer.Option("--out", help="directory to write the objects to, as YAML")],
-    cluster: Annotated[Optional[Path], typer.Option("--cluster", help="cluster.yaml: place pods on its node groups")] = None,
+    cluster: Annotated[Path | None, typer.Option("--cluster", help="cluster.yaml: place pods on its node groups")] = None,
     runtime_image: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--runtime-image", help="serving runtime image that containers giving a handler run"),
     ] = None,
 ) -> None:
@@ -191,7 +190,7 @@ def render(
 @app.command()
 def serve(
     api_file: Annotated[Path, typer.Argument(help="cortex.yaml of a RealtimeAPI whose container has a handler")],
-    name: Annotated[Optional[str], typer.Option("--name", help="which API, when the file has several")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="which API, when the file has several")] = None,
     port: Annotated[int, typer.Option("--port", help="port on 127.0.0.1")] = 8888,
 ) -> None:
     """Run an API on localhost as it runs in a pod: the serving runtime, behind the Envoy sidecar when
@@ -214,4 +213,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

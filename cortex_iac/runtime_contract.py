@@ -7,7 +7,7 @@ Deliberately free of the pydantic API specs so the runtime image needs nothing b
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,7 +153,7 @@ def _parse_string_list(raw: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-_ENV_PARSERS = {
+_ENV_PARSERS: dict[str, Callable[[str], Any]] = {
     "handler_config": _parse_object,
     "threads_per_process": _parse_int,
     "max_batch_size": _parse_int,

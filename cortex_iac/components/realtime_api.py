@@ -7,22 +7,24 @@ into Pulumi resources and adds the AWS side (an IAM role through EKS Pod Identit
 from __future__ import annotations
 
 import copy
-import hashlib
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
-import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from cortex_iac.components._kube import custom_resource
 from cortex_iac.components.handle import ClusterHandle, ClusterRef, cluster_handle
+from cortex_iac.components.identity import api_identity, api_namespace, policy_attachment_names
+from cortex_iac.components.identity import placed as identity_placed
 from cortex_iac.errors import CortexError
-from cortex_iac.render import envoy, iam, realtime, routing
+from cortex_iac.render import realtime, routing
 from cortex_iac.specs import RealtimeApiSpec
 from cortex_iac.specs.deployment import check_deployment
 
 __all__ = ["TYPE", "ApiCluster", "ClusterHandle", "ClusterRef", "RealtimeApi", "policy_attachment_names"]
+
+if TYPE_CHECKING:
+    from cortex_iac.components.cluster import Cluster
 
 TYPE = "cortex:api:RealtimeApi"
 # What the renderer gets as the runtime image when the real one is an Output (known at deploy time);
@@ -77,7 +79,7 @@ class RealtimeApi(pulumi.ComponentResource):
         self,
         name: str,
         spec: RealtimeApiSpec,
-        cluster: Any,
+        cluster: Cluster | ClusterHandle,
         opts: pulumi.ResourceOptions | None = None,
         *,
         runtime_image: pulumi.Input[str] | None = None,
@@ -102,18 +104,13 @@ class RealtimeApi(pulumi.ComponentResource):
 
         # The objects are rendered with the plain name; those placed in the namespace take it from
         # the cluster's output instead, so they wait for the namespace.
-        namespace = pulumi.Output.from_input(cluster.api_namespace).apply(
-            lambda resolved: _same_namespace(name, resolved, namespace_name)
-        )
+        namespace_name, namespace = api_namespace(f"RealtimeApi {name!r}", cluster)
         on_cluster = pulumi.ResourceOptions(
             parent=self, provider=cluster.k8s_provider, depends_on=list(cluster.addon_releases.values())
         )
 
         def placed(obj: dict[str, Any]) -> dict[str, Any]:
-            meta = copy.deepcopy(obj["metadata"])
-            if meta.get("namespace") == namespace_name:
-                meta["namespace"] = namespace
-            return meta
+            return identity_placed(obj, namespace_name, namespace)
 
         service_account = k8s.core.v1.ServiceAccount(
             f"{name}-service-account",
@@ -177,35 +174,7 @@ class RealtimeApi(pulumi.ComponentResource):
             endpoint, https = routing.endpoint_of(spec), context.https
             url = ingress.status.apply(lambda status: _url(status, endpoint, https))
 
-        tags = {**cluster.tags, envoy.API_NAME_LABEL: spec.name}
-        child = pulumi.ResourceOptions(parent=self)
-        role = aws.iam.Role(
-            f"{name}-role",
-            assume_role_policy=pulumi.Output.all(cluster.cluster_name, namespace).apply(
-                lambda names: iam.to_json(iam.pod_identity_trust_policy(names[0], names[1], spec.name))
-            ),
-            description=f"Cortex RealtimeAPI {spec.name}",
-            tags=tags,
-            opts=child,
-        )
-        if objects.iam_policy is not None:
-            aws.iam.RolePolicy(f"{name}-s3-read", role=role.id, policy=iam.to_json(objects.iam_policy), opts=child)
-        for arn, attachment_name, former_name in policy_attachment_names(name, cluster.iam_policy_arns):
-            aws.iam.RolePolicyAttachment(
-                attachment_name,
-                role=role.name,
-                policy_arn=arn,
-                opts=pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(name=former_name)] if former_name else None),
-            )
-        aws.eks.PodIdentityAssociation(
-            f"{name}-pod-identity",
-            cluster_name=cluster.cluster_name,
-            namespace=namespace,
-            service_account=spec.name,
-            role_arn=role.arn,
-            tags=tags,
-            opts=child,
-        )
+        role = api_identity(self, name, spec.name, "RealtimeAPI", cluster, namespace, objects.iam_policy)
 
         self.spec = spec
         self.url = url
@@ -215,35 +184,6 @@ class RealtimeApi(pulumi.ComponentResource):
         self.register_outputs(
             {"url": self.url, "namespace": self.namespace, "service_name": self.service_name, "role_arn": self.role_arn}
         )
-
-
-def policy_attachment_names(name: str, arns: Sequence[str]) -> list[tuple[str, str, str | None]]:
-    """``(arn, child name, former child name)`` of each distinct policy ARN attached to an API's role.
-
-    The name is ``<name>-<policy name>-<first 8 hex digits of the ARN's sha256>``: the same policy
-    name in two paths or accounts gives two names, and a name never depends on the other ARNs. The
-    former name, ``<name>-<policy name>``, is returned (for an alias) where it was unambiguous, i.e.
-    where it can have been deployed; None otherwise. Without the alias Pulumi would create the
-    renamed attachment and then delete the old one, and deleting an attachment detaches the policy.
-    """
-    distinct = list(dict.fromkeys(arns))
-    policy_names = [arn.rsplit("/", 1)[-1] for arn in distinct]
-    return [
-        (arn, f"{name}-{policy}-{hashlib.sha256(arn.encode()).hexdigest()[:8]}",
-         f"{name}-{policy}" if policy_names.count(policy) == 1 else None)
-        for arn, policy in zip(distinct, policy_names)
-    ]
-
-
-def _same_namespace(name: str, resolved: str, expected: str) -> str:
-    # The rendered objects embed the plain name; an Output resolving to another one would scale
-    # and route on a namespace the pods are not in.
-    if resolved != expected:
-        raise CortexError(
-            f"RealtimeApi {name!r}: the cluster's API namespace is {resolved!r}, but its name was given as "
-            f"{expected!r} (ClusterRef's api_namespace_name must be the name api_namespace resolves to)"
-        )
-    return resolved
 
 
 def _with_runtime_image(

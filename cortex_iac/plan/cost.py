@@ -136,7 +136,8 @@ class CostReport:
 @cache
 def price_table() -> dict[str, Any]:
     """The bundled price table (``cortex_iac/data/prices.json``)."""
-    return json.loads((resources.files("cortex_iac") / "data" / "prices.json").read_text())
+    table: dict[str, Any] = json.loads((resources.files("cortex_iac") / "data" / "prices.json").read_text())
+    return table
 
 
 def plan_region(plan: dict[str, Any], region: str | None = None) -> str:
@@ -275,7 +276,7 @@ class _Prices:
         return self.data
 
     def hourly(self, key: str, source: str) -> float:
-        price = self._region()[key]
+        price = float(self._region()[key])
         self.used.add(source)
         return price
 
@@ -289,10 +290,10 @@ class _Prices:
                 f"(cortex_iac/data/prices.json); families there: {', '.join(sorted(data['instance_sources']))}"
             ) from None
         self.used.add(data["instance_sources"][instance_type.split(".")[0]])
-        return price
+        return float(price)
 
     def month(self, hourly: float) -> float:
-        return hourly * self.hours
+        return float(hourly * self.hours)
 
     def volume_month(self, size_gib: float, volume_type: str, iops: int | None, throughput: int | None) -> float:
         data = self._region()
@@ -306,7 +307,7 @@ class _Prices:
             cost += max(0, (throughput or 0) - _GP3_FREE_MIBPS) * ebs["mibps_month"]
         elif volume_type == "io1":
             cost += (iops or 0) * ebs["iops_month"]
-        return cost
+        return float(cost)
 
 
 def _where(r: dict[str, Any]) -> str:

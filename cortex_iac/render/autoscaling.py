@@ -23,7 +23,6 @@ from __future__ import annotations
 from decimal import ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING, Any
 
-from cortex_iac.versions import KUBERNETES_VERSION
 from cortex_iac.render.envoy import LISTEN_PORT, inflight_query
 from cortex_iac.render.routing import (
     EXTERNAL_SCALER_PORT,
@@ -31,6 +30,7 @@ from cortex_iac.render.routing import (
     KEDA_NAMESPACE,
     interceptor_host,
 )
+from cortex_iac.versions import KUBERNETES_VERSION
 
 if TYPE_CHECKING:
     from cortex_iac.specs import RealtimeApiSpec

@@ -91,7 +91,7 @@ class Batcher:
                     if not future.done():
                         future.set_exception(error)
                 return
-            for (_, future), result in zip(batch, results):
+            for (_, future), result in zip(batch, results, strict=False):
                 if not future.done():
                     future.set_result(result)
         finally:

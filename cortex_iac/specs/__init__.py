@@ -15,9 +15,10 @@ from cortex_iac.specs.api import (
     NetworkingSpec,
     RealtimeApiSpec,
     TaskApiSpec,
-    TrafficSplitterSpec,
     TrafficSplitTarget,
+    TrafficSplitterSpec,
     UpdateStrategySpec,
+    WorkloadSpec,
 )
 from cortex_iac.specs.base import RESERVED_PORTS
 from cortex_iac.specs.cluster import CLUSTER_NAME_TAG, ClusterSpec, NodeGroupSpec, SpotConfig, SubnetSpec
@@ -67,6 +68,7 @@ __all__ = [
     "TrafficSplitTarget",
     "TrafficSplitterSpec",
     "UpdateStrategySpec",
+    "WorkloadSpec",
     "detect_spec_kind",
     "load_api_files",
     "load_apis",

@@ -20,7 +20,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, PlainValidator, PrivateAttr, WithJsonSchema, model_validator
 
 from cortex_iac.specs.base import NodeGroupName, SpecModel, dns_label, rule, written
-from cortex_iac.specs.duration import duration
+from cortex_iac.specs.duration import DURATION_SCHEMA, duration_rule
 from cortex_iac.specs.pod import PodSpec
 from cortex_iac.specs.problems import MISSING, Phrase, Problems, rule_error
 
@@ -29,12 +29,12 @@ API_KINDS = ("RealtimeAPI", "AsyncAPI", "BatchAPI", "TaskAPI", "TrafficSplitter"
 ApiName = Annotated[str, dns_label(42, letter_first=True)]
 
 # Cortex's autoscaler ticks every 10 s, so windows are whole ticks.
-AutoscalingWindow = duration(multiple_of=10, minimum=10)
+AutoscalingWindow = Annotated[int, duration_rule(multiple_of=10, minimum=10), DURATION_SCHEMA]
 # The Kubernetes autoscaler (HPA) accepts stabilization windows of at most one hour.
 MAX_STABILIZATION_SECONDS = 3600
-StabilizationPeriod = duration(
+StabilizationPeriod = Annotated[int, duration_rule(
     maximum=MAX_STABILIZATION_SECONDS, why="the Kubernetes autoscaler accepts stabilization windows of at most 1h"
-)
+), DURATION_SCHEMA]
 
 _ENDPOINT = re.compile(r"[a-zA-Z0-9_\-./]*")
 _S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?")
@@ -372,7 +372,7 @@ class TrafficSplitterSpec(_ApiBase):
     apis: Annotated[list[TrafficSplitTarget], Field(min_length=1)]
     """RealtimeAPIs of the same deployment sharing the traffic: at least one, unique names, non-shadow weights
     summing to 100, at most one shadow. Required."""
-    networking: SplitterNetworkingSpec = Field(default_factory=SplitterNetworkingSpec)  # type: ignore[assignment]
+    networking: SplitterNetworkingSpec = Field(default_factory=SplitterNetworkingSpec)
     """Where the API is served on the shared load balancer. Every key is optional."""
 
     @model_validator(mode="after")

@@ -63,7 +63,7 @@ def rule(predicate: Callable[[T], bool], requirement: str) -> AfterValidator:
 
 def pattern(regex: re.Pattern[str], requirement: str) -> AfterValidator:
     """A field validator that accepts only strings matching ``regex`` in full."""
-    return rule(lambda text: regex.fullmatch(text) is not None, requirement)
+    return rule(lambda text: isinstance(text, str) and regex.fullmatch(text) is not None, requirement)
 
 
 _DNS_1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
@@ -79,7 +79,8 @@ def dns_label(max_length: int, *, letter_first: bool) -> AfterValidator:
         f"must be at most {max_length} characters of a-z, 0-9 and '-', starting with {start} "
         "and ending with a letter or digit"
     )
-    return rule(lambda name: len(name) <= max_length and pattern.fullmatch(name) is not None, requirement)
+    return rule(lambda name: isinstance(name, str) and len(name) <= max_length and pattern.fullmatch(name) is not None,
+                requirement)
 
 
 NonEmptyStr = Annotated[str, Field(min_length=1)]

@@ -19,9 +19,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
-from typing import Annotated, Literal
-
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, ModelWrapValidatorHandler, PrivateAttr, model_validator
 
@@ -278,7 +276,7 @@ class ClusterSpec(SpecModel):
     subnet_visibility: Literal["public", "private"] = "public"
     """Whether the worker nodes run in public or private subnets (private ones need a NAT gateway).
     Default public."""
-    nat_gateway: Literal["none", "single", "highly_available"] = Field(None)  # type: ignore[assignment]  # see below
+    nat_gateway: Literal["none", "single", "highly_available"] = Field(None)  # type: ignore[arg-type]  # see below
     """NAT gateways of a new VPC: none, single or highly_available (one per zone). Default single for private
     subnets, else none; none with subnets."""
     api_load_balancer_type: Literal["nlb", "elb"] = "nlb"

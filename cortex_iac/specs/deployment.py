@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cortex_iac.errors import SpecError
-from cortex_iac.specs.api import ApiSpec, TrafficSplitterSpec, WorkloadSpec
+from cortex_iac.specs.api import ApiSpec, TrafficSplitterSpec, WorkloadSpec, _ApiBase
 from cortex_iac.specs.cluster import NodeGroupSpec
 from cortex_iac.specs.image import IMAGE_REQUIREMENT, is_image_reference
 from cortex_iac.specs.kinds import Action, unsupported
@@ -36,7 +36,7 @@ RUNTIME_IMAGE_HINT = (
 )
 
 
-def problem_line(spec: ApiSpec, path: Path, value: Any, requirement: str) -> str:
+def problem_line(spec: _ApiBase, path: Path, value: Any, requirement: str) -> str:
     """One message line about ``value`` at ``path`` of ``spec``, named as the loader names its problems."""
     field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
     return f"{spec.where}{field}: {show(value)} is not allowed ({requirement})"

@@ -46,11 +46,12 @@ def parse_duration(text: str | int) -> int:
     return int(total)
 
 
-def duration(*, multiple_of: int = 1, minimum: int = 0, maximum: int | None = None, why: str | None = None) -> Any:
-    """A model field type: a duration string (or int seconds) held as int seconds, at least
-    ``minimum`` seconds (default 0), at most ``maximum`` (default: no limit) and a multiple of
+def duration_rule(*, multiple_of: int = 1, minimum: int = 0, maximum: int | None = None,
+                  why: str | None = None) -> PlainValidator:
+    """The validator of a duration field: a duration string (or int seconds) held as int seconds, at
+    least ``minimum`` seconds (default 0), at most ``maximum`` (default: no limit) and a multiple of
     ``multiple_of`` seconds (default 1). ``why`` (default none) ends the requirement in errors.
-    Errors show the value as written."""
+    Errors show the value as written. Use as ``Annotated[int, duration_rule(...), DURATION_SCHEMA]``."""
     bounds = [f"a multiple of {multiple_of}s"] if multiple_of != 1 else []
     bounds.append(f"at least {minimum}s")
     if maximum is not None:
@@ -66,12 +67,19 @@ def duration(*, multiple_of: int = 1, minimum: int = 0, maximum: int | None = No
             raise rule_error(value, requirement)
         return seconds
 
-    return Annotated[
-        int,
-        PlainValidator(validate),
-        WithJsonSchema({"type": ["string", "integer"], "description": DURATION_EXAMPLES}),
-    ]
+    return PlainValidator(validate)
 
 
-Duration = duration()
+DURATION_SCHEMA = WithJsonSchema({"type": ["string", "integer"], "description": DURATION_EXAMPLES})
+"""The JSON schema of a duration field (a string such as 60s, or int seconds)."""
+
+
+def duration(*, multiple_of: int = 1, minimum: int = 0, maximum: int | None = None, why: str | None = None) -> Any:
+    """A model field type built from :func:`duration_rule` (for code; static types spell out
+    ``Annotated[int, duration_rule(...), DURATION_SCHEMA]``)."""
+    return Annotated[int, duration_rule(multiple_of=multiple_of, minimum=minimum, maximum=maximum, why=why),
+                     DURATION_SCHEMA]
+
+
+Duration = Annotated[int, duration_rule(), DURATION_SCHEMA]
 """A model field type: accepts a duration string or int seconds, holds int seconds."""

@@ -184,7 +184,7 @@ def _check_api_list(
             continue
         context = None if base_dir is None else {SOURCE_DIR_CONTEXT: Path(base_dir).resolve()}
         try:
-            spec = _validate(model, item, origin=origin, root=root, context=context)  # type: ignore[arg-type]
+            spec = _validate(model, item, origin=origin, root=root, context=context)
         except SpecError as error:
             lines += error.problems
             continue
@@ -274,7 +274,8 @@ class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
                     None, None, f"key {show(key)} given twice is not allowed (one value per key)", key_node.start_mark
                 )
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
 
 
 def _read_yaml(path: Path, origin: str, expected: str) -> Any:

@@ -16,7 +16,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import Field, PrivateAttr, ValidationInfo, model_validator
 
 from cortex_iac.specs.base import NonEmptyStr, Port, SpecModel, dns_label, rule, written
-from cortex_iac.specs.duration import duration
+from cortex_iac.specs.duration import DURATION_SCHEMA, duration_rule
 from cortex_iac.specs.image import IMAGE_REQUIREMENT, is_image_reference
 from cortex_iac.specs.problems import MISSING, Problems, rule_error
 from cortex_iac.specs.quantity import Quantity
@@ -34,12 +34,12 @@ MAX_REQUEST_TIMEOUT_SECONDS = 300
 # The default: every deleted pod lives about this long plus 16 s (its drain), so the default keeps
 # scale-downs and rollouts quick; APIs with long inferences raise it up to the maximum.
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 60
-RequestTimeout = duration(
+RequestTimeout = Annotated[int, duration_rule(
     minimum=1,
     maximum=MAX_REQUEST_TIMEOUT_SECONDS,
     why=f"the shared load balancer and the KEDA HTTP interceptor end a request with no answer after "
     f"{MAX_REQUEST_TIMEOUT_SECONDS}s",
-)
+), DURATION_SCHEMA]
 
 # Key of the validation context under which the loader passes the directory of the file being loaded.
 SOURCE_DIR_CONTEXT = "source_dir"

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from cortex_iac.errors import CortexError, SpecError
+from cortex_iac.errors import SpecError
 from cortex_iac.render import autoscaling, envoy, routing
 from cortex_iac.render.realtime import (
     API_NAMESPACE,

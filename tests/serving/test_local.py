@@ -225,7 +225,7 @@ def _wrk(port: int, seconds: int, body_file: Path) -> dict[str, int]:
     ).stdout
     counters = {"requests": int(re.search(r"(\d+) requests in", output).group(1))}  # type: ignore[union-attr]
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-    counters.update(zip(("connect", "read", "write", "timeout"), map(int, errors.groups())) if errors
+    counters.update(zip(("connect", "read", "write", "timeout"), map(int, errors.groups()), strict=False) if errors
                     else {"connect": 0, "read": 0, "write": 0, "timeout": 0})
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     counters["non_2xx"] = int(non_2xx.group(1)) if non_2xx else 0

@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 
-from tests.needs import IN_CI
-
 from cortex_iac.errors import SpecError
 from cortex_iac.specs import load_apis
+from tests.needs import IN_CI
 
 # tests/specs/helpers.py -> parents: specs, tests, the repo, the workspace holding shared/
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "cortex-reference"

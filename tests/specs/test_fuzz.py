@@ -107,7 +107,7 @@ def required(kind: str, data: Any) -> list[Loc]:
             locs += [(i, "apis"), *[(i, "apis", j, key) for j in range(len(item["apis"])) for key in ("name", "weight")]]
             continue
         locs += [(i, "pod"), (i, "pod", "containers")]
-        for j, box in enumerate(item["pod"]["containers"]):
+        for j, _box in enumerate(item["pod"]["containers"]):
             locs += [(i, "pod", "containers", j, "name"), (i, "pod", "containers", j, "image")]
             if item["kind"] in ("BatchAPI", "TaskAPI"):
                 locs.append((i, "pod", "containers", j, "command"))
@@ -247,7 +247,7 @@ def malformed(draw: st.DrawFn) -> tuple[str, Any, str]:
         item = data[index] if index is not None else data
         loc, values = draw(st.sampled_from(out_of_range(kind, item.get("kind", ""))))
         target = item
-        for part, after in zip(loc[:-1], loc[1:]):
+        for part, after in zip(loc[:-1], loc[1:], strict=False):
             if isinstance(part, int):
                 assume(isinstance(target, list) and part < len(target))
             elif target.get(part) is None:

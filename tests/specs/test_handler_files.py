@@ -7,10 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cortex_iac.errors import SpecError
 from cortex_iac.specs import (
-    RealtimeApiSpec,
-    load_api_files,
     load_apis,
     read_handler_sources,
 )

@@ -1,0 +1,111 @@
+"""An API's identity and placement, shared by every API component: the IAM role its pods get
+through EKS Pod Identity, and its objects' place in the cluster's API namespace.
+
+The add-ons (``components/addons.py`` ``pod_identity_role``) make roles for charts' service
+accounts with customer-managed policies; an API's role differs: an inline policy of exactly what
+its spec asks (``iam.s3_read``), the cluster's ``iam_policy_arns`` attached, and children named
+after the API component.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from cortex_iac.components.handle import ClusterHandle
+from cortex_iac.errors import CortexError
+from cortex_iac.render import iam
+from cortex_iac.render.envoy import API_NAME_LABEL
+
+
+def api_namespace(component: str, cluster: ClusterHandle) -> tuple[str, pulumi.Output[str]]:
+    """The API namespace's plain name (what rendered objects embed) and an Output of it that waits
+    for the namespace (what objects placed in it use); refuses an Output resolving to another name."""
+    name = cluster.namespace_name
+
+    def same(resolved: str) -> str:
+        if resolved != name:
+            raise CortexError(
+                f"{component}: the cluster's API namespace is {resolved!r}, but its name was given as {name!r} "
+                "(ClusterHandle's api_namespace_name must be the name api_namespace resolves to)"
+            )
+        return resolved
+
+    return name, pulumi.Output.from_input(cluster.api_namespace).apply(same)
+
+
+def placed(obj: dict[str, Any], namespace_name: str, namespace: pulumi.Input[str]) -> dict[str, Any]:
+    """The metadata of a rendered object, with its namespace taken from ``namespace`` (an Output
+    that waits for the namespace) when it is the API namespace ``namespace_name``."""
+    meta: dict[str, Any] = copy.deepcopy(obj["metadata"])
+    if meta.get("namespace") == namespace_name:
+        meta["namespace"] = namespace
+    return meta
+
+
+def policy_attachment_names(name: str, arns: Sequence[str]) -> list[tuple[str, str, str | None]]:
+    """``(arn, child name, former child name)`` of each distinct policy ARN attached to an API's role.
+
+    The name is ``<name>-<policy name>-<first 8 hex digits of the ARN's sha256>``: the same policy
+    name in two paths or accounts gives two names, and a name never depends on the other ARNs. The
+    former name, ``<name>-<policy name>``, is returned (for an alias) where it was unambiguous, i.e.
+    where it can have been deployed; None otherwise. Without the alias Pulumi would create the
+    renamed attachment and then delete the old one, and deleting an attachment detaches the policy.
+    """
+    distinct = list(dict.fromkeys(arns))
+    policy_names = [arn.rsplit("/", 1)[-1] for arn in distinct]
+    return [
+        (arn, f"{name}-{policy}-{hashlib.sha256(arn.encode()).hexdigest()[:8]}",
+         f"{name}-{policy}" if policy_names.count(policy) == 1 else None)
+        for arn, policy in zip(distinct, policy_names, strict=True)
+    ]
+
+
+def api_identity(
+    parent: pulumi.Resource,
+    name: str,
+    api_name: str,
+    kind: str,
+    cluster: ClusterHandle,
+    namespace: pulumi.Input[str],
+    inline_policy: dict[str, Any] | None,
+) -> aws.iam.Role:
+    """The API's role and what gives it to the API's service account (named ``api_name``):
+    ``<name>-role`` (trusting only that service account of that cluster and namespace),
+    ``<name>-s3-read`` (``inline_policy``, when given), one attachment per cluster policy ARN
+    (:func:`policy_attachment_names`) and ``<name>-pod-identity``. Returns the role."""
+    tags = {**cluster.tags, API_NAME_LABEL: api_name}
+    child = pulumi.ResourceOptions(parent=parent)
+    role = aws.iam.Role(
+        f"{name}-role",
+        assume_role_policy=pulumi.Output.all(cluster.cluster_name, namespace).apply(
+            lambda names: iam.to_json(iam.pod_identity_trust_policy(names[0], names[1], api_name))
+        ),
+        description=f"Cortex {kind} {api_name}",
+        tags=tags,
+        opts=child,
+    )
+    if inline_policy is not None:
+        aws.iam.RolePolicy(f"{name}-s3-read", role=role.id, policy=iam.to_json(inline_policy), opts=child)
+    for arn, attachment_name, former_name in policy_attachment_names(name, cluster.iam_policy_arns):
+        aws.iam.RolePolicyAttachment(
+            attachment_name,
+            role=role.name,
+            policy_arn=arn,
+            opts=pulumi.ResourceOptions(parent=parent, aliases=[pulumi.Alias(name=former_name)] if former_name else None),
+        )
+    aws.eks.PodIdentityAssociation(
+        f"{name}-pod-identity",
+        cluster_name=cluster.cluster_name,
+        namespace=namespace,
+        service_account=api_name,
+        role_arn=role.arn,
+        tags=tags,
+        opts=child,
+    )
+    return role
