@@ -29,11 +29,17 @@ def test_every_kubernetes_object_validates(recording) -> None:
 def test_every_api_of_the_stack_is_declared(recording) -> None:
     apis = {r.name for r in recording.of_type("cortex:api:RealtimeApi")}
     expected = {
-        ("cortex", "dev"): {"hello-world"},
+        ("cortex", "dev"): {"hello-world", "hello-world-canary"},
         ("cortex", "prod"): {"text-generator", "image-classifier", "sentiment"},
         ("acme-ml-platform", "dev"): {"fraud-score"},
     }[(recording.project, recording.stack)]
     assert apis == expected
+
+
+def test_the_dev_stack_splits_traffic_over_its_two_apis(recording) -> None:
+    splitters = {r.name for r in recording.of_type("cortex:api:TrafficSplitter")}
+    expected = {("cortex", "dev"): {"hello"}}.get((recording.project, recording.stack), set())
+    assert splitters == expected
 
 
 def test_one_cluster_and_one_node_group_component_per_cortex_node_group(recording) -> None:
