@@ -398,9 +398,11 @@ def tolerations(spec: WorkloadSpec, allowed: Sequence[NodeGroupSpec] | None) -> 
 def iam_policy(spec: WorkloadSpec, partition: str = "aws") -> dict[str, Any] | None:
     """The API role's inline policy: exactly what ``iam.s3_read`` asks for, or None (no policy).
 
-    For each ``s3://bucket/prefix``: ``s3:GetObject`` on ``bucket/prefix*``, and ``s3:ListBucket``
-    on the bucket only for keys under the prefixes (an ``s3:prefix`` condition). ``partition``
-    defaults to ``aws``.
+    For each ``s3://bucket/prefix``: ``s3:GetObject`` on the prefix's keys, and ``s3:ListBucket``
+    on the bucket only for keys under the prefixes (an ``s3:prefix`` condition). A prefix ending in
+    ``/`` (or a whole bucket) covers every key below it (``prefix*``); one without a trailing ``/``
+    is a path: the key itself and the keys below ``prefix/``, so ``s3://b/resnet50`` does not grant
+    ``resnet50-private/...``. ``partition`` defaults to ``aws``.
     """
     prefixes: dict[str, list[str]] = {}
     for uri in spec.iam.s3_read:
@@ -414,7 +416,8 @@ def iam_policy(spec: WorkloadSpec, partition: str = "aws") -> dict[str, Any] | N
         "Sid": "ReadObjects",
         "Effect": "Allow",
         "Action": "s3:GetObject",
-        "Resource": [f"arn:{partition}:s3:::{bucket}/{prefix}*" for bucket, ps in prefixes.items() for prefix in ps],
+        "Resource": [f"arn:{partition}:s3:::{bucket}/{pattern}" for bucket, ps in prefixes.items()
+                     for prefix in ps for pattern in _key_patterns(prefix)],
     }]
     for number, (bucket, ps) in enumerate(prefixes.items()):
         statement: dict[str, Any] = {
@@ -424,6 +427,13 @@ def iam_policy(spec: WorkloadSpec, partition: str = "aws") -> dict[str, Any] | N
             "Resource": f"arn:{partition}:s3:::{bucket}",
         }
         if "" not in ps:  # a whole bucket given: list all of it
-            statement["Condition"] = {"StringLike": {"s3:prefix": [f"{p}*" for p in ps]}}
+            statement["Condition"] = {"StringLike": {"s3:prefix": [pattern for p in ps for pattern in _key_patterns(p)]}}
         statements.append(statement)
     return policy_document(statements)
+
+
+def _key_patterns(prefix: str) -> list[str]:
+    """The S3 key patterns of an ``iam.s3_read`` prefix (see :func:`iam_policy`)."""
+    if prefix == "" or prefix.endswith("/"):
+        return [f"{prefix}*"]
+    return [prefix, f"{prefix}/*"]

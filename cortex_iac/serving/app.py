@@ -133,7 +133,8 @@ class Runtime:
         self.config = config
         self.exit_code = 0
         self.metrics = Metrics(config.max_batch_size)
-        self.access_log = AccessLog()
+        # Access lines are info-level lines: CORTEX_LOG_LEVEL=warning (or error) turns them off.
+        self.access_log = AccessLog(enabled=config.log_level in ("debug", "info"))
         self._on_fatal = on_fatal
         self._runner: HandlerRunner | None = None
         self._batcher: Batcher | None = None

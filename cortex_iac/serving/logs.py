@@ -62,13 +62,16 @@ class AccessLog:
     ``stream`` defaults to stdout, looked up at flush time so redirections made later are honoured.
     """
 
-    def __init__(self, stream: IO[str] | None = None) -> None:
+    def __init__(self, stream: IO[str] | None = None, *, enabled: bool = True) -> None:
         self._stream = stream
+        self._enabled = enabled
         self._pending: list[tuple[float, str, int, float, str | None]] = []
 
     def record(self, method: str, status: int, latency: float, error_id: str | None = None) -> None:
-        """Remember one finished request: wall-clock time, method, status, latency in seconds."""
-        self._pending.append((time.time(), method, status, latency, error_id))
+        """Remember one finished request: wall-clock time, method, status, latency in seconds
+        (nothing when the log is not ``enabled``: a log level above info)."""
+        if self._enabled:
+            self._pending.append((time.time(), method, status, latency, error_id))
 
     def flush(self) -> None:
         """Write every buffered record as one line each, then empty the buffer."""

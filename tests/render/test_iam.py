@@ -92,3 +92,18 @@ def test_to_json_round_trips_and_keeps_statement_order() -> None:
     doc = iam.policy_document([{"Sid": "B", "Effect": "Allow"}, {"Sid": "A", "Effect": "Deny"}])
     assert json.loads(iam.to_json(doc)) == doc
     assert [s["Sid"] for s in json.loads(iam.to_json(doc))["Statement"]] == ["B", "A"]
+
+
+def test_an_s3_read_path_without_a_trailing_slash_grants_no_sibling_prefix() -> None:
+    from cortex_iac.render.workload import iam_policy
+    from cortex_iac.specs import RealtimeApiSpec
+
+    spec = RealtimeApiSpec.model_validate({
+        "name": "a", "kind": "RealtimeAPI", "pod": {"containers": [{"name": "c", "image": "nginx"}]},
+        "iam": {"s3_read": ["s3://models/resnet50", "s3://models/shared/"]},
+    })
+    policy = iam_policy(spec)
+    assert policy is not None
+    read, listing = policy["Statement"]
+    assert read["Resource"] == ["arn:aws:s3:::models/resnet50", "arn:aws:s3:::models/resnet50/*", "arn:aws:s3:::models/shared/*"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["resnet50", "resnet50/*", "shared/*"]}}

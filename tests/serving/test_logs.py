@@ -41,3 +41,18 @@ def test_access_log_writes_buffered_records_on_flush() -> None:
     ]
     access.flush()
     assert len(stream.getvalue().splitlines()) == 2
+
+
+def test_access_lines_follow_the_log_level() -> None:
+    import io
+
+    from cortex_iac.runtime_contract import RuntimeConfig
+    from cortex_iac.serving.app import Runtime
+
+    stream = io.StringIO()
+    quiet = AccessLog(stream, enabled=False)
+    quiet.record("POST", 200, 0.001)
+    quiet.flush()
+    assert stream.getvalue() == ""
+    assert Runtime(RuntimeConfig(handler_path="h.py", log_level="warning")).access_log._enabled is False
+    assert Runtime(RuntimeConfig(handler_path="h.py", log_level="info")).access_log._enabled is True
