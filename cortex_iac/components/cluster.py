@@ -32,7 +32,7 @@ from cortex_iac.render.cluster_layout import (
 from cortex_iac.render.iam import aws_managed_policy_arn, service_trust_policy, to_json
 from cortex_iac.render.karpenter import DISCOVERY_TAG
 from cortex_iac.render.network import NetworkLayout, subnet_tags
-from cortex_iac.render.workload import API_NAMESPACE
+from cortex_iac.render.workload import API_NAMESPACE, network_policy
 from cortex_iac.specs import ClusterSpec
 from cortex_iac.versions import COREDNS_ADDON_VERSION, KUBERNETES_VERSION
 
@@ -186,6 +186,8 @@ class Cluster(pulumi.ComponentResource):
             public_subnet_ids=public_subnet_ids,
             private_subnet_ids=private_subnet_ids,
             tags=tags,
+            # The VPC CNI's network policy agent, which enforces the API namespace's NetworkPolicy.
+            vpc_cni_options=eks.VpcCniOptionsArgs(enable_network_policy=True),
             # Destroyed before the routes, so the controllers can still reach AWS while finalizing.
             opts=pulumi.ResourceOptions(parent=self, depends_on=egress),
         )
@@ -240,6 +242,15 @@ class Cluster(pulumi.ComponentResource):
             made = k8s.core.v1.Namespace(f"{name}-{ns.name}-namespace", metadata=object_meta(ns.metadata), opts=on_cluster)
             namespace[ns.role] = made.metadata.name
         self.api_namespace = namespace["apis"]
+        # Default deny in the API namespace, with exactly what traffic needs (enforced by the VPC
+        # CNI's network policy agent, switched on in the eks.Cluster's vpc_cni_options).
+        policy = network_policy(layout.api_namespace_name)
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-api-network-policy",
+            metadata={**policy["metadata"], "namespace": self.api_namespace},
+            spec=policy["spec"],
+            opts=on_cluster,
+        )
 
         ctx = AddonContext(
             name=name, parent=self, cluster_name=cluster_name, region=layout.region, tags=tags,

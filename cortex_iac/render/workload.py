@@ -180,6 +180,49 @@ def render_namespace(name: str = API_NAMESPACE) -> dict[str, Any]:
     }
 
 
+# EKS Pod Identity's agent, on every node's link-local address: pods get their AWS role from it.
+POD_IDENTITY_AGENT = "169.254.170.23/32"
+POD_IDENTITY_AGENT_PORT = 80
+# The sidecars' traffic and metrics ports (render/envoy.py: LISTEN_PORT, METRICS_PORT).
+_TRAFFIC_PORT, _METRICS_PORT = 8888, 15000
+
+
+def network_policy(namespace: str = API_NAMESPACE, *, prometheus_namespace: str = "prometheus",
+                   dns_namespace: str = "kube-system") -> dict[str, Any]:
+    """The API namespace's NetworkPolicy: default deny, with exactly what traffic needs.
+
+    Ingress: the sidecars' traffic port 8888 from anywhere (the load balancer's targets are pod IPs
+    it reaches from the VPC; the KEDA interceptor and the TrafficSplitter routers reach API
+    Services there), and their metrics port 15000 from the Prometheus namespace only. Nothing
+    else: the app's own port (``pod.port``) is reachable only by its pod's Envoy over loopback,
+    which a NetworkPolicy does not filter, so no other pod can bypass the sidecar's limits.
+    Egress: DNS in ``kube-system``, the EKS Pod Identity agent (the pods' AWS credentials), and the
+    internet and VPC (models download from S3 and registries), i.e. not restricted yet beyond
+    what the pods' IAM roles allow.
+    """
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "cortex-apis", "namespace": namespace, "labels": dict(_PART_OF)},
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [
+                {"ports": [{"protocol": "TCP", "port": _TRAFFIC_PORT}]},
+                {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": prometheus_namespace}}}],
+                 "ports": [{"protocol": "TCP", "port": _METRICS_PORT}]},
+            ],
+            "egress": [
+                {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": dns_namespace}}}],
+                 "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+                {"to": [{"ipBlock": {"cidr": POD_IDENTITY_AGENT}}],
+                 "ports": [{"protocol": "TCP", "port": POD_IDENTITY_AGENT_PORT}]},
+                {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}]},
+            ],
+        },
+    }
+
+
 def service_account(api_name: str, namespace: str, component: str) -> dict[str, Any]:
     """The API's ServiceAccount. Its AWS role comes through EKS Pod Identity (an association made
     by the component), so it carries no annotation; no Kubernetes API token is mounted."""

@@ -693,3 +693,14 @@ def test_system_instance_type_must_be_known() -> None:
     with pytest.raises(CortexError) as e:
         record(lambda: Cluster("demo", _spec(), system_instance_type="m5.huge"))
     assert str(e.value) == "Cluster 'demo': system_instance_type: 'm5.huge' is not in the bundled instance table"
+
+
+def test_the_api_namespace_gets_its_network_policy_and_the_cni_enforces_it() -> None:
+    from cortex_iac.render.workload import network_policy
+
+    rec = record(lambda: Cluster("demo", _spec()))
+    policy = rec.find("kubernetes:networking.k8s.io/v1:NetworkPolicy", "demo-api-network-policy")
+    assert policy.inputs["spec"] == network_policy()["spec"]
+    namespace = rec.find("kubernetes:core/v1:Namespace", "demo-cortex-apis-namespace")
+    assert namespace.urn in policy.dependencies  # placed in the namespace once it exists
+    assert rec.find("eks:index:Cluster", "demo-eks").inputs["vpcCniOptions"]["enableNetworkPolicy"] is True

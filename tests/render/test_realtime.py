@@ -692,3 +692,16 @@ def test_context_namespace_is_in_the_query_and_the_interceptor_host() -> None:
     transforms = yaml.safe_load(objects.ingress["metadata"]["annotations"][
         "alb.ingress.kubernetes.io/transforms.keda-add-ons-http-interceptor-proxy"])
     assert transforms[1]["hostHeaderRewriteConfig"]["rewrites"][0]["replace"] == "sleepy.team-a"
+
+
+def test_the_api_namespace_network_policy_admits_only_the_sidecars_ports() -> None:
+    from cortex_iac.render.workload import network_policy
+
+    policy = network_policy()
+    validate_all([policy])
+    spec = policy["spec"]
+    assert spec["podSelector"] == {} and spec["policyTypes"] == ["Ingress", "Egress"]
+    ports = sorted(p["port"] for rule in spec["ingress"] for p in rule["ports"])
+    assert ports == [8888, 15000]  # never an app's own port: only its Envoy reaches it, over loopback
+    (metrics,) = [rule for rule in spec["ingress"] if rule["ports"][0]["port"] == 15000]
+    assert metrics["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "prometheus"}}}]
