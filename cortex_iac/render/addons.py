@@ -21,7 +21,7 @@ from importlib import resources
 from typing import Any
 
 from cortex_iac.errors import CortexError
-from cortex_iac.render.envoy import prometheus_scrape_job
+from cortex_iac.render.envoy import DEFAULT_DEREGISTRATION_SECONDS, prometheus_scrape_job
 from cortex_iac.render.iam import policy_document
 from cortex_iac.render.karpenter import GPU_RESOURCE, NEURON_RESOURCE, accelerator_label
 from cortex_iac.render.routing import (
@@ -34,6 +34,7 @@ from cortex_iac.render.routing import (
     KEDA_NAMESPACE,
 )
 from cortex_iac.specs import CLUSTER_NAME_TAG
+from cortex_iac.specs.pod import MAX_REQUEST_TIMEOUT_SECONDS
 from cortex_iac.versions import AWS_LOAD_BALANCER_CONTROLLER_POLICY_FILE
 
 # Node role label of the node groups the Cluster manages itself (not Karpenter's).
@@ -481,6 +482,11 @@ def keda_values(cluster_name: str) -> dict[str, Any]:
     return {"clusterName": cluster_name, "crds": {"install": True}, **system_placement()}
 
 
+# The KEDA HTTP interceptor's replicas and drain (see keda_http_add_on_values).
+INTERCEPTOR_MIN_REPLICAS = 2
+INTERCEPTOR_DRAIN_SECONDS = MAX_REQUEST_TIMEOUT_SECONDS + 1
+
+
 def keda_http_add_on_values() -> dict[str, Any]:
     """Values of the ``keda-add-ons-http`` chart.
 
@@ -496,6 +502,16 @@ def keda_http_add_on_values() -> dict[str, Any]:
             "tolerations": system_placement()["tolerations"],
             "proxy": {"port": INTERCEPTOR_PROXY_PORT},
             "admin": {"port": INTERCEPTOR_ADMIN_PORT},
+            # It holds requests for scale-to-zero APIs, up to the longest request (300 s): it must
+            # roll without cutting them. At least 2 replicas, at most one evicted at a time; on
+            # SIGTERM it keeps serving while the load balancer deregisters it (as the API pods
+            # do), then waits for what it holds, and the kubelet waits for both.
+            "replicas": {"min": INTERCEPTOR_MIN_REPLICAS, "max": 50},
+            "pdb": {"enabled": True, "minAvailable": 0, "maxUnavailable": 1},
+            "shutdownDelay": f"{DEFAULT_DEREGISTRATION_SECONDS}s",
+            "drainTimeout": f"{INTERCEPTOR_DRAIN_SECONDS}s",
+            "terminationGracePeriodSeconds": DEFAULT_DEREGISTRATION_SECONDS + INTERCEPTOR_DRAIN_SECONDS + 10,
+            "responseHeaderTimeout": f"{MAX_REQUEST_TIMEOUT_SECONDS}s",
         },
     }
 

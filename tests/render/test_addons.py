@@ -273,3 +273,17 @@ def test_fluent_bit_writes_one_existing_log_group_from_every_node() -> None:
     statement = addons.fluent_bit_policy(LOG_GROUP_ARN)["Statement"][0]
     assert statement["Resource"] == [LOG_GROUP_ARN, f"{LOG_GROUP_ARN}:*"]
     assert "logs:CreateLogGroup" not in statement["Action"]
+
+
+def test_the_interceptor_rolls_without_cutting_held_requests() -> None:
+    from cortex_iac.render.addons import keda_http_add_on_values
+    from cortex_iac.specs.pod import MAX_REQUEST_TIMEOUT_SECONDS
+
+    interceptor = keda_http_add_on_values()["interceptor"]
+    assert interceptor["replicas"]["min"] >= 2
+    assert interceptor["pdb"] == {"enabled": True, "minAvailable": 0, "maxUnavailable": 1}
+    drain = int(interceptor["drainTimeout"].removesuffix("s"))
+    delay = int(interceptor["shutdownDelay"].removesuffix("s"))
+    assert drain > MAX_REQUEST_TIMEOUT_SECONDS  # a request held (or proxied) for the longest time still ends
+    assert interceptor["terminationGracePeriodSeconds"] > delay + drain  # the kubelet waits for both
+    assert interceptor["responseHeaderTimeout"] == f"{MAX_REQUEST_TIMEOUT_SECONDS}s"
