@@ -9,7 +9,6 @@ API: docs/design.md, "TrafficSplitter".
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +16,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from cortex_iac.components.handle import cluster_handle
+from cortex_iac.components.identity import api_namespace
+from cortex_iac.components.identity import placed as identity_placed
 from cortex_iac.components.realtime_api import RealtimeApi
 from cortex_iac.errors import CortexError
 from cortex_iac.render import routing, splitter
@@ -81,9 +82,7 @@ class TrafficSplitter(pulumi.ComponentResource):
         objects = splitter.splitter_objects(spec, targets, namespace_name, https=https, interceptor=interceptor)
         super().__init__(TYPE, name, None, opts)
 
-        namespace = pulumi.Output.from_input(handle.api_namespace).apply(
-            lambda resolved: _same_namespace(name, resolved, namespace_name)
-        )
+        _, namespace = api_namespace(f"TrafficSplitter {name!r}", handle)
         on_cluster = pulumi.ResourceOptions(
             parent=self, provider=handle.k8s_provider, depends_on=list(handle.addon_releases.values())
         )
@@ -91,9 +90,7 @@ class TrafficSplitter(pulumi.ComponentResource):
         # Rendered with the plain namespace name; placed in the one from the cluster's output, so the
         # objects wait for the namespace.
         def placed(obj: dict[str, Any]) -> Any:  # ObjectMeta's own field names, as rendered
-            meta = copy.deepcopy(obj["metadata"])
-            meta["namespace"] = namespace
-            return meta
+            return identity_placed(obj, namespace_name, namespace)
 
         # Named by its content: a new config is created before the old one goes.
         config = k8s.core.v1.ConfigMap(
@@ -171,15 +168,6 @@ def _targets(
             raise CortexError(f"TrafficSplitter {name!r}: apis[{target.name!r}] is the API {found.name!r}")
         specs[target.name] = found
     return specs, components
-
-
-def _same_namespace(name: str, resolved: str, expected: str) -> str:
-    if resolved != expected:
-        raise CortexError(
-            f"TrafficSplitter {name!r}: the cluster's API namespace is {resolved!r}, but its name was given as "
-            f"{expected!r} (ClusterHandle's api_namespace_name must be the name api_namespace resolves to)"
-        )
-    return resolved
 
 
 def _url(status: Any, endpoint: str, https: bool) -> str | None:
