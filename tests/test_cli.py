@@ -198,7 +198,7 @@ def test_plan_of_a_stack_with_a_bad_spec_names_the_stack_file_and_field(tmp_path
 
 def test_serve_refuses_an_image_api_with_one_line() -> None:
     repo = Path(__file__).resolve().parents[1]
-    result = runner.invoke(app, ["serve", str(repo / "stacks" / "apis" / "dev.yaml")])
+    result = runner.invoke(app, ["serve", str(repo / "stacks" / "apis" / "dev.yaml"), "--name", "hello-world"])
     assert result.exit_code == 1
     (line,) = result.output.strip().splitlines()
     assert line.startswith("error: ") and "hello-world" in line and "image" in line
