@@ -149,15 +149,7 @@ def envoy_config(
             "retry_policy": {"retry_on": "reset-before-request", "num_retries": 1},
         },
     }]
-    readiness = {
-        "name": "envoy.filters.http.health_check",
-        "typed_config": {
-            "@type": f"{_TYPE}.http.health_check.v3.HealthCheck",
-            # Envoy answers it: 200 until /healthcheck/fail is posted to the admin, then 503.
-            "pass_through_mode": False,
-            "headers": [{"name": ":path", "string_match": {"exact": READINESS_PATH}}],
-        },
-    }
+    readiness = readiness_filter()
     # The whole body first: only a complete request may wait for, or take, an app slot.
     buffer = {
         "name": "envoy.filters.http.buffer",
@@ -188,6 +180,19 @@ def envoy_config(
                     max_concurrency, max_queue_length), idle_timeout_seconds=upstream_idle_timeout_seconds),
                 _cluster(_ADMIN_CLUSTER, "127.0.0.1", admin_port, None),
             ],
+        },
+    }
+
+
+def readiness_filter() -> dict[str, Any]:
+    """The HTTP filter answering :data:`READINESS_PATH` itself: 200 until ``/healthcheck/fail`` is
+    posted to the admin (the drain's first step), then 503. API sidecars and splitter routers share it."""
+    return {
+        "name": "envoy.filters.http.health_check",
+        "typed_config": {
+            "@type": f"{_TYPE}.http.health_check.v3.HealthCheck",
+            "pass_through_mode": False,
+            "headers": [{"name": ":path", "string_match": {"exact": READINESS_PATH}}],
         },
     }
 

@@ -222,14 +222,7 @@ def router_config(
             **host_rewrite(t),
         }]
     route_match = {"path": "/"} if match == "exact" else {"prefix": "/"}
-    readiness = {
-        "name": "envoy.filters.http.health_check",
-        "typed_config": {
-            "@type": f"{_TYPE}.http.health_check.v3.HealthCheck",
-            "pass_through_mode": False,
-            "headers": [{"name": ":path", "string_match": {"exact": READINESS_PATH}}],
-        },
-    }
+    readiness = envoy.readiness_filter()
     metrics_routes = [
         {"match": {"path": METRICS_PATH, "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
          "route": {"cluster": _ADMIN_CLUSTER}},
