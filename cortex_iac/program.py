@@ -3,6 +3,8 @@
 Stack config keys (namespace ``cortex``):
 - ``cortex:cluster``: a mapping in Cortex's cluster.yaml format, or the path of such a file.
 - ``cortex:apis``: a list of paths of cortex.yaml files, or an inline list of API specs.
+- ``cortex:observability`` (optional): Grafana and alerting (docs/observability.md), with the
+  receiver's URL or key in the secret ``cortex:alertReceiverSecret``.
 - ``cortex:runtimeImage`` (optional): the serving runtime image reference that containers giving a
   ``handler`` run (built and pushed as cortex_iac/serving/README.md says); without it such APIs are
   refused.
@@ -19,7 +21,8 @@ from typing import Any
 
 import pulumi
 
-from cortex_iac.specs.stack import StackSpecs, specs_from_values
+from cortex_iac.specs.observability import ALERT_RECEIVER_SECRET_KEY
+from cortex_iac.specs.stack import GIVEN_SECRET, StackSpecs, specs_from_values
 
 
 def _raw(config: pulumi.Config, key: str) -> Any:
@@ -36,8 +39,10 @@ def specs_from_config(config: pulumi.Config, base_dir: Path, stack_file: str) ->
     """Read and validate ``cortex:cluster``, ``cortex:apis`` and ``cortex:runtimeImage`` as a
     deployment (:func:`cortex_iac.specs.stack.specs_from_values`, which ``cortex validate`` runs on
     the stack file too); ``SpecError`` names the file and key on failure."""
-    values = {key: _raw(config, key) for key in ("cluster", "apis")}
+    values = {key: _raw(config, key) for key in ("cluster", "apis", "observability")}
     values["runtimeImage"] = config.get("runtimeImage")
+    if config.get_secret(ALERT_RECEIVER_SECRET_KEY) is not None:
+        values[ALERT_RECEIVER_SECRET_KEY] = GIVEN_SECRET  # its value stays a secret output (see deploy)
     values["aws_region"] = pulumi.Config("aws").get("region")
     return specs_from_values(values, base_dir, stack_file)
 
@@ -45,6 +50,7 @@ def specs_from_config(config: pulumi.Config, base_dir: Path, stack_file: str) ->
 def deploy(base_dir: Path) -> None:
     """Declare the cluster and every API of the current stack's config, and export their outputs."""
     from cortex_iac.components.cluster import Cluster
+    from cortex_iac.components.observability import ApiRules
     from cortex_iac.components.realtime_api import RealtimeApi
     from cortex_iac.components.traffic_splitter import TrafficSplitter
     from cortex_iac.specs import RealtimeApiSpec, TrafficSplitterSpec
@@ -53,13 +59,19 @@ def deploy(base_dir: Path) -> None:
     stack = specs_from_config(pulumi.Config("cortex"), base_dir, stack_file)
     for line in stack.cluster.warnings:
         pulumi.log.warn(line)
-    cluster = Cluster(stack.cluster.cluster_name, stack.cluster)
+    config = pulumi.Config("cortex")
+    receiver = config.get_secret(ALERT_RECEIVER_SECRET_KEY) if stack.observability.alerting.receiver != "none" else None
+    cluster = Cluster(stack.cluster.cluster_name, stack.cluster, observability=stack.observability,
+                      alert_receiver_secret=receiver)
     urls = {}
     deployed: dict[str, RealtimeApi] = {}
     for api in stack.apis:
         if isinstance(api, RealtimeApiSpec):
             deployed[api.name] = RealtimeApi(api.name, api, cluster, runtime_image=stack.runtime_image)
             urls[api.name] = deployed[api.name].url
+    if cluster.prometheus_url is not None:
+        ApiRules(f"{stack.cluster.cluster_name}-apis", [a for a in stack.apis if isinstance(a, RealtimeApiSpec)],
+                 cluster.handle)
     # Splitters after the APIs they route to (Cortex deployed them last too); they wait for them.
     for api in stack.apis:
         if isinstance(api, TrafficSplitterSpec):

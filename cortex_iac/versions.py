@@ -69,3 +69,11 @@ NEURON_HELM_CHART = HelmChart("oci://public.ecr.aws/neuron/neuron-helm-chart", "
 # aws/eks-charts stable/aws-for-fluent-bit 0.2.0 (AWS for Fluent Bit 3.2.1, which reads EKS Pod
 # Identity credentials; added in 2.32.5).
 AWS_FOR_FLUENT_BIT_CHART = HelmChart("aws-for-fluent-bit", "0.2.0", "https://aws.github.io/eks-charts")
+# grafana-community/helm-charts tag grafana-12.11.1 (appVersion 13.2.0): the Grafana chart moved
+# there from grafana/helm-charts, whose last release (10.5.15) is marked deprecated.
+GRAFANA_CHART = HelmChart("grafana", "12.11.1", "https://grafana-community.github.io/helm-charts")
+# NVIDIA/dcgm-exporter tag 4.5.3-4.8.2 (deployment/Chart.yaml: chart and appVersion 4.8.2).
+DCGM_EXPORTER_CHART = HelmChart("dcgm-exporter", "4.8.2", "https://nvidia.github.io/dcgm-exporter/helm-charts")
+# The ConfigMap-collecting sidecar the Grafana chart 12.11.1 runs (its values' sidecar.image), also
+# run in the Prometheus server pod to collect the APIs' rule files.
+K8S_SIDECAR_IMAGE = "quay.io/kiwigrid/k8s-sidecar:2.10.1"

@@ -21,13 +21,19 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
+from cortex_iac.components._kube import object_meta
 from cortex_iac.render import addons as render
 from cortex_iac.render.addons import AddonsArgs as AddonsArgs  # re-exported: programs import it from here
 from cortex_iac.render.iam import pod_identity_trust_policy, to_json
+from cortex_iac.render.observability import addons as obs
+from cortex_iac.specs.observability import ObservabilitySpec
 from cortex_iac.versions import (
     AWS_FOR_FLUENT_BIT_CHART,
     AWS_LOAD_BALANCER_CONTROLLER_CHART,
+    DCGM_EXPORTER_CHART,
+    GRAFANA_CHART,
     KARPENTER_CHART,
     KARPENTER_CRD_CHART,
     KEDA_CHART,
@@ -248,11 +254,19 @@ def metrics_server(ctx: AddonContext) -> k8s.helm.v3.Release:
     )
 
 
-def prometheus(ctx: AddonContext, namespace: pulumi.Input[str], node_group: pulumi.Resource) -> k8s.helm.v3.Release:
-    """The Prometheus server, on its own node group ``node_group``."""
+def prometheus(
+    ctx: AddonContext,
+    namespace: pulumi.Input[str],
+    node_group: pulumi.Resource,
+    values: Mapping[str, Any] | None = None,
+    depends_on: Sequence[pulumi.Resource] = (),
+) -> k8s.helm.v3.Release:
+    """The Prometheus server, on its own node group ``node_group``; ``values`` default to
+    :func:`~cortex_iac.render.addons.prometheus_values` without observability."""
     return release(
-        ctx, "prometheus", PROMETHEUS_CHART, namespace, render.PROMETHEUS_RELEASE, render.prometheus_values(),
-        depends_on=[node_group],
+        ctx, "prometheus", PROMETHEUS_CHART, namespace, render.PROMETHEUS_RELEASE,
+        render.prometheus_values() if values is None else values,
+        depends_on=[node_group, *depends_on],
     )
 
 
@@ -292,4 +306,66 @@ def fluent_bit(ctx: AddonContext, namespace: pulumi.Input[str], retention_days: 
         ctx, "fluent-bit", AWS_FOR_FLUENT_BIT_CHART, namespace, render.FLUENT_BIT_RELEASE,
         render.fluent_bit_values(ctx.region, render.log_group_name(ctx.cluster_name)),
         depends_on=[log_group, *waits],
+    )
+
+
+# --- observability --------------------------------------------------------------------------------
+
+
+def alert_receiver_secret(
+    ctx: AddonContext, namespace: pulumi.Input[str], secret: pulumi.Input[str]
+) -> k8s.core.v1.Secret:
+    """The Secret Alertmanager reads the receiver's URL or key from; ``secret`` (the stack secret
+    ``cortex:alertReceiverSecret``) stays a Pulumi secret, so the plan shows it as ``[secret]``."""
+    obj = obs.alert_receiver_secret(render.PROMETHEUS_NAMESPACE, ctx.cluster_name)
+    return k8s.core.v1.Secret(
+        f"{ctx.name}-alert-receiver",
+        metadata={**object_meta(obj["metadata"]), "namespace": namespace},
+        type=obj["type"],
+        string_data={obs.ALERT_RECEIVER_SECRET_KEY: pulumi.Output.secret(secret)},
+        opts=pulumi.ResourceOptions(parent=ctx.parent, provider=ctx.k8s_provider, depends_on=list(ctx.ready)),
+    )
+
+
+def grafana(
+    ctx: AddonContext,
+    namespace: pulumi.Input[str],
+    spec: ObservabilitySpec,
+    prometheus_url: str,
+    dashboards: Mapping[str, Mapping[str, Any]],
+    depends_on: Sequence[pulumi.Resource] = (),
+) -> k8s.helm.v3.Release:
+    """Grafana: a generated admin password (``random.RandomPassword``, a secret output that Pulumi
+    never shows) in the Secret the chart reads, the dashboards' ConfigMaps, and the release."""
+    password = random.RandomPassword(
+        f"{ctx.name}-grafana-admin", length=32, special=False, opts=pulumi.ResourceOptions(parent=ctx.parent)
+    )
+    obj = obs.grafana_admin_secret(render.PROMETHEUS_NAMESPACE, ctx.cluster_name)
+    on_cluster = pulumi.ResourceOptions(parent=ctx.parent, provider=ctx.k8s_provider, depends_on=list(ctx.ready))
+    admin = k8s.core.v1.Secret(
+        f"{ctx.name}-grafana-admin",
+        metadata={**object_meta(obj["metadata"]), "namespace": namespace},
+        type=obj["type"],
+        string_data={**obj["stringData"], obs.GRAFANA_ADMIN_PASSWORD_KEY: password.result},
+        opts=on_cluster,
+    )
+    boards: list[pulumi.Resource] = []
+    for key, board in dashboards.items():
+        cm = obs.dashboard_config_map(key, board, render.PROMETHEUS_NAMESPACE)
+        boards.append(k8s.core.v1.ConfigMap(
+            f"{ctx.name}-dashboard-{key}",
+            metadata={**object_meta(cm["metadata"]), "namespace": namespace},
+            data=cm["data"],
+            opts=on_cluster,
+        ))
+    values = obs.grafana_values(prometheus_url, spec.grafana, render.system_placement())
+    return release(
+        ctx, "grafana", GRAFANA_CHART, namespace, obs.GRAFANA_RELEASE, values, depends_on=[admin, *boards, *depends_on]
+    )
+
+
+def dcgm_exporter(ctx: AddonContext, namespace: pulumi.Input[str]) -> k8s.helm.v3.Release:
+    """NVIDIA's DCGM exporter DaemonSet on the GPU nodes (metrics per GPU and the pod using it)."""
+    return release(
+        ctx, "dcgm-exporter", DCGM_EXPORTER_CHART, namespace, obs.DCGM_EXPORTER_RELEASE, obs.dcgm_exporter_values(),
     )

@@ -16,6 +16,7 @@ from cortex_iac.components.handle import ClusterHandle
 from cortex_iac.components.node_group import NodeGroup
 from cortex_iac.errors import CortexError
 from cortex_iac.instance_types import INSTANCE_TYPES
+from cortex_iac.plan.cost import price_table
 from cortex_iac.render import addons as render
 from cortex_iac.render import routing
 from cortex_iac.render.cluster_layout import (
@@ -32,8 +33,11 @@ from cortex_iac.render.cluster_layout import (
 from cortex_iac.render.iam import aws_managed_policy_arn, service_trust_policy, to_json
 from cortex_iac.render.karpenter import DISCOVERY_TAG
 from cortex_iac.render.network import NetworkLayout, subnet_tags
+from cortex_iac.render.observability import dashboards
+from cortex_iac.render.observability.rules import cluster_rules
 from cortex_iac.render.workload import API_NAMESPACE, network_policy
 from cortex_iac.specs import ClusterSpec
+from cortex_iac.specs.observability import ObservabilitySpec
 from cortex_iac.versions import COREDNS_ADDON_VERSION, KUBERNETES_VERSION
 
 __all__ = ["ADMIN_ACCESS_POLICY", "NODE_POLICIES", "SYSTEM_INSTANCE_TYPE", "SYSTEM_NODES", "Cluster"]
@@ -78,6 +82,11 @@ class Cluster(pulumi.ComponentResource):
         admin_principal_arns: IAM roles or users given cluster-admin access entries (default none;
             the identity running Pulumi is admin already).
         system_instance_type: instance type of the system nodes (default :data:`SYSTEM_INSTANCE_TYPE`).
+        observability: Grafana and alerting (the stack's ``cortex:observability``; default: Grafana
+            on, alerts to no receiver). With Prometheus, the cluster's recording and alerting rules,
+            Alertmanager, kube-state-metrics and the node exporter are always installed.
+        alert_receiver_secret: the receiver's URL or key (a Pulumi secret), required exactly when
+            ``observability.alerting.receiver`` is not none.
         opts: resource options.
 
     ``handle`` (a :class:`~cortex_iac.components.handle.ClusterHandle`) is what API components
@@ -104,9 +113,17 @@ class Cluster(pulumi.ComponentResource):
         vpc_id: str | None = None,
         admin_principal_arns: Sequence[str] = (),
         system_instance_type: str = SYSTEM_INSTANCE_TYPE,
+        observability: ObservabilitySpec | None = None,
+        alert_receiver_secret: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         _check_args(name, spec, vpc_id, system_instance_type)
+        observability = observability or ObservabilitySpec()
+        if (observability.alerting.receiver != "none") != (alert_receiver_secret is not None):
+            raise CortexError(
+                f"Cluster {name!r}: alert_receiver_secret must be given exactly when observability.alerting.receiver "
+                f"is not 'none' (it is {observability.alerting.receiver!r})"
+            )
         layout = cluster_layout(spec, addons or AddonsArgs(), system_instance_type=system_instance_type)
         super().__init__("cortex:eks:Cluster", name, None, opts)
         self.layout: ClusterLayout = layout
@@ -295,7 +312,22 @@ class Cluster(pulumi.ComponentResource):
             prometheus_nodes = self._managed_node_group(
                 name, cluster_name, layout.prometheus_nodes, system_node_role, node_subnet_ids, tags, node_waits
             )
-            self.addon_releases[render.PROMETHEUS_RELEASE] = install.prometheus(ctx, namespace["prometheus"], prometheus_nodes)
+            rules = cluster_rules(spec, layout.instance_types, price_table())
+            receiver: list[pulumi.Resource] = []
+            if alert_receiver_secret is not None:
+                receiver.append(install.alert_receiver_secret(ctx, namespace["prometheus"], alert_receiver_secret))
+            self.addon_releases[render.PROMETHEUS_RELEASE] = install.prometheus(
+                ctx, namespace["prometheus"], prometheus_nodes,
+                render.prometheus_values(rules=rules, alerting=observability.alerting), depends_on=receiver,
+            )
+            if observability.grafana.enabled:
+                boards = {"api": dashboards.api_dashboard(layout.api_namespace_name),
+                          "cluster": dashboards.cluster_dashboard()}
+                self.addon_releases["grafana"] = install.grafana(
+                    ctx, namespace["prometheus"], observability, render.PROMETHEUS_URL, boards,
+                )
+            if layout.dcgm_exporter:
+                self.addon_releases["dcgm-exporter"] = install.dcgm_exporter(ctx, namespace["prometheus"])
         if layout.nvidia_device_plugin:
             self.addon_releases[render.NVIDIA_DEVICE_PLUGIN_RELEASE] = install.nvidia_device_plugin(ctx)
         if layout.neuron_device_plugin:

@@ -24,6 +24,9 @@ from cortex_iac.errors import CortexError
 from cortex_iac.render.envoy import DEFAULT_DEREGISTRATION_SECONDS, prometheus_scrape_job
 from cortex_iac.render.iam import policy_document
 from cortex_iac.render.karpenter import GPU_RESOURCE, NEURON_RESOURCE, accelerator_label
+from cortex_iac.render.observability import queries
+from cortex_iac.render.observability.addons import alertmanager_values
+from cortex_iac.render.observability.rules import API_RULES_DIR, API_RULES_LABEL
 from cortex_iac.render.routing import (
     EXTERNAL_SCALER_PORT,
     INGRESS_CLASS,
@@ -34,8 +37,9 @@ from cortex_iac.render.routing import (
     KEDA_NAMESPACE,
 )
 from cortex_iac.specs import CLUSTER_NAME_TAG
+from cortex_iac.specs.observability import AlertingSpec
 from cortex_iac.specs.pod import MAX_REQUEST_TIMEOUT_SECONDS
-from cortex_iac.versions import AWS_LOAD_BALANCER_CONTROLLER_POLICY_FILE
+from cortex_iac.versions import AWS_LOAD_BALANCER_CONTROLLER_POLICY_FILE, K8S_SIDECAR_IMAGE
 
 # Node role label of the node groups the Cluster manages itself (not Karpenter's).
 ROLE_LABEL = "cortex.dev/role"
@@ -141,6 +145,9 @@ class AddonsArgs:
     - ``neuron_device_plugin`` (True): installed only when a node group has Inferentia chips.
     - ``fluent_bit`` (True): container logs to the CloudWatch log group ``/cortex/<cluster>``,
       kept ``log_retention_days`` (30).
+    - ``dcgm_exporter`` (True): NVIDIA's GPU metrics exporter, installed only with Prometheus and a
+      node group with NVIDIA GPUs. Grafana and Alertmanager are set by the stack's
+      ``cortex:observability`` (:class:`~cortex_iac.specs.observability.ObservabilitySpec`).
 
     Plain data (no Pulumi): :func:`cortex_iac.render.cluster_layout.cluster_layout` decides from
     it; :mod:`cortex_iac.components.addons` re-exports it.
@@ -156,6 +163,7 @@ class AddonsArgs:
     neuron_device_plugin: bool = True
     fluent_bit: bool = True
     log_retention_days: int = 30
+    dcgm_exporter: bool = True
 
     def check(self, node_groups: Sequence[str]) -> None:
         """Raise CortexError for switches that contradict each other or the node groups."""
@@ -524,17 +532,25 @@ def metrics_server_values() -> dict[str, Any]:
     return system_placement()
 
 
-def prometheus_values(retention: str = PROMETHEUS_RETENTION, retention_size: str = PROMETHEUS_RETENTION_SIZE) -> dict[str, Any]:
-    """Values of the ``prometheus`` chart: only the server.
+def prometheus_values(
+    retention: str = PROMETHEUS_RETENTION,
+    retention_size: str = PROMETHEUS_RETENTION_SIZE,
+    *,
+    rules: Mapping[str, Any] | None = None,
+    alerting: AlertingSpec | None = None,
+) -> dict[str, Any]:
+    """Values of the ``prometheus`` chart: the server, Alertmanager, kube-state-metrics and the
+    node exporter (no pushgateway).
 
-    No alertmanager, pushgateway, node exporter or kube-state-metrics: the platform needs the API
-    pods' in-flight gauges, scraped by the ``cortex-envoy`` job of :func:`prometheus_scrape_job`
-    every :data:`API_SCRAPE_INTERVAL`, besides the chart's default jobs (annotated pods included).
-    Data lives on the node's disk (no EBS CSI driver needed) for ``retention`` (default 7d) or
-    ``retention_size`` (default 20GB). The server runs alone on the Prometheus node group.
+    The platform needs the API pods' in-flight gauges, scraped by the ``cortex-envoy`` job of
+    :func:`prometheus_scrape_job` every :data:`API_SCRAPE_INTERVAL`, besides the chart's default jobs
+    (annotated pods and services, the kubelets' cAdvisor). Data lives on the node's disk (no EBS CSI
+    driver needed) for ``retention`` (default 7d) or ``retention_size`` (default 20GB). The server
+    runs alone on the Prometheus node group. Observability (docs/observability.md) adds the rest,
+    see :func:`observability_prometheus_values`.
     """
     job = prometheus_scrape_job()
-    return {
+    values: dict[str, Any] = {
         "alertmanager": {"enabled": False},
         "prometheus-pushgateway": {"enabled": False},
         "prometheus-node-exporter": {"enabled": False},
@@ -551,6 +567,77 @@ def prometheus_values(retention: str = PROMETHEUS_RETENTION, retention_size: str
         },
         "scrapeConfigs": {job["job_name"]: {**job, "scrape_interval": API_SCRAPE_INTERVAL}},
     }
+    if rules is not None:
+        _merge(values, observability_prometheus_values(rules, alerting or AlertingSpec()))
+    return values
+
+
+# --- observability: the Prometheus chart's side -------------------------------------------------------
+
+
+def observability_prometheus_values(rules: Mapping[str, Any], alerting: AlertingSpec) -> dict[str, Any]:
+    """What observability adds to the ``prometheus`` chart's values.
+
+    - ``rules``: the cluster's rule files (:func:`~cortex_iac.render.observability.rules.cluster_rules`)
+      as the chart's ``serverFiles``. The APIs' rule files are ConfigMaps labelled
+      :data:`~cortex_iac.render.observability.rules.API_RULES_LABEL` in the Prometheus namespace
+      (made with the APIs): a ``k8s-sidecar`` container (the one the Grafana chart collects
+      dashboards with, pinned to the same image) watches them and writes them to a directory the
+      server reads and the chart's config reloader watches, which reloads Prometheus on a change.
+      The server's service account may already read ConfigMaps (the chart's ClusterRole).
+    - Alertmanager (the sub-chart, wired to the server by the chart) with the receiver of ``alerting``.
+    - kube-state-metrics exporting the node and pod labels the queries join on
+      (:data:`~cortex_iac.render.observability.queries.NODE_LABELS_EXPORTED`), and the node
+      exporter on every node (it tolerates every taint), both scraped by the chart's annotated
+      service job.
+    """
+    mount = {"name": API_RULES_VOLUME, "mountPath": API_RULES_DIR}
+    allow = [f"nodes=[{','.join(queries.NODE_LABELS_EXPORTED)}]", f"pods=[{','.join(queries.POD_LABELS_EXPORTED)}]"]
+    sidecar = {
+        "image": K8S_SIDECAR_IMAGE,
+        "env": [
+            {"name": "LABEL", "value": API_RULES_LABEL},
+            {"name": "LABEL_VALUE", "value": "1"},
+            {"name": "FOLDER", "value": API_RULES_DIR},
+            {"name": "RESOURCE", "value": "configmap"},
+            {"name": "NAMESPACE", "value": PROMETHEUS_NAMESPACE},
+            {"name": "UNIQUE_FILENAMES", "value": "true"},
+        ],
+        "volumeMounts": [mount],
+        "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]}},
+    }
+    return {
+        "alertmanager": alertmanager_values(alerting, system_placement()),
+        "kube-state-metrics": {"enabled": True, "metricLabelsAllowlist": allow, **system_placement()},
+        "prometheus-node-exporter": {"enabled": True, "tolerations": [{"operator": "Exists"}]},
+        "server": {
+            "extraVolumes": [{"name": API_RULES_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}}],
+            "extraVolumeMounts": [{**mount, "readOnly": True}],
+            "sidecarContainers": {"cortex-rules": sidecar},
+        },
+        "configmapReload": {"prometheus": {"extraVolumeMounts": [{**mount, "readOnly": True}],
+                                           "extraVolumeDirs": [API_RULES_DIR]}},
+        "serverFiles": {
+            **{name: dict(content) for name, content in rules.items()},
+            "prometheus.yml": {"rule_files": [
+                "/etc/config/recording_rules.yml", "/etc/config/alerting_rules.yml", f"{API_RULES_DIR}/*.yml",
+            ]},
+        },
+    }
+
+
+API_RULES_VOLUME = "cortex-api-rules"
+
+
+def _merge(into: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    """Merge ``extra`` into ``into``, mappings key by key (as Helm merges values)."""
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
 
 
 # --- GPU device plugin ----------------------------------------------------------------------------

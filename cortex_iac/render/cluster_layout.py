@@ -130,6 +130,9 @@ class ClusterLayout:
     - ``nvidia_device_plugin`` and ``neuron_device_plugin``: installed (switched on and a node
       group with that accelerator).
     - ``fluent_bit``, ``log_retention_days``: log shipping and its log group's retention.
+    - ``dcgm_exporter``: NVIDIA's GPU metrics exporter (switched on, Prometheus, and a GPU node group).
+    - ``instance_types``: every instance type the cluster's nodes may be (system, Prometheus, node
+      groups and their spot distributions): the prices the cost rule needs.
     """
 
     cluster_name: str
@@ -154,6 +157,8 @@ class ClusterLayout:
     neuron_device_plugin: bool
     fluent_bit: bool
     log_retention_days: int
+    dcgm_exporter: bool = False
+    instance_types: tuple[str, ...] = ()
 
     @property
     def api_namespace_name(self) -> str:
@@ -279,4 +284,15 @@ def cluster_layout(
         neuron_device_plugin=addons.neuron_device_plugin and NEURON_RESOURCE in accelerators,
         fluent_bit=addons.fluent_bit,
         log_retention_days=addons.log_retention_days,
+        dcgm_exporter=addons.dcgm_exporter and addons.prometheus and GPU_RESOURCE in accelerators,
+        instance_types=_instance_types(spec, system_instance_type),
     )
+
+
+def _instance_types(spec: ClusterSpec, system_instance_type: str) -> tuple[str, ...]:
+    types = {system_instance_type, spec.prometheus_instance_type}
+    for group in spec.node_groups:
+        types.add(group.instance_type)
+        if group.spot_config is not None:
+            types.update(group.spot_config.instance_distribution)
+    return tuple(sorted(types))

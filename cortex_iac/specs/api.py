@@ -2,8 +2,8 @@
 
 Which kind takes which section follows Cortex's validations.go: RealtimeAPI and AsyncAPI have
 `autoscaling` and `update_strategy`; BatchAPI and TaskAPI have neither (their workers are sized per
-job); TrafficSplitter has only `apis` and `networking`. Our extensions: `pod.containers[].handler`
-and `iam`.
+job); TrafficSplitter has only `apis` and `networking`. Our extensions: `pod.containers[].handler`,
+`iam` and `alerts` (the thresholds of the API's Prometheus alerts, docs/observability.md).
 
 Deviations from Cortex, on purpose:
 - Names are RFC 1035 labels of at most 42 characters as in Cortex, but the `b-` prefix Cortex
@@ -170,6 +170,24 @@ class IamSpec(SpecModel):
     API's own IAM role. Default [] (no S3 access)."""
 
 
+class AlertsSpec(SpecModel):
+    """Our extension: the thresholds of the API's Prometheus alerts (docs/observability.md). The
+    rules themselves are rendered from these and the API's own bounds (min/max replicas,
+    ``pod.request_timeout``) by :mod:`cortex_iac.render.observability.rules`."""
+
+    enabled: bool = True
+    """cortex_iac extension: whether the API gets alerting rules at all. Default true."""
+    error_ratio: float = Field(0.05, gt=0, le=1)
+    """cortex_iac extension: alert when more than this fraction of the API's requests got a 5xx from the app
+    (queue-full 503s excluded) over 5m, for 5m. Default 0.05, in (0, 1]."""
+    latency_fraction: float = Field(0.8, gt=0, le=1)
+    """cortex_iac extension: alert when the API's p99 latency (queueing included) is above pod.request_timeout
+    times this, for 10m. Default 0.8, in (0, 1]."""
+    queue_full_ratio: float = Field(0.01, gt=0, le=1)
+    """cortex_iac extension: alert when more than this fraction of the API's requests were refused 503 because
+    every slot and queue place was taken, over 5m, for 10m. Default 0.01, in (0, 1]."""
+
+
 class _ApiBase(SpecModel):
     name: ApiName
     """Name of the API, unique in the deployment: at most 42 characters of a-z, 0-9 and '-', starting with a
@@ -270,6 +288,8 @@ class _ScalingBase(WorkloadSpec):
     """How the replica count follows the in-flight requests, Cortex's algorithm. Every key is optional."""
     update_strategy: UpdateStrategySpec = Field(default_factory=UpdateStrategySpec)
     """How a rolling update replaces the replicas. Every key is optional."""
+    alerts: AlertsSpec = Field(default_factory=AlertsSpec)
+    """cortex_iac extension: thresholds of the API's alerting rules. Every key is optional."""
 
     @model_validator(mode="after")
     def _target_in_flight(self) -> _ScalingBase:

@@ -34,6 +34,8 @@ from cortex_iac.versions import (
     AWS_FOR_FLUENT_BIT_CHART,
     AWS_LOAD_BALANCER_CONTROLLER_CHART,
     COREDNS_ADDON_VERSION,
+    DCGM_EXPORTER_CHART,
+    GRAFANA_CHART,
     KARPENTER_CHART,
     KARPENTER_CRD_CHART,
     KEDA_CHART,
@@ -389,7 +391,7 @@ def test_node_roles_trust_ec2_and_have_the_node_policies() -> None:
 
 def test_releases_with_pinned_charts() -> None:
     releases = _releases(_recording())
-    expected = {
+    expected = {  # the default recording has a GPU node group: DCGM exporter too
         "karpenter-crd": (KARPENTER_CRD_CHART, "kube-system"),
         "karpenter": (KARPENTER_CHART, "kube-system"),
         "aws-load-balancer-controller": (AWS_LOAD_BALANCER_CONTROLLER_CHART, "kube-system"),
@@ -399,6 +401,8 @@ def test_releases_with_pinned_charts() -> None:
         "prometheus": (PROMETHEUS_CHART, "prometheus"),
         "nvidia-device-plugin": (NVIDIA_DEVICE_PLUGIN_CHART, "kube-system"),
         "aws-for-fluent-bit": (AWS_FOR_FLUENT_BIT_CHART, "logging"),
+        "grafana": (GRAFANA_CHART, "prometheus"),
+        "dcgm-exporter": (DCGM_EXPORTER_CHART, "prometheus"),
     }
     assert set(releases) == set(expected)
     for release_name, (chart, namespace) in expected.items():
@@ -449,7 +453,7 @@ def test_inferentia_node_class_pre_allocates_huge_pages() -> None:
     [
         ("aws_load_balancer_controller", {"aws-load-balancer-controller"}),
         ("metrics_server", {"metrics-server"}),
-        ("prometheus", {"prometheus"}),
+        ("prometheus", {"prometheus", "grafana", "dcgm-exporter"}),  # Grafana and DCGM need it
         ("fluent_bit", {"aws-for-fluent-bit"}),
         ("keda_http_add_on", {"keda-add-ons-http"}),
     ],

@@ -521,8 +521,14 @@ def test_blast_radius_max_instances_updates_only_that_node_pool(stack_dir: Path)
     _edit_yaml(stack_dir / "stacks" / "Pulumi.dev.yaml",
                lambda doc: doc["config"]["cortex:cluster"]["node_groups"][0].update(max_instances=7))
     report = diff_plans(base, _plan_dev(stack_dir))
-    assert [(d.op, d.type) for d in report.resources] == [("update", "kubernetes:karpenter.sh/v1:NodePool")]
-    assert all(c.path[:2] == ("spec", "limits") for c in report.resources[0].changes)
+    # And the node group's max_instances in the Prometheus rules (its "at max_instances" alert).
+    assert sorted((d.op, d.type) for d in report.resources) == [
+        ("update", "kubernetes:helm.sh/v3:Release"), ("update", "kubernetes:karpenter.sh/v1:NodePool")]
+    pool = next(d for d in report.resources if d.type == "kubernetes:karpenter.sh/v1:NodePool")
+    assert all(c.path[:2] == ("spec", "limits") for c in pool.changes)
+    (release,) = [d for d in report.resources if d.type == "kubernetes:helm.sh/v3:Release"]
+    assert release.name.endswith("-prometheus")
+    assert all(c.path[:3] == ("values", "serverFiles", "recording_rules.yml") for c in release.changes)
 
 
 def _plan_stack(program: Path, stack: str) -> dict[str, Any]:

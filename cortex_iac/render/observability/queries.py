@@ -1,0 +1,175 @@
+"""The PromQL of the dashboards and rules, over metrics that exist (names checked live).
+
+Sources, and the labels each query keys on:
+
+- the API pods' Envoy (scrape job :func:`cortex_iac.render.envoy.prometheus_scrape_job`: labels
+  ``namespace``, ``pod``, ``api``; cluster ``app`` is the model container). Envoy 1.40 counts a
+  queue-full 503 (``upstream_rq_pending_overflow``) in ``upstream_rq_xx{envoy_response_code_class="5"}``
+  too (measured: 5 requests on 1 slot + 1 queue place gave 2 x 2xx, 3 x 5xx and 3 overflows), so
+  the app's own 5xx are the difference; ``upstream_rq_time`` is in milliseconds, queueing included;
+- kube-state-metrics (``kube_deployment_*``, ``kube_pod_*``, ``kube_node_labels`` with the node
+  labels allowed in :func:`cortex_iac.render.addons.prometheus_values`), scraped by the chart's
+  ``kubernetes-service-endpoints`` job with ``honor_labels`` (its ``namespace`` label is the object's);
+- the kubelet's cAdvisor (``container_cpu_usage_seconds_total``, ``container_memory_working_set_bytes``);
+- NVIDIA's DCGM exporter on GPU nodes (``DCGM_FI_DEV_GPU_UTIL``, labels ``namespace``/``pod`` of the
+  pod using the GPU);
+- Karpenter v1.14 (``karpenter_nodeclaims_created_total``, ``karpenter_nodeclaims_disrupted_total``,
+  ``karpenter_interruption_received_messages_total{message_type="spot_interrupted"}``);
+- KEDA (``keda_scaler_metrics_value``, label ``scaledObject``) for queue depths.
+
+``namespace`` and ``api`` arguments are PromQL label values: a Grafana variable (``$api``) or a
+literal name. The recording rules of :mod:`.rules` are named ``cortex:...``.
+"""
+
+from __future__ import annotations
+
+from cortex_iac.render.envoy import API_NAME_LABEL
+
+APP_CLUSTER = 'envoy_cluster_name="app"'
+INFLIGHT_METRICS = "envoy_cluster_upstream_rq_active|envoy_cluster_upstream_rq_pending_active"
+# kube-state-metrics' names of the node labels it is allowed to export (render/addons.py).
+NODE_GROUP_NODE_LABEL = "label_cortex_dev_node_group"
+CAPACITY_TYPE_NODE_LABEL = "label_karpenter_sh_capacity_type"
+INSTANCE_TYPE_NODE_LABEL = "label_node_kubernetes_io_instance_type"
+# What kube-state-metrics' --metric-labels-allowlist must name for the queries above.
+NODE_LABELS_EXPORTED = ("cortex.dev/node-group", "karpenter.sh/capacity-type", "node.kubernetes.io/instance-type",
+                        "karpenter.sh/nodepool")
+POD_LABELS_EXPORTED = (API_NAME_LABEL,)
+API_POD_LABEL = "label_cortex_dev_api_name"
+
+
+def envoy(namespace: str, api: str, extra: str = "") -> str:
+    """The label matchers of one API's Envoy app-cluster series."""
+    return f'namespace="{namespace}",api="{api}",{APP_CLUSTER}' + (f",{extra}" if extra else "")
+
+
+def request_rate_by_class(namespace: str, api: str, window: str) -> str:
+    """Requests per second answered, by status class (``envoy_response_code_class``: 2, 4, 5)."""
+    return (f"sum by (envoy_response_code_class) "
+            f"(rate(envoy_cluster_upstream_rq_xx{{{envoy(namespace, api)}}}[{window}]))")
+
+
+def request_rate(namespace: str, api: str, window: str) -> str:
+    """Requests per second answered, every status."""
+    return f"sum(rate(envoy_cluster_upstream_rq_xx{{{envoy(namespace, api)}}}[{window}]))"
+
+
+def queue_full_rate(namespace: str, api: str, window: str) -> str:
+    """503s per second Envoy answered itself because every slot and queue place was taken."""
+    return f"sum(rate(envoy_cluster_upstream_rq_pending_overflow{{{envoy(namespace, api)}}}[{window}]))"
+
+
+def app_error_rate(namespace: str, api: str, window: str) -> str:
+    """5xx per second that were not queue-full 503s: the app's own, its timeouts (504) and failed
+    connections to it. Envoy exports the 5xx series from the first 5xx on: before, no value."""
+    five = envoy(namespace, api, 'envoy_response_code_class="5"')
+    return (f"sum(rate(envoy_cluster_upstream_rq_xx{{{five}}}[{window}])) - "
+            f"sum(rate(envoy_cluster_upstream_rq_pending_overflow{{{envoy(namespace, api)}}}[{window}]))")
+
+
+def latency_quantile(namespace: str, api: str, quantile: float, window: str) -> str:
+    """The ``quantile`` of request latency in seconds (Envoy's histogram, queueing included)."""
+    return (f"histogram_quantile({quantile}, sum by (le) "
+            f"(rate(envoy_cluster_upstream_rq_time_bucket{{{envoy(namespace, api)}}}[{window}]))) / 1000")
+
+
+def in_flight(namespace: str, api: str) -> str:
+    """Requests in the API's pods now (processing + queued), all pods: what the autoscaler averages."""
+    return f'sum({{__name__=~"{INFLIGHT_METRICS}",{envoy(namespace, api)}}})'
+
+
+def in_flight_target(namespace: str, api: str) -> str:
+    """``target_in_flight`` x ready replicas: the in-flight total the autoscaler aims for now."""
+    return (f'cortex:api_target_in_flight{{namespace="{namespace}",api="{api}"}} * on(namespace, api) '
+            f'cortex:api_replicas_ready{{namespace="{namespace}",api="{api}"}}')
+
+
+def replicas(namespace: str, api: str, which: str) -> str:
+    """The API's Deployment replicas: ``desired`` (spec) or ``ready``, from kube-state-metrics."""
+    metric = {"desired": "kube_deployment_spec_replicas", "ready": "kube_deployment_status_replicas_ready"}[which]
+    return f'sum({metric}{{namespace="{namespace}",deployment="{api}"}})'
+
+
+def replica_bound(namespace: str, api: str, which: str) -> str:
+    """The API's ``min_replicas`` or ``max_replicas`` (``which``: min or max), a constant of its rules."""
+    return f'cortex:api_{which}_replicas{{namespace="{namespace}",api="{api}"}}'
+
+
+def api_pods(namespace: str, api: str) -> str:
+    """The API's pods as kube-state-metrics' ``kube_pod_labels`` (1 per pod), to join others on ``pod``."""
+    return f'kube_pod_labels{{namespace="{namespace}",{API_POD_LABEL}="{api}"}}'
+
+
+def restarts(namespace: str, api: str, window: str) -> str:
+    """Container restarts of the API's pods over ``window``, by container."""
+    return (f'sum by (container) (increase(kube_pod_container_status_restarts_total{{namespace="{namespace}"}}[{window}]) '
+            f"* on(namespace, pod) group_left() {api_pods(namespace, api)})")
+
+
+def oom_kills(namespace: str, api: str) -> str:
+    """Containers of the API's pods whose last termination was an OOM kill, by container."""
+    return (f'sum by (container) (kube_pod_container_status_last_terminated_reason{{namespace="{namespace}",'
+            f'reason="OOMKilled"}} * on(namespace, pod) group_left() {api_pods(namespace, api)})')
+
+
+def cpu_used(namespace: str, api: str, window: str) -> str:
+    """CPU cores used by the API's containers, by container (cAdvisor through the kubelet)."""
+    return (f'sum by (container) (rate(container_cpu_usage_seconds_total{{namespace="{namespace}",container!="",'
+            f'container!="POD"}}[{window}]) * on(namespace, pod) group_left() {api_pods(namespace, api)})')
+
+
+def resource_requested(namespace: str, api: str, resource: str) -> str:
+    """What the API's containers request of ``resource`` (cpu, memory, nvidia_com_gpu), by container."""
+    return (f'sum by (container) (kube_pod_container_resource_requests{{namespace="{namespace}",resource="{resource}"}} '
+            f"* on(namespace, pod) group_left() {api_pods(namespace, api)})")
+
+
+def memory_used(namespace: str, api: str) -> str:
+    """Working-set bytes of the API's containers, by container (what the OOM killer weighs)."""
+    return (f'sum by (container) (container_memory_working_set_bytes{{namespace="{namespace}",container!="",'
+            f'container!="POD"}} * on(namespace, pod) group_left() {api_pods(namespace, api)})')
+
+
+def gpu_utilization(namespace: str, api: str) -> str:
+    """GPU utilization (percent) of the API's pods, by pod: DCGM exporter (GPU node groups only)."""
+    return (f'avg by (pod) (DCGM_FI_DEV_GPU_UTIL{{namespace="{namespace}"}} '
+            f"* on(namespace, pod) group_left() {api_pods(namespace, api)})")
+
+
+def queue_depth(api: str) -> str:
+    """Messages waiting in an AsyncAPI's queue as KEDA's scaler last read them (ScaledObject named
+    after the API; an assumption until the AsyncAPI renderer exists: see docs/observability.md)."""
+    return f'max(keda_scaler_metrics_value{{scaledObject="{api}"}})'
+
+
+# --- cluster ----------------------------------------------------------------------------------------
+
+
+def nodes_by_group_and_capacity() -> str:
+    """Nodes by node group and capacity type (spot / on-demand), from their labels."""
+    return f"count by ({NODE_GROUP_NODE_LABEL}, {CAPACITY_TYPE_NODE_LABEL}) (kube_node_labels)"
+
+
+def pending_pods() -> str:
+    """Pods waiting to be scheduled or started, by namespace."""
+    return 'sum by (namespace) (kube_pod_status_phase{phase="Pending"})'
+
+
+def karpenter_created(window: str) -> str:
+    """NodeClaims Karpenter created over ``window``, by node pool."""
+    return f"sum by (nodepool) (increase(karpenter_nodeclaims_created_total[{window}]))"
+
+
+def karpenter_disrupted(window: str) -> str:
+    """NodeClaims Karpenter disrupted over ``window``, by reason (drift, empty, underutilized, interruption...)."""
+    return f"sum by (reason) (increase(karpenter_nodeclaims_disrupted_total[{window}]))"
+
+
+def spot_interruptions(window: str) -> str:
+    """Spot interruption warnings Karpenter received over ``window`` (it drains the node at once)."""
+    return f'sum(increase(karpenter_interruption_received_messages_total{{message_type="spot_interrupted"}}[{window}]))'
+
+
+def cost_per_hour() -> str:
+    """The cluster's cost per hour in USD, a recording rule of :mod:`.rules` (the ``cortex cost`` table)."""
+    return "cortex:cluster_cost_dollars_per_hour"

@@ -1,0 +1,233 @@
+"""The rendered Prometheus rules: promtool checks every file, and promtool's rule unit tests
+(`promtool test rules`) show each alert firing on the series that should fire it and quiet on the
+ones that should not.
+
+The input series carry the names and labels the real exporters give them (Envoy's as the scrape
+job relabels them, kube-state-metrics', Karpenter's): see cortex_iac/render/observability/queries.py.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cortex_iac.plan.cost import price_table
+from cortex_iac.render.observability.rules import api_rules, cluster_rules
+from cortex_iac.specs import ClusterSpec, RealtimeApiSpec, load_api_files, load_cluster
+from tests.needs import missing
+
+REFERENCE_APIS = Path(__file__).resolve().parents[2] / ".." / ".." / "shared" / "cortex-reference" / "apis"
+NS = "cortex-apis"
+
+
+def _promtool() -> str:
+    binary = shutil.which("promtool")
+    if binary is None:
+        missing("promtool not on PATH (Debian: apt-get install -y prometheus)")
+    assert binary is not None
+    return binary
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([_promtool(), *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
+
+
+def _cluster() -> ClusterSpec:
+    return load_cluster({
+        "cluster_name": "obs", "region": "us-east-1",
+        "node_groups": [
+            {"name": "cpu", "instance_type": "m5.large", "min_instances": 1, "max_instances": 3},
+            {"name": "spot", "instance_type": "m5.large", "spot": True, "min_instances": 0, "max_instances": 0},
+        ],
+    })
+
+
+def _api(name: str, **extra: Any) -> RealtimeApiSpec:
+    raw = {"name": name, "kind": "RealtimeAPI",
+           "pod": {"request_timeout": "10s", "max_concurrency": 2, "max_queue_length": 4,
+                   "containers": [{"name": "api", "image": "example.com/api:1"}]},
+           "autoscaling": {"min_replicas": 1, "max_replicas": 3}, **extra}
+    (spec,) = load_api_files_from([raw])
+    assert isinstance(spec, RealtimeApiSpec)
+    return spec
+
+
+def load_api_files_from(raw: list[dict[str, Any]]) -> list[Any]:
+    from cortex_iac.specs import load_apis
+    return load_apis(raw, origin="test")
+
+
+def _write_rules(tmp: Path, apis: list[RealtimeApiSpec], *, annotations: bool = True) -> list[str]:
+    """The rendered rule files in ``tmp``; without ``annotations`` the alerts lose them (promtool's
+    unit tests would compare their rendered text; `promtool check rules` checks their templates)."""
+    files = cluster_rules(_cluster(), ["m5.large", "t3.large"], price_table())
+    if not annotations:
+        for group in files["alerting_rules.yml"]["groups"]:
+            for rule in group["rules"]:
+                del rule["annotations"]
+    names = []
+    for name, content in files.items():
+        (tmp / name).write_text(yaml.safe_dump(content, sort_keys=False))
+        names.append(name)
+    for api in apis:
+        (tmp / f"{api.name}.yml").write_text(yaml.safe_dump(api_rules(api, NS), sort_keys=False))
+        names.append(f"{api.name}.yml")
+    return names
+
+
+def test_promtool_checks_every_rendered_rule_file(tmp_path: Path) -> None:
+    # Every realtime API of Cortex's own examples (one file at a time: names repeat across files).
+    realtime = [a for path in sorted(REFERENCE_APIS.glob("realtime__*.yaml")) for a in load_api_files([path])
+                if isinstance(a, RealtimeApiSpec)] if REFERENCE_APIS.is_dir() else []
+    apis = [_api("plain"), _api("quiet", alerts={"enabled": False})]
+    names = _write_rules(tmp_path, apis)
+    for index, api in enumerate(realtime):
+        (tmp_path / f"ref-{index}.yml").write_text(yaml.safe_dump(api_rules(api, NS)))
+        names.append(f"ref-{index}.yml")
+    result = _run("check", "rules", *names, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("SUCCESS") == len(names)
+
+
+def test_api_constants_come_from_the_spec() -> None:
+    spec = _api("my-api", alerts={"error_ratio": 0.2, "latency_fraction": 0.5, "queue_full_ratio": 0.1})
+    (group,) = api_rules(spec, NS)["groups"]
+    got = {r["record"]: r["expr"] for r in group["rules"]}
+    assert got == {
+        "cortex:api_min_replicas": "vector(1)", "cortex:api_max_replicas": "vector(3)",
+        "cortex:api_target_in_flight": "vector(2)", "cortex:api_request_timeout_seconds": "vector(10)",
+        "cortex:api_alerts_enabled": "vector(1)", "cortex:api_alert_error_ratio": "vector(0.2)",
+        "cortex:api_alert_latency_seconds": "vector(5)", "cortex:api_alert_queue_full_ratio": "vector(0.1)",
+    }
+    assert all(r["labels"] == {"namespace": NS, "api": "my-api"} for r in group["rules"])
+    quiet = api_rules(_api("quiet", alerts={"enabled": False}), NS)["groups"][0]["rules"]
+    assert [r["record"] for r in quiet] == ["cortex:api_min_replicas", "cortex:api_max_replicas",
+                                           "cortex:api_target_in_flight", "cortex:api_request_timeout_seconds"]
+
+
+def test_alert_thresholds_are_checked_in_the_spec() -> None:
+    from cortex_iac.errors import SpecError
+    with pytest.raises(SpecError, match=r"alerts.error_ratio.*1\.5"):
+        _api("bad", alerts={"error_ratio": 1.5})
+    with pytest.raises(SpecError, match=r"alerts.*latency"):
+        _api("bad", alerts={"latency": 0.5})
+
+
+# --- promtool test rules -------------------------------------------------------------------------------
+
+def _envoy(api: str, pod: str, metric: str, values: str, **labels: str) -> dict[str, str]:
+    extra = "".join(f',{k}="{v}"' for k, v in labels.items())
+    return {"series": f'{metric}{{namespace="{NS}",pod="{pod}",api="{api}",envoy_cluster_name="app"{extra}}}',
+            "values": values}
+
+
+def _deployment(api: str, ready: str, desired: str) -> list[dict[str, str]]:
+    return [
+        {"series": f'kube_deployment_status_replicas_ready{{namespace="{NS}",deployment="{api}"}}', "values": ready},
+        {"series": f'kube_deployment_spec_replicas{{namespace="{NS}",deployment="{api}"}}', "values": desired},
+    ]
+
+
+def _series() -> list[dict[str, str]]:
+    """30 minutes at 1m: a down API, a failing one, a saturated one, a slow one, a healthy one, a
+    down one with alerts off, a crash loop, a node group at its limit and a spot interruption."""
+    series: list[dict[str, str]] = []
+    # down: 0 ready replicas throughout (min_replicas 1).
+    series += _deployment("down", "0x30", "1x30")
+    # healthy: 10 req/s, all 2xx, fast, 1 of 3 replicas; the same for "quiet" but its alerts are off and
+    # it is down: no alert at all.
+    for api in ("healthy", "quiet-down"):
+        series.append(_envoy(api, f"{api}-1", "envoy_cluster_upstream_rq_xx", "0+600x30", envoy_response_code_class="2"))
+        series.append(_envoy(api, f"{api}-1", "envoy_cluster_upstream_rq_pending_overflow", "0x30"))
+    series += _deployment("healthy", "1x30", "1x30") + _deployment("quiet-down", "0x30", "1x30")
+    # failing: 10 req/s, 2 of them app 5xx (20 % > 5 %), and 1 queue-full 503 per s counted as 5xx by
+    # Envoy (10 % of requests, under its alerts.queue_full_ratio 0.2 given below).
+    series.append(_envoy("failing", "failing-1", "envoy_cluster_upstream_rq_xx", "0+420x30", envoy_response_code_class="2"))
+    series.append(_envoy("failing", "failing-1", "envoy_cluster_upstream_rq_xx", "0+180x30", envoy_response_code_class="5"))
+    series.append(_envoy("failing", "failing-1", "envoy_cluster_upstream_rq_pending_overflow", "0+60x30"))
+    series += _deployment("failing", "1x30", "1x30")
+    # saturated: 10 req/s, 3 of them queue-full 503s (the app answers the rest 2xx), pinned at 3 = max.
+    series.append(_envoy("saturated", "saturated-1", "envoy_cluster_upstream_rq_xx", "0+420x30", envoy_response_code_class="2"))
+    series.append(_envoy("saturated", "saturated-1", "envoy_cluster_upstream_rq_xx", "0+180x30", envoy_response_code_class="5"))
+    series.append(_envoy("saturated", "saturated-1", "envoy_cluster_upstream_rq_pending_overflow", "0+180x30"))
+    series += _deployment("saturated", "3x30", "3x30")
+    # slow: every request takes 9.5 s (request_timeout 10 s x 0.8 = 8 s); 1 req/s in the 10000 ms bucket.
+    for le, step in (("5000", "0"), ("10000", "60"), ("+Inf", "60")):
+        series.append(_envoy("slow", "slow-1", "envoy_cluster_upstream_rq_time_bucket", f"0+{step}x30", le=le))
+    series.append(_envoy("slow", "slow-1", "envoy_cluster_upstream_rq_xx", "0+60x30", envoy_response_code_class="2"))
+    series.append(_envoy("slow", "slow-1", "envoy_cluster_upstream_rq_pending_overflow", "0x30"))
+    series += _deployment("slow", "1x30", "1x30")
+    # A fast API's histogram (100 ms): never slow.
+    for le, step in (("250", "600"), ("+Inf", "600")):
+        series.append(_envoy("healthy", "healthy-1", "envoy_cluster_upstream_rq_time_bucket", f"0+{step}x30", le=le))
+    # Crash loop: "loop" waits in CrashLoopBackOff from minute 5; "ok" restarted once and runs.
+    series.append({"series": 'kube_pod_container_status_waiting_reason{namespace="cortex-apis",pod="loop-1",'
+                             'container="api",reason="CrashLoopBackOff"}', "values": "0x4 1x25"})
+    series.append({"series": 'kube_pod_container_status_waiting_reason{namespace="cortex-apis",pod="ok-1",'
+                             'container="api",reason="CrashLoopBackOff"}', "values": "0x2 1 0x27"})
+    # Node groups: cpu has 3 nodes (its max_instances) from minute 0; spot (max 0) has 1 node.
+    for i in range(3):
+        series.append({"series": f'kube_node_labels{{node="cpu-{i}",label_cortex_dev_node_group="cpu",'
+                                 'label_karpenter_sh_capacity_type="on-demand",'
+                                 'label_node_kubernetes_io_instance_type="m5.large"}', "values": "1x30"})
+    series.append({"series": 'kube_node_labels{node="spot-0",label_cortex_dev_node_group="spot",'
+                             'label_karpenter_sh_capacity_type="spot",'
+                             'label_node_kubernetes_io_instance_type="m5.large"}', "values": "1x30"})
+    series.append({"series": 'kube_node_labels{node="system-0",label_node_kubernetes_io_instance_type="t3.large"}',
+                   "values": "1x30"})
+    # Karpenter: one spot interruption at minute 20.
+    series.append({"series": 'karpenter_interruption_received_messages_total{message_type="spot_interrupted"}',
+                   "values": "0x20 1x10"})
+    series.append({"series": 'karpenter_interruption_received_messages_total{message_type="rebalance_recommendation"}',
+                   "values": "0+1x30"})
+    return series
+
+
+def _alerts(name: str, at: str, *labels: dict[str, str]) -> dict[str, Any]:
+    return {"eval_time": at, "alertname": name, "exp_alerts": [{"exp_labels": dict(label)} for label in labels]}
+
+
+def _api_labels(api: str, severity: str = "warning") -> dict[str, str]:
+    return {"severity": severity, "namespace": NS, "api": api}
+
+
+def test_promtool_unit_tests_every_alert(tmp_path: Path) -> None:
+    apis = [_api("down"), _api("healthy"), _api("quiet-down", alerts={"enabled": False}),
+            _api("failing", alerts={"queue_full_ratio": 0.2}), _api("saturated"), _api("slow")]
+    names = _write_rules(tmp_path, apis, annotations=False)
+    tests = [
+        # Nothing fires before its `for`.
+        _alerts("CortexApiDown", "4m"),
+        _alerts("CortexApiDown", "10m", _api_labels("down", "page")),
+        _alerts("CortexApiErrorRatio", "12m", _api_labels("failing")),
+        _alerts("CortexApiQueueFull", "20m", _api_labels("saturated")),
+        _alerts("CortexApiLatencyHigh", "20m", _api_labels("slow")),
+        _alerts("CortexApiAtMaxReplicas", "10m"),
+        _alerts("CortexApiAtMaxReplicas", "20m", _api_labels("saturated")),
+        _alerts("CortexPodCrashLooping", "20m",
+                {"severity": "warning", "namespace": NS, "pod": "loop-1", "container": "api"}),
+        _alerts("CortexNodeGroupAtMax", "10m"),
+        _alerts("CortexNodeGroupAtMax", "20m", {"severity": "warning", "node_group": "cpu"}),
+        _alerts("CortexSpotInterruption", "15m"),
+        _alerts("CortexSpotInterruption", "25m", {"severity": "warning"}),
+        _alerts("CortexSpotInterruption", "29m", {"severity": "warning"}),
+    ]
+    promql = [
+        # 3 on-demand m5.large + 1 t3.large + 1 spot m5.large at 40 % + the EKS control plane.
+        {"expr": "cortex:cluster_cost_dollars_per_hour", "eval_time": "10m",
+         "exp_samples": [{"labels": "cortex:cluster_cost_dollars_per_hour", "value": 3 * 0.096 + 0.0832 + 0.4 * 0.096 + 0.1}]},
+        {"expr": "cortex:api_app_errors:rate5m", "eval_time": "10m",
+         "exp_samples": [{"labels": f'cortex:api_app_errors:rate5m{{namespace="{NS}",api="failing"}}', "value": 2},
+                         {"labels": f'cortex:api_app_errors:rate5m{{namespace="{NS}",api="saturated"}}', "value": 0}]},
+    ]
+    test_file = {"rule_files": names, "evaluation_interval": "1m",
+                 "tests": [{"interval": "1m", "input_series": _series(), "alert_rule_test": tests,
+                            "promql_expr_test": promql}]}
+    (tmp_path / "test.yml").write_text(yaml.safe_dump(test_file, sort_keys=False))
+    result = _run("test", "rules", "test.yml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
