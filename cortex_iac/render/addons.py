@@ -26,6 +26,7 @@ from cortex_iac.render.iam import policy_document
 from cortex_iac.render.karpenter import GPU_RESOURCE, NEURON_RESOURCE, accelerator_label
 from cortex_iac.render.observability import queries
 from cortex_iac.render.observability.addons import alertmanager_values
+from cortex_iac.render.observability.logs import fluent_bit_filters
 from cortex_iac.render.observability.rules import API_RULES_DIR, API_RULES_LABEL
 from cortex_iac.render.routing import (
     EXTERNAL_SCALER_PORT,
@@ -703,12 +704,16 @@ def fluent_bit_values(region: str, log_group: str) -> dict[str, Any]:
     """Values of the ``aws-for-fluent-bit`` chart: container logs to ``log_group`` only.
 
     The group is created (with its retention) by the Cluster, so the chart must not create it; the
-    DaemonSet tolerates every taint, so logs of GPU and system nodes are shipped too.
+    DaemonSet tolerates every taint, so logs of GPU and system nodes are shipped too. JSON lines are
+    parsed into ``data`` by the chart's kubernetes filter; ``additionalFilters``
+    (:func:`~cortex_iac.render.observability.logs.fluent_bit_filters`) give each record top-level
+    ``api``, ``kind``, ``pod``, ``namespace`` and ``container`` fields, so Logs Insights filters by API.
     """
     return {
         "cloudWatchLogs": {"enabled": True, "region": region, "logGroupName": log_group, "autoCreateGroup": False},
         "serviceAccount": {"name": FLUENT_BIT_SERVICE_ACCOUNT},
         "tolerations": [{"operator": "Exists"}],
+        "additionalFilters": fluent_bit_filters(),
     }
 
 

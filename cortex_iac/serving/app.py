@@ -37,7 +37,7 @@ from cortex_iac.serving.handler import (
     install_requirements,
     load_handler_class,
 )
-from cortex_iac.serving.logs import AccessLog
+from cortex_iac.serving.logs import AccessLog, request_id_of
 
 log = logging.getLogger("cortex.runtime")
 
@@ -258,7 +258,7 @@ class Runtime:
         status = response.status_code
         metrics.count(method, status)
         metrics.latency.observe(latency)
-        self.access_log.record(method, status, latency, error_id)
+        self.access_log.record(method, status, latency, error_id, request_id_of(request.headers.get("x-request-id")))
         return response
 
     async def _respond(self, request: Request, method: str) -> Response:

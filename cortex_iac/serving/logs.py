@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import IO, Any
@@ -65,13 +66,15 @@ class AccessLog:
     def __init__(self, stream: IO[str] | None = None, *, enabled: bool = True) -> None:
         self._stream = stream
         self._enabled = enabled
-        self._pending: list[tuple[float, str, int, float, str | None]] = []
+        self._pending: list[tuple[float, str, int, float, str | None, str | None]] = []
 
-    def record(self, method: str, status: int, latency: float, error_id: str | None = None) -> None:
-        """Remember one finished request: wall-clock time, method, status, latency in seconds
-        (nothing when the log is not ``enabled``: a log level above info)."""
+    def record(self, method: str, status: int, latency: float, error_id: str | None = None,
+               request_id: str | None = None) -> None:
+        """Remember one finished request: wall-clock time, method, status, latency in seconds, the
+        id of its logged error and its request id (:func:`request_id_of`); nothing when the log is
+        not ``enabled`` (a log level above info)."""
         if self._enabled:
-            self._pending.append((time.time(), method, status, latency, error_id))
+            self._pending.append((time.time(), method, status, latency, error_id, request_id))
 
     def flush(self) -> None:
         """Write every buffered record as one line each, then empty the buffer."""
@@ -79,7 +82,7 @@ class AccessLog:
             return
         pending, self._pending = self._pending, []
         lines = []
-        for created, method, status, latency, error_id in pending:
+        for created, method, status, latency, error_id, request_id in pending:
             line: dict[str, Any] = {
                 "time": _timestamp(created),
                 "level": "info",
@@ -91,7 +94,21 @@ class AccessLog:
             }
             if error_id is not None:
                 line["error_id"] = error_id
+            if request_id is not None:
+                line["request_id"] = request_id
             lines.append(json.dumps(line))
         stream = self._stream or sys.stdout
         stream.write("\n".join(lines) + "\n")
         stream.flush()
+
+
+# What a request id may be to be logged: Envoy's are UUIDs; a client's own (Envoy passes them on) is
+# logged only if it is as harmless (no quotes, newlines or control characters, at most 64 characters).
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
+
+
+def request_id_of(header: str | None) -> str | None:
+    """The ``x-request-id`` header's value if it is safe to log (see :data:`_REQUEST_ID`), else None."""
+    if header is not None and _REQUEST_ID.fullmatch(header):
+        return header
+    return None

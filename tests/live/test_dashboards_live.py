@@ -6,7 +6,7 @@ scrape job with its pod discovery swapped for static targets carrying the discov
 Prometheus also loads the rendered recording rules and the API's own rule file, so the constants
 the dashboards and alerts join on are evaluated by the real rule engine.
 
-Checked: request rate within 10 % of the rate the load generator measured over the same window,
+Checked: every access line of the runtime carries Envoy's request id; request rate within 10 % of the rate the load generator measured over the same window,
 and by status class; app 5xx vs queue-full 503s; latency percentiles bracketed by the handler's
 sleep; in-flight equal to the requests held in the pods; the API's constants. Grafana's
 ``$__rate_interval`` is given a 10 s window (scrapes every second). Not evaluated here: the panels
@@ -17,6 +17,7 @@ their queries are parsed by promtool and their alerts unit-tested in tests/rende
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,13 @@ def test_prometheus_evaluates_the_api_dashboard_queries(tmp_path: Path) -> None:
             with running(cmd, ports=[port], log=tmp_path / "prometheus.log", timeout=20), \
                     httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as prom:
                 _run_checks(prom, pod_a.listen_port, pod_b.listen_port)
+        # Every access line carries the request id Envoy generated (what the "one request id"
+        # Logs Insights query filters on), each distinct.
+        access = [r for r in runtime.records() if r.get("logger") == "cortex.access"]
+        ids = [r.get("request_id") for r in access]
+        assert len(access) >= int(RATE * LOAD_SECONDS) and None not in ids and len(set(ids)) == len(ids)
+        assert all(re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", i) for i in ids)
+        RESULTS["access_lines_with_request_id"] = len(access)
     finally:
         runtime.kill()
     print("\nlive dashboard values:", RESULTS)
