@@ -34,6 +34,7 @@ from cortex_iac.render.iam import aws_managed_policy_arn, service_trust_policy, 
 from cortex_iac.render.karpenter import DISCOVERY_TAG
 from cortex_iac.render.network import NetworkLayout, subnet_tags
 from cortex_iac.render.observability import dashboards
+from cortex_iac.render.observability.addons import grafana_ingress
 from cortex_iac.render.observability.rules import cluster_rules
 from cortex_iac.render.workload import API_NAMESPACE, network_policy
 from cortex_iac.specs import ClusterSpec
@@ -295,7 +296,8 @@ class Cluster(pulumi.ComponentResource):
         if self.load_balancer is not None:
             lb_controller = install.load_balancer_controller(ctx, self.vpc_id)
             self.addon_releases[render.LOAD_BALANCER_CONTROLLER_RELEASE] = lb_controller
-            params, ingress_class = routing.ingress_class_objects(spec, API_NAMESPACE)
+            exposed = (render.PROMETHEUS_NAMESPACE,) if self._grafana_on_alb(observability, layout) else ()
+            params, ingress_class = routing.ingress_class_objects(spec, API_NAMESPACE, extra_namespaces=exposed)
             after_controller = pulumi.ResourceOptions(parent=self, provider=self.k8s_provider, depends_on=[lb_controller])
             params_resource = custom_resource(f"{name}-api-ingress-class-params", params, after_controller)
             self.addon_releases["api-ingress-class"] = k8s.networking.v1.IngressClass(
@@ -326,6 +328,18 @@ class Cluster(pulumi.ComponentResource):
                 self.addon_releases["grafana"] = install.grafana(
                     ctx, namespace["prometheus"], observability, render.PROMETHEUS_URL, boards,
                 )
+                if self._grafana_on_alb(observability, layout):
+                    assert self.load_balancer is not None
+                    ingress = grafana_ingress(observability.grafana, render.PROMETHEUS_NAMESPACE,
+                                              tuple(spec.operator_load_balancer_cidr_white_list),
+                                              https=self.load_balancer.certificate_arn is not None)
+                    k8s.networking.v1.Ingress(
+                        f"{name}-grafana-ingress",
+                        metadata={**object_meta(ingress["metadata"]), "namespace": namespace["prometheus"]},
+                        spec=ingress["spec"],
+                        opts=pulumi.ResourceOptions(parent=self, provider=self.k8s_provider, depends_on=[
+                            self.addon_releases["grafana"], self.addon_releases["api-ingress-class"]]),
+                    )
             if layout.dcgm_exporter:
                 self.addon_releases["dcgm-exporter"] = install.dcgm_exporter(ctx, namespace["prometheus"])
         if layout.nvidia_device_plugin:
@@ -377,6 +391,17 @@ class Cluster(pulumi.ComponentResource):
                 "keda_http_interceptor": self.keda_http_interceptor,
             }
         )
+
+    @staticmethod
+    def _grafana_on_alb(observability: ObservabilitySpec, layout: ClusterLayout) -> bool:
+        """Whether Grafana is served on the shared load balancer (CortexError if it cannot be)."""
+        grafana = observability.grafana
+        if not grafana.enabled or grafana.expose != "load-balancer" or layout.prometheus_url is None:
+            return False
+        if layout.load_balancer is None:
+            raise CortexError("observability: grafana.expose: 'load-balancer' needs the AWS Load Balancer Controller "
+                              "(addons.aws_load_balancer_controller is off); use expose: port-forward")
+        return True
 
     def _network(
         self, name: str, cluster_name: str, layout: NetworkLayout, tags: dict[str, str]

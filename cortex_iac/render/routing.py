@@ -141,14 +141,17 @@ def _depth(endpoint: str) -> int:
     return len([part for part in endpoint.split("/") if part])
 
 
-def ingress_class_objects(cluster: ClusterSpec, api_namespace: str) -> list[dict[str, Any]]:
+def ingress_class_objects(
+    cluster: ClusterSpec, api_namespace: str, *, extra_namespaces: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
     """The cluster-wide ``IngressClassParams`` and ``IngressClass`` every API Ingress uses.
 
     From the cluster spec: ``api_load_balancer_scheme`` -> scheme, ``api_load_balancer_cidr_white_list``
     -> inbound CIDRs, ``ssl_certificate_arn`` -> the HTTPS certificate (and an HTTP->HTTPS redirect),
     ``tags`` + ``cortex.dev/cluster-name`` -> tags of the ALB and its target groups. Only Ingresses in
     ``api_namespace`` and in the KEDA namespace may join (any other namespace's Ingress naming this
-    class is refused by the controller), because the group shares one ALB.
+    class is refused by the controller), because the group shares one ALB; ``extra_namespaces`` are
+    admitted too (Grafana's, when it is served on the ALB: render/observability/addons.py).
     ``api_load_balancer_type`` is not used: path routing needs an ALB (see docs/design.md).
     """
     tags = {**cluster.tags, "cortex.dev/cluster-name": cluster.cluster_name}
@@ -158,7 +161,7 @@ def ingress_class_objects(cluster: ClusterSpec, api_namespace: str) -> list[dict
         "inboundCIDRs": list(cluster.api_load_balancer_cidr_white_list),
         "targetType": "ip",
         "namespaceSelector": {"matchExpressions": [{
-            "key": "kubernetes.io/metadata.name", "operator": "In", "values": sorted({api_namespace, KEDA_NAMESPACE}),
+            "key": "kubernetes.io/metadata.name", "operator": "In", "values": sorted({api_namespace, KEDA_NAMESPACE, *extra_namespaces}),
         }]},
         "loadBalancerAttributes": [{"key": "idle_timeout.timeout_seconds", "value": str(ALB_IDLE_TIMEOUT_SECONDS)}],
         "tags": [{"key": k, "value": v} for k, v in sorted(tags.items())],

@@ -22,9 +22,10 @@ from cortex_iac.specs.base import SpecModel, pattern
 # The stack config key (namespace ``cortex``) holding the receiver's Slack webhook URL, PagerDuty
 # routing key or webhook URL; it must be set with ``pulumi config set --secret``.
 ALERT_RECEIVER_SECRET_KEY = "alertReceiverSecret"
-# An ALB listener rule takes at most 5 condition values in all; the Grafana rule's source-IP
-# condition holds the operator allow-list, so it may have at most this many CIDRs.
-MAX_GRAFANA_SOURCE_CIDRS = 5
+# An ALB listener rule takes at most 5 match values in all and 3 per condition; the Grafana rule's
+# path prefix takes 2 (the path and path/*), its source-IP condition holds the operator allow-list:
+# at most this many CIDRs.
+MAX_GRAFANA_SOURCE_CIDRS = 3
 
 _PATH = re.compile(r"/[a-z0-9][a-z0-9\-]{0,40}")
 _SLACK_CHANNEL = re.compile(r"#[a-z0-9][a-z0-9_\-]{0,79}")
@@ -38,7 +39,7 @@ class GrafanaSpec(SpecModel):
     expose: Literal["port-forward", "load-balancer"] = "port-forward"
     """cortex_iac extension: how Grafana is reached. port-forward (default): only through `kubectl port-forward`;
     load-balancer: also on the shared API load balancer under `path`, for clients in the cluster's
-    operator_load_balancer_cidr_white_list only (at most 5 CIDRs)."""
+    operator_load_balancer_cidr_white_list only (at most 3 CIDRs, an ALB rule's limit)."""
     path: Annotated[str, pattern(_PATH, "must be a path such as /grafana: '/' and a lowercase letter or digit, "
                                         "then up to 40 of a-z, 0-9 and '-'")] = "/grafana"
     """cortex_iac extension: the load balancer path Grafana is served under with expose: load-balancer.

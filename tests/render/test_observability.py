@@ -270,9 +270,11 @@ def test_bad_observability_values_name_the_field() -> None:
         _stack({"grafana": {"path": "grafana"}})
     with pytest.raises(SpecError, match=r"slack_channel.*only with receiver: slack"):
         _stack({"alerting": {"receiver": "pagerduty", "slack_channel": "#x"}}, secret="<secret>")
-    with pytest.raises(SpecError, match=r"at most 5 CIDRs.*it has 6"):
+    with pytest.raises(SpecError, match=r"at most 3 CIDRs.*it has 4"):
         _stack({"grafana": {"expose": "load-balancer"}},
-               operator_load_balancer_cidr_white_list=[f"10.0.{i}.0/24" for i in range(6)])
+               operator_load_balancer_cidr_white_list=[f"10.0.{i}.0/24" for i in range(4)])
+    with pytest.raises(SpecError, match=r"grafana.expose: 'load-balancer' is not allowed with grafana.enabled: false"):
+        _stack({"grafana": {"expose": "load-balancer", "enabled": False}})
 
 
 def test_a_stack_file_secure_receiver_secret_counts_as_given(tmp_path: Path) -> None:
@@ -288,3 +290,23 @@ def test_a_stack_file_secure_receiver_secret_counts_as_given(tmp_path: Path) -> 
         "cortex:alertReceiverSecret:\n    ", "cortex:alertReceiverSecret: "))
     with pytest.raises(SpecError, match="given in clear"):
         load_stack_file(path)
+
+
+def test_grafana_on_the_load_balancer_only_for_the_operator_allow_list() -> None:
+    from cortex_iac.render import routing
+    ingress = obs.grafana_ingress(GrafanaSpec(expose="load-balancer"), addons.PROMETHEUS_NAMESPACE,
+                                  ("203.0.113.0/24",), https=True)
+    assert validate_all([ingress]) == 1
+    notes = ingress["metadata"]["annotations"]
+    assert json.loads(notes["alb.ingress.kubernetes.io/conditions.grafana"]) == [
+        {"field": "source-ip", "sourceIpConfig": {"values": ["203.0.113.0/24"]}}]
+    assert notes["alb.ingress.kubernetes.io/healthcheck-path"] == "/grafana/api/health"
+    assert json.loads(notes["alb.ingress.kubernetes.io/listen-ports"]) == [{"HTTP": 80}, {"HTTPS": 443}]
+    (path,) = ingress["spec"]["rules"][0]["http"]["paths"]
+    assert path["path"] == "/grafana" and path["backend"]["service"] == {"name": "grafana", "port": {"number": 80}}
+    assert ingress["spec"]["ingressClassName"] == routing.INGRESS_CLASS
+    from cortex_iac.specs import load_cluster
+    params, _ = routing.ingress_class_objects(load_cluster({"cluster_name": "obs-test", "region": "us-east-1"}),
+                                              API_NAMESPACE, extra_namespaces=(addons.PROMETHEUS_NAMESPACE,))
+    (match,) = params["spec"]["namespaceSelector"]["matchExpressions"]
+    assert match["values"] == sorted([API_NAMESPACE, "keda", addons.PROMETHEUS_NAMESPACE])

@@ -96,3 +96,15 @@ def test_a_receiver_without_its_secret_is_refused() -> None:
     spec = ObservabilitySpec.model_validate({"alerting": {"receiver": "webhook"}})
     with pytest.raises(CortexError, match="alert_receiver_secret must be given"):
         record(_program(spec, None), preview=True)
+
+
+def test_grafana_on_the_load_balancer_gets_an_ingress_in_the_api_group() -> None:
+    spec = ObservabilitySpec.model_validate({"grafana": {"expose": "load-balancer"}})
+    recording = record(_program(spec, None), preview=True)
+    (ingress,) = [r for r in recording.resources if r.type == "kubernetes:networking.k8s.io/v1:Ingress"]
+    assert ingress.inputs["metadata"]["namespace"] == "prometheus"
+    (params,) = [r for r in recording.resources if r.type.endswith("IngressClassParams")]
+    assert "prometheus" in params.inputs["spec"]["namespaceSelector"]["matchExpressions"][0]["values"]
+    (grafana,) = [r for r in recording.resources if r.type == "kubernetes:helm.sh/v3:Release"
+                  and r.inputs["name"] == "grafana"]
+    assert grafana.inputs["values"]["grafana.ini"]["server"]["serve_from_sub_path"] is True

@@ -208,3 +208,42 @@ def api_rules_config_map(api_name: str, rules: Mapping[str, Any], namespace: str
                      "labels": {**_LABELS, API_RULES_LABEL: "1"}},
         "data": {api_rules_file_name(api_name): text},
     }
+
+
+def grafana_ingress(spec: GrafanaSpec, namespace: str, source_cidrs: tuple[str, ...], *, https: bool) -> dict[str, Any]:
+    """The Ingress serving Grafana on the shared API load balancer under ``spec.path``.
+
+    It joins the API IngressGroup (its class, whose params admit ``namespace`` then), and its ALB
+    rule also requires the client's address to be in ``source_cidrs`` (the cluster's
+    ``operator_load_balancer_cidr_white_list``, at most 3: the spec checks it): a client must be
+    admitted by the ALB's security group (the API allow-list) *and* by this rule; others get the
+    ALB's 404. Health-checked on Grafana's own ``/api/health``.
+    """
+    from cortex_iac.render.routing import INGRESS_CLASS
+
+    annotation = "alb.ingress.kubernetes.io/"
+    listen: list[dict[str, int]] = [{"HTTP": 80}] + ([{"HTTPS": 443}] if https else [])
+    condition = [{"field": "source-ip", "sourceIpConfig": {"values": list(source_cidrs)}}]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {
+            "name": GRAFANA_RELEASE,
+            "namespace": namespace,
+            "labels": dict(_LABELS),
+            "annotations": {
+                annotation + "listen-ports": json.dumps(listen),
+                annotation + "group.order": "-1",
+                annotation + "healthcheck-path": f"{spec.path}/api/health",
+                annotation + f"conditions.{GRAFANA_SERVICE}": json.dumps(condition),
+            },
+        },
+        "spec": {
+            "ingressClassName": INGRESS_CLASS,
+            "rules": [{"http": {"paths": [{
+                "path": spec.path,
+                "pathType": "Prefix",
+                "backend": {"service": {"name": GRAFANA_SERVICE, "port": {"number": GRAFANA_PORT}}},
+            }]}}],
+        },
+    }
