@@ -68,6 +68,9 @@ NVIDIA_DEVICE_PLUGIN_RELEASE = "nvidia-device-plugin"
 NEURON_DEVICE_PLUGIN_RELEASE = "neuron-device-plugin"
 FLUENT_BIT_RELEASE = "aws-for-fluent-bit"
 
+# The Karpenter chart's metrics port (controller.metrics.port).
+KARPENTER_METRICS_PORT = 8080
+
 # Service accounts that get an IAM role through EKS Pod Identity.
 KARPENTER_SERVICE_ACCOUNT = "karpenter"
 LOAD_BALANCER_CONTROLLER_SERVICE_ACCOUNT = "aws-load-balancer-controller"
@@ -236,6 +239,9 @@ def karpenter_values(cluster_name: str, region: str, interruption_queue_name: st
             "env": [{"name": "AWS_REGION", "value": region}],
             "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
         },
+        # Scraped by the Prometheus chart's annotated-service job (the chart's metrics port): the
+        # cluster dashboard's Karpenter panels and the spot-interruption alert read it.
+        "service": {"annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(KARPENTER_METRICS_PORT)}},
     }
 
 
