@@ -341,7 +341,8 @@ class Cluster(pulumi.ComponentResource):
                             self.addon_releases["grafana"], self.addon_releases["api-ingress-class"]]),
                     )
             if layout.dcgm_exporter:
-                self.addon_releases["dcgm-exporter"] = install.dcgm_exporter(ctx, namespace["prometheus"])
+                # In kube-system, as the device plugin: its pods ask for the system-node-critical priority.
+                self.addon_releases["dcgm-exporter"] = install.dcgm_exporter(ctx, render.KUBE_SYSTEM)
         if layout.nvidia_device_plugin:
             self.addon_releases[render.NVIDIA_DEVICE_PLUGIN_RELEASE] = install.nvidia_device_plugin(ctx)
         if layout.neuron_device_plugin:

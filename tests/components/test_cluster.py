@@ -402,7 +402,7 @@ def test_releases_with_pinned_charts() -> None:
         "nvidia-device-plugin": (NVIDIA_DEVICE_PLUGIN_CHART, "kube-system"),
         "aws-for-fluent-bit": (AWS_FOR_FLUENT_BIT_CHART, "logging"),
         "grafana": (GRAFANA_CHART, "prometheus"),
-        "dcgm-exporter": (DCGM_EXPORTER_CHART, "prometheus"),
+        "dcgm-exporter": (DCGM_EXPORTER_CHART, "kube-system"),
     }
     assert set(releases) == set(expected)
     for release_name, (chart, namespace) in expected.items():
