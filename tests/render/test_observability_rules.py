@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from cortex_iac.plan.cost import price_table
+from cortex_iac.render.observability import queries as q
 from cortex_iac.render.observability.rules import api_rules, cluster_rules
 from cortex_iac.specs import ClusterSpec, RealtimeApiSpec, load_api_files, load_cluster
 from tests.needs import missing
@@ -180,6 +181,24 @@ def _series() -> list[dict[str, str]]:
                              'label_node_kubernetes_io_instance_type="m5.large"}', "values": "1x30"})
     series.append({"series": 'kube_node_labels{node="system-0",label_node_kubernetes_io_instance_type="t3.large"}',
                    "values": "1x30"})
+    # The healthy API's pod as kube-state-metrics and cAdvisor show it: 2 restarts between minutes
+    # 10 and 12, last terminated by the OOM killer, 0.5 cores used of 1 requested, 300 MiB of 512.
+    pod = f'namespace="{NS}",pod="healthy-1"'
+    series += [
+        {"series": f'kube_pod_labels{{{pod},label_cortex_dev_api_name="healthy"}}', "values": "1x30"},
+        {"series": f'kube_pod_labels{{namespace="{NS}",pod="other-1",label_cortex_dev_api_name="other"}}', "values": "1x30"},
+        {"series": f'kube_pod_container_status_restarts_total{{{pod},container="api"}}', "values": "0x10 1 2x19"},
+        {"series": f'kube_pod_container_status_restarts_total{{namespace="{NS}",pod="other-1",container="api"}}',
+         "values": "0+1x30"},
+        {"series": f'kube_pod_container_status_last_terminated_reason{{{pod},container="api",reason="OOMKilled"}}',
+         "values": "0x10 1x20"},
+        {"series": f'container_cpu_usage_seconds_total{{{pod},container="api"}}', "values": "0+30x30"},
+        {"series": f'kube_pod_container_resource_requests{{{pod},container="api",resource="cpu"}}', "values": "1x30"},
+        {"series": f'container_memory_working_set_bytes{{{pod},container="api"}}', "values": f"{300 * 2**20}x30"},
+        {"series": f'kube_pod_container_resource_requests{{{pod},container="api",resource="memory"}}',
+         "values": f"{512 * 2**20}x30"},
+        {"series": 'kube_pod_status_phase{namespace="cortex-apis",pod="p",phase="Pending"}', "values": "1x30"},
+    ]
     # Karpenter: one spot interruption at minute 20.
     series.append({"series": 'karpenter_interruption_received_messages_total{message_type="spot_interrupted"}',
                    "values": "0x20 1x10"})
@@ -224,6 +243,31 @@ def test_promtool_unit_tests_every_alert(tmp_path: Path) -> None:
         {"expr": "cortex:api_app_errors:rate5m", "eval_time": "10m",
          "exp_samples": [{"labels": f'cortex:api_app_errors:rate5m{{namespace="{NS}",api="failing"}}', "value": 2},
                          {"labels": f'cortex:api_app_errors:rate5m{{namespace="{NS}",api="saturated"}}', "value": 0}]},
+    ]
+    # The dashboards' queries over kube-state-metrics and cAdvisor series (only the healthy API's pod
+    # counts for it; the other API's restarts do not).
+    def sample(expr: str, at: str, value: float, labels: str = "{}") -> dict[str, Any]:
+        return {"expr": expr, "eval_time": at, "exp_samples": [{"labels": labels, "value": value}]}
+
+    promql += [
+        sample(q.in_flight_target(NS, "healthy"), "10m", 2,
+               f'{{namespace="{NS}",api="healthy"}}'),  # target_in_flight 2 x 1 ready replica
+        sample(q.replicas(NS, "saturated", "desired"), "10m", 3),
+        sample(q.replica_bound(NS, "saturated", "max"), "10m", 3,
+               f'cortex:api_max_replicas{{namespace="{NS}",api="saturated"}}'),
+        sample(q.restarts(NS, "healthy", "10m"), "15m", 2, '{container="api"}'),
+        sample(q.oom_kills(NS, "healthy"), "15m", 1, '{container="api"}'),
+        sample(q.cpu_used(NS, "healthy", "5m"), "15m", 0.5, '{container="api"}'),
+        sample(q.resource_requested(NS, "healthy", "cpu"), "15m", 1, '{container="api"}'),
+        sample(q.memory_used(NS, "healthy"), "15m", 300 * 2**20, '{container="api"}'),
+        sample(q.pending_pods(), "15m", 1, f'{{namespace="{NS}"}}'),
+        {"expr": q.nodes_by_group_and_capacity(), "eval_time": "15m", "exp_samples": [
+            {"labels": "{}", "value": 1},  # the system node: no node group, no Karpenter capacity type
+            {"labels": '{label_cortex_dev_node_group="cpu",label_karpenter_sh_capacity_type="on-demand"}', "value": 3},
+            {"labels": '{label_cortex_dev_node_group="spot",label_karpenter_sh_capacity_type="spot"}', "value": 1}]},
+        sample(q.spot_interruptions("10m"), "25m", 1),
+        sample(q.request_rate(NS, "failing", "5m"), "10m", 10),
+        sample(q.queue_full_rate(NS, "saturated", "5m"), "10m", 3),
     ]
     test_file = {"rule_files": names, "evaluation_interval": "1m",
                  "tests": [{"interval": "1m", "input_series": _series(), "alert_rule_test": tests,
