@@ -394,7 +394,8 @@ CASES: list[tuple[str, list[Any], list[str]]] = [
             "compute, readiness_probe, liveness_probe, pre_stop)",
             f"{P}.pod.max_concurency: unknown key (did you mean 'max_concurrency'? allowed keys: port, max_concurrency, "
             "max_queue_length, request_timeout, containers)",
-            f"{P}.zzz: unknown key (allowed keys for RealtimeAPI: name, kind, networking, pod, node_groups, iam, autoscaling, update_strategy)",
+            f"{P}.zzz: unknown key (allowed keys for RealtimeAPI: name, kind, networking, pod, node_groups, iam, autoscaling, "
+            "update_strategy, alerts)",
         ],
     ),
     (

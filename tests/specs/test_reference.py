@@ -93,6 +93,7 @@ def test_realtime_defaults() -> None:
             "upscale_tolerance": 0.05,
         },
         "update_strategy": {"max_surge": "25%", "max_unavailable": "25%"},
+        "alerts": {"enabled": True, "error_ratio": 0.05, "latency_fraction": 0.8, "queue_full_ratio": 0.01},
     }
     compute = spec.pod.containers[0].compute
     assert compute.cpu == Quantity.parse("200m") and compute.cpu.value == Decimal("0.2")
