@@ -21,8 +21,9 @@ from cortex_iac.render.observability import queries as q
 from cortex_iac.render.observability.rules import api_rules, cluster_rules
 from cortex_iac.specs import ClusterSpec, RealtimeApiSpec, load_api_files, load_cluster
 from tests.needs import missing
+from tests.specs.helpers import REFERENCE
 
-REFERENCE_APIS = Path(__file__).resolve().parents[2] / ".." / ".." / "shared" / "cortex-reference" / "apis"
+REFERENCE_APIS = REFERENCE / "apis"
 NS = "cortex-apis"
 
 
