@@ -621,6 +621,9 @@ NOTHING_TO_FLAG = (
 )
 
 
+_SHOW_SAME = 5
+
+
 def _api_cost_rows(report: DiffReport) -> list[tuple[str, ApiCost | None, ApiCost | None]]:
     b, h = report.base_stack_cost, report.head_stack_cost
     olds = {(a.kind, a.name): a for a in (b.apis if b else ())}
@@ -643,7 +646,11 @@ def cost_rows(report: DiffReport) -> list[tuple[str, str, str, str, str]]:
     if b is None or h is None:
         return []
     rows = []
+    same: list[tuple[ApiCost, ApiCost]] = []
     for name, old, new in _api_cost_rows(report):
+        if old is not None and new is not None and (old.low, old.high) == (new.low, new.high):
+            same.append((old, new))
+            continue
         ol, oh = (old.low, old.high) if old else (0.0, 0.0)
         nl, nh = (new.low, new.high) if new else (0.0, 0.0)
         how = new or old
@@ -654,6 +661,11 @@ def cost_rows(report: DiffReport) -> list[tuple[str, str, str, str, str]]:
             elif how.at_min and how.at_max:
                 detail = f"min: {how.at_min.describe()}; max: {how.at_max.describe()}"
         rows.append((f"API {name}", _range(ol, oh) if old else "–", _change(nl - ol, nh - oh), _range(nl, nh) if new else "–", detail))
+    if same:
+        # APIs whose cost does not change, in one row: the table stays short for a thousand APIs.
+        low, high = sum(a.low for a, _ in same), sum(a.high for a, _ in same)
+        names = ", ".join(a.name for a, _ in same[:_SHOW_SAME]) + (f" and {len(same) - _SHOW_SAME} more" if len(same) > _SHOW_SAME else "")
+        rows.append((f"{len(same)} API{'s' if len(same) != 1 else ''} unchanged", _range(low, high), _change(0, 0), _range(low, high), names))
     rows.append(("fixed cluster costs", _range(b.fixed_low, b.fixed_high), _change(h.fixed_low - b.fixed_low, h.fixed_high - b.fixed_high),
                  _range(h.fixed_low, h.fixed_high), "control plane, NAT, load balancers, system nodes, node groups' min_instances"))
     rows.append(("total", _range(b.low, b.high), _change(h.low - b.low, h.high - b.high), _range(h.low, h.high), ""))
@@ -926,7 +938,7 @@ def _md_api_cost(report: DiffReport) -> list[str]:
         out.append(f"| {bold}{_md(item)}{bold} | {base} | {bold}{change}{bold} | {new} | {_md(how)} |")
     out += ["", "<details><summary>how this is estimated</summary>", "",
             f"Public prices of {_md(h.prices_date)}. " + " ".join(_md(n[0].upper() + n[1:]) + "." for n in h.notes), "",
-            _md_cost(report), "", "</details>", ""]
+            _md_cost(report, "Capacity bounds (every node group from min_instances to max_instances)"), "", "</details>", ""]
     return out
 
 
@@ -955,10 +967,11 @@ def _markdown(report: DiffReport, level: str, keep: int | None, rows: int | None
         out += [f"#### {report.counts[op]} {heading}", ""]
         for d in group:
             title = f"{_md_code(d.type)} {_md_code(d.name)}"
-            out.append(f'<a id="{anchor(d.urn)}"></a>')
+            mark = f'<a id="{anchor(d.urn)}"></a>'
             if level == "names" or (not d.changes and not d.reasons):
-                out.append(f"- {title}")
+                out.append(f"- {mark}{title}")
                 continue
+            out.append(mark)
             inputs = f"{len(d.changes)} input{'s' if len(d.changes) != 1 else ''}"
             out += [f"<details><summary>{title} ({inputs})</summary>", ""]
             out += [f"- replaced because {_md(r)}" for r in d.reasons]
@@ -997,12 +1010,12 @@ def _markdown(report: DiffReport, level: str, keep: int | None, rows: int | None
     return re.sub(r"\n{3,}", "\n\n", text).rstrip("\n") + "\n"
 
 
-def _md_cost(report: DiffReport) -> str:
+def _md_cost(report: DiffReport, label: str = "Monthly cost") -> str:
     if report.base_cost is None or report.head_cost is None:
-        return f"**Monthly cost:** {_md(_cost_line(report))}"
+        return f"**{label}:** {_md(_cost_line(report))}"
     b, h = report.base_cost, report.head_cost
     lines = [
-        f"**Monthly cost:** {money_range(b.low, b.high)} → {money_range(h.low, h.high)} "
+        f"**{label}:** {money_range(b.low, b.high)} → {money_range(h.low, h.high)} "
         f"(change **{_delta(b, h)}**; {_md(h.region)}, public on-demand prices of {h.prices_date}, spot estimated)",
     ]
     before = {x.item: x for x in b.lines}
