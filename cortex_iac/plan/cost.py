@@ -286,9 +286,12 @@ class _Prices:
         try:
             price = data["instances"][instance_type]
         except KeyError:
+            listed = instance_type in data.get("unpriced", ())
+            why = ("none of its sources prices it there (listed as unpriced; scripts/gen_prices.py)" if listed
+                   else f"{len(data['instances'])} types are priced there")
             raise _NoPrice(
                 f"instance type {instance_type!r} has no price for {self.region} in the bundled price table "
-                f"(cortex_iac/data/prices.json); families there: {', '.join(sorted(data['instance_sources']))}"
+                f"(cortex_iac/data/prices.json): {why}"
             ) from None
         self.used.add(data["instance_sources"][instance_type.split(".")[0]])
         return float(price)
