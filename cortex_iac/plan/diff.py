@@ -272,6 +272,10 @@ class DiffReport:
     summary: list[SummaryRow] = field(default_factory=list)
     base_stack_cost: StackCost | None = None
     head_stack_cost: StackCost | None = None
+    base_resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    head_resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    renamed_from: dict[str, str] = field(default_factory=dict)  # HEAD URN -> its BASE URN (aliases)
+    head_config: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -317,6 +321,10 @@ def diff_plans(base: dict[str, Any], head: dict[str, Any]) -> DiffReport:
         project=head.get("project", "?"),
         resources=out,
         unchanged=len(both) - sum(1 for u in both if diffs[u] is not None),
+        base_resources={r["urn"]: r for r in base["resources"]},
+        head_resources=news,
+        renamed_from={new: old for old, new in renamed.items()},
+        head_config=dict(head.get("config") or {}),
     )
 
 
@@ -841,6 +849,74 @@ def render_json(report: DiffReport) -> str:
     return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+# Pulumi's marker for a value only known after apply, as its serialised states carry it
+# (sdk/go/common/resource/plugin: UnknownStringValue), and what `pulumi preview --json` shows for secrets.
+PULUMI_UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+PULUMI_SECRET = "[secret]"
+_DETAILED_KIND = {"added": "add", "removed": "delete", "changed": "update"}
+
+
+def _pulumi_value(value: Any) -> Any:
+    if value == UNKNOWN:
+        return PULUMI_UNKNOWN
+    if value == SECRET:
+        return PULUMI_SECRET
+    if isinstance(value, dict):
+        return {k: _pulumi_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_pulumi_value(v) for v in value]
+    return value
+
+
+def _pulumi_state(r: dict[str, Any]) -> dict[str, Any]:
+    """A plan resource as Pulumi's ``apitype.ResourceV3`` (the fields a plan knows; inputs only,
+    no outputs: this is a preview)."""
+    state: dict[str, Any] = {"urn": r["urn"], "custom": bool(r.get("custom", True)), "type": r["type"],
+                             "inputs": _pulumi_value(r["inputs"])}
+    # In ResourceV3's field order (encoding/json writes fields in declaration order).
+    for key, name in (("parent", "parent"), ("dependencies", "dependencies"), ("provider", "provider"),
+                      ("property_dependencies", "propertyDependencies"), ("aliases", "aliases")):
+        if r.get(key):
+            state[name] = r[key]
+    return state
+
+
+def render_pulumi_json(report: DiffReport) -> str:
+    """The shape of ``pulumi preview --json`` (Pulumi's ``PreviewDigest``): ``config``, one step per
+    changed resource (``op``, ``urn``, ``provider``, ``oldState`` / ``newState`` as ``ResourceV3``,
+    ``diffReasons``, ``replaceReasons``, ``detailedDiff``) and ``changeSummary`` with the ``same``
+    count; unknowns as Pulumi's unknown marker, secrets as ``[secret]``."""
+    olds, news = report.base_resources, report.head_resources
+    steps = []
+    for d in report.resources:
+        old, new = olds.get(d.urn) or olds.get(report.renamed_from.get(d.urn, "")), news.get(d.urn)
+        step: dict[str, Any] = {"op": d.op, "urn": d.urn}
+        provider = (new or old or {}).get("provider")
+        if provider:
+            step["provider"] = provider
+        if old is not None and d.op != "create":
+            step["oldState"] = _pulumi_state(old)
+        if new is not None and d.op != "delete":
+            step["newState"] = _pulumi_state(new)
+        keys = sorted({str(c.path[0]) for c in d.changes})
+        if keys:
+            step["diffReasons"] = keys
+        replace_keys = sorted({str(c.path[0]) for c in d.changes if c.replaces})
+        if replace_keys:
+            step["replaceReasons"] = replace_keys
+        step["detailedDiff"] = {
+            c.path_text: {"kind": _DETAILED_KIND[c.kind] + ("-replace" if c.replaces else ""), "inputDiff": True}
+            for c in d.changes
+        } or None
+        steps.append(step)
+    config = {k: PULUMI_SECRET if v == SECRET else v for k, v in sorted(report.head_config.items())}
+    summary = {op: n for op, n in report.counts.items() if n}
+    if report.unchanged:
+        summary["same"] = report.unchanged
+    doc: dict[str, Any] = {"config": config, "steps": steps, "changeSummary": summary}
+    return json.dumps(doc, indent=4, ensure_ascii=False) + "\n"
+
+
 def _md(text: str) -> str:
     return html.escape(text, quote=False).replace("|", "&#124;")
 
@@ -1034,14 +1110,14 @@ def _md_cost(report: DiffReport, label: str = "Monthly cost") -> str:
 
 
 def diff_command(base: Path, head: Path, fmt: str = "text") -> str:
-    """Output of ``cortex diff BASE.json HEAD.json --format markdown|text|json``.
+    """Output of ``cortex diff BASE.json HEAD.json --format markdown|text|json|pulumi-json``.
 
     The cost of each plan is estimated in its own ``aws:region``; when that is not possible the
     diff is still shown, with a line saying why the cost is missing.
     """
     from cortex_iac.plan.plan import load_plan
 
-    renderers = {"markdown": render_markdown, "text": render_text, "json": render_json}
+    renderers = {"markdown": render_markdown, "text": render_text, "json": render_json, "pulumi-json": render_pulumi_json}
     if fmt not in renderers:
         raise PlanError(f"--format {fmt!r} is not known; allowed: {', '.join(renderers)}")
     base_plan, head_plan = load_plan(base), load_plan(head)

@@ -4,6 +4,8 @@ stack program (tests/plan/fixtures/stacks.py), with goldens in every format."""
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +20,7 @@ from cortex_iac.specs.stack import specs_from_values
 from tests.plan.fixtures.golden import GOLDEN, check_golden
 from tests.plan.fixtures.stacks import APIS, SCENARIOS, plan_path, scenario_plan
 
-FORMATS = (("text", "txt"), ("markdown", "md"), ("json", "json"))
+FORMATS = (("text", "txt"), ("markdown", "md"), ("json", "json"), ("pulumi-json", "pulumi.json"))
 
 
 def _plan(name: str | None) -> dict[str, Any]:
@@ -208,3 +210,59 @@ def test_markdown_keeps_headline_summary_and_cost_when_cut() -> None:
     assert len(md) <= 6000
     assert "Do not miss" in md and "#### Monthly cost" in md
     assert MARKDOWN_LIMIT < 65_536
+
+
+# ---- --format pulumi-json -----------------------------------------------------------------------
+
+PULUMI = json.loads((Path(__file__).parent / "fixtures" / "pulumi" / "preview-digest.json").read_text())
+
+
+def _in_order(keys: list[str], fields: list[str]) -> bool:
+    positions = [fields.index(k) for k in keys]
+    return positions == sorted(positions)
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_pulumi_json_has_the_shape_of_pulumi_preview_json(scenario: str) -> None:
+    text = diff_command(plan_path(None), plan_path(scenario), "pulumi-json")
+    doc = json.loads(text)
+    assert set(doc) <= set(PULUMI["digest_fields"]) and _in_order(list(doc), PULUMI["digest_fields"])
+    assert text.startswith('{\n    "config": {')  # MarshalIndent with four spaces, as Pulumi prints it
+    report = _report(scenario)
+    assert len(doc["steps"]) == len(report.resources)
+    for step, d in zip(doc["steps"], report.resources, strict=True):
+        assert set(PULUMI["step_required"]) <= set(step) <= set(PULUMI["step_fields"])
+        assert _in_order(list(step), PULUMI["step_fields"])
+        assert step["op"] in PULUMI["step_ops"] and (step["op"], step["urn"]) == (d.op, d.urn)
+        for key in ("oldState", "newState"):
+            if key in step:
+                state = step[key]
+                assert set(PULUMI["resource_v3_required"]) <= set(state) <= set(PULUMI["resource_v3_fields"])
+                assert _in_order(list(state), PULUMI["resource_v3_fields"])
+                assert state["urn"] == d.urn
+                assert "$unknown" not in json.dumps(state) and "$secret" not in json.dumps(state)
+        assert ("oldState" in step) == (d.op != "create") and ("newState" in step) == (d.op != "delete")
+        for path, diff in (step["detailedDiff"] or {}).items():
+            assert set(diff) == set(PULUMI["property_diff_fields"]) and diff["kind"] in PULUMI["diff_kinds"], path
+        replaces = set(step.get("replaceReasons", []))
+        assert replaces <= set(step.get("diffReasons", []))
+        assert all(k.split(".")[0].split("[")[0] in replaces for k, v in (step["detailedDiff"] or {}).items()
+                   if v["kind"].endswith("-replace"))
+    assert set(doc["changeSummary"]) <= set(PULUMI["step_ops"])
+    assert doc["changeSummary"].get("same") == report.unchanged
+    assert sum(doc["changeSummary"].values()) == len(report.resources) + report.unchanged
+
+
+def test_pulumi_json_marks_unknowns_and_replacements_as_pulumi_does() -> None:
+    doc = json.loads(diff_command(plan_path(None), plan_path("vpc-cidr"), "pulumi-json"))
+    steps = {s["urn"].rsplit("::", 1)[1]: s for s in doc["steps"]}
+    vpc = steps["cortex-demo-vpc"]
+    assert (vpc["op"], vpc["diffReasons"], vpc["replaceReasons"]) == ("replace", ["cidrBlock"], ["cidrBlock"])
+    assert vpc["detailedDiff"] == {"cidrBlock": {"kind": "update-replace", "inputDiff": True}}
+    assert vpc["oldState"]["inputs"]["cidrBlock"] == "192.168.0.0/16" and vpc["newState"]["inputs"]["cidrBlock"] == "10.1.0.0/16"
+    subnet = next(s for n, s in steps.items() if n.startswith("cortex-demo-public-"))
+    assert subnet["newState"]["inputs"]["vpcId"] == PULUMI["unknown_string_value"]
+    assert doc["changeSummary"] == {"update": 1, "replace": 59, "same": 60}
+    # What Pulumi's own integration test matches, once the duration (nanoseconds) Pulumi adds is in.
+    text = json.dumps({"steps": doc["steps"], "duration": 1, "changeSummary": doc["changeSummary"]}, indent=4)
+    assert re.fullmatch(PULUMI["integration_test_regex"], text)
