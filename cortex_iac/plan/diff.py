@@ -962,10 +962,16 @@ _GROUP_COLUMNS = ("instance_types", "min_instances", "max_instances", "spot")
 _SECTIONS = (("replace", "to replace"), ("update", "to update"), ("create", "to create"), ("delete", "to delete"))
 
 
+_HEADLINE_LINES = 25  # more would push the rest out of a reviewer's 30 seconds (and the comment)
+
+
 def _md_headline(report: DiffReport) -> list[str]:
     if not report.headline:
         return [f"**{_md(NOTHING_TO_FLAG)}**", ""]
-    return ["**Do not miss:**", "", *(f"- ⚠️ [{_md(h.text)}](#{h.target})" for h in report.headline), ""]
+    shown = report.headline[:_HEADLINE_LINES]
+    more = len(report.headline) - len(shown)
+    tail = [f"- … and {more} more (every line: `cortex diff --format text`)"] if more else []
+    return ["**Do not miss:**", "", *(f"- ⚠️ [{_md(h.text)}](#{h.target})" for h in shown), *tail, ""]
 
 
 def _md_cell(row: SummaryRow, column: str) -> str:

@@ -266,3 +266,17 @@ def test_pulumi_json_marks_unknowns_and_replacements_as_pulumi_does() -> None:
     # What Pulumi's own integration test matches, once the duration (nanoseconds) Pulumi adds is in.
     text = json.dumps({"steps": doc["steps"], "duration": 1, "changeSummary": doc["changeSummary"]}, indent=4)
     assert re.fullmatch(PULUMI["integration_test_regex"], text)
+
+
+def test_comment_of_a_huge_change_keeps_the_headline_and_the_cost_under_the_limit() -> None:
+    import dataclasses
+
+    report = _report("vpc-cidr")
+    rows = report.summary or []
+    template = _report("new-api").summary[0]
+    report.summary = [dataclasses.replace(template, name=f"api-{i:04d}", target=f"cortex-{i:010d}") for i in range(1500)] + rows
+    report.headline = report.headline * 200
+    md = render_markdown(report)
+    assert len(md) <= MARKDOWN_LIMIT
+    assert md.count("- ⚠️ [") == 25 and f"… and {len(report.headline) - 25} more" in md
+    assert "#### Monthly cost" in md and "more changed APIs and node groups are not listed" in md
