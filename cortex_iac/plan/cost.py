@@ -634,11 +634,13 @@ class Packing:
     group: str | None
     nodes: int
     hourly: float  # of all the nodes, USD
+    group_max: int | None = None  # the group's max_instances, when fewer than ``nodes``
 
     def describe(self) -> str:
         if not self.replicas:
             return "0 pods"
-        return f"{self.replicas} pod{'s' if self.replicas != 1 else ''} on {self.nodes} × {self.instance_type}"
+        over = f" (more than the group's max_instances {self.group_max})" if self.group_max is not None else ""
+        return f"{self.replicas} pod{'s' if self.replicas != 1 else ''} on {self.nodes} × {self.instance_type}{over}"
 
 
 @dataclass(frozen=True)
@@ -808,7 +810,8 @@ def _pack(requests: Any, replicas: int, allowed: list[Any], prices: _Prices, *, 
             if spot and group.spot:
                 hourly *= prices.spot_factor
             nodes = math.ceil(replicas / per_node)
-            option = Packing(replicas, name, group.name, nodes, nodes * hourly)
+            over = group.max_instances if group.max_instances is not None and nodes > group.max_instances else None
+            option = Packing(replicas, name, group.name, nodes, nodes * hourly, over)
             if best is None or (round(option.hourly, 6), name) < (round(best.hourly, 6), best.instance_type or ""):
                 best = option
     problem = f"not priced: {', '.join(dict.fromkeys(missing))}" if missing else None

@@ -280,3 +280,17 @@ def test_comment_of_a_huge_change_keeps_the_headline_and_the_cost_under_the_limi
     assert len(md) <= MARKDOWN_LIMIT
     assert md.count("- ⚠️ [") == 25 and f"… and {len(report.headline) - 25} more" in md
     assert "#### Monthly cost" in md and "more changed APIs and node groups are not listed" in md
+
+
+def sample_comment() -> str:
+    """The part of the sample pull request's comment docs/preview.md shows: up to the resources."""
+    from tests.plan.fixtures.stacks import SAMPLE
+
+    md = render_markdown(preview_report(_plan(None), scenario_plan(*SAMPLE)))
+    return md[: md.index("#### Resources")].rstrip("\n")
+
+
+def test_docs_show_the_sample_comment_as_cortex_diff_writes_it() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "preview.md").read_text()
+    shown = docs.split("<!-- sample-comment -->\n", 1)[1].split("\n<!-- /sample-comment -->", 1)[0]
+    assert shown == sample_comment()
