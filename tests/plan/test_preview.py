@@ -294,3 +294,68 @@ def test_docs_show_the_sample_comment_as_cortex_diff_writes_it() -> None:
     docs = (Path(__file__).resolve().parents[2] / "docs" / "preview.md").read_text()
     shown = docs.split("<!-- sample-comment -->\n", 1)[1].split("\n<!-- /sample-comment -->", 1)[0]
     assert shown == sample_comment()
+
+
+def test_allow_list_opened_is_a_headline() -> None:
+    from tests.plan.fixtures.stacks import CLUSTER, stack_plan
+
+    narrow = {**CLUSTER, "api_load_balancer_cidr_white_list": ["10.0.0.0/8"]}
+    wide = {**CLUSTER, "api_load_balancer_cidr_white_list": ["10.0.0.0/8", "0.0.0.0/0"]}
+    apis = [a for a in APIS if a["name"] == "legacy"]
+    base, head = stack_plan(narrow, apis), stack_plan(wide, apis)
+    lines = [h for h in preview_report(base, head).headline if h.rule == "network"]
+    assert lines and all("0.0.0.0/0" in h.text for h in lines)
+    assert any("IngressClassParams" in h.text for h in lines)
+    assert not [h for h in preview_report(head, base).headline if h.rule == "network"]  # narrowing is not opening
+
+
+def _kind_like(plan: dict[str, Any], api: str, component: str, name: str) -> list[dict[str, Any]]:
+    """Copies of an API's component and children as another kind's (``cortex:api:<component>``)."""
+    old = next(r for r in plan["resources"] if r["type"] == "cortex:api:RealtimeApi" and r["name"] == api)
+    text = json.dumps([r for r in plan["resources"] if r is old or r.get("parent") == old["urn"]])
+    text = text.replace("cortex:api:RealtimeApi", f"cortex:api:{component}").replace(f'::{api}', f"::{name}").replace(f'"name": "{api}', f'"name": "{name}')
+    copies: list[dict[str, Any]] = json.loads(text)
+    return copies
+
+
+def test_kinds_added_later_are_covered_by_type_and_fall_back_in_the_table() -> None:
+    base = json.loads(json.dumps(_plan(None)))
+    # An AsyncAPI-like component (a Deployment, a ScaledObject and a queue) and a BatchAPI-like one
+    # (a job table and nothing that runs until a job comes), as other branches will render them.
+    async_api = _kind_like(base, "legacy", "AsyncApi", "summaries")
+    parent = async_api[0]["urn"]
+    async_api.append({"urn": parent.replace("cortex:api:AsyncApi::", "cortex:api:AsyncApi$aws:sqs/queue:Queue::") + "-queue",
+                      "type": "aws:sqs/queue:Queue", "name": "summaries-queue", "parent": parent, "custom": True,
+                      "provider": None, "inputs": {"fifoQueue": False}})
+    batch = {"urn": "urn:pulumi:dev::cortex::cortex:api:BatchApi::scorer", "type": "cortex:api:BatchApi",
+             "name": "scorer", "parent": None, "custom": False, "provider": None, "inputs": {}}
+    table = {"urn": "urn:pulumi:dev::cortex::cortex:api:BatchApi$aws:dynamodb/table:Table::scorer-jobs",
+             "type": "aws:dynamodb/table:Table", "name": "scorer-jobs", "parent": batch["urn"], "custom": True,
+             "provider": None, "inputs": {"hashKey": "job_id"}}
+    base["resources"] += [*async_api, batch, table]
+    head = _plan(None)
+    report = preview_report(base, head)
+    texts = [(h.rule, h.text) for h in report.headline]
+    assert ("api", "API summaries (AsyncAPI) is deleted (clients of /legacy get 404s)") in texts
+    assert ("api", "API scorer (BatchAPI) is deleted") in texts
+    assert ("data", "data store deleted: queue summaries-queue is deleted; what it holds is lost") in texts
+    assert ("data", "data store deleted: table scorer-jobs is deleted; what it holds is lost") in texts
+    rows = {r.name: r for r in report.summary}
+    assert rows["summaries"].kind == "AsyncAPI" and rows["summaries"].cells["replicas"] == ("1–2", None)
+    assert rows["scorer"].kind == "BatchAPI" and all(v == (None, None) for v in rows["scorer"].cells.values())
+    md = render_markdown(report)
+    assert "| <a id=" in md and "~~1–2~~" in md
+    scorer = {a.name: a for a in stack_cost(base).apis}["scorer"]
+    assert (scorer.low, scorer.high, scorer.problem) == (0.0, 0.0, "no pods (or replicas) in the plan to price")
+
+
+def test_reading_plans_does_not_import_pulumi() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from cortex_iac.plan.diff import diff_command; from cortex_iac.plan.cost import cost_command; "
+            f"diff_command({str(plan_path(None))!r}, {str(plan_path('vpc-cidr'))!r}, 'markdown'); "
+            f"cost_command({str(plan_path(None))!r}); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pulumi', 'grpc', 'pulumi_aws')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]"
