@@ -194,7 +194,28 @@ def cost_command(plan_file: Path, region: str | None = None) -> str:
     a price are listed, not fatal."""
     from cortex_iac.plan.plan import load_plan
 
-    return render_text(cost_of(load_plan(plan_file), region, partial=True))
+    plan = load_plan(plan_file)
+    return render_text(cost_of(plan, region, partial=True)) + "\n" + render_api_costs(stack_cost(plan, region))
+
+
+def render_api_costs(cost: StackCost) -> str:
+    """The per-API model as text: one line per API (min_replicas and max_replicas), fixed, total."""
+    header = ("per API", "at min_replicas", "at max_replicas", "how")
+    rows = []
+    for a in cost.apis:
+        how = a.problem or (f"min: {a.at_min.describe()}; max: {a.at_max.describe()}" if a.at_min and a.at_max else "")
+        rows.append((f"{a.kind} {a.name}", money(a.low), money(a.high), how))
+    rows.append(("fixed cluster costs", money(cost.fixed_low), money(cost.fixed_high), ""))
+    rows.append(("total", money(cost.low), money(cost.high), ""))
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+
+    def fmt(row: tuple[str, ...]) -> str:
+        cells = [row[0].ljust(widths[0]), row[1].rjust(widths[1]), row[2].rjust(widths[2])]
+        return ("  ".join(cells) + (f"  {row[3]}" if row[3] else "")).rstrip()
+
+    out = [f"Monthly cost per API, {cost.region} (pods' requests packed on their node groups; docs/preview.md)", "",
+           fmt(header), *(fmt(r) for r in rows)]
+    return "\n".join(out) + "\n"
 
 
 def money(value: float) -> str:

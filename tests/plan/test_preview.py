@@ -359,3 +359,11 @@ def test_reading_plans_does_not_import_pulumi() -> None:
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pulumi', 'grpc', 'pulumi_aws')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_cortex_cost_prints_the_cost_per_api() -> None:
+    from cortex_iac.plan.cost import cost_command
+
+    text = cost_command(plan_path("new-api"))
+    assert re.search(r"^RealtimeAPI summarizer +\$75\.34 +\$376\.68  min: 3 pods on 3 × m5a\.large", text, re.MULTILINE)
+    assert re.search(r"^total +\$432\.97 +\$952\.14$", text, re.MULTILINE)
