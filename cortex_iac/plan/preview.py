@@ -162,7 +162,7 @@ def _cluster_lines(diffs: list[ResourceDiff]) -> list[Headline]:
         if d.op == "delete":
             text = f"{what} {d.name} is deleted: every API on it goes away"
         else:
-            why = [c.note if c.note and UNKNOWN in (c.old, c.new) else f"{c.path_text} {_val(c.old)} → {_val(c.new)}"
+            why = [f"{c.path_text} {c.note}" if c.note and UNKNOWN in (c.old, c.new) else f"{c.path_text} {_val(c.old)} → {_val(c.new)}"
                    for c in d.changes if c.replaces]
             because = f" ({_names(why)})" if why else ""
             text = f"{what} {d.name} is replaced{because}: downtime, every API is down until the new cluster and its nodes are up"
