@@ -9,6 +9,12 @@ Generates stacks of the ready program (`stacks/`) with the dev cluster and N Rea
 
 Usage: python benchmarks/plan.py [--apis 10 100 300] [--repeat 3]
 Prints a Markdown table; paste it into docs/benchmarks.md with the command, machine and date.
+
+``--diff-cost [--source DIR]``: instead, time `cortex diff` (markdown) and `cortex cost` of the
+stored preview fixture plans (tests/plan/fixtures/stack: base and the VPC change), each a fresh
+process, and report whether the process imported the Pulumi SDK. ``--source`` runs the cortex_iac
+package of another source tree (e.g. an older commit exported with ``git archive``) with this venv,
+for a before/after comparison.
 """
 
 from __future__ import annotations
@@ -98,11 +104,63 @@ def run_once(program: Path, plan_file: Path) -> tuple[float, int]:
     return wall, max(peak, before) // 1024
 
 
+_PROBE = """
+import os, runpy, sys, time
+source = os.environ.get("CORTEX_BENCH_SOURCE")
+if source:  # run that tree's cortex_iac: drop the editable install's finder, put the tree first
+    sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
+    sys.path.insert(0, source)
+start, cpu = time.perf_counter(), time.process_time()
+sys.argv = ["cortex", *sys.argv[1:]]
+try:
+    runpy.run_module("cortex_iac.cli", run_name="__main__")
+except SystemExit:
+    pass
+print(f"PROBE {time.perf_counter() - start:.4f} {time.process_time() - cpu:.4f} {int('pulumi' in sys.modules)} "
+      f"{sys.modules['cortex_iac'].__file__}", file=sys.stderr)
+"""
+
+
+def diff_cost(source: Path | None, repeat: int) -> None:
+    """Wall time of `cortex diff` / `cortex cost` processes and whether they import Pulumi."""
+    plans = REPO / "tests" / "plan" / "fixtures" / "stack"
+    env = dict(os.environ)
+    if source is not None:
+        env["CORTEX_BENCH_SOURCE"] = str(source.resolve())
+    commands = {
+        "cortex diff --format markdown": ["diff", str(plans / "base.json"), str(plans / "vpc-cidr.json"), "--format", "markdown"],
+        "cortex cost": ["cost", str(plans / "base.json")],
+    }
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+          f"source: {source or REPO}")
+    print(f"| command | process wall time (median of {repeat}) | CPU time in the process | imports pulumi |")
+    print("|---|---:|---:|---|")
+    for label, argv in commands.items():
+        walls, inner, imported = [], [], set()
+        for _ in range(repeat):
+            start = time.perf_counter()
+            done = subprocess.run([sys.executable, "-c", _PROBE, *argv], env=env, capture_output=True, text=True, check=True)
+            walls.append(time.perf_counter() - start)
+            probe = next(line for line in done.stderr.splitlines() if line.startswith("PROBE "))
+            _, _seconds, cpu_seconds, has_pulumi, where = probe.split(" ", 4)
+            if source is not None and not where.startswith(str(source.resolve())):
+                raise SystemExit(f"ran {where}, not the package under {source}")
+            inner.append(float(cpu_seconds))
+            imported.add(has_pulumi == "1")
+        print(f"| `{label}` | {statistics.median(walls):.2f} s | {statistics.median(inner):.2f} s | "
+              f"{'yes' if True in imported else 'no'} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--apis", type=int, nargs="+", default=[1, 10, 100, 300])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--diff-cost", action="store_true", help="time cortex diff / cortex cost instead")
+    parser.add_argument("--source", type=Path, default=None, help="with --diff-cost: another source tree to run")
     args = parser.parse_args()
+    if args.diff_cost:
+        diff_cost(args.source, args.repeat)
+        return
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"| APIs | resources | wall time (median of {args.repeat}) | peak RSS | dependency depth |")

@@ -128,9 +128,12 @@ def plan(
 def diff(
     base: Annotated[Path, typer.Argument(help="plan of the base (cortex plan --json)")],
     head: Annotated[Path, typer.Argument(help="plan of the head")],
-    format: Annotated[str, typer.Option("--format", "-f", help="markdown, text or json")] = "text",
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="markdown, text, json, or pulumi-json (the shape of `pulumi preview --json`)")
+    ] = "text",
 ) -> None:
-    """Show what changes between two plans: creates, updates, replacements, deletes and the cost change."""
+    """Show what changes between two plans: the headline, the APIs and node groups that change, the
+    cost per API, then every resource created, updated, replaced or deleted."""
     from cortex_iac.plan.diff import diff_command
 
     try:

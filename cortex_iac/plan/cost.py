@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
@@ -46,7 +47,7 @@ from typing import Any
 
 from cortex_iac.errors import PlanError
 from cortex_iac.instance_types import MISSING_TYPE_HINT, get_instance_type
-from cortex_iac.plan.engine import SECRET, UNKNOWN
+from cortex_iac.plan.values import SECRET, UNKNOWN
 from cortex_iac.specs.quantity import Quantity
 
 NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
@@ -193,7 +194,28 @@ def cost_command(plan_file: Path, region: str | None = None) -> str:
     a price are listed, not fatal."""
     from cortex_iac.plan.plan import load_plan
 
-    return render_text(cost_of(load_plan(plan_file), region, partial=True))
+    plan = load_plan(plan_file)
+    return render_text(cost_of(plan, region, partial=True)) + "\n" + render_api_costs(stack_cost(plan, region))
+
+
+def render_api_costs(cost: StackCost) -> str:
+    """The per-API model as text: one line per API (min_replicas and max_replicas), fixed, total."""
+    header = ("per API", "at min_replicas", "at max_replicas", "how")
+    rows = []
+    for a in cost.apis:
+        how = a.problem or (f"min: {a.at_min.describe()}; max: {a.at_max.describe()}" if a.at_min and a.at_max else "")
+        rows.append((f"{a.kind} {a.name}", money(a.low), money(a.high), how))
+    rows.append(("fixed cluster costs", money(cost.fixed_low), money(cost.fixed_high), ""))
+    rows.append(("total", money(cost.low), money(cost.high), ""))
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+
+    def fmt(row: tuple[str, ...]) -> str:
+        cells = [row[0].ljust(widths[0]), row[1].rjust(widths[1]), row[2].rjust(widths[2])]
+        return ("  ".join(cells) + (f"  {row[3]}" if row[3] else "")).rstrip()
+
+    out = [f"Monthly cost per API, {cost.region} (pods' requests packed on their node groups; docs/preview.md)", "",
+           fmt(header), *(fmt(r) for r in rows)]
+    return "\n".join(out) + "\n"
 
 
 def money(value: float) -> str:
@@ -285,9 +307,12 @@ class _Prices:
         try:
             price = data["instances"][instance_type]
         except KeyError:
+            listed = instance_type in data.get("unpriced", ())
+            why = ("none of its sources prices it there (listed as unpriced; scripts/gen_prices.py)" if listed
+                   else f"{len(data['instances'])} types are priced there")
             raise _NoPrice(
                 f"instance type {instance_type!r} has no price for {self.region} in the bundled price table "
-                f"(cortex_iac/data/prices.json); families there: {', '.join(sorted(data['instance_sources']))}"
+                f"(cortex_iac/data/prices.json): {why}"
             ) from None
         self.used.add(data["instance_sources"][instance_type.split(".")[0]])
         return float(price)
@@ -354,7 +379,9 @@ class _Pool:
     node_class: str | None
 
 
-def _karpenter_groups(rs: list[dict[str, Any]], prices: _Prices, notes: list[str]) -> list[CostLine]:
+def _karpenter_groups(
+    rs: list[dict[str, Any]], prices: _Prices, notes: list[str], *, floors_only: bool = False
+) -> list[CostLine]:
     # Keyed by name; a class whose metadata is unknown in the plan is under UNKNOWN.
     classes = {_get(r["inputs"], "metadata", "name"): r for r in rs if r["type"] == NODE_CLASS}
     groups: dict[str, list[_Pool]] = {}
@@ -377,11 +404,13 @@ def _karpenter_groups(rs: list[dict[str, Any]], prices: _Prices, notes: list[str
         pools = groups[group]
         instance_type = pools[0].instance_type
         floor = sum(p.floor for p in pools)
-        most = floor + sum(p.max_dynamic for p in pools)
+        most = floor if floors_only else floor + sum(p.max_dynamic for p in pools)
+        if floors_only and not floor:
+            continue
         count = f"{floor}–{most}" if floor != most else str(floor)
         spot_first = any(p.spot_first for p in pools)
         kind = ", spot first" if spot_first else ""
-        item = f"node group {group} ({instance_type}{kind})"
+        item = f"node group {group} ({instance_type}{kind})" + (", min_instances" if floors_only else "")
         try:
             on_demand = prices.instance_hour(instance_type)
         except _NoPrice as e:
@@ -609,3 +638,204 @@ def _load_balancers(rs: list[dict[str, Any]], prices: _Prices, notes: list[str])
     if lines:
         notes.append("load balancers: hourly charge only; LCUs (traffic) are extra")
     return lines
+
+
+# ---- cost per API -------------------------------------------------------------------------------
+
+# Kubernetes' default pods-per-node limit: a pod that requests nothing still takes a slot.
+MAX_PODS_PER_NODE = 110
+
+
+@dataclass(frozen=True)
+class Packing:
+    """``replicas`` pods packed on ``nodes`` nodes of ``instance_type`` (its node group ``group``)."""
+
+    replicas: int
+    instance_type: str | None
+    group: str | None
+    nodes: int
+    hourly: float  # of all the nodes, USD
+    group_max: int | None = None  # the group's max_instances, when fewer than ``nodes``
+
+    def describe(self) -> str:
+        if not self.replicas:
+            return "0 pods"
+        over = f" (more than the group's max_instances {self.group_max})" if self.group_max is not None else ""
+        return f"{self.replicas} pod{'s' if self.replicas != 1 else ''} on {self.nodes} × {self.instance_type}{over}"
+
+
+@dataclass(frozen=True)
+class ApiCost:
+    """One API's monthly cost: ``low`` at min_replicas (spot estimate on spot groups), ``high`` at
+    max_replicas on-demand; ``problem`` says why it is not priced (then both are 0)."""
+
+    name: str
+    kind: str
+    at_min: Packing | None
+    at_max: Packing | None
+    low: float
+    high: float
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class StackCost:
+    """The per-API cost model of a plan: fixed cluster costs plus each API's pods on its nodes."""
+
+    region: str
+    prices_date: str
+    fixed: tuple[CostLine, ...]
+    apis: tuple[ApiCost, ...]
+    notes: tuple[str, ...]
+    unpriced: tuple[Unpriced, ...]
+
+    # Sums are not rounded (a change is the difference of exact sums); money() rounds for display.
+    @property
+    def fixed_low(self) -> float:
+        return sum(x.low for x in self.fixed)
+
+    @property
+    def fixed_high(self) -> float:
+        return sum(x.high for x in self.fixed)
+
+    @property
+    def low(self) -> float:
+        """Fixed costs plus every API at min_replicas."""
+        return self.fixed_low + sum(a.low for a in self.apis)
+
+    @property
+    def high(self) -> float:
+        """Fixed costs plus every API at max_replicas."""
+        return self.fixed_high + sum(a.high for a in self.apis)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for ``cortex diff --format json``."""
+        def packing(p: Packing | None) -> dict[str, Any] | None:
+            return None if p is None else {"replicas": p.replicas, "instance_type": p.instance_type, "node_group": p.group,
+                                           "nodes": p.nodes, "hourly": round(p.hourly, 4)}
+
+        return {
+            "region": self.region,
+            "prices_date": self.prices_date,
+            "low": round(self.low, 2),
+            "high": round(self.high, 2),
+            "fixed": {"low": round(self.fixed_low, 2), "high": round(self.fixed_high, 2),
+                      "lines": [{"item": x.item, "count": x.count, "unit": x.unit, "low": round(x.low, 2),
+                                 "high": round(x.high, 2)} for x in self.fixed]},
+            "apis": [{"name": a.name, "kind": a.kind, "low": round(a.low, 2), "high": round(a.high, 2),
+                      "at_min_replicas": packing(a.at_min), "at_max_replicas": packing(a.at_max),
+                      **({"problem": a.problem} if a.problem else {})} for a in self.apis],
+            "notes": list(self.notes),
+            "unpriced": [{"item": x.item, "count": x.count, "reason": x.reason} for x in self.unpriced],
+        }
+
+
+def stack_cost(plan: dict[str, Any], region: str | None = None) -> StackCost:
+    """Per-API cost of a plan (docs/preview.md, "Cost model"): fixed cluster costs (control plane,
+    NAT gateways, load balancers, EKS managed node groups, Karpenter node groups' min_instances,
+    with their root volumes) plus, per API, its pods' requests at min_replicas and at max_replicas
+    packed onto the cheapest instance type of the node groups it may use. Never fails on a missing
+    price: what cannot be priced is listed in ``unpriced`` (or the API's ``problem``) and left out."""
+    from cortex_iac.plan.views import api_views, node_group_views
+
+    region = plan_region(plan, region)
+    table = price_table()
+    prices = _Prices(table, region, partial=True)
+    rs = [r for r in plan["resources"] if isinstance(r.get("inputs"), dict)]
+    notes: list[str] = []
+    fixed: list[CostLine] = []
+    parts: tuple[Callable[[], list[CostLine]], ...] = (
+        lambda: _control_planes(rs, prices),
+        lambda: _karpenter_groups(rs, prices, notes, floors_only=True),
+        lambda: _managed_node_groups(rs, prices),
+        lambda: _nat_gateways(rs, prices),
+        lambda: _load_balancers(rs, prices, notes),
+    )
+    for part in parts:
+        try:
+            fixed += part()
+        except PlanError as e:  # an input only known after apply: list it, price the rest
+            prices.unpriced.append(Unpriced("fixed cluster cost", "?", str(e)))
+    groups = {n: g for n, g in node_group_views(plan).items() if any(NODE_POOL.split(":")[-1] in u for u in g.urns)}
+    apis = [_api_cost(v, groups, prices) for v in api_views(plan).values()]
+    if region not in table["regions"]:
+        notes.insert(0, f"{_region_missing(region)}: nothing is priced")
+    notes += [
+        f"spot prices are ESTIMATES: on-demand x {1 - prices.spot_factor:.0%} off (spot_discount_estimate in the "
+        "price table); an API's high end (max_replicas) is priced on-demand",
+        "each API's pods are packed on nodes of their own (whole instances, no kubelet reserve; pods that would fit on "
+        "the node groups' min_instances nodes are counted twice, so this is an upper estimate)",
+        NOT_INCLUDED,
+    ]
+    notes += [f"not priced: {x.item}, count {x.count}: {x.reason}" for x in prices.unpriced]
+    dates = sorted({table["source_dates"][s] for s in prices.used}) or [table["date"]]
+    prices_date = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
+    return StackCost(region, prices_date, tuple(fixed), tuple(sorted(apis, key=lambda a: (a.name, a.kind))),
+                     tuple(notes), tuple(prices.unpriced))
+
+
+def _api_cost(view: Any, groups: dict[str, Any], prices: _Prices) -> ApiCost:
+    if view.requests is None or view.min_replicas is None or view.max_replicas is None:
+        return ApiCost(view.name, view.kind, None, None, 0.0, 0.0, "no pods (or replicas) in the plan to price")
+    if view.node_groups is None:
+        return ApiCost(view.name, view.kind, None, None, 0.0, 0.0,
+                       "its pods are not placed on a Cortex node group (they run on the system nodes, in the fixed costs)")
+    names = view.node_groups or tuple(groups)
+    allowed = [groups[n] for n in names if n in groups]
+    if not allowed:
+        return ApiCost(view.name, view.kind, None, None, 0.0, 0.0,
+                       f"none of its node groups ({', '.join(names) or 'any'}) is a Karpenter node group of the plan")
+    low, problem_low = _pack(view.requests, view.min_replicas, allowed, prices, spot=True)
+    high, problem_high = _pack(view.requests, view.max_replicas, allowed, prices, spot=False)
+    problem = problem_low or problem_high
+    if low is None or high is None:
+        return ApiCost(view.name, view.kind, low, high, 0.0, 0.0, problem)
+    return ApiCost(view.name, view.kind, low, high, prices.month(low.hourly), prices.month(high.hourly), problem)
+
+
+def pods_per_node(requests: Any, t: Any) -> int:
+    """How many pods with ``requests`` fit on one node of instance type ``t`` (whole instance)."""
+    bounds = [MAX_PODS_PER_NODE]
+    if requests.cpu > 0:
+        bounds.append(int(Decimal(t.vcpus) / requests.cpu))
+    if requests.memory > 0:
+        bounds.append(int(Decimal(t.memory_mib) * _MIB / requests.memory))
+    if requests.gpu:
+        bounds.append(t.gpus // requests.gpu)
+    if requests.inf:
+        bounds.append(t.neuron_devices // requests.inf)
+    return max(0, min(bounds))
+
+
+def _pack(requests: Any, replicas: int, allowed: list[Any], prices: _Prices, *, spot: bool) -> tuple[Packing | None, str | None]:
+    """The cheapest packing of ``replicas`` pods onto one instance type of the allowed groups."""
+    if replicas <= 0:
+        return Packing(0, None, None, 0, 0.0), None
+    best: Packing | None = None
+    missing: list[str] = []
+    for group in allowed:
+        for name in group.instance_types:
+            try:
+                t = get_instance_type(name)
+            except KeyError:
+                missing.append(f"{name} (not in the instance type table)")
+                continue
+            per_node = pods_per_node(requests, t)
+            if per_node == 0:
+                continue
+            try:
+                hourly = prices.instance_hour(name)
+            except _NoPrice:
+                missing.append(f"{name} (no price in {prices.region})")
+                continue
+            if spot and group.spot:
+                hourly *= prices.spot_factor
+            nodes = math.ceil(replicas / per_node)
+            over = group.max_instances if group.max_instances is not None and nodes > group.max_instances else None
+            option = Packing(replicas, name, group.name, nodes, nodes * hourly, over)
+            if best is None or (round(option.hourly, 6), name) < (round(best.hourly, 6), best.instance_type or ""):
+                best = option
+    problem = f"not priced: {', '.join(dict.fromkeys(missing))}" if missing else None
+    if best is None:
+        return None, problem or "its pod fits none of its node groups' instance types"
+    return best, problem

@@ -95,8 +95,9 @@ from pathlib import Path
 from typing import Any
 
 from cortex_iac.errors import PlanError
-from cortex_iac.plan.cost import CostReport, cost_of, money_range
-from cortex_iac.plan.engine import SECRET, UNKNOWN
+from cortex_iac.plan.cost import ApiCost, CostReport, StackCost, cost_of, money_range, stack_cost
+from cortex_iac.plan.preview import Headline, SummaryRow, anchor, headlines, summary
+from cortex_iac.plan.values import SECRET, UNKNOWN
 
 # GitHub refuses comments over 65,536 characters; leave room for the workflow's marker line.
 MARKDOWN_LIMIT = 65_000
@@ -267,6 +268,14 @@ class DiffReport:
     base_cost: CostReport | None = None
     head_cost: CostReport | None = None
     cost_error: str | None = None
+    headline: list[Headline] = field(default_factory=list)
+    summary: list[SummaryRow] = field(default_factory=list)
+    base_stack_cost: StackCost | None = None
+    head_stack_cost: StackCost | None = None
+    base_resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    head_resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    renamed_from: dict[str, str] = field(default_factory=dict)  # HEAD URN -> its BASE URN (aliases)
+    head_config: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -312,6 +321,10 @@ def diff_plans(base: dict[str, Any], head: dict[str, Any]) -> DiffReport:
         project=head.get("project", "?"),
         resources=out,
         unchanged=len(both) - sum(1 for u in both if diffs[u] is not None),
+        base_resources={r["urn"]: r for r in base["resources"]},
+        head_resources=news,
+        renamed_from={new: old for old, new in renamed.items()},
+        head_config=dict(head.get("config") or {}),
     )
 
 
@@ -610,6 +623,77 @@ def show(value: Any, width: int = _FOLD) -> str:
     return text
 
 
+NOTHING_TO_FLAG = (
+    "Nothing to flag: no cluster, VPC or node group replaced, no API deleted or moved, no pods rolled, "
+    "no IAM or network access widened, no data store deleted."
+)
+
+
+_SHOW_SAME = 5
+
+
+def _api_cost_rows(report: DiffReport) -> list[tuple[str, ApiCost | None, ApiCost | None]]:
+    b, h = report.base_stack_cost, report.head_stack_cost
+    olds = {(a.kind, a.name): a for a in (b.apis if b else ())}
+    news = {(a.kind, a.name): a for a in (h.apis if h else ())}
+    return [(k[1], olds.get(k), news.get(k)) for k in sorted(set(olds) | set(news), key=lambda k: (k[1], k[0]))]
+
+
+def _range(low: float, high: float) -> str:
+    return money_range(low, high)
+
+
+def _change(low: float, high: float) -> str:
+    return money_range(*sorted((round(low, 2), round(high, 2))), signed=True)
+
+
+def cost_rows(report: DiffReport) -> list[tuple[str, str, str, str, str]]:
+    """The Infracost-style table: (item, baseline, change, new, how) per API, fixed costs, total;
+    each money cell a range from min_replicas to max_replicas."""
+    b, h = report.base_stack_cost, report.head_stack_cost
+    if b is None or h is None:
+        return []
+    rows = []
+    same: list[tuple[ApiCost, ApiCost]] = []
+    for name, old, new in _api_cost_rows(report):
+        if old is not None and new is not None and (old.low, old.high) == (new.low, new.high):
+            same.append((old, new))
+            continue
+        ol, oh = (old.low, old.high) if old else (0.0, 0.0)
+        nl, nh = (new.low, new.high) if new else (0.0, 0.0)
+        how = new or old
+        detail = ""
+        if how is not None:
+            if how.problem:
+                detail = how.problem
+            elif how.at_min and how.at_max:
+                detail = f"min: {how.at_min.describe()}; max: {how.at_max.describe()}"
+        rows.append((f"API {name}", _range(ol, oh) if old else "–", _change(nl - ol, nh - oh), _range(nl, nh) if new else "–", detail))
+    if same:
+        # APIs whose cost does not change, in one row: the table stays short for a thousand APIs.
+        low, high = sum(a.low for a, _ in same), sum(a.high for a, _ in same)
+        names = ", ".join(a.name for a, _ in same[:_SHOW_SAME]) + (f" and {len(same) - _SHOW_SAME} more" if len(same) > _SHOW_SAME else "")
+        rows.append((f"{len(same)} API{'s' if len(same) != 1 else ''} unchanged", _range(low, high), _change(0, 0), _range(low, high), names))
+    rows.append(("fixed cluster costs", _range(b.fixed_low, b.fixed_high), _change(h.fixed_low - b.fixed_low, h.fixed_high - b.fixed_high),
+                 _range(h.fixed_low, h.fixed_high), "control plane, NAT, load balancers, system nodes, node groups' min_instances"))
+    rows.append(("total", _range(b.low, b.high), _change(h.low - b.low, h.high - b.high), _range(h.low, h.high), ""))
+    return rows
+
+
+def _text_cost(report: DiffReport) -> list[str]:
+    rows = cost_rows(report)
+    h = report.head_stack_cost
+    if not rows or h is None:
+        return []
+    header = ("item", "baseline", "change", "new", "how")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    out = [f"Monthly cost per API (USD, {h.region}, prices of {h.prices_date}; min_replicas – max_replicas, spot estimated):"]
+    for r in [header, *rows]:
+        out.append("  " + "  ".join(r[i].ljust(widths[i]) for i in range(4)) + (f"  {r[4]}" if r[4] else ""))
+    out += [f"  note: {n}" for n in h.notes]
+    return out
+
+
 def _summary_line(report: DiffReport) -> str:
     c = report.counts
     return (
@@ -620,12 +704,12 @@ def _summary_line(report: DiffReport) -> str:
 
 def _cost_line(report: DiffReport) -> str:
     if report.cost_error:
-        return f"cost not estimated: {report.cost_error}"
+        return f"capacity bounds not estimated: {report.cost_error}"
     if report.base_cost is None or report.head_cost is None:
-        return "cost not estimated"
+        return "capacity bounds not estimated"
     b, h = report.base_cost, report.head_cost
     return (
-        f"monthly cost {money_range(b.low, b.high)} -> {money_range(h.low, h.high)} "
+        f"capacity bounds (node groups from min_instances to max_instances) {money_range(b.low, b.high)} -> {money_range(h.low, h.high)} "
         f"(change {_delta(b, h)}; {h.region}, prices of {h.prices_date}, spot estimated)"
     )
 
@@ -680,8 +764,21 @@ def render_text(report: DiffReport) -> str:
     out = [
         f"cortex diff: project {report.project}, stack {report.base_stack} -> {report.head_stack}",
         f"Plan: {_summary_line(report)}.",
-        _cost_line(report),
+        "",
+        *(f"! {h.text}" for h in report.headline),
+        *([] if report.headline else [NOTHING_TO_FLAG]),
     ]
+    if report.summary:
+        out += ["", "Cortex changes:"]
+        for row in report.summary:
+            out.append(f"  {_SIGN[row.op]} {row.section} {row.name}" + (f" ({row.kind})" if row.section == "api" else "")
+                       + {"create": ": created", "delete": ": deleted", "update": ""}[row.op])
+            for column, (old, new) in row.cells.items():
+                if row.op == "update" and old != new:
+                    out.append(f"      {column} {old or '–'} -> {new or '–'}")
+                elif row.op != "update" and (new if row.op == "create" else old) is not None:
+                    out.append(f"      {column} {new if row.op == 'create' else old}")
+    out += ["", *_text_cost(report), _cost_line(report)]
     for d in report.resources:
         out.append("")
         out.append(f"{_SIGN[d.op]} {d.op} {d.type} {d.name}{_DELETE_FIRST if d.delete_first else ''}")
@@ -729,12 +826,95 @@ def render_json(report: DiffReport) -> str:
             "head": report.head_cost.to_json() if report.head_cost else None,
         },
     }
+    doc["headline"] = [{"rule": h.rule, "text": h.text, "anchor": h.target} for h in report.headline]
+    doc["cortex"] = [
+        {"section": r.section, "name": r.name, "kind": r.kind, "op": r.op, "anchor": r.target,
+         "fields": {c: {"old": o, "new": n} for c, (o, n) in r.cells.items() if o is not None or n is not None}}
+        for r in report.summary
+    ]
+    doc["cost_per_api"] = {
+        "base": report.base_stack_cost.to_json() if report.base_stack_cost else None,
+        "head": report.head_stack_cost.to_json() if report.head_stack_cost else None,
+    }
+    if report.base_stack_cost and report.head_stack_cost:
+        doc["cost_per_api"]["delta"] = {
+            "low": round(report.head_stack_cost.low - report.base_stack_cost.low, 2),
+            "high": round(report.head_stack_cost.high - report.base_stack_cost.high, 2),
+        }
     if report.base_cost and report.head_cost:
         doc["cost"]["delta"] = {
             "low": round(report.head_cost.low - report.base_cost.low, 2),
             "high": round(report.head_cost.high - report.base_cost.high, 2),
         }
     return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+# Pulumi's marker for a value only known after apply, as its serialised states carry it
+# (sdk/go/common/resource/plugin: UnknownStringValue), and what `pulumi preview --json` shows for secrets.
+PULUMI_UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+PULUMI_SECRET = "[secret]"
+_DETAILED_KIND = {"added": "add", "removed": "delete", "changed": "update"}
+
+
+def _pulumi_value(value: Any) -> Any:
+    if value == UNKNOWN:
+        return PULUMI_UNKNOWN
+    if value == SECRET:
+        return PULUMI_SECRET
+    if isinstance(value, dict):
+        return {k: _pulumi_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_pulumi_value(v) for v in value]
+    return value
+
+
+def _pulumi_state(r: dict[str, Any]) -> dict[str, Any]:
+    """A plan resource as Pulumi's ``apitype.ResourceV3`` (the fields a plan knows; inputs only,
+    no outputs: this is a preview)."""
+    state: dict[str, Any] = {"urn": r["urn"], "custom": bool(r.get("custom", True)), "type": r["type"],
+                             "inputs": _pulumi_value(r["inputs"])}
+    # In ResourceV3's field order (encoding/json writes fields in declaration order).
+    for key, name in (("parent", "parent"), ("dependencies", "dependencies"), ("provider", "provider"),
+                      ("property_dependencies", "propertyDependencies"), ("aliases", "aliases")):
+        if r.get(key):
+            state[name] = r[key]
+    return state
+
+
+def render_pulumi_json(report: DiffReport) -> str:
+    """The shape of ``pulumi preview --json`` (Pulumi's ``PreviewDigest``): ``config``, one step per
+    changed resource (``op``, ``urn``, ``provider``, ``oldState`` / ``newState`` as ``ResourceV3``,
+    ``diffReasons``, ``replaceReasons``, ``detailedDiff``) and ``changeSummary`` with the ``same``
+    count; unknowns as Pulumi's unknown marker, secrets as ``[secret]``."""
+    olds, news = report.base_resources, report.head_resources
+    steps = []
+    for d in report.resources:
+        old, new = olds.get(d.urn) or olds.get(report.renamed_from.get(d.urn, "")), news.get(d.urn)
+        step: dict[str, Any] = {"op": d.op, "urn": d.urn}
+        provider = (new or old or {}).get("provider")
+        if provider:
+            step["provider"] = provider
+        if old is not None and d.op != "create":
+            step["oldState"] = _pulumi_state(old)
+        if new is not None and d.op != "delete":
+            step["newState"] = _pulumi_state(new)
+        keys = sorted({str(c.path[0]) for c in d.changes})
+        if keys:
+            step["diffReasons"] = keys
+        replace_keys = sorted({str(c.path[0]) for c in d.changes if c.replaces})
+        if replace_keys:
+            step["replaceReasons"] = replace_keys
+        step["detailedDiff"] = {
+            c.path_text: {"kind": _DETAILED_KIND[c.kind] + ("-replace" if c.replaces else ""), "inputDiff": True}
+            for c in d.changes
+        } or None
+        steps.append(step)
+    config = {k: PULUMI_SECRET if v == SECRET else v for k, v in sorted(report.head_config.items())}
+    summary = {op: n for op, n in report.counts.items() if n}
+    if report.unchanged:
+        summary["same"] = report.unchanged
+    doc: dict[str, Any] = {"config": config, "steps": steps, "changeSummary": summary}
+    return json.dumps(doc, indent=4, ensure_ascii=False) + "\n"
 
 
 def _md(text: str) -> str:
@@ -756,7 +936,17 @@ def render_markdown(report: DiffReport, limit: int = MARKDOWN_LIMIT) -> str:
         text = _markdown(report, level, None)
         if len(text) <= limit:
             return text
-    # Names only and still too long: keep as many resources as fit.
+    # Names only and still too long: keep as many resources as fit, then as many summary rows.
+    rows = len(report.summary)
+    if len(_markdown(report, "names", 0)) > limit:
+        lo, hi = 0, rows
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if len(_markdown(report, "names", 0, mid)) <= limit:
+                lo = mid
+            else:
+                hi = mid - 1
+        return _markdown(report, "names", 0, lo)
     lo, hi = 0, len(report.resources)
     while lo < hi:
         mid = (lo + hi + 1) // 2
@@ -767,18 +957,85 @@ def render_markdown(report: DiffReport, limit: int = MARKDOWN_LIMIT) -> str:
     return _markdown(report, "names", lo)
 
 
+_API_COLUMNS = ("image", "replicas", "compute", "max_concurrency", "max_queue_length", "endpoint", "node_groups", "weights")
+_GROUP_COLUMNS = ("instance_types", "min_instances", "max_instances", "spot")
 _SECTIONS = (("replace", "to replace"), ("update", "to update"), ("create", "to create"), ("delete", "to delete"))
 
 
-def _markdown(report: DiffReport, level: str, keep: int | None) -> str:
+_HEADLINE_LINES = 25  # more would push the rest out of a reviewer's 30 seconds (and the comment)
+
+
+def _md_headline(report: DiffReport) -> list[str]:
+    if not report.headline:
+        return [f"**{_md(NOTHING_TO_FLAG)}**", ""]
+    shown = report.headline[:_HEADLINE_LINES]
+    more = len(report.headline) - len(shown)
+    tail = [f"- … and {more} more (every line: `cortex diff --format text`)"] if more else []
+    return ["**Do not miss:**", "", *(f"- ⚠️ [{_md(h.text)}](#{h.target})" for h in shown), *tail, ""]
+
+
+def _md_cell(row: SummaryRow, column: str) -> str:
+    old, new = row.cells[column]
+    if row.op == "update":
+        if old == new:
+            return _md(old) if old is not None else "–"
+        return f"**{_md(old or '–')} → {_md(new or '–')}**"
+    value = new if row.op == "create" else old
+    if value is None:
+        return "–"
+    return _md(value) if row.op == "create" else f"~~{_md(value)}~~"
+
+
+_OPS = {"create": "created", "update": "changed", "delete": "deleted"}
+
+
+def _md_summary(report: DiffReport, rows: int | None) -> list[str]:
+    shown = report.summary if rows is None else report.summary[:rows]
+    out: list[str] = []
+    for section, title, columns in (("api", "APIs", _API_COLUMNS), ("node group", "Node groups", _GROUP_COLUMNS)):
+        group = [r for r in shown if r.section == section]
+        if not group:
+            continue
+        used = [c for c in columns if any(r.cells[c] != (None, None) for r in group)]
+        out += [f"#### {title}", "", "| " + " | ".join([section, "change", *(c.replace("_", " ") for c in used)]) + " |",
+                "|" + "---|" * (2 + len(used))]
+        for r in group:
+            name = f'<a id="{r.target}"></a>{_md_code(r.name)}' + (f" {_md(r.kind)}" if section == "api" else "")
+            out.append("| " + " | ".join([name, _OPS[r.op], *(_md_cell(r, c) for c in used)]) + " |")
+        out.append("")
+    if rows is not None and rows < len(report.summary):
+        out += [f"_{len(report.summary) - rows} more changed APIs and node groups are not listed (see `cortex diff --format text`)._", ""]
+    return out
+
+
+def _md_api_cost(report: DiffReport) -> list[str]:
+    rows = cost_rows(report)
+    h = report.head_stack_cost
+    if not rows or h is None:
+        return [_md_cost(report), ""]
+    out = [f"#### Monthly cost ({_md(h.region)}, USD; from min_replicas to max_replicas)", "",
+           "| | baseline | change | new | how |", "|---|---|---|---|---|"]
+    for item, base, change, new, how in rows:
+        bold = "**" if item == "total" else ""
+        out.append(f"| {bold}{_md(item)}{bold} | {base} | {bold}{change}{bold} | {new} | {_md(how)} |")
+    out += ["", "<details><summary>how this is estimated</summary>", "",
+            f"Public prices of {_md(h.prices_date)}. " + " ".join(_md(n[0].upper() + n[1:]) + "." for n in h.notes), "",
+            _md_cost(report, "Capacity bounds (every node group from min_instances to max_instances)"), "", "</details>", ""]
+    return out
+
+
+def _markdown(report: DiffReport, level: str, keep: int | None, rows: int | None = None) -> str:
     out = [
         f"### cortex diff: `{_md(report.project)}` stack `{_md(report.base_stack)}` → `{_md(report.head_stack)}`",
         "",
+        *_md_headline(report),
         f"**{_summary_line(report)}**",
         "",
-        _md_cost(report),
-        "",
+        *_md_summary(report, rows),
+        *_md_api_cost(report),
     ]
+    if report.resources:
+        out += ["#### Resources", ""]
     if not report.resources:
         out.append("No resource changes.")
         return "\n".join(out) + "\n"
@@ -792,9 +1049,11 @@ def _markdown(report: DiffReport, level: str, keep: int | None) -> str:
         out += [f"#### {report.counts[op]} {heading}", ""]
         for d in group:
             title = f"{_md_code(d.type)} {_md_code(d.name)}"
+            mark = f'<a id="{anchor(d.urn)}"></a>'
             if level == "names" or (not d.changes and not d.reasons):
-                out.append(f"- {title}")
+                out.append(f"- {mark}{title}")
                 continue
+            out.append(mark)
             inputs = f"{len(d.changes)} input{'s' if len(d.changes) != 1 else ''}"
             out += [f"<details><summary>{title} ({inputs})</summary>", ""]
             out += [f"- replaced because {_md(r)}" for r in d.reasons]
@@ -833,12 +1092,12 @@ def _markdown(report: DiffReport, level: str, keep: int | None) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).rstrip("\n") + "\n"
 
 
-def _md_cost(report: DiffReport) -> str:
+def _md_cost(report: DiffReport, label: str = "Monthly cost") -> str:
     if report.base_cost is None or report.head_cost is None:
-        return f"**Monthly cost:** {_md(_cost_line(report))}"
+        return f"**{label}:** {_md(_cost_line(report))}"
     b, h = report.base_cost, report.head_cost
     lines = [
-        f"**Monthly cost:** {money_range(b.low, b.high)} → {money_range(h.low, h.high)} "
+        f"**{label}:** {money_range(b.low, b.high)} → {money_range(h.low, h.high)} "
         f"(change **{_delta(b, h)}**; {_md(h.region)}, public on-demand prices of {h.prices_date}, spot estimated)",
     ]
     before = {x.item: x for x in b.lines}
@@ -857,21 +1116,34 @@ def _md_cost(report: DiffReport) -> str:
 
 
 def diff_command(base: Path, head: Path, fmt: str = "text") -> str:
-    """Output of ``cortex diff BASE.json HEAD.json --format markdown|text|json``.
+    """Output of ``cortex diff BASE.json HEAD.json --format markdown|text|json|pulumi-json``.
 
     The cost of each plan is estimated in its own ``aws:region``; when that is not possible the
     diff is still shown, with a line saying why the cost is missing.
     """
     from cortex_iac.plan.plan import load_plan
 
-    renderers = {"markdown": render_markdown, "text": render_text, "json": render_json}
+    renderers = {"markdown": render_markdown, "text": render_text, "json": render_json, "pulumi-json": render_pulumi_json}
     if fmt not in renderers:
         raise PlanError(f"--format {fmt!r} is not known; allowed: {', '.join(renderers)}")
     base_plan, head_plan = load_plan(base), load_plan(head)
+    report = preview_report(base_plan, head_plan)
+    return renderers[fmt](report)
+
+
+def preview_report(base_plan: dict[str, Any], head_plan: dict[str, Any]) -> DiffReport:
+    """The diff of two plans with its headline, Cortex summary and both cost estimates."""
     report = diff_plans(base_plan, head_plan)
+    report.headline = headlines(base_plan, head_plan, report)
+    report.summary = summary(base_plan, head_plan)
     try:
-        report.base_cost = cost_of(base_plan)
-        report.head_cost = cost_of(head_plan)
+        report.base_stack_cost = stack_cost(base_plan)
+        report.head_stack_cost = stack_cost(head_plan)
+    except PlanError as e:  # no region to price in
+        report.cost_error = str(e)
+    try:
+        report.base_cost = cost_of(base_plan, partial=True)
+        report.head_cost = cost_of(head_plan, partial=True)
     except PlanError as e:
         report.cost_error = str(e)
-    return renderers[fmt](report)
+    return report

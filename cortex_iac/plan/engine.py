@@ -41,9 +41,9 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from cortex_iac.errors import CortexError, PlanError
+from cortex_iac.plan.values import SECRET, UNKNOWN
 
-UNKNOWN = "$unknown"
-SECRET = "$secret"
+__all__ = ["SECRET", "UNKNOWN", "Program", "RecordedResource", "Recording", "load_program", "record", "run_program"]
 
 _SIG_KEY = "4dabf18193072939515e22adb298388d"
 _SIG_SECRET = "1b47061264138c4ac30d75fd1eb44270"

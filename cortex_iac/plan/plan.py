@@ -11,11 +11,13 @@ import copy
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cortex_iac import _yaml
 from cortex_iac.errors import PlanError
-from cortex_iac.plan.engine import RecordedResource, Recording
+
+if TYPE_CHECKING:  # the engine imports the Pulumi SDK, which reading a plan does not need
+    from cortex_iac.plan.engine import RecordedResource, Recording
 
 # 2: each resource also records its ignore_changes, replace_on_changes, delete_before_replace and
 # aliases (the URNs it had before).

@@ -214,13 +214,14 @@ def _without(report: Any, *prefixes: str) -> list[Any]:
 
 
 def test_unpriced_type_is_listed_and_the_priced_items_still_add_up() -> None:
-    # p2.xlarge is in the instance-type table (Cortex v0.42 had it) but the price table has no p2.
-    assert "p2" not in price_table()["regions"]["us-east-1"]["instance_sources"]
+    # p5e.48xlarge is in the instance-type table but no source prices it in us-east-1; the table says so.
+    assert "p5e" not in price_table()["regions"]["us-east-1"]["instance_sources"]
+    assert "p5e.48xlarge" in price_table()["regions"]["us-east-1"]["unpriced"]
     base = cost_of(_plan())
-    report = cost_of(_with_pool_type("p2.xlarge"), partial=True)
+    report = cost_of(_with_pool_type("p5e.48xlarge"), partial=True)
     (unpriced,) = report.unpriced
-    assert unpriced.item == "node group cpu (p2.xlarge, spot first)"
-    assert unpriced.reason.startswith("instance type 'p2.xlarge' has no price for us-east-1 in the bundled price table")
+    assert unpriced.item == "node group cpu (p5e.48xlarge, spot first)"
+    assert unpriced.reason.startswith("instance type 'p5e.48xlarge' has no price for us-east-1 in the bundled price table")
     assert not any(x.item.startswith("node group cpu") for x in report.lines)
     # The priced node group next to it, and everything else, is as before.
     assert _line(report, "node group gpu") == _line(base, "node group gpu")
@@ -236,19 +237,19 @@ def test_unpriced_type_is_listed_and_the_priced_items_still_add_up() -> None:
 
 def test_cost_command_prints_unpriced_items_and_totals_that_exclude_them(tmp_path: Path) -> None:
     plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps(_with_pool_type("p2.xlarge")))
+    plan.write_text(json.dumps(_with_pool_type("p5e.48xlarge")))
     text = cost_command(plan)
-    report = cost_of(_with_pool_type("p2.xlarge"), partial=True)
+    report = cost_of(_with_pool_type("p5e.48xlarge"), partial=True)
     assert f"total: {money_range(report.low, report.high)} per month, excluding 1 item without a price (see the notes)\n" in text
     assert re.search(r"^total of priced items +\$", text, re.MULTILINE)
-    assert "note: not priced: node group cpu (p2.xlarge, spot first), count 1" in text
+    assert "note: not priced: node group cpu (p5e.48xlarge, spot first), count 1" in text
     assert "node group gpu (g4dn.xlarge)" in text
 
 
 def test_without_partial_an_unpriced_type_is_still_a_plan_error() -> None:
     # What `cortex diff` gets: it says why the cost is missing rather than show a partial total.
-    with pytest.raises(PlanError, match=r"instance type 'p2.xlarge' has no price for us-east-1 in the bundled price table"):
-        cost_of(_with_pool_type("p2.xlarge"))
+    with pytest.raises(PlanError, match=r"instance type 'p5e.48xlarge' has no price for us-east-1 in the bundled price table"):
+        cost_of(_with_pool_type("p5e.48xlarge"))
 
 
 def test_type_missing_from_the_instance_table_is_unpriced_with_how_to_add_it() -> None:
@@ -266,13 +267,13 @@ def test_type_missing_from_the_instance_table_is_unpriced_with_how_to_add_it() -
 def test_unpriced_managed_node_group_and_volume_type() -> None:
     plan = _plan()
     system = next(r for r in plan["resources"] if r["type"] == "aws:eks/nodeGroup:NodeGroup")
-    system["inputs"]["instanceTypes"] = ["m1.small"]
+    system["inputs"]["instanceTypes"] = ["hpc7a.12xlarge"]
     node_class = next(r for r in plan["resources"] if r["name"] == "gpu-node-class")
     node_class["inputs"]["spec"]["blockDeviceMappings"][0]["ebs"]["volumeType"] = "io2"
     report = cost_of(plan, partial=True)
     assert [(x.item, x.count) for x in report.unpriced] == [
         ("root volumes of gpu", "0–2"),
-        ("managed node group system (m1.small)", "2–3"),
+        ("managed node group system (hpc7a.12xlarge)", "2–3"),
     ]
     assert report.unpriced[0].reason == "EBS volume type 'io2' has no price for us-east-1; table has gp2, gp3, io1, sc1, st1"
     assert _line(report, "  root volumes of system (40Gi gp2)").low > 0

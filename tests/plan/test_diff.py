@@ -453,7 +453,7 @@ def test_cost_missing_is_said_not_fatal(tmp_path: Path) -> None:
     plan["config"] = {}
     (tmp_path / "a.json").write_text(json.dumps(plan))
     out = diff_command(tmp_path / "a.json", tmp_path / "a.json", "text")
-    assert "cost not estimated: plan of stack 'dev' has no aws:region in its config; pass --region" in out
+    assert "capacity bounds not estimated: plan of stack 'dev' has no aws:region in its config; pass --region" in out
 
 
 @pytest.mark.parametrize(("content", "message"), [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -86,3 +87,42 @@ def test_pulumi_preview_only_with_credentials() -> None:
     assert preview["env"] == {"PULUMI_ACCESS_TOKEN": "${{ secrets.PULUMI_ACCESS_TOKEN }}"}
     # No secret is visible to the credential-free job.
     assert "secrets." not in yaml.safe_dump(JOBS["plan-diff"])
+
+
+def _diff_script() -> str:
+    return next(s for s in JOBS["plan-diff"]["steps"] if s.get("id") == "diff")["run"]
+
+
+def test_diff_step_posts_headline_summary_and_cost_in_one_comment(tmp_path: Path) -> None:
+    # The step's own script, run with a `cortex` per side whose `plan` copies a stored plan of the
+    # stack program (a VPC change) and whose `diff` is this checkout's cortex.
+    plans = Path(__file__).parent / "fixtures" / "stack"
+    for side, plan in (("base", "base.json"), ("head", "vpc-cidr.json")):
+        bin_dir = tmp_path / f"venv-{side}" / "bin"
+        bin_dir.mkdir(parents=True)
+        cortex = bin_dir / "cortex"
+        cortex.write_text(
+            "#!/usr/bin/env bash\nset -eu\n"
+            f'if [ "$1" = plan ]; then cp {plans / plan} "${{@: -1}}"; exit 0; fi\n'
+            f'exec {sys.executable} -m cortex_iac.cli "$@"\n'
+        )
+        cortex.chmod(0o755)
+    summary, output = tmp_path / "summary.md", tmp_path / "output"
+    env = {"STACK": "dev", "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(output),
+           "PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    result = subprocess.run(["bash", "-e", "-c", _diff_script()], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    comment = (tmp_path / "comment.md").read_text()
+    assert comment.startswith("<!-- cortex-preview:dev -->\n### cortex diff:")
+    assert len(comment) < 65_536
+    assert "**Do not miss:**" in comment, comment[:2000]
+    headline = comment.index("**Do not miss:**")
+    assert "[VPC cortex-demo-vpc is replaced (cidrBlock 192.168.0.0/16 → 10.1.0.0/16)" in comment
+    assert headline < comment.index("#### Monthly cost") < comment.index("#### Resources")
+    assert comment.count("<details>") >= 59  # every replaced resource collapsed
+    # Forks: the same text in the job summary; the JSON and pulumi-json kept as artifacts.
+    assert summary.read_text() == comment
+    assert json.loads((tmp_path / "diff.json").read_text())["headline"][0]["rule"] == "cluster"
+    assert "changeSummary" in json.loads((tmp_path / "preview.json").read_text())
+    assert "preview.json" in _uses("plan-diff", "actions/upload-artifact")["with"]["path"]
