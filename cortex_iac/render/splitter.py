@@ -452,7 +452,8 @@ def splitter_ingress(
     listen_ports: list[dict[str, int]] = [{"HTTP": 80}] + ([{"HTTPS": 443}] if https else [])
     annotations = {
         _ANNOTATION + "listen-ports": json.dumps(listen_ports),
-        _ANNOTATION + "group.order": str(-len([p for p in endpoint.split("/") if p])),
+        # Ordered with the API Ingresses of the same ALB (a router is a direct route).
+        _ANNOTATION + "group.order": str(routing.group_order(endpoint, through_interceptor=False)),
         _ANNOTATION + "target-group-attributes": f"deregistration_delay.timeout_seconds={deregistration_delay_seconds}",
         _ANNOTATION + "healthcheck-path": READINESS_PATH,
         _ANNOTATION + f"transforms.{service}": json.dumps(

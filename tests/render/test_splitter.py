@@ -420,7 +420,7 @@ def test_ingress_order_puts_deeper_endpoints_first() -> None:
         ingress = _by_kind(render_splitter(spec, apis))["Ingress"]
         return int(ingress["metadata"]["annotations"]["alb.ingress.kubernetes.io/group.order"])
 
-    assert order("/a/b/c") < order("/a/b") < order("/a") == -1
+    assert order("/a/b/c") < order("/a/b") < order("/a") == -3  # routing.group_order of a direct route
 
 
 def test_objects_follow_the_namespace() -> None:
