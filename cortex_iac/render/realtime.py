@@ -68,9 +68,9 @@ ONE_POD_READY = "jsonpath={.status.readyReplicas}"
 # Deployment annotation with the API's min_replicas, so that changing it updates the Deployment and
 # Pulumi's wait runs again (the replica count itself is KEDA's; see routing_gate).
 MIN_REPLICAS_ANNOTATION = "cortex.dev/min-replicas"
-# The envoy user of the official image (uid/gid 101). The container runs envoy directly as this
-# user, bypassing the image's entrypoint, which would otherwise start as root to switch users.
-ENVOY_UID = 101
+# The uid Envoy runs as (cortex_iac.render.envoy.ENVOY_UID). The container runs envoy directly,
+# bypassing the image's entrypoint, which would otherwise start as root to switch users.
+ENVOY_UID = envoy.ENVOY_UID
 # The sidecar's requests (cortex_iac.specs.kinds, where the node-group fit check adds them too).
 ENVOY_RESOURCES = ENVOY_SIDECAR.to_k8s()
 
@@ -381,6 +381,7 @@ def _proxy_container(drain: envoy.DrainPlan) -> dict[str, Any]:
             "timeoutSeconds": 1,
             "failureThreshold": 2,
         },
+        "livenessProbe": envoy.liveness_probe(),
         "lifecycle": {"preStop": {"exec": {"command": list(drain.envoy_prestop_command)}}},
         "resources": ENVOY_SIDECAR.to_k8s(),
         "securityContext": workload.locked_down(ENVOY_UID),

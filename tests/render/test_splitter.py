@@ -354,7 +354,7 @@ def test_router_pods_are_locked_down_ready_on_envoy_and_drain() -> None:
     assert router["args"] == ["-c", "/etc/envoy/envoy.yaml", "--concurrency", "2", "--disable-hot-restart",
                               "--log-level", "warn"]
     assert router["securityContext"] == {
-        "runAsNonRoot": True, "runAsUser": 101, "runAsGroup": 101, "allowPrivilegeEscalation": False,
+        "runAsNonRoot": True, "runAsUser": 10101, "runAsGroup": 10101, "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
     assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
     assert pod["automountServiceAccountToken"] is False and pod["enableServiceLinks"] is False
