@@ -23,6 +23,7 @@ from cortex_iac.render.iam import policy_document
 from cortex_iac.runtime_contract import RuntimeConfig
 from cortex_iac.specs.deployment import RUNTIME_IMAGE_HINT, problem_line
 from cortex_iac.specs.placement import HUGEPAGES_PER_INF, accelerators, placement
+from cortex_iac.specs.pod import DEFAULT_MEM_REQUEST
 from cortex_iac.specs.quantity import Quantity
 
 if TYPE_CHECKING:
@@ -348,6 +349,9 @@ def resources_of(c: ContainerSpec) -> dict[str, dict[str, str]]:
         # Requests = limit: a model that outgrows its memory is restarted instead of pushing its
         # neighbours out of the node. /dev/shm (at most mem) is charged to this limit.
         requests["memory"] = limits["memory"] = str(compute.mem)
+    else:
+        # No mem: a request of DEFAULT_MEM_REQUEST (counted by the spec layer's fit check too), no limit.
+        requests["memory"] = str(DEFAULT_MEM_REQUEST)
     if compute.gpu:
         requests[karpenter.GPU_RESOURCE] = limits[karpenter.GPU_RESOURCE] = str(compute.gpu)
     if compute.inf:
