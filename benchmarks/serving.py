@@ -193,6 +193,9 @@ class Run:
     p99_ms: float
     errors: int
     rss_mib: float
+    # CPU time (user + system) each server process spent per request during the run, in µs, in the
+    # order they were started (for envoy: the runtime, then Envoy).
+    cpu_us_per_request: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -316,7 +319,18 @@ def _rss_mib(processes: list[subprocess.Popen[bytes]]) -> float:
     return total / 1024
 
 
-def _wrk(port: int, target: Target, connections: int, duration: int, tmp: Path) -> tuple[float, float, float, int]:
+def _cpu_seconds(processes: list[subprocess.Popen[bytes]]) -> list[float]:
+    """User + system CPU seconds of each server process so far (taskset execs in place)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    seconds = []
+    for process in processes:
+        fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        seconds.append((int(fields[11]) + int(fields[12])) / ticks)  # utime, stime (fields 14, 15)
+    return seconds
+
+
+def _wrk(port: int, target: Target, connections: int, duration: int, tmp: Path
+         ) -> tuple[float, float, float, int, int]:
     script = tmp / f"{target.name}.lua"
     script.write_text(
         'wrk.method = "POST"\n'
@@ -333,7 +347,8 @@ def _wrk(port: int, target: Target, connections: int, duration: int, tmp: Path) 
     p99 = _ms(re.search(r"99%\s+([\d.]+\w+)", output).group(1))  # type: ignore[union-attr]
     errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", output))
     errors += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
-    return rps, p50, p99, errors
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    return rps, p50, p99, errors, requests
 
 
 def _ms(value: str) -> float:
@@ -352,11 +367,14 @@ def measure(names: list[str], options: Options) -> None:
                 with _started(name, options, tmp) as (port, processes):
                     _wrk(port, targets[name], 16, 2, tmp)  # warm-up
                     for count in connections:
-                        rps, p50, p99, errors = _wrk(port, targets[name], count, options.duration, tmp)
-                        run = Run(name, count, rps, p50, p99, errors, _rss_mib(processes))
+                        before = _cpu_seconds(processes)
+                        rps, p50, p99, errors, requests = _wrk(port, targets[name], count, options.duration, tmp)
+                        cpu = [(b - a) * 1e6 / max(requests, 1) for a, b in zip(before, _cpu_seconds(processes), strict=True)]
+                        run = Run(name, count, rps, p50, p99, errors, _rss_mib(processes), cpu)
                         options.runs.append(run)
                         print(f"round {round_ + 1} {name:15} c={count:<3} {rps:8.0f} req/s  p50 {p50:7.2f} ms  "
-                              f"p99 {p99:7.2f} ms  errors {errors}  rss {run.rss_mib:.0f} MiB", file=sys.stderr)
+                              f"p99 {p99:7.2f} ms  errors {errors}  rss {run.rss_mib:.0f} MiB  "
+                              f"cpu {' + '.join(f'{c:.0f}' for c in cpu)} us/req", file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -400,8 +418,8 @@ def report(options: Options, command: str) -> str:
     lines = [f"Command: `{command}`", ""]
     lines += [f"- {key}: {value}" for key, value in _machine().items()]
     lines += [f"- {key}: {value}" for key, value in _versions(options).items()]
-    lines += ["", "| target | connections | req/s | p50 ms | p99 ms | errors | RSS MiB | runs (req/s) |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += ["", "| target | connections | req/s | p50 ms | p99 ms | errors | RSS MiB | CPU µs/req | runs (req/s) |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     keys = list(dict.fromkeys((run.target, run.connections) for run in options.runs))
     for target, connections in keys:
         runs = [r for r in options.runs if (r.target, r.connections) == (target, connections)]
@@ -409,9 +427,16 @@ def report(options: Options, command: str) -> str:
             f"| {target} | {connections} | {statistics.median(r.requests_per_second for r in runs):.0f} | "
             f"{statistics.median(r.p50_ms for r in runs):.2f} | {statistics.median(r.p99_ms for r in runs):.2f} | "
             f"{sum(r.errors for r in runs)} | {statistics.median(r.rss_mib for r in runs):.0f} | "
-            f"{', '.join(f'{r.requests_per_second:.0f}' for r in runs)} |"
+            f"{_cpu_column(runs)} | {', '.join(f'{r.requests_per_second:.0f}' for r in runs)} |"
         )
     return "\n".join(lines)
+
+
+def _cpu_column(runs: list[Run]) -> str:
+    # Median per process, joined with " + " (envoy: runtime + Envoy), then the pod's total.
+    per_process = [statistics.median(values) for values in zip(*(r.cpu_us_per_request for r in runs), strict=True)]
+    text = " + ".join(f"{v:.0f}" for v in per_process)
+    return text if len(per_process) < 2 else f"{text} = {sum(per_process):.0f}"
 
 
 def main(argv: list[str]) -> int:

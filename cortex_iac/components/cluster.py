@@ -262,7 +262,7 @@ class Cluster(pulumi.ComponentResource):
         self.api_namespace = namespace["apis"]
         # Default deny in the API namespace, with exactly what traffic needs (enforced by the VPC
         # CNI's network policy agent, switched on in the eks.Cluster's vpc_cni_options).
-        policy = network_policy(layout.api_namespace_name)
+        policy = network_policy(layout.api_namespace_name, egress_cidrs=spec.api_egress_cidrs)
         k8s.networking.v1.NetworkPolicy(
             f"{name}-api-network-policy",
             metadata={**policy["metadata"], "namespace": self.api_namespace},

@@ -134,12 +134,27 @@ class RealtimeApi(pulumi.ComponentResource):
                 data=objects.handler_source["data"],
                 opts=on_cluster,
             ))
+        # The scale-from-zero handover (docs/design.md): the route to the pods never comes before a
+        # ready pod, and the route through the interceptor comes before the API may scale to zero.
+        # min_replicas >= 1: ScaledObject (raises the replica count) -> Deployment (waits for a
+        # ready pod, render.realtime.routing_gate) -> Ingress. min_replicas 0: Deployment ->
+        # ScaledObject, and Service -> InterceptorRoute -> Ingress -> ScaledObject.
+        scale_to_zero = spec.autoscaling.min_replicas == 0
+        scaled_object_first = None
+        if not scale_to_zero:
+            scaled_object_first = custom_resource(
+                f"{name}-scaled-object", objects.scaled_object, on_cluster, metadata=placed(objects.scaled_object)
+            )
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=placed(objects.deployment),
             spec=deployment_spec,
             opts=pulumi.ResourceOptions.merge(
-                on_cluster, pulumi.ResourceOptions(ignore_changes=["spec.replicas"], depends_on=pod_inputs)
+                on_cluster,
+                pulumi.ResourceOptions(
+                    ignore_changes=["spec.replicas"],
+                    depends_on=pod_inputs + ([] if scaled_object_first is None else [scaled_object_first]),
+                ),
             ),
         )
         service = k8s.core.v1.Service(
@@ -151,28 +166,35 @@ class RealtimeApi(pulumi.ComponentResource):
             spec=objects.pod_disruption_budget["spec"],
             opts=on_cluster,
         )
-        after_deployment = pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[deployment]))
-        custom_resource(
-            f"{name}-scaled-object", objects.scaled_object, after_deployment, metadata=placed(objects.scaled_object)
-        )
+        route_after: list[pulumi.Resource] = [service] if scale_to_zero else [service, deployment]
         if objects.interceptor_route is not None:
-            custom_resource(
+            route_after = [custom_resource(
                 f"{name}-interceptor-route",
                 objects.interceptor_route,
                 pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[service])),
                 metadata=placed(objects.interceptor_route),
-            )
+            )]
 
         url: pulumi.Output[str | None] = pulumi.Output.from_input(None)
+        ingress = None
         if cluster.load_balancer is not None:
             ingress = k8s.networking.v1.Ingress(
                 f"{name}-ingress",
                 metadata=placed(objects.ingress),
                 spec=objects.ingress["spec"],
-                opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[service])),
+                opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=route_after)),
             )
             endpoint, https = routing.endpoint_of(spec), context.https
             url = ingress.status.apply(lambda status: _url(status, endpoint, https))
+        if scale_to_zero:
+            custom_resource(
+                f"{name}-scaled-object",
+                objects.scaled_object,
+                pulumi.ResourceOptions.merge(
+                    on_cluster, pulumi.ResourceOptions(depends_on=[deployment] + ([] if ingress is None else [ingress]))
+                ),
+                metadata=placed(objects.scaled_object),
+            )
 
         role = api_identity(self, name, spec.name, "RealtimeAPI", cluster, namespace, objects.iam_policy)
 

@@ -454,10 +454,42 @@ def karpenter_controller_policies(
 # --- AWS Load Balancer Controller ------------------------------------------------------------
 
 
-def aws_load_balancer_controller_policy() -> dict[str, Any]:
-    """The controller's IAM policy as its docs publish it for the pinned version (a data file)."""
+# What the controller's published policy grants for WAF (classic and v2) and Shield: the controller
+# calls these only with its WAF / Shield features on, which the chart values turn off (nothing here
+# attaches a web ACL or Shield protection to the API load balancer). Subtracted from the upstream
+# file, which stays as published (cortex_iac/data/, see versions.py for its source).
+LOAD_BALANCER_CONTROLLER_UNUSED_ACTIONS = frozenset({
+    "waf-regional:GetWebACL", "waf-regional:GetWebACLForResource", "waf-regional:AssociateWebACL",
+    "waf-regional:DisassociateWebACL", "wafv2:GetWebACL", "wafv2:GetWebACLForResource",
+    "wafv2:AssociateWebACL", "wafv2:DisassociateWebACL", "shield:GetSubscriptionState",
+    "shield:DescribeProtection", "shield:CreateProtection", "shield:DeleteProtection",
+    "elasticloadbalancing:SetWebAcl",
+})
+
+
+def upstream_aws_load_balancer_controller_policy() -> dict[str, Any]:
+    """The controller's IAM policy exactly as its docs publish it for the pinned version (a data file)."""
     text = resources.files("cortex_iac.data").joinpath(AWS_LOAD_BALANCER_CONTROLLER_POLICY_FILE).read_text()
     return json.loads(text)  # type: ignore[no-any-return]
+
+
+def aws_load_balancer_controller_policy() -> dict[str, Any]:
+    """The controller's IAM policy: the upstream one without :data:`LOAD_BALANCER_CONTROLLER_UNUSED_ACTIONS`
+    (statements left with no action are dropped). Raises if an action to drop is not in the upstream
+    file, so a version bump that renames them is noticed instead of silently granting them."""
+    policy = upstream_aws_load_balancer_controller_policy()
+    granted = {a for st in policy["Statement"] for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])}
+    missing = LOAD_BALANCER_CONTROLLER_UNUSED_ACTIONS - granted
+    if missing:
+        raise CortexError(f"{AWS_LOAD_BALANCER_CONTROLLER_POLICY_FILE} no longer grants {sorted(missing)}: "
+                          "update LOAD_BALANCER_CONTROLLER_UNUSED_ACTIONS with the new version")
+    statements = []
+    for statement in policy["Statement"]:
+        actions = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+        kept = [a for a in actions if a not in LOAD_BALANCER_CONTROLLER_UNUSED_ACTIONS]
+        if kept:
+            statements.append({**statement, "Action": kept if isinstance(statement["Action"], list) else kept[0]})
+    return {**policy, "Statement": statements}
 
 
 def aws_load_balancer_controller_values(
@@ -474,7 +506,8 @@ def aws_load_balancer_controller_values(
     resource the controller creates. The Service mutating webhook (on by default, failing closed)
     is off: it would refuse the other releases' Services while the controller's pods are not ready
     (aws-load-balancer-controller#4140), and APIs are routed by Ingress, never by a Service of type
-    LoadBalancer.
+    LoadBalancer. WAF and Shield are off: nothing attaches them, and the controller would otherwise
+    query them on every reconcile.
     """
     return {
         "clusterName": cluster_name,
@@ -484,6 +517,10 @@ def aws_load_balancer_controller_values(
         "ingressClass": INGRESS_CLASS,
         "createIngressClassResource": False,
         "enableServiceMutatorWebhook": False,
+        # Not used, and their permissions are not granted (aws_load_balancer_controller_policy).
+        "enableShield": False,
+        "enableWaf": False,
+        "enableWafv2": False,
         "defaultTags": dict(tags),
         **system_placement(),
     }

@@ -44,6 +44,16 @@ REQUEST_HEADERS_TIMEOUT_SECONDS = 10
 # What a queue-full 503 tells the client to wait before retrying (the Retry-After header).
 DEFAULT_RETRY_AFTER_SECONDS = 1
 METRICS_PATH = "/stats/prometheus"
+# Answered 200 by Envoy itself on the metrics listener: the liveness probe of the sidecar and the
+# router. That listener runs on the worker threads that serve the traffic listener, so a hung
+# worker fails it (the admin runs on the main thread and would not notice), and it keeps answering
+# while the traffic listener drains (the preStop drains INBOUND listeners only).
+LIVENESS_PATH = "/-/live"
+# The uid/gid Envoy runs as in the pod (the image's own envoy user is 101). Envoy needs no file of
+# its own: it reads its config from a read-only ConfigMap mount and logs to stdout, so any uid works;
+# a high one cannot coincide with a system account of the node (uids below 1000 are those), and it
+# matches the serving runtime's 10001.
+ENVOY_UID = 10101
 # Name of the Envoy container's metrics port in the pod spec; the Prometheus scrape job keeps only
 # pod ports of this name, so no other container port of an API pod is ever scraped.
 METRICS_PORT_NAME = "envoy-metrics"
@@ -160,14 +170,7 @@ def envoy_config(
         "name": "envoy.filters.http.buffer",
         "typed_config": {"@type": f"{_TYPE}.http.buffer.v3.Buffer", "max_request_bytes": max_request_bytes},
     }
-    metrics_routes = [
-        {
-            "match": {"path": METRICS_PATH,
-                      "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
-            "route": {"cluster": _ADMIN_CLUSTER},
-        },
-        {"match": {"prefix": "/"}, "direct_response": {"status": 404}},
-    ]
+    metrics_routes = metrics_listener_routes(_ADMIN_CLUSTER)
     return {
         "admin": {"address": _socket_address("127.0.0.1", admin_port)},
         "static_resources": {
@@ -376,6 +379,35 @@ class DrainPlan:
     app_prestop_sleep_seconds: int
     termination_grace_period_seconds: int
     envoy_prestop_command: list[str]
+
+
+def metrics_listener_routes(admin_cluster: str) -> list[dict[str, Any]]:
+    """The metrics listener's routes: ``GET`` :data:`METRICS_PATH` from the admin (through
+    ``admin_cluster``), ``GET`` :data:`LIVENESS_PATH` answered 200 by Envoy itself, 404 for the rest."""
+    get = [{"name": ":method", "string_match": {"exact": "GET"}}]
+    return [
+        {"match": {"path": METRICS_PATH, "headers": get}, "route": {"cluster": admin_cluster}},
+        {"match": {"path": LIVENESS_PATH, "headers": get}, "direct_response": {"status": 200}},
+        {"match": {"prefix": "/"}, "direct_response": {"status": 404}},
+    ]
+
+
+def liveness_probe(metrics_port: int = METRICS_PORT) -> dict[str, Any]:
+    """The Envoy container's liveness probe: ``GET`` :data:`LIVENESS_PATH` on the metrics listener
+    over the pod's loopback, from inside the container (bash's /dev/tcp: the image has no curl), so
+    it does not depend on the kubelet reaching a port the namespace's NetworkPolicy admits only from
+    Prometheus. Three failures 10 s apart restart Envoy; a drain does not fail it."""
+    script = (
+        f"exec 3<>/dev/tcp/127.0.0.1/{metrics_port} && "
+        f"printf 'GET {LIVENESS_PATH} HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3 && "
+        "IFS= read -r status <&3 && [[ $status == 'HTTP/1.1 200'* ]]"
+    )
+    return {
+        "exec": {"command": ["/bin/bash", "-c", script]},
+        "periodSeconds": 10,
+        "timeoutSeconds": 5,
+        "failureThreshold": 3,
+    }
 
 
 def drain_plan(

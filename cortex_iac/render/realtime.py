@@ -58,9 +58,19 @@ ENVOY_CONFIG_FILE = "envoy.yaml"
 # template, so the Deployment rolls its pods (Envoy reads its bootstrap only at start). The
 # ConfigMap's name carries the start of the same hash (see envoy_config_map_name).
 ENVOY_CONFIG_CHECKSUM = "cortex.dev/envoy-config-sha256"
-# The envoy user of the official image (uid/gid 101). The container runs envoy directly as this
-# user, bypassing the image's entrypoint, which would otherwise start as root to switch users.
-ENVOY_UID = 101
+# Pulumi's await annotations (pulumi-kubernetes >= 4.18). Pulumi waits on a create or update of an
+# object carrying WAIT_FOR until its expressions hold (10 minutes, then the update fails), instead of
+# its built-in check; SKIP_AWAIT makes it not wait at all.
+WAIT_FOR = "pulumi.com/waitFor"
+SKIP_AWAIT = "pulumi.com/skipAwait"
+# A Deployment's status omits readyReplicas while it is 0: this holds once one pod is ready.
+ONE_POD_READY = "jsonpath={.status.readyReplicas}"
+# Deployment annotation with the API's min_replicas, so that changing it updates the Deployment and
+# Pulumi's wait runs again (the replica count itself is KEDA's; see routing_gate).
+MIN_REPLICAS_ANNOTATION = "cortex.dev/min-replicas"
+# The uid Envoy runs as (cortex_iac.render.envoy.ENVOY_UID). The container runs envoy directly,
+# bypassing the image's entrypoint, which would otherwise start as root to switch users.
+ENVOY_UID = envoy.ENVOY_UID
 # The sidecar's requests (cortex_iac.specs.kinds, where the node-group fit check adds them too).
 ENVOY_RESOURCES = ENVOY_SIDECAR.to_k8s()
 
@@ -166,7 +176,7 @@ def api_objects(
         service_account=service_account(spec.name, ns),
         envoy_config=config_map,
         deployment=deployment(spec, ns, context.node_groups, config_text, drain, handler),
-        service=service(spec.name, ns),
+        service=service(spec.name, ns, scale_to_zero=spec.autoscaling.min_replicas == 0),
         pod_disruption_budget=pod_disruption_budget(spec.name, ns, spec.autoscaling.min_replicas),
         scaled_object=autoscaling.scaled_object(
             spec, ns, labels=labels(spec.name), prometheus_address=context.prometheus_address
@@ -232,12 +242,19 @@ def service_account(api_name: str, namespace: str) -> dict[str, Any]:
     return workload.service_account(api_name, namespace, COMPONENT)
 
 
-def service(api_name: str, namespace: str) -> dict[str, Any]:
-    """ClusterIP Service in front of the API's Envoy sidecars (port 8888)."""
+def service(api_name: str, namespace: str, *, scale_to_zero: bool = False) -> dict[str, Any]:
+    """ClusterIP Service in front of the API's Envoy sidecars (port 8888).
+
+    ``scale_to_zero``: the API may have no pod at all (``min_replicas: 0``, whose ``init_replicas``
+    defaults to 0), so Pulumi must not wait for the Service to have endpoints, which it does by
+    default on a create or update: the update would fail after 10 minutes."""
+    metadata: dict[str, Any] = {"name": api_name, "namespace": namespace, "labels": labels(api_name)}
+    if scale_to_zero:
+        metadata["annotations"] = {SKIP_AWAIT: "true"}
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": api_name, "namespace": namespace, "labels": labels(api_name)},
+        "metadata": metadata,
         "spec": {
             "type": "ClusterIP",
             "selector": selector_labels(api_name),
@@ -278,7 +295,8 @@ def deployment(
     pod's handler container, if any (from :func:`api_objects`).
 
     ``replicas`` is ``init_replicas``: it only matters at creation, after which KEDA owns the
-    field (the component tells Pulumi to leave it alone).
+    field (the component tells Pulumi to leave it alone). The metadata annotations are
+    :func:`routing_gate`'s.
     """
     allowed = workload.allowed_node_groups(spec, node_groups)
     containers = workload.user_containers(spec, pod_shutdown(spec), handler)
@@ -306,7 +324,8 @@ def deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": spec.name, "namespace": namespace, "labels": labels(spec.name)},
+        "metadata": {"name": spec.name, "namespace": namespace, "labels": labels(spec.name),
+                     "annotations": routing_gate(spec.autoscaling.min_replicas)},
         "spec": {
             "replicas": spec.autoscaling.init_replicas,
             "selector": {"matchLabels": selector_labels(spec.name)},
@@ -328,6 +347,24 @@ def deployment(
     }
 
 
+def routing_gate(min_replicas: int) -> dict[str, str]:
+    """The Deployment's annotations that make it the gate of the scale-from-zero handover.
+
+    With ``min_replicas >= 1`` the Ingress routes straight to the pods, so Pulumi must not create it
+    (or move it off the interceptor) before a pod is ready: the Deployment waits for one ready pod
+    (:data:`ONE_POD_READY`, instead of Pulumi's rollout check, which passes at once while KEDA has
+    not yet raised a zero replica count), and the component makes the Ingress depend on it and it
+    on the ScaledObject that raises the count. :data:`MIN_REPLICAS_ANNOTATION` changes with
+    ``min_replicas``, so raising it from 0 updates the Deployment (metadata only: no rollout) and
+    the wait runs. With ``min_replicas: 0`` there may be no pod, so Pulumi's own check stays.
+    See docs/design.md, "Scale-from-zero handover".
+    """
+    annotations = {MIN_REPLICAS_ANNOTATION: str(min_replicas)}
+    if min_replicas >= 1:
+        annotations[WAIT_FOR] = ONE_POD_READY
+    return annotations
+
+
 def _proxy_container(drain: envoy.DrainPlan) -> dict[str, Any]:
     return {
         "name": PROXY_CONTAINER,
@@ -344,6 +381,7 @@ def _proxy_container(drain: envoy.DrainPlan) -> dict[str, Any]:
             "timeoutSeconds": 1,
             "failureThreshold": 2,
         },
+        "livenessProbe": envoy.liveness_probe(),
         "lifecycle": {"preStop": {"exec": {"command": list(drain.envoy_prestop_command)}}},
         "resources": ENVOY_SIDECAR.to_k8s(),
         "securityContext": workload.locked_down(ENVOY_UID),

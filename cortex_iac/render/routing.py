@@ -15,6 +15,12 @@ Ingress only says which path goes where.
   (:func:`interceptor_host`). An Ingress may only name Services of its own namespace, so this
   Ingress lives in the interceptor's namespace (an IngressGroup spans namespaces).
 
+Changing ``min_replicas`` between 0 and more moves the Ingress between the two namespaces: Pulumi
+creates the new one, and deletes the old one at the end of the update, so for a while both rules
+match the same path. :func:`group_order` makes the direct rule win that tie, whatever the namespaces
+are called; the component orders the steps so the winning rule has a ready pod behind it (see
+docs/design.md, "Scale-from-zero handover").
+
 Why Ingress and not Gateway API: see docs/design.md, "Routing".
 """
 
@@ -51,6 +57,13 @@ EXTERNAL_SCALER_PORT = 9090
 # The ALB closes a connection idle for longer than its idle timeout (60 s by default), so the shared
 # ALB allows 5 minutes.
 ALB_IDLE_TIMEOUT_SECONDS = 300
+
+# The ALB's health check of every API target group. A newly registered target takes traffic after
+# it passes one check, so the interval bounds how long a route switched to a new target group can
+# find no healthy target (the scale-from-zero handover); the controller's default is 15 s. The
+# timeout must be shorter than the interval.
+HEALTH_CHECK_INTERVAL_SECONDS = 5
+HEALTH_CHECK_TIMEOUT_SECONDS = 2
 
 _ANNOTATION = "alb.ingress.kubernetes.io/"
 _LABELS = {"app.kubernetes.io/part-of": "cortex", "app.kubernetes.io/managed-by": "cortex-iac"}
@@ -98,6 +111,8 @@ def api_ingress(
         backend_service, backend_port = spec.name, LISTEN_PORT
         ingress_namespace = namespace
         health = {"healthcheck-path": READINESS_PATH}
+    health["healthcheck-interval-seconds"] = str(HEALTH_CHECK_INTERVAL_SECONDS)
+    health["healthcheck-timeout-seconds"] = str(HEALTH_CHECK_TIMEOUT_SECONDS)
     transforms: list[dict[str, Any]] = [{
         "type": "url-rewrite",
         # Endpoints hold only letters, digits and _ - . /, of which only '.' means something in a regex.
@@ -111,8 +126,7 @@ def api_ingress(
     listen_ports: list[dict[str, int]] = [{"HTTP": 80}] + ([{"HTTPS": 443}] if https else [])
     annotations = {
         _ANNOTATION + "listen-ports": json.dumps(listen_ports),
-        # Longer prefixes first: the ALB evaluates rules in order, and /a would shadow /a/b.
-        _ANNOTATION + "group.order": str(-_depth(endpoint)),
+        _ANNOTATION + "group.order": str(group_order(endpoint, through_interceptor=scale_to_zero)),
         _ANNOTATION + "target-group-attributes": f"deregistration_delay.timeout_seconds={deregistration_delay_seconds}",
         **{_ANNOTATION + k: v for k, v in health.items()},
     }
@@ -135,6 +149,19 @@ def api_ingress(
             }]}}],
         },
     }
+
+
+def group_order(endpoint: str, *, through_interceptor: bool) -> int:
+    """The ``group.order`` of an API's Ingress: where its rule sits on the shared ALB (smaller first).
+
+    Longer prefixes first: the ALB evaluates rules in order, and ``/a`` would shadow ``/a/b``. At
+    the same depth the direct rule (to the API's pods) comes before the interceptor's: the two
+    exist together only while ``min_replicas`` moves between 0 and more (one API, one path), and
+    without this the tie would go to the lexically smaller ``namespace/name``, i.e. depend on what
+    the API namespace is called. The controller accepts orders from -1000 to 1000: the one endpoint
+    deeper than that allows (500 one-letter segments, the 1,000-character limit) gets -1000.
+    """
+    return max(-1000, -2 * _depth(endpoint) + (0 if through_interceptor else -1))
 
 
 def _depth(endpoint: str) -> int:

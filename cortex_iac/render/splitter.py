@@ -34,7 +34,6 @@ from cortex_iac.render import envoy, karpenter, routing, workload
 from cortex_iac.render.envoy import (
     ADMIN_PORT,
     LISTEN_PORT,
-    METRICS_PATH,
     METRICS_PORT,
     METRICS_PORT_NAME,
     READINESS_PATH,
@@ -68,7 +67,7 @@ ENVOY_CONFIG_VOLUME = "envoy-config"
 ENVOY_CONFIG_DIR = "/etc/envoy"
 ENVOY_CONFIG_FILE = "envoy.yaml"
 PROXY_PORT_NAME = "http"
-ENVOY_UID = 101
+ENVOY_UID = envoy.ENVOY_UID  # see cortex_iac.render.envoy
 # Cortex matched the endpoint exactly; `prefix` (our extension) also routes its sub-paths.
 MATCHES = ("exact", "prefix")
 # The router never cuts a request the ALB lets through (its idle timeout, 300 s): a request to a
@@ -223,11 +222,7 @@ def router_config(
         }]
     route_match = {"path": "/"} if match == "exact" else {"prefix": "/"}
     readiness = envoy.readiness_filter()
-    metrics_routes = [
-        {"match": {"path": METRICS_PATH, "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
-         "route": {"cluster": _ADMIN_CLUSTER}},
-        {"match": {"prefix": "/"}, "direct_response": {"status": 404}},
-    ]
+    metrics_routes = envoy.metrics_listener_routes(_ADMIN_CLUSTER)
     clusters = [
         _target_cluster(t.name, *addresses.get(t.name, upstream_of(t, namespace, interceptor)),
                         SHADOW_MAX_REQUESTS if t.shadow else PRIMARY_MAX_REQUESTS)
@@ -393,6 +388,7 @@ def _deployment(name: str, namespace: str, config_map: str, checksum: str, drain
             "timeoutSeconds": 1,
             "failureThreshold": 2,
         },
+        "livenessProbe": envoy.liveness_probe(METRICS_PORT),
         "lifecycle": {"preStop": {"exec": {"command": list(drain.envoy_prestop_command)}}},
         "resources": ENVOY_SIDECAR.to_k8s(),
         "securityContext": workload.locked_down(ENVOY_UID),
@@ -452,7 +448,8 @@ def splitter_ingress(
     listen_ports: list[dict[str, int]] = [{"HTTP": 80}] + ([{"HTTPS": 443}] if https else [])
     annotations = {
         _ANNOTATION + "listen-ports": json.dumps(listen_ports),
-        _ANNOTATION + "group.order": str(-len([p for p in endpoint.split("/") if p])),
+        # Ordered with the API Ingresses of the same ALB (a router is a direct route).
+        _ANNOTATION + "group.order": str(routing.group_order(endpoint, through_interceptor=False)),
         _ANNOTATION + "target-group-attributes": f"deregistration_delay.timeout_seconds={deregistration_delay_seconds}",
         _ANNOTATION + "healthcheck-path": READINESS_PATH,
         _ANNOTATION + f"transforms.{service}": json.dumps(

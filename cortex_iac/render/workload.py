@@ -20,9 +20,12 @@ from cortex_iac.errors import SpecError
 from cortex_iac.render import karpenter
 from cortex_iac.render.envoy import API_NAME_LABEL
 from cortex_iac.render.iam import policy_document
+from cortex_iac.render.routing import INTERCEPTOR_PROXY_PORT as _INTERCEPTOR_PORT
+from cortex_iac.render.routing import KEDA_NAMESPACE
 from cortex_iac.runtime_contract import RuntimeConfig
 from cortex_iac.specs.deployment import RUNTIME_IMAGE_HINT, problem_line
 from cortex_iac.specs.placement import HUGEPAGES_PER_INF, accelerators, placement
+from cortex_iac.specs.pod import DEFAULT_MEM_REQUEST
 from cortex_iac.specs.quantity import Quantity
 
 if TYPE_CHECKING:
@@ -188,7 +191,8 @@ _TRAFFIC_PORT, _METRICS_PORT = 8888, 15000
 
 
 def network_policy(namespace: str = API_NAMESPACE, *, prometheus_namespace: str = "prometheus",
-                   dns_namespace: str = "kube-system") -> dict[str, Any]:
+                   dns_namespace: str = "kube-system", interceptor_namespace: str = KEDA_NAMESPACE,
+                   egress_cidrs: Sequence[str] = ("0.0.0.0/0", "::/0")) -> dict[str, Any]:
     """The API namespace's NetworkPolicy: default deny, with exactly what traffic needs.
 
     Ingress: the sidecars' traffic port 8888 from anywhere (the load balancer's targets are pod IPs
@@ -196,10 +200,23 @@ def network_policy(namespace: str = API_NAMESPACE, *, prometheus_namespace: str 
     Services there), and their metrics port 15000 from the Prometheus namespace only. Nothing
     else: the app's own port (``pod.port``) is reachable only by its pod's Envoy over loopback,
     which a NetworkPolicy does not filter, so no other pod can bypass the sidecar's limits.
-    Egress: DNS in ``kube-system``, the EKS Pod Identity agent (the pods' AWS credentials), and the
-    internet and VPC (models download from S3 and registries), i.e. not restricted yet beyond
-    what the pods' IAM roles allow.
+    Egress, always: DNS in ``kube-system``, the EKS Pod Identity agent (the pods' AWS credentials),
+    and the platform's own paths of the TrafficSplitter routers, 8888 of this namespace's pods and
+    the interceptor's proxy port in ``interceptor_namespace``. Beyond that ``egress_cidrs``
+    (cluster.yaml's ``api_egress_cidrs``; default the internet and VPC, since models download from
+    S3 and registries; empty: nothing more).
     """
+    egress: list[dict[str, Any]] = [
+        {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": dns_namespace}}}],
+         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+        {"to": [{"ipBlock": {"cidr": POD_IDENTITY_AGENT}}],
+         "ports": [{"protocol": "TCP", "port": POD_IDENTITY_AGENT_PORT}]},
+        {"to": [{"podSelector": {}}], "ports": [{"protocol": "TCP", "port": _TRAFFIC_PORT}]},
+        {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": interceptor_namespace}}}],
+         "ports": [{"protocol": "TCP", "port": _INTERCEPTOR_PORT}]},
+    ]
+    if egress_cidrs:
+        egress.append({"to": [{"ipBlock": {"cidr": cidr}} for cidr in egress_cidrs]})
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -212,13 +229,7 @@ def network_policy(namespace: str = API_NAMESPACE, *, prometheus_namespace: str 
                 {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": prometheus_namespace}}}],
                  "ports": [{"protocol": "TCP", "port": _METRICS_PORT}]},
             ],
-            "egress": [
-                {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": dns_namespace}}}],
-                 "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
-                {"to": [{"ipBlock": {"cidr": POD_IDENTITY_AGENT}}],
-                 "ports": [{"protocol": "TCP", "port": POD_IDENTITY_AGENT_PORT}]},
-                {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}]},
-            ],
+            "egress": egress,
         },
     }
 
@@ -348,6 +359,9 @@ def resources_of(c: ContainerSpec) -> dict[str, dict[str, str]]:
         # Requests = limit: a model that outgrows its memory is restarted instead of pushing its
         # neighbours out of the node. /dev/shm (at most mem) is charged to this limit.
         requests["memory"] = limits["memory"] = str(compute.mem)
+    else:
+        # No mem: a request of DEFAULT_MEM_REQUEST (counted by the spec layer's fit check too), no limit.
+        requests["memory"] = str(DEFAULT_MEM_REQUEST)
     if compute.gpu:
         requests[karpenter.GPU_RESOURCE] = limits[karpenter.GPU_RESOURCE] = str(compute.gpu)
     if compute.inf:

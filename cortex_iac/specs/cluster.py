@@ -79,6 +79,10 @@ def _vpc_cidr(text: str) -> bool:
     return network is not None and network.version == 4 and 16 <= network.prefixlen <= 24
 
 
+def _anywhere_v4_v6() -> list[str]:
+    return ["0.0.0.0/0", "::/0"]
+
+
 InstanceTypeName = Annotated[str, AfterValidator(_instance_type)]
 Cidr = Annotated[
     str,
@@ -314,6 +318,10 @@ class ClusterSpec(SpecModel):
     ] = "t3.medium"
     """EC2 instance type of the node running Prometheus, from the bundled table, without GPU or Inferentia
     chips. Default t3.medium."""
+    api_egress_cidrs: Annotated[list[Cidr], Field(max_length=100)] = Field(default_factory=_anywhere_v4_v6)
+    """cortex_iac extension: CIDR blocks the API pods may open connections to (the API namespace's
+    NetworkPolicy), at most 100; DNS, EKS Pod Identity and the platform's own in-cluster paths are always
+    allowed. [] allows nothing else. Default [0.0.0.0/0, ::/0]."""
 
     # Not YAML keys: the Cortex keys given but ignored, and where the loader read the spec.
     _ignored: tuple[str, ...] = PrivateAttr(default=())

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 from cortex_iac.instance_types import InstanceType, get_instance_type
 from cortex_iac.specs.kinds import KINDS
+from cortex_iac.specs.pod import DEFAULT_MEM_REQUEST
 from cortex_iac.specs.problems import Path, Phrase
 from cortex_iac.specs.quantity import Quantity
 
@@ -63,8 +64,7 @@ def pod_requests(spec: WorkloadSpec) -> PodRequests:
     for c in spec.pod.containers:
         if c.compute.cpu is not None:
             cpu += c.compute.cpu.value
-        if c.compute.mem is not None:
-            memory += c.compute.mem.value
+        memory += (DEFAULT_MEM_REQUEST if c.compute.mem is None else c.compute.mem).value
         memory += HUGEPAGES_PER_INF.value * c.compute.inf
         gpu += c.compute.gpu
         inf += c.compute.inf

@@ -23,6 +23,12 @@ from cortex_iac.specs.quantity import Quantity
 
 MIN_CPU = Quantity.parse("20m")
 MIN_MEM = Quantity.parse("20Mi")
+# The memory request of a container without compute.mem (no limit then). Without any request the
+# scheduler counts such a container as using no memory, packs it onto a node regardless, and it is
+# the first evicted under node memory pressure. 256Mi covers the serving runtime at rest (about
+# 150 MB RSS with a small handler, docs/benchmarks.md) with room for a small model; a model that
+# needs more sets mem (request = limit).
+DEFAULT_MEM_REQUEST = Quantity.parse("256Mi")
 DEFAULT_CPU = Quantity.parse("200m")
 # Cortex's own sidecars; ours is named after one of them.
 RESERVED_CONTAINER_NAMES = ("dequeuer", "proxy")
@@ -169,8 +175,8 @@ class ComputeSpec(SpecModel):
     """CPU request of the container, a quantity in cores such as 200m or 1. Default 200m, at least 20m; null:
     no CPU request."""
     mem: Annotated[Quantity | None, rule(lambda q: q is None or q >= MIN_MEM, "must be >= 20Mi")] = None
-    """Memory request and limit of the container, a quantity in bytes such as 512Mi or 2Gi. Default none (no
-    request), at least 20Mi."""
+    """Memory request and limit of the container, a quantity in bytes such as 512Mi or 2Gi. Default none (a
+    256Mi request and no limit), at least 20Mi."""
     gpu: int = Field(0, ge=0)
     """NVIDIA GPUs of the container, a whole number. Default 0, >= 0; not with inf, in the container or the
     pod."""

@@ -708,3 +708,11 @@ def test_the_api_namespace_gets_its_network_policy_and_the_cni_enforces_it() -> 
     namespace = rec.find("kubernetes:core/v1:Namespace", "demo-cortex-apis-namespace")
     assert namespace.urn in policy.dependencies  # placed in the namespace once it exists
     assert rec.find("eks:index:Cluster", "demo-eks").inputs["vpcCniOptions"]["enableNetworkPolicy"] is True
+
+
+def test_api_egress_cidrs_reach_the_network_policy() -> None:
+    from cortex_iac.render.workload import network_policy
+
+    rec = _recording(api_egress_cidrs=["10.0.0.0/8"])
+    policy = rec.find("kubernetes:networking.k8s.io/v1:NetworkPolicy", "demo-api-network-policy")
+    assert policy.inputs["spec"] == network_policy(egress_cidrs=["10.0.0.0/8"])["spec"]

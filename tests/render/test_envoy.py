@@ -100,10 +100,13 @@ def test_admin_is_loopback_only_and_metrics_listener_routes_only_prometheus() ->
     assert metrics["address"]["socket_address"] == {"address": "0.0.0.0", "port_value": 15000}
     manager = metrics["filter_chains"][0]["filters"][-1]["typed_config"]
     [host] = manager["route_config"]["virtual_hosts"]
-    to_admin, fallback = host["routes"]
+    to_admin, live, fallback = host["routes"]
     assert to_admin["match"]["path"] == METRICS_PATH
     assert to_admin["match"]["headers"] == [{"name": ":method", "string_match": {"exact": "GET"}}]
     assert to_admin["route"] == {"cluster": "admin"}
+    # The liveness probe's route: answered by Envoy itself, nothing from the admin.
+    assert live == {"match": {"path": "/-/live", "headers": to_admin["match"]["headers"]},
+                    "direct_response": {"status": 200}}
     assert fallback == {"match": {"prefix": "/"}, "direct_response": {"status": 404}}
 
 

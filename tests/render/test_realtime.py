@@ -352,9 +352,10 @@ def test_proxy_sidecar_is_locked_down_and_serves_the_service_port() -> None:
     proxy = pod["containers"][-1]
     assert proxy["name"] == "proxy" and proxy["image"].startswith("envoyproxy/envoy:")
     assert proxy["securityContext"] == {
-        "runAsNonRoot": True, "runAsUser": 101, "runAsGroup": 101, "allowPrivilegeEscalation": False,
+        "runAsNonRoot": True, "runAsUser": 10101, "runAsGroup": 10101, "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
     assert {p["name"]: p["containerPort"] for p in proxy["ports"]} == {"http": 8888, "envoy-metrics": 15000}
+    assert proxy["livenessProbe"] == envoy.liveness_probe(15000)  # run live in tests/live/test_sidecar_liveness.py
     assert objects["Service"]["spec"]["ports"][0]["port"] == 8888
     assert objects["Service"]["spec"]["selector"] == pod_labels_selector(objects["Deployment"])
     plan = envoy.drain_plan()

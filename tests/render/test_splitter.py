@@ -354,7 +354,7 @@ def test_router_pods_are_locked_down_ready_on_envoy_and_drain() -> None:
     assert router["args"] == ["-c", "/etc/envoy/envoy.yaml", "--concurrency", "2", "--disable-hot-restart",
                               "--log-level", "warn"]
     assert router["securityContext"] == {
-        "runAsNonRoot": True, "runAsUser": 101, "runAsGroup": 101, "allowPrivilegeEscalation": False,
+        "runAsNonRoot": True, "runAsUser": 10101, "runAsGroup": 10101, "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
     assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
     assert pod["automountServiceAccountToken"] is False and pod["enableServiceLinks"] is False
@@ -420,7 +420,7 @@ def test_ingress_order_puts_deeper_endpoints_first() -> None:
         ingress = _by_kind(render_splitter(spec, apis))["Ingress"]
         return int(ingress["metadata"]["annotations"]["alb.ingress.kubernetes.io/group.order"])
 
-    assert order("/a/b/c") < order("/a/b") < order("/a") == -1
+    assert order("/a/b/c") < order("/a/b") < order("/a") == -3  # routing.group_order of a direct route
 
 
 def test_objects_follow_the_namespace() -> None:

@@ -267,11 +267,11 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
             f"{P}: node_group: unknown key (did you mean 'node_groups'? allowed keys: cluster_name, region, availability_zones, "
             "subnets, node_groups, subnet_visibility, nat_gateway, api_load_balancer_type, api_load_balancer_scheme, "
             "operator_load_balancer_scheme, api_load_balancer_cidr_white_list, operator_load_balancer_cidr_white_list, tags, "
-            "ssl_certificate_arn, iam_policy_arns, vpc_cidr, prometheus_instance_type)",
+            "ssl_certificate_arn, iam_policy_arns, vpc_cidr, prometheus_instance_type, api_egress_cidrs)",
             f"{P}: telemetry: unknown key (allowed keys: cluster_name, region, availability_zones, "
             "subnets, node_groups, subnet_visibility, nat_gateway, api_load_balancer_type, api_load_balancer_scheme, "
             "operator_load_balancer_scheme, api_load_balancer_cidr_white_list, operator_load_balancer_cidr_white_list, tags, "
-            "ssl_certificate_arn, iam_policy_arns, vpc_cidr, prometheus_instance_type)",
+            "ssl_certificate_arn, iam_policy_arns, vpc_cidr, prometheus_instance_type, api_egress_cidrs)",
         ],
     ),
     (
@@ -281,7 +281,7 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
             f"{P}: tgas: unknown key (did you mean 'tags'? allowed keys: cluster_name, region, availability_zones, "
             "subnets, node_groups, subnet_visibility, nat_gateway, api_load_balancer_type, api_load_balancer_scheme, "
             "operator_load_balancer_scheme, api_load_balancer_cidr_white_list, operator_load_balancer_cidr_white_list, tags, "
-            "ssl_certificate_arn, iam_policy_arns, vpc_cidr, prometheus_instance_type)"
+            "ssl_certificate_arn, iam_policy_arns, vpc_cidr, prometheus_instance_type, api_egress_cidrs)"
         ],
     ),
     (
@@ -293,7 +293,7 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
             f"{P}: spot: unknown key (allowed keys: cluster_name, region, availability_zones, "
             "subnets, node_groups, subnet_visibility, nat_gateway, api_load_balancer_type, api_load_balancer_scheme, "
             "operator_load_balancer_scheme, api_load_balancer_cidr_white_list, operator_load_balancer_cidr_white_list, tags, "
-            "ssl_certificate_arn, iam_policy_arns, vpc_cidr, prometheus_instance_type)",
+            "ssl_certificate_arn, iam_policy_arns, vpc_cidr, prometheus_instance_type, api_egress_cidrs)",
         ],
     ),
 ]

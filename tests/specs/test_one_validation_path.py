@@ -74,7 +74,7 @@ FORMER_RENDER_REFUSALS = [
     ("unknown node group (realtime)", [_api(node_groups=["inf"])], CLUSTER,
      "apis[0].node_groups[0]: 'inf' is not allowed (must be a node group of the cluster (cpu, gpu))"),
     ("pod fits no group (realtime)", [_api(container={"compute": {"cpu": "64"}})], CLUSTER,
-     "apis[0].pod: needs cpu 64100m, memory 64Mi, gpu 0, inf 0 (sidecar included) is not allowed (must fit"),
+     "apis[0].pod: needs cpu 64100m, memory 320Mi, gpu 0, inf 0 (sidecar included) is not allowed (must fit"),
     ("handler with a command (realtime)", [_api(container={"image": None, "handler": {"path": "h.py"},
                                                            "command": ["x"]})], None,
      "pod.containers[0].command: [\"x\"] is not allowed (not allowed with a handler"),

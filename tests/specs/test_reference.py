@@ -211,4 +211,5 @@ def test_reference_cluster_loads_with_nulls_meaning_default() -> None:
         "iam_policy_arns": ["arn:aws:iam::aws:policy/AmazonS3FullAccess"],
         "vpc_cidr": "192.168.0.0/16",
         "prometheus_instance_type": "t3.medium",
+        "api_egress_cidrs": ["0.0.0.0/0", "::/0"],
     }
