@@ -286,6 +286,10 @@ class WorkerConfig:
         readiness_probe: the user container's readiness (default: TCP on ``user_port``).
         admin_port: ``/healthz`` and ``/metrics`` (default 15000).
         max_result_bytes: larger answers end ``failed`` (the worker holds an answer to check it is JSON).
+        receive_wait: seconds a ReceiveMessage long poll waits (default :data:`RECEIVE_WAIT_SECONDS`,
+            SQS's maximum; a shutdown waits for the poll under way, so the tests shorten it).
+        dead_letter_poll_interval: seconds between polls of an empty DLQ (default
+            :data:`DLQ_POLL_INTERVAL_SECONDS`; the live tests shorten it).
         log_level: debug, info, warning or error.
     """
 
@@ -303,10 +307,15 @@ class WorkerConfig:
     readiness_probe: ReadinessProbe | None = None
     admin_port: int = WORKER_ADMIN_PORT
     max_result_bytes: int = 64 * 1024 * 1024
+    receive_wait: int = RECEIVE_WAIT_SECONDS
+    dead_letter_poll_interval: float = DLQ_POLL_INTERVAL_SECONDS
     log_level: str = "info"
 
     def __post_init__(self) -> None:
         _check_common(self.api_name, self.queue_url, self.bucket, self)
+        _require(1 <= self.receive_wait <= 20, "CORTEX_RECEIVE_WAIT", self.receive_wait, "must be 1..20 seconds")
+        _require(self.dead_letter_poll_interval > 0, "CORTEX_DEAD_LETTER_POLL_INTERVAL",
+                 self.dead_letter_poll_interval, "must be > 0 seconds")
         _require(bool(self.dead_letter_queue_url), "CORTEX_DEAD_LETTER_QUEUE_URL", self.dead_letter_queue_url,
                  "required: the queue's dead-letter queue")
         _require(0 < self.user_port <= 65535, "CORTEX_USER_PORT", self.user_port, "must be 1..65535")
@@ -335,7 +344,8 @@ class WorkerConfig:
         ``CORTEX_BUCKET`` (required) and the optional ``CORTEX_KEY_PREFIX``, ``CORTEX_USER_PORT``,
         ``CORTEX_MAX_CONCURRENCY``, ``CORTEX_VISIBILITY_TIMEOUT``, ``CORTEX_MAX_ATTEMPTS``,
         ``CORTEX_REQUEST_TIMEOUT``, ``CORTEX_GRACE_PERIOD``, ``CORTEX_READINESS_PROBE``,
-        ``CORTEX_ADMIN_PORT``, ``CORTEX_MAX_RESULT_BYTES``, ``CORTEX_LOG_LEVEL``. Raises
+        ``CORTEX_ADMIN_PORT``, ``CORTEX_MAX_RESULT_BYTES``, ``CORTEX_RECEIVE_WAIT``, ``CORTEX_DEAD_LETTER_POLL_INTERVAL``,
+        ``CORTEX_LOG_LEVEL``. Raises
         ``QueueConfigError`` naming the variable."""
         return cls(**_read_env(cls, env, _WORKER_VARS))
 
@@ -404,6 +414,8 @@ _WORKER_VARS: _Vars = {
     "readiness_probe": ("CORTEX_READINESS_PROBE", ReadinessProbe.from_json),
     "admin_port": ("CORTEX_ADMIN_PORT", _parse_int),
     "max_result_bytes": ("CORTEX_MAX_RESULT_BYTES", _parse_int),
+    "receive_wait": ("CORTEX_RECEIVE_WAIT", _parse_int),
+    "dead_letter_poll_interval": ("CORTEX_DEAD_LETTER_POLL_INTERVAL", _parse_float),
 }
 _REQUIRED = ("api_name", "queue_url", "bucket", "dead_letter_queue_url")
 

@@ -1,0 +1,128 @@
+"""The AsyncAPI contract through the real gateway and worker processes, against a real moto server.
+
+Timings are shortened for the tests (and only timings): a 4 s visibility timeout instead of 60 s,
+the dead-letter queue polled every 0.5 s instead of 60 s, long polls of 1 s instead of 20 s (a
+worker's shutdown waits for the poll under way). What is asserted is the behaviour.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cortex_iac.queue import contract
+from tests.live.async_harness import async_api, wait_for
+from tests.live.moto_server import MotoServer, moto_server
+
+pytestmark = pytest.mark.live
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    with moto_server(tmp_path_factory.mktemp("moto")) as server:
+        yield server
+
+
+def test_submit_queue_progress_complete(tmp_path: Path, moto: MotoServer) -> None:
+    with async_api(tmp_path, moto, "contract") as api, httpx.Client(timeout=10) as client:
+        api.start_app()
+        api.start_gateway(endpoint="/contract")
+        request_id = api.submit(client, {"sleep": 1.5}, headers={"X-Custom": "kept"})
+        # No worker yet: the request waits in the queue.
+        assert api.status(client, request_id) == {"id": request_id, "status": "in_queue"}
+        api.start_worker()
+        api.wait_status(client, request_id, "in_progress")
+        done = api.wait_status(client, request_id, "completed")
+        assert set(done) == {"id", "status", "result", "timestamp"}
+        assert done["result"] == {"id": request_id, "bytes": len(json.dumps({"sleep": 1.5})), "header": "kept",
+                                  "content_type": "application/json"}
+        assert done["timestamp"].endswith("Z")
+        # The un-rewritten path (CORTEX_ENDPOINT) answers the same.
+        assert client.get(f"{api.url}/contract/{request_id}").json() == done
+        # The message is gone, the inputs deleted, the outcome kept.
+        wait_for(lambda: api.queue_counts(api.res.queue_url) == (0, 0), 10, "an empty queue")
+        keys = {key.rsplit(request_id + "/", 1)[1] for key in api.objects()}
+        assert keys == {"status/in_queue", "status/in_progress", "status/completed", "result.json"}
+        assert api.app_calls("done") == [request_id]
+
+
+def test_any_json_result_and_unknown_id(tmp_path: Path, moto: MotoServer) -> None:
+    with async_api(tmp_path, moto, "shapes") as api, httpx.Client(timeout=10) as client:
+        api.start_app()
+        api.start_gateway()
+        api.start_worker(max_concurrency=3)
+        ids = {api.submit(client, {"result": value}): value for value in ([1, "two", None], 42, "text")}
+        for request_id, value in ids.items():
+            assert api.wait_status(client, request_id, "completed")["result"] == value
+        for unknown in ("00000000-0000-4000-8000-000000000000", "not-an-id", "..%2F..%2Fetc"):
+            response = client.get(f"{api.url}/{unknown}")
+            assert response.status_code == 404
+            assert "not found" in response.json()["error"]
+
+
+def test_oversize_body_is_413_and_nothing_is_stored(tmp_path: Path, moto: MotoServer) -> None:
+    limit = 12 * 1024 * 1024  # above one upload part (8 MiB), so the streamed case aborts a multipart upload
+    with async_api(tmp_path, moto, "oversize") as api, httpx.Client(timeout=30) as client:
+        api.start_gateway(max_body_bytes=limit)
+        declared = client.post(api.url + "/", content=b"x" * (limit + 1))
+        assert declared.status_code == 413
+        assert "limit" in declared.json()["error"]
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: the gateway counts while streaming
+            for _ in range(17):
+                yield b"y" * (1024 * 1024)
+
+        streamed = client.post(api.url + "/", content=chunks())
+        assert streamed.status_code == 413
+        s3 = moto.client("s3")
+        assert api.objects() == []
+        assert s3.list_multipart_uploads(Bucket=api.res.bucket).get("Uploads", []) == []
+        assert api.queue_counts(api.res.queue_url) == (0, 0)
+        # At the limit exactly it is accepted, and stored whole.
+        request_id = client.post(api.url + "/", content=b"z" * limit).json()["id"]
+        stored = s3.head_object(Bucket=api.res.bucket, Key=contract.payload_key(api.prefix, request_id))
+        assert stored["ContentLength"] == limit
+
+
+def test_container_500_timeout_and_not_json_fail_with_the_reason(tmp_path: Path, moto: MotoServer) -> None:
+    with async_api(tmp_path, moto, "failing") as api, httpx.Client(timeout=10) as client:
+        api.start_app()
+        api.start_gateway()
+        api.start_worker(max_concurrency=3, request_timeout=1.5)
+        error = api.submit(client, {"status": 500, "result": {"error": "model exploded"}})
+        slow = api.submit(client, {"sleep": 4})
+        garbage = api.submit(client, {"raw": "<html>oops</html>"})
+        failed = api.wait_status(client, error, "failed")
+        assert failed == {"id": error, "status": "failed",
+                          "reason": 'the container answered 500: {"error": "model exploded"}'}
+        assert "did not answer within 1.5 s" in api.wait_status(client, slow, "failed")["reason"]
+        assert "not JSON: <html>oops</html>" in api.wait_status(client, garbage, "failed")["reason"]
+        # Nothing left hanging: every message deleted once its outcome was stored.
+        wait_for(lambda: api.queue_counts(api.res.queue_url) == (0, 0), 10, "an empty queue")
+
+
+def test_worker_waits_for_the_container_to_be_ready(tmp_path: Path, moto: MotoServer) -> None:
+    with async_api(tmp_path, moto, "notready") as api, httpx.Client(timeout=10) as client:
+        api.start_gateway()
+        proc, log_name = api.start_worker(readiness_probe=contract.ReadinessProbe("http_get", api.app_port, "/ready"))
+        request_id = api.submit(client, {})
+        admin = int(json.loads([line for line in api.log(log_name).splitlines() if '"started"' in line][0])["admin_port"])
+        assert httpx.get(f"http://127.0.0.1:{admin}/healthz").status_code == 503
+        # Not received while the container is not listening: it stays in the queue, untouched.
+        for _ in range(10):
+            assert api.status(client, request_id)["status"] == "in_queue"
+            assert api.queue_counts(api.res.queue_url) == (1, 0)
+            time.sleep(0.2)
+        api.start_app()
+        assert api.wait_status(client, request_id, "completed")["result"]["id"] == request_id
+        assert httpx.get(f"http://127.0.0.1:{admin}/healthz").status_code == 200
+        metrics = httpx.get(f"http://127.0.0.1:{admin}/metrics").text
+        assert 'cortex_async_worker_requests_total{api_name="notready",outcome="completed"} 1.0' in metrics
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
