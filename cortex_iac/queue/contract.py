@@ -103,6 +103,9 @@ GRACE_PERIOD_MARGIN_SECONDS = 10
 RECEIVE_WAIT_SECONDS = 20
 DLQ_POLL_INTERVAL_SECONDS = 60
 UPLOAD_PART_BYTES = 8 * 1024 * 1024
+# The worker reads a container's answer whole to check it is JSON before storing it: at most this much
+# per request, so the sidecar's memory is bounded by about max_concurrency x this (+ ~60 MiB).
+DEFAULT_MAX_RESULT_BYTES = 16 * 1024 * 1024
 
 # The KEDA ScaledObject should scale on both queues: the main one (target_in_flight) and the DLQ
 # (any message: a replica must run to mark it failed, also when the API is at zero).
@@ -306,7 +309,7 @@ class WorkerConfig:
     grace_period: float = DEFAULT_GRACE_PERIOD_SECONDS
     readiness_probe: ReadinessProbe | None = None
     admin_port: int = WORKER_ADMIN_PORT
-    max_result_bytes: int = 64 * 1024 * 1024
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
     receive_wait: int = RECEIVE_WAIT_SECONDS
     dead_letter_poll_interval: float = DLQ_POLL_INTERVAL_SECONDS
     log_level: str = "info"
