@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from cortex_iac.render.envoy import LISTEN_PORT, READINESS_PATH
 
 if TYPE_CHECKING:
-    from cortex_iac.specs import ClusterSpec, RealtimeApiSpec
+    from cortex_iac.specs import AsyncApiSpec, ClusterSpec, RealtimeApiSpec
 
 # The IngressClass (and its IngressClassParams) every API Ingress uses, and the IngressGroup, i.e.
 # the one ALB, they all share.
@@ -88,25 +88,58 @@ def api_ingress(
     IngressClassParams redirect 80 to 443). ``deregistration_delay_seconds``: how long the ALB lets
     requests to a deregistered pod finish; the pod's drain must fit in it.
     """
-    endpoint = endpoint_of(spec)
-    scale_to_zero = spec.autoscaling.min_replicas == 0
-    if scale_to_zero:
-        backend_service, backend_port = INTERCEPTOR_PROXY_SERVICE, INTERCEPTOR_PROXY_PORT
-        ingress_namespace = KEDA_NAMESPACE
-        health = {"healthcheck-path": INTERCEPTOR_READY_PATH, "healthcheck-port": str(INTERCEPTOR_ADMIN_PORT)}
-    else:
-        backend_service, backend_port = spec.name, LISTEN_PORT
-        ingress_namespace = namespace
-        health = {"healthcheck-path": READINESS_PATH}
+    if spec.autoscaling.min_replicas == 0:
+        return _ingress(
+            spec.name, endpoint_of(spec), KEDA_NAMESPACE, INTERCEPTOR_PROXY_SERVICE, INTERCEPTOR_PROXY_PORT,
+            {"healthcheck-path": INTERCEPTOR_READY_PATH, "healthcheck-port": str(INTERCEPTOR_ADMIN_PORT)},
+            https=https, deregistration_delay_seconds=deregistration_delay_seconds, labels=labels,
+            host=interceptor_host(spec.name, namespace),
+        )
+    return _ingress(spec.name, endpoint_of(spec), namespace, spec.name, LISTEN_PORT, {"healthcheck-path": READINESS_PATH},
+                    https=https, deregistration_delay_seconds=deregistration_delay_seconds, labels=labels)
+
+
+def gateway_ingress(
+    spec: AsyncApiSpec,
+    namespace: str,
+    *,
+    service: str,
+    health_path: str,
+    https: bool,
+    deregistration_delay_seconds: int,
+    labels: dict[str, str],
+) -> dict[str, Any]:
+    """The Ingress that routes an AsyncAPI's ``networking.endpoint`` to its gateway ``service``
+    (port 8888, which always runs: no interceptor), rewritten as for a RealtimeAPI, so the gateway
+    sees ``POST /`` and ``GET /<id>``; the ALB checks ``health_path``."""
+    return _ingress(spec.name, spec.networking.endpoint, namespace, service, LISTEN_PORT,
+                    {"healthcheck-path": health_path}, https=https,
+                    deregistration_delay_seconds=deregistration_delay_seconds, labels=labels)
+
+
+def _ingress(
+    api_name: str,
+    endpoint: str,
+    ingress_namespace: str,
+    backend_service: str,
+    backend_port: int,
+    health: dict[str, str],
+    *,
+    https: bool,
+    deregistration_delay_seconds: int,
+    labels: dict[str, str],
+    host: str | None = None,
+) -> dict[str, Any]:
+    # ``host``: the Host header the ALB sets (the interceptor routes by it); None keeps the client's.
     transforms: list[dict[str, Any]] = [{
         "type": "url-rewrite",
         # Endpoints hold only letters, digits and _ - . /, of which only '.' means something in a regex.
         "urlRewriteConfig": {"rewrites": [{"regex": f"^{endpoint.replace('.', '[.]')}/?(.*)$", "replace": "/$1"}]},
     }]
-    if scale_to_zero:
+    if host is not None:
         transforms.append({
             "type": "host-header-rewrite",
-            "hostHeaderRewriteConfig": {"rewrites": [{"regex": "^.*$", "replace": interceptor_host(spec.name, namespace)}]},
+            "hostHeaderRewriteConfig": {"rewrites": [{"regex": "^.*$", "replace": host}]},
         })
     listen_ports: list[dict[str, int]] = [{"HTTP": 80}] + ([{"HTTPS": 443}] if https else [])
     annotations = {
@@ -121,7 +154,7 @@ def api_ingress(
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
         "metadata": {
-            "name": ingress_name(spec.name),
+            "name": ingress_name(api_name),
             "namespace": ingress_namespace,
             "labels": labels,
             "annotations": annotations,
