@@ -108,23 +108,21 @@ class Store:
         self.put(contract.headers_key(self.prefix, request_id), body, "application/json")
 
     def record_completed(self, request_id: str, result: bytes) -> bool:
-        """Store the result, then the ``completed`` marker; False if an outcome was already stored."""
-        if self.terminal(request_id) is not None:
-            return False
-        if not self.put(contract.result_key(self.prefix, request_id), result, "application/json", only_if_absent=True):
-            return False
+        """Store the result, then the ``completed`` marker; False if another worker stored a result first
+        (the conditional put: a duplicate delivery never overwrites an outcome). The marker is written
+        either way, for a worker that died between the two puts."""
+        stored = self.put(contract.result_key(self.prefix, request_id), result, "application/json",
+                          only_if_absent=True)
         self.put_marker(request_id, "completed")
-        return True
+        return stored
 
     def record_failed(self, request_id: str, reason: str) -> bool:
-        """Store the reason, then the ``failed`` marker; False if an outcome was already stored."""
-        if self.terminal(request_id) is not None:
-            return False
+        """Store the reason, then the ``failed`` marker; False if a reason was stored first. (A result
+        stored by another worker still wins: ``completed`` comes first in the status priority.)"""
         body = json.dumps({"reason": reason}).encode()
-        if not self.put(contract.failure_key(self.prefix, request_id), body, "application/json", only_if_absent=True):
-            return False
+        stored = self.put(contract.failure_key(self.prefix, request_id), body, "application/json", only_if_absent=True)
         self.put_marker(request_id, "failed")
-        return True
+        return stored
 
     def delete_inputs(self, request_id: str) -> None:
         """Delete the payload and headers once the outcome is stored (best effort: the lifecycle rule

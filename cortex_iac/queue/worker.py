@@ -347,6 +347,7 @@ class Worker:
         threads[2].join(max(deadline - time.monotonic(), 0.1))
         self.pool.shutdown(wait=False, cancel_futures=True)
         admin.shutdown()
+        admin.server_close()
         log.info("exited", extra={"released": len(left)})
         return 0
 
