@@ -38,7 +38,8 @@ MAX_QUEUE_RETENTION_SECONDS = 14 * 24 * 3600
 DEAD_LETTER_RETENTION_SECONDS = MAX_QUEUE_RETENTION_SECONDS
 # Uploads the gateway started and never completed (a client gone mid-body) are removed after a day.
 ABORT_INCOMPLETE_UPLOADS_DAYS = 1
-_IMAGE_FROM_OUTPUT = "${runtime_image}"
+# What the renderer gets as the runtime image when the real one is an Output; replaced by it afterwards.
+_IMAGE_FROM_OUTPUT = "cortex-serving-runtime:from-output"
 
 
 class AsyncApi(pulumi.ComponentResource):

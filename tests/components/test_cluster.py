@@ -704,3 +704,31 @@ def test_the_api_namespace_gets_its_network_policy_and_the_cni_enforces_it() -> 
     namespace = rec.find("kubernetes:core/v1:Namespace", "demo-cortex-apis-namespace")
     assert namespace.urn in policy.dependencies  # placed in the namespace once it exists
     assert rec.find("eks:index:Cluster", "demo-eks").inputs["vpcCniOptions"]["enableNetworkPolicy"] is True
+
+
+def test_keda_gets_a_role_that_may_only_assume_the_clusters_queue_scaler_roles() -> None:
+    rec = _recording(preview=True)
+    role = rec.find(ROLE, "demo-keda-operator-role")
+    assert _policy(role, "assumeRolePolicy") == pod_identity_trust_policy("demo", "keda", "keda-operator")
+    policy = rec.find("aws:iam/policy:Policy", "demo-keda-operator-assume-queue-scalers")
+    assert _policy(policy, "policy") == {"Version": "2012-10-17", "Statement": [{
+        "Sid": "AssumeQueueScalerRoles", "Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession"],
+        "Resource": "arn:aws:iam::*:role/cortex/demo/queue-scalers/*"}]}
+    association = rec.find(POD_IDENTITY, "demo-keda-operator")
+    assert (association.inputs["namespace"], association.inputs["serviceAccount"]) == ("keda", "keda-operator")
+    # The operator starts with its credentials.
+    release = next(r for r in rec.of_type(RELEASE) if r.name == "demo-keda")
+    assert association.urn in release.dependencies
+
+
+def test_handle_carries_what_async_apis_need() -> None:
+    def program() -> None:
+        cluster = Cluster("demo", _spec())
+        handle = cluster.handle
+        assert handle.region == "us-east-1"
+        assert handle.keda_operator_role_arn is cluster.keda_operator_role_arn is not None
+        assert handle.queue_scaler_role_path == "/cortex/demo/queue-scalers/"
+        without = Cluster("other", _spec(cluster_name="other"), addons=AddonsArgs(keda=False, keda_http_add_on=False))
+        assert without.handle.keda_operator_role_arn is None
+
+    record(program)

@@ -296,3 +296,21 @@ def test_the_namespace_network_policy_admits_the_gateway_and_the_worker_metrics(
     assert contract.GATEWAY_PORT in open_ports  # from the load balancer (pod IPs in the VPC)
     (metrics,) = [rule for rule in policy["spec"]["ingress"] if "from" in rule]
     assert [p["port"] for p in metrics["ports"]] == [contract.WORKER_ADMIN_PORT]
+
+
+def test_the_example_renders_and_its_handler_counts_primes() -> None:
+    import importlib.util
+
+    spec = _example()
+    assert spec.autoscaling.min_replicas == 0 and spec.queue.request_timeout == 300
+    objects = _objects(spec)
+    assert objects.handler_source is not None
+    module_spec = importlib.util.spec_from_file_location("prime_counter", EXAMPLE.parent / "handler.py")
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    handler = module.Handler({"max_limit": 100_000})
+    assert handler.handle_post({"limit": 100_000}) == {"limit": 100_000, "primes": 9592, "largest": 99991}
+    assert handler.handle_post({"limit": 2}) == {"limit": 2, "primes": 0, "largest": 0}
+    for bad in ({"limit": 1}, {"limit": 100_001}, {"limit": "9"}, {"limit": True}, [], None):
+        assert handler.handle_post(bad).status_code == 400
