@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -21,6 +22,7 @@ from cortex_iac.render import async_api, iam
 from cortex_iac.render.addons import LoadBalancerSettings
 from cortex_iac.render.async_api import AsyncContext, AsyncResources, api_objects
 from cortex_iac.specs import AsyncApiSpec, NodeGroupSpec, load_apis
+from tests.needs import missing
 
 STACK = "urn:pulumi:test::cortex::"
 LB = LoadBalancerSettings("internet-facing", ("0.0.0.0/0",), None)
@@ -318,3 +320,31 @@ def test_refuses_an_api_that_does_not_fit_its_node_groups() -> None:
     big = _api(pod={"containers": [{"name": "api", "image": "m:1", "compute": {"cpu": "64"}}]})
     with pytest.raises(SpecError, match="must fit an instance type"):
         record(_program(big))
+
+
+REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "cortex-reference"
+
+
+def test_every_reference_async_api_plans_on_the_reference_cluster_and_its_objects_validate() -> None:
+    from cortex_iac.components.cluster import Cluster
+    from cortex_iac.plan.plan import kubernetes_objects
+    from cortex_iac.specs import load_cluster
+    from tests.kube import need_crds, validate_all
+
+    need_crds()
+    files = sorted((REFERENCE / "apis").glob("async__*.yaml")) if (REFERENCE / "apis").is_dir() else []
+    if not files:
+        missing(f"Cortex reference APIs not found at {REFERENCE}")
+    cluster_spec = load_cluster(REFERENCE / "cluster.yaml")
+    for path in files:
+        (spec,) = load_apis(path)
+
+        def program(spec: Any = spec) -> None:
+            cluster = Cluster(cluster_spec.cluster_name, cluster_spec)
+            AsyncApi(spec.name, spec, cluster, runtime_image=RUNTIME)
+
+        for preview in (True, False):
+            rec = record(program, preview=preview)
+            assert len(rec.children(rec.find(TYPE, spec.name).urn)) == len(AWS_CHILDREN + BUCKET_CHILDREN + KUBE_CHILDREN)
+            mine = [o for o in kubernetes_objects(rec) if o["metadata"].get("labels", {}).get("cortex.dev/api-name") == spec.name]
+            assert validate_all(mine) == 10, path.name
