@@ -338,7 +338,7 @@ def worker_deployment(
         # Ready once the user container is (the worker checks it), and no longer while stopping.
         "readinessProbe": {"httpGet": {"path": contract.WORKER_HEALTH_PATH, "port": contract.WORKER_ADMIN_PORT},
                            "periodSeconds": 5, "timeoutSeconds": 1, "failureThreshold": 2},
-        "resources": QUEUE_WORKER_SIDECAR.to_k8s(),
+        "resources": worker_resources(spec),
         "securityContext": workload.locked_down(RUNTIME_UID),
         "volumeMounts": [{"name": _WORKER_TMP, "mountPath": "/tmp"}],
     })
@@ -358,6 +358,18 @@ def worker_deployment(
             },
         },
     }
+
+
+def worker_resources(spec: AsyncApiSpec) -> dict[str, dict[str, str]]:
+    """The queue worker's requests (:data:`~cortex_iac.specs.kinds.QUEUE_WORKER_SIDECAR`, which the
+    node-group fit check counts) and a memory limit that holds ``max_concurrency`` answers of the
+    contract's largest size at once, above the sidecar's own limit: the worker reads each answer whole
+    to check it is JSON, so a busy worker is never killed for holding what it is allowed to hold."""
+    resources = QUEUE_WORKER_SIDECAR.to_k8s()
+    answers = spec.pod.max_concurrency * contract.DEFAULT_MAX_RESULT_BYTES
+    limit = QUEUE_WORKER_SIDECAR.memory_limit.value + answers
+    resources["limits"]["memory"] = f"{int(limit) // 2**20}Mi"
+    return resources
 
 
 # The worker's own writable /tmp (read-only root filesystem), apart from a handler container's.

@@ -41,10 +41,10 @@ ENVOY_SIDECAR = SidecarResources(
 
 
 # The queue worker sidecar of an AsyncAPI pod (cortex_iac/queue): Cortex's dequeuer requested 100m
-# and 100Mi. It holds the container's answers (up to max_concurrency of them) to check they are JSON,
-# hence the higher limit.
+# and 100Mi. The renderer raises its memory limit by the answers it may hold at once
+# (render/async_api.py worker_resources).
 QUEUE_WORKER_SIDECAR = SidecarResources(
-    cpu=Quantity.parse("100m"), memory=Quantity.parse("128Mi"), memory_limit=Quantity.parse("512Mi")
+    cpu=Quantity.parse("100m"), memory=Quantity.parse("128Mi"), memory_limit=Quantity.parse("256Mi")
 )
 # The AsyncAPI gateway container (its own pods, not a sidecar): uploads stream through in parts.
 GATEWAY_RESOURCES = SidecarResources(

@@ -99,6 +99,9 @@ def test_worker_pod_is_the_user_containers_and_the_queue_worker() -> None:
     assert worker["image"] == RUNTIME and worker["command"] == list(contract.WORKER_COMMAND)
     assert worker["readinessProbe"]["httpGet"] == {"path": contract.WORKER_HEALTH_PATH, "port": contract.WORKER_ADMIN_PORT}
     assert worker["securityContext"]["runAsNonRoot"] is True and worker["securityContext"]["readOnlyRootFilesystem"]
+    # Room for max_concurrency (4) answers of the largest size the worker accepts, above its own 256Mi.
+    assert worker["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                   "limits": {"memory": f"{256 + 4 * contract.DEFAULT_MAX_RESULT_BYTES // 2**20}Mi"}}
     env = _env(worker)
     assert env["AWS_REGION"] == "us-west-2"
     config = contract.WorkerConfig.from_env(env)
