@@ -16,7 +16,8 @@ ALB at ``networking.endpoint``; the ALB's ``url-rewrite`` strips the endpoint, a
   when ``completed``, or ``"reason"`` when ``failed``; 404 (JSON ``{"error": ...}``) for an unknown id.
 - S3 or SQS unreachable: 503 ``{"error": ...}`` with ``Retry-After``, never a traceback; the next
   request tries again (no state to recover).
-- ``GET /healthz`` (ALB health check and readiness), ``GET /metrics`` (Prometheus).
+- ``GET /healthz`` (ALB health check and readiness); ``GET :metrics_port/metrics`` (Prometheus, a
+  port the load balancer does not reach).
 - When ``CORTEX_ENDPOINT`` is set the gateway also accepts the un-rewritten paths
   ``<endpoint>`` and ``<endpoint>/<id>`` (``cortex serve``, or a load balancer that does not rewrite).
 
@@ -68,6 +69,9 @@ GATEWAY_COMMAND = ("python", "-m", "cortex_iac.queue.gateway")
 WORKER_COMMAND = ("python", "-m", "cortex_iac.queue.worker")
 GATEWAY_PORT = 8888
 GATEWAY_HEALTH_PATH = "/healthz"  # readiness and the ALB's health check; answers without AWS calls
+# Metrics on their own port (not the one the ALB reaches, so the internet cannot read them), like the
+# worker's admin port; the API namespace's NetworkPolicy admits 15000 from Prometheus only.
+GATEWAY_METRICS_PORT = 15000
 GATEWAY_METRICS_PATH = "/metrics"
 WORKER_ADMIN_PORT = 15000
 WORKER_HEALTH_PATH = "/healthz"  # readiness: 200 once the user container is ready, 503 while stopping
@@ -233,6 +237,7 @@ class GatewayConfig:
         result_retention_days: how long results stay queryable (the bucket's lifecycle rule does it;
             informational here, logged at start).
         host, port: where to listen (default ``0.0.0.0:8888``).
+        metrics_port: where ``/metrics`` is served (default 15000; 0 turns it off).
         grace_period: seconds from SIGTERM to exit; accepted requests finish (default 30).
         log_level: debug, info, warning or error.
     """
@@ -246,6 +251,7 @@ class GatewayConfig:
     result_retention_days: int = DEFAULT_RESULT_RETENTION_DAYS
     host: str = "0.0.0.0"
     port: int = GATEWAY_PORT
+    metrics_port: int = GATEWAY_METRICS_PORT
     grace_period: float = 30.0
     log_level: str = "info"
 
@@ -258,6 +264,8 @@ class GatewayConfig:
         _require(self.result_retention_days >= 1, "CORTEX_RESULT_RETENTION_DAYS", self.result_retention_days,
                  "must be >= 1")
         _require(0 <= self.port <= 65535, "CORTEX_GATEWAY_PORT", self.port, "must be 0..65535")
+        _require(0 <= self.metrics_port <= 65535 and (self.metrics_port != self.port or self.port == 0),
+                 "CORTEX_GATEWAY_METRICS_PORT", self.metrics_port, "must be 0..65535 and not the gateway port")
         _require(self.grace_period > 0, "CORTEX_GRACE_PERIOD", self.grace_period, "must be > 0 seconds")
         _require(self.log_level in _LOG_LEVELS, "CORTEX_LOG_LEVEL", self.log_level, f"one of {', '.join(_LOG_LEVELS)}")
 
@@ -266,6 +274,7 @@ class GatewayConfig:
         """Read ``CORTEX_API_NAME``, ``CORTEX_QUEUE_URL``, ``CORTEX_BUCKET`` (required) and the optional
         ``CORTEX_KEY_PREFIX``, ``CORTEX_ENDPOINT``, ``CORTEX_MAX_BODY_BYTES``,
         ``CORTEX_RESULT_RETENTION_DAYS``, ``CORTEX_GATEWAY_HOST``, ``CORTEX_GATEWAY_PORT``,
+        ``CORTEX_GATEWAY_METRICS_PORT``,
         ``CORTEX_GRACE_PERIOD``, ``CORTEX_LOG_LEVEL``. Raises ``QueueConfigError`` naming the variable."""
         return cls(**_read_env(cls, env, _GATEWAY_VARS))
 
@@ -405,6 +414,7 @@ _GATEWAY_VARS: _Vars = {
     "result_retention_days": ("CORTEX_RESULT_RETENTION_DAYS", _parse_int),
     "host": ("CORTEX_GATEWAY_HOST", str),
     "port": ("CORTEX_GATEWAY_PORT", _parse_int),
+    "metrics_port": ("CORTEX_GATEWAY_METRICS_PORT", _parse_int),
 }
 _WORKER_VARS: _Vars = {
     **_COMMON_VARS,

@@ -20,8 +20,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import uvicorn
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from starlette.applications import Starlette
 from starlette.concurrency import iterate_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -61,7 +60,6 @@ class Gateway:
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
         self.app: ASGIApp = _EndpointPrefix(Starlette(routes=[
             Route(contract.GATEWAY_HEALTH_PATH, self.healthz, methods=["GET"]),
-            Route(contract.GATEWAY_METRICS_PATH, self.metrics, methods=["GET"]),
             Route("/", self.submit, methods=["POST"]),
             Route("/{request_id}", self.poll, methods=["GET"]),
         ], exception_handlers={404: _not_found, 405: _not_allowed}), config.endpoint)
@@ -72,9 +70,6 @@ class Gateway:
     # -- routes --
     async def healthz(self, request: Request) -> Response:
         return PlainTextResponse("ok")
-
-    async def metrics(self, request: Request) -> Response:
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def submit(self, request: Request) -> Response:
         return await self._timed("POST", self._submit(request))
@@ -215,6 +210,9 @@ def main() -> int:
     log.info("starting", extra={"api_name": config.api_name, "port": config.port, "bucket": config.bucket,
                                 "key_prefix": config.key_prefix, "max_body_bytes": config.max_body_bytes,
                                 "result_retention_days": config.result_retention_days})
+    if config.metrics_port:
+        # Its own port: the load balancer reaches only config.port.
+        start_http_server(config.metrics_port, registry=gateway.registry)
     server = uvicorn.Server(uvicorn.Config(
         gateway.app, host=config.host, port=config.port, log_config=None, access_log=False, server_header=False,
         timeout_keep_alive=75, timeout_graceful_shutdown=max(config.grace_period - 1, 0.1),  # type: ignore[arg-type]

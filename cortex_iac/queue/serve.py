@@ -88,7 +88,7 @@ def serve_async(api: AsyncApiSpec, runtime_config: RuntimeConfig, runtime_env: d
         gateway = GatewayConfig(api_name=api.name, queue_url=resources.queue_url, bucket=resources.bucket,
                                 endpoint=api.networking.endpoint, max_body_bytes=settings["max_body_bytes"],
                                 result_retention_days=settings["retention_days"], host="127.0.0.1", port=port,
-                                grace_period=grace_period)
+                                metrics_port=free_port(), grace_period=grace_period)
         worker = WorkerConfig(api_name=api.name, queue_url=resources.queue_url, bucket=resources.bucket,
                               dead_letter_queue_url=resources.dead_letter_queue_url, user_port=app_port,
                               max_concurrency=api.pod.max_concurrency, max_attempts=settings["max_attempts"],
@@ -104,7 +104,7 @@ def serve_async(api: AsyncApiSpec, runtime_config: RuntimeConfig, runtime_env: d
                 and _wait_http(f"http://127.0.0.1:{port}{contract.GATEWAY_HEALTH_PATH}", procs, stop)
                 and _wait_http(f"http://127.0.0.1:{worker.admin_port}{contract.WORKER_HEALTH_PATH}", procs, stop)):
             return 0 if stop.requested else _report_exit(procs)
-        _print_banner(api, port, worker.admin_port, aws_endpoint, moto=own_moto)
+        _print_banner(api, port, gateway.metrics_port, worker.admin_port, aws_endpoint, moto=own_moto)
         while not stop.requested:
             if any(proc.poll() is not None for _, proc in procs):
                 return _report_exit(procs)
@@ -167,12 +167,13 @@ def _stop_in_order(procs: list[tuple[str, subprocess.Popen[bytes]]], grace_perio
     return code
 
 
-def _print_banner(api: AsyncApiSpec, port: int, admin_port: int, aws_endpoint: str, *, moto: bool) -> None:
+def _print_banner(api: AsyncApiSpec, port: int, metrics_port: int, admin_port: int, aws_endpoint: str, *,
+                  moto: bool) -> None:
     url = f"http://127.0.0.1:{port}{api.networking.endpoint}"
     backend = f"a moto server at {aws_endpoint} (in memory: gone when this stops)" if moto else aws_endpoint
     print(f"{api.name}: AsyncAPI on {url}  (Ctrl-C to stop)", flush=True)
     print(f"  queue, dead-letter queue and bucket on {backend}", flush=True)
     print(f"  submit:  curl -s -X POST {url} -H 'Content-Type: application/json' -d '{{\"x\": 1}}'", flush=True)
     print(f"  poll:    curl -s {url}/<id>", flush=True)
-    print(f"  metrics: http://127.0.0.1:{port}{contract.GATEWAY_METRICS_PATH} (gateway), "
+    print(f"  metrics: http://127.0.0.1:{metrics_port}{contract.GATEWAY_METRICS_PATH} (gateway), "
           f"http://127.0.0.1:{admin_port}{contract.WORKER_METRICS_PATH} (worker)", flush=True)

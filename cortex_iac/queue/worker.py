@@ -120,6 +120,10 @@ class Worker:
             free = 1
             while free < 10 and self.slots.acquire(blocking=False):
                 free += 1
+            if self.stopping.is_set():
+                for _ in range(free):
+                    self.slots.release()
+                break
             try:
                 messages = self._sqs("queue", "ReceiveMessage", MaxNumberOfMessages=free,
                                      WaitTimeSeconds=self.config.receive_wait,

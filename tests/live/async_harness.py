@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import signal
 import subprocess
 import sys
 import time
@@ -51,6 +52,7 @@ class AsyncApi:
     resources: LocalResources | None = None
     app_port: int = field(default_factory=free_port)
     gateway_port: int = 0
+    gateway_metrics_port: int = 0
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def create(self) -> None:
@@ -98,9 +100,10 @@ class AsyncApi:
         return proc
 
     def start_gateway(self, **settings: Any) -> subprocess.Popen[bytes]:
-        self.gateway_port = free_port()
+        self.gateway_port, self.gateway_metrics_port = free_port(), free_port()
         config = GatewayConfig(api_name=self.name, queue_url=self.res.queue_url, bucket=self.res.bucket,
-                               host="127.0.0.1", port=self.gateway_port, **settings)
+                               host="127.0.0.1", port=self.gateway_port, metrics_port=self.gateway_metrics_port,
+                               **settings)
         proc = self._spawn([sys.executable, "-m", "cortex_iac.queue.gateway"], config.to_env(), f"{self.name}-gateway.log")
         self._wait_port(proc, self.gateway_port, f"{self.name}-gateway.log")
         return proc
@@ -160,8 +163,17 @@ class AsyncApi:
         return int(attributes["ApproximateNumberOfMessages"]), int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
     def stop_all(self) -> None:
-        for proc in reversed(self.procs):
-            stop(proc, grace=3.0)
+        """SIGTERM every process at once, then wait (SIGKILL after 5 s)."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for proc in self.procs:
+            try:
+                proc.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                pass
+            stop(proc, grace=2.0)
 
 
 @contextlib.contextmanager

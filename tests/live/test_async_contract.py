@@ -50,61 +50,56 @@ def test_submit_queue_progress_complete(tmp_path: Path, moto: MotoServer) -> Non
         keys = {key.rsplit(request_id + "/", 1)[1] for key in api.objects()}
         assert keys == {"status/in_queue", "status/in_progress", "status/completed", "result.json"}
         assert api.app_calls("done") == [request_id]
+        # Metrics are on their own port, not on the one the load balancer reaches.
+        assert client.get(api.url + "/metrics").status_code == 404
+        metrics = client.get(f"http://127.0.0.1:{api.gateway_metrics_port}/metrics").text
+        assert 'cortex_async_gateway_requests_total{api_name="contract",code="200",method="POST"} 1.0' in metrics
 
 
-def test_any_json_result_and_unknown_id(tmp_path: Path, moto: MotoServer) -> None:
-    with async_api(tmp_path, moto, "shapes") as api, httpx.Client(timeout=10) as client:
+def test_results_failures_unknown_ids_and_oversize_bodies(tmp_path: Path, moto: MotoServer) -> None:
+    limit = 12 * 1024 * 1024  # above one upload part (8 MiB), so the streamed case aborts a multipart upload
+    with async_api(tmp_path, moto, "shapes") as api, httpx.Client(timeout=30) as client:
         api.start_app()
-        api.start_gateway()
-        api.start_worker(max_concurrency=3)
+        api.start_gateway(max_body_bytes=limit)
+        api.start_worker(max_concurrency=4, request_timeout=2.5)
+        # Any JSON result is returned (Cortex answered 500 for a list or a scalar).
         ids = {api.submit(client, {"result": value}): value for value in ([1, "two", None], 42, "text")}
+        # Failures carry their reason: the container's status and the start of its answer, a timeout,
+        # an answer that is not JSON.
+        error = api.submit(client, {"status": 500, "result": {"error": "model exploded"}})
+        slow = api.submit(client, {"sleep": 5})
+        garbage = api.submit(client, {"raw": "<html>oops</html>"})
         for request_id, value in ids.items():
             assert api.wait_status(client, request_id, "completed")["result"] == value
+        assert api.wait_status(client, error, "failed") == {
+            "id": error, "status": "failed", "reason": 'the container answered 500: {"error": "model exploded"}'}
+        assert "did not answer within 2.5 s" in api.wait_status(client, slow, "failed")["reason"]
+        assert "not JSON: <html>oops</html>" in api.wait_status(client, garbage, "failed")["reason"]
+        # Nothing left hanging: every message deleted once its outcome was stored.
+        wait_for(lambda: api.queue_counts(api.res.queue_url) == (0, 0), 10, "an empty queue")
         for unknown in ("00000000-0000-4000-8000-000000000000", "not-an-id", "..%2F..%2Fetc"):
             response = client.get(f"{api.url}/{unknown}")
             assert response.status_code == 404
             assert "not found" in response.json()["error"]
 
-
-def test_oversize_body_is_413_and_nothing_is_stored(tmp_path: Path, moto: MotoServer) -> None:
-    limit = 12 * 1024 * 1024  # above one upload part (8 MiB), so the streamed case aborts a multipart upload
-    with async_api(tmp_path, moto, "oversize") as api, httpx.Client(timeout=30) as client:
-        api.start_gateway(max_body_bytes=limit)
+        # 413 before anything is stored: by Content-Length, and counted while streaming (no length).
+        before = set(api.objects())
         declared = client.post(api.url + "/", content=b"x" * (limit + 1))
         assert declared.status_code == 413
         assert "limit" in declared.json()["error"]
 
-        def chunks() -> Iterator[bytes]:  # no Content-Length: the gateway counts while streaming
+        def chunks() -> Iterator[bytes]:
             for _ in range(17):
                 yield b"y" * (1024 * 1024)
 
-        streamed = client.post(api.url + "/", content=chunks())
-        assert streamed.status_code == 413
+        assert client.post(api.url + "/", content=chunks()).status_code == 413
         s3 = moto.client("s3")
-        assert api.objects() == []
+        assert set(api.objects()) == before
         assert s3.list_multipart_uploads(Bucket=api.res.bucket).get("Uploads", []) == []
         assert api.queue_counts(api.res.queue_url) == (0, 0)
-        # At the limit exactly it is accepted, and stored whole.
-        request_id = client.post(api.url + "/", content=b"z" * limit).json()["id"]
-        stored = s3.head_object(Bucket=api.res.bucket, Key=contract.payload_key(api.prefix, request_id))
-        assert stored["ContentLength"] == limit
-
-
-def test_container_500_timeout_and_not_json_fail_with_the_reason(tmp_path: Path, moto: MotoServer) -> None:
-    with async_api(tmp_path, moto, "failing") as api, httpx.Client(timeout=10) as client:
-        api.start_app()
-        api.start_gateway()
-        api.start_worker(max_concurrency=3, request_timeout=1.5)
-        error = api.submit(client, {"status": 500, "result": {"error": "model exploded"}})
-        slow = api.submit(client, {"sleep": 4})
-        garbage = api.submit(client, {"raw": "<html>oops</html>"})
-        failed = api.wait_status(client, error, "failed")
-        assert failed == {"id": error, "status": "failed",
-                          "reason": 'the container answered 500: {"error": "model exploded"}'}
-        assert "did not answer within 1.5 s" in api.wait_status(client, slow, "failed")["reason"]
-        assert "not JSON: <html>oops</html>" in api.wait_status(client, garbage, "failed")["reason"]
-        # Nothing left hanging: every message deleted once its outcome was stored.
-        wait_for(lambda: api.queue_counts(api.res.queue_url) == (0, 0), 10, "an empty queue")
+        # At the limit exactly it is accepted, stored whole and streamed whole to the container.
+        big = client.post(api.url + "/", content=b"z" * limit).json()["id"]
+        assert api.wait_status(client, big, "completed")["result"]["bytes"] == limit
 
 
 def test_worker_waits_for_the_container_to_be_ready(tmp_path: Path, moto: MotoServer) -> None:
