@@ -19,11 +19,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cortex_iac.queue import contract
-from cortex_iac.queue.contract import GatewayConfig, ReadinessProbe, WorkerConfig
 
 if TYPE_CHECKING:
     from cortex_iac.runtime_contract import RuntimeConfig
@@ -40,26 +40,14 @@ class AsyncServeError(Exception):
     """Raised for what stops an AsyncAPI from being served here (turned into a ServeError by the caller)."""
 
 
-def queue_settings(api: AsyncApiSpec) -> dict[str, Any]:
-    """The spec's queue settings (``queue:``), or the contract's defaults when the spec has none."""
-    queue = getattr(api, "queue", None)
-    if queue is None:
-        return {"max_attempts": contract.DEFAULT_MAX_ATTEMPTS,
-                "request_timeout": contract.DEFAULT_REQUEST_TIMEOUT_SECONDS,
-                "max_body_bytes": contract.DEFAULT_MAX_BODY_BYTES,
-                "retention_days": contract.DEFAULT_RESULT_RETENTION_DAYS}
-    return {"max_attempts": int(queue.max_attempts), "request_timeout": float(queue.request_timeout),
-            "max_body_bytes": int(queue.max_payload_size.value), "retention_days": int(queue.retention_days)}
-
-
 def serve_async(api: AsyncApiSpec, runtime_config: RuntimeConfig, runtime_env: dict[str, str], *, port: int,
                 aws_endpoint: str | None, grace_period: float, free_port: Any, stop: Any) -> int:
     """Run the API until ``stop.requested``; return 0 after a clean stop, 1 if a process failed."""
     import boto3
 
     from cortex_iac.queue.provision import create_resources
+    from cortex_iac.render.async_api import AsyncResources, gateway_config, readiness_of, worker_config
 
-    settings = queue_settings(api)
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
     aws_env: dict[str, str] = {"AWS_REGION": os.environ.get("AWS_REGION") or LOCAL_REGION}
     own_moto = aws_endpoint is None
@@ -79,23 +67,22 @@ def serve_async(api: AsyncApiSpec, runtime_config: RuntimeConfig, runtime_env: d
             resources = create_resources(
                 session.client("sqs", endpoint_url=aws_endpoint), session.client("s3", endpoint_url=aws_endpoint),
                 api.name, bucket=f"cortex-serve-{api.name}"[:63].rstrip("-"),
-                visibility_timeout=contract.DEFAULT_VISIBILITY_TIMEOUT_SECONDS, max_attempts=settings["max_attempts"])
+                visibility_timeout=contract.DEFAULT_VISIBILITY_TIMEOUT_SECONDS, max_attempts=api.queue.max_attempts)
         except Exception as error:
             raise AsyncServeError(f"cannot create the API's queues and bucket at {aws_endpoint}: {error}") from error
         app_port = runtime_config.port
         procs.append(("runtime", subprocess.Popen([sys.executable, "-m", "cortex_iac.serving"],
                                                   env={**runtime_env, **aws_env}, start_new_session=True)))
-        gateway = GatewayConfig(api_name=api.name, queue_url=resources.queue_url, bucket=resources.bucket,
-                                endpoint=api.networking.endpoint, max_body_bytes=settings["max_body_bytes"],
-                                result_retention_days=settings["retention_days"], host="127.0.0.1", port=port,
-                                metrics_port=free_port(), grace_period=grace_period)
-        worker = WorkerConfig(api_name=api.name, queue_url=resources.queue_url, bucket=resources.bucket,
-                              dead_letter_queue_url=resources.dead_letter_queue_url, user_port=app_port,
-                              max_concurrency=api.pod.max_concurrency, max_attempts=settings["max_attempts"],
-                              request_timeout=settings["request_timeout"], grace_period=grace_period,
-                              readiness_probe=ReadinessProbe("http_get", app_port, "/readyz"), admin_port=free_port(),
-                              # A stopping worker waits for its long poll; locally a short one stops quickly.
-                              receive_wait=_LOCAL_RECEIVE_WAIT_SECONDS, dead_letter_poll_interval=5.0)
+        # The pod's own settings (render.async_api), on this machine's ports and with the local grace period.
+        aws = AsyncResources(queue_url=resources.queue_url, dead_letter_queue_url=resources.dead_letter_queue_url,
+                             bucket=resources.bucket, region=aws_env["AWS_REGION"])
+        gateway = replace(gateway_config(api, aws), host="127.0.0.1", port=port, metrics_port=free_port(),
+                          grace_period=grace_period)
+        probe = readiness_of(api)
+        worker = replace(worker_config(api, aws), user_port=app_port, admin_port=free_port(), grace_period=grace_period,
+                         readiness_probe=replace(probe, port=app_port),
+                         # A stopping worker waits for its long poll; locally a short one stops quickly.
+                         receive_wait=_LOCAL_RECEIVE_WAIT_SECONDS, dead_letter_poll_interval=5.0)
         procs.append(("queue worker", subprocess.Popen([sys.executable, *contract.WORKER_COMMAND[1:]],
                                                        env={**env, **worker.to_env()}, start_new_session=True)))
         procs.append(("gateway", subprocess.Popen([sys.executable, *contract.GATEWAY_COMMAND[1:]],

@@ -68,7 +68,7 @@ _ALL: frozenset[Action] = frozenset(("validate", "render", "deploy", "serve"))
 
 KINDS: dict[str, KindSupport] = {
     "RealtimeAPI": KindSupport("RealtimeAPI", _ALL, sidecar=ENVOY_SIDECAR),
-    "AsyncAPI": KindSupport("AsyncAPI", frozenset({"validate", "render", "deploy"}), sidecar=QUEUE_WORKER_SIDECAR),
+    "AsyncAPI": KindSupport("AsyncAPI", _ALL, sidecar=QUEUE_WORKER_SIDECAR),
     "BatchAPI": KindSupport("BatchAPI", frozenset({"validate"})),
     "TaskAPI": KindSupport("TaskAPI", frozenset({"validate"})),
     "TrafficSplitter": KindSupport("TrafficSplitter", frozenset({"validate", "render", "deploy"})),
