@@ -387,7 +387,10 @@ def gateway_deployment(spec: AsyncApiSpec, context: AsyncContext, allowed: Seque
         "image": context.runtime_image,
         "command": list(contract.GATEWAY_COMMAND),
         "env": _env(gateway_config(spec, context.resources).to_env(), context.resources.region),
-        "ports": [{"name": GATEWAY_PORT_NAME, "containerPort": contract.GATEWAY_PORT, "protocol": "TCP"}],
+        # /metrics has a port of its own, which the namespace's NetworkPolicy opens to Prometheus only;
+        # the load balancer reaches 8888, which serves the API alone.
+        "ports": [{"name": GATEWAY_PORT_NAME, "containerPort": contract.GATEWAY_PORT, "protocol": "TCP"},
+                  {"name": WORKER_ADMIN_PORT_NAME, "containerPort": contract.GATEWAY_METRICS_PORT, "protocol": "TCP"}],
         "readinessProbe": {"httpGet": {"path": contract.GATEWAY_HEALTH_PATH, "port": contract.GATEWAY_PORT},
                            "periodSeconds": 5, "timeoutSeconds": 1, "failureThreshold": 2},
         "livenessProbe": {"httpGet": {"path": contract.GATEWAY_HEALTH_PATH, "port": contract.GATEWAY_PORT},

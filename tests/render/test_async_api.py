@@ -138,7 +138,10 @@ def test_gateway_runs_the_contracts_gateway_with_the_queue_settings() -> None:
     assert pod["serviceAccountName"] == "summarize-gateway"
     (gateway,) = pod["containers"]
     assert gateway["command"] == list(contract.GATEWAY_COMMAND) and gateway["image"] == RUNTIME
-    assert gateway["ports"] == [{"name": "http", "containerPort": contract.GATEWAY_PORT, "protocol": "TCP"}]
+    assert gateway["ports"] == [{"name": "http", "containerPort": contract.GATEWAY_PORT, "protocol": "TCP"},
+                                {"name": "admin", "containerPort": contract.GATEWAY_METRICS_PORT, "protocol": "TCP"}]
+    # Metrics off the port the load balancer reaches, on the one only Prometheus may reach.
+    assert contract.GATEWAY_METRICS_PORT == contract.WORKER_ADMIN_PORT != contract.GATEWAY_PORT
     config = contract.GatewayConfig.from_env(_env(gateway))
     assert config == contract.GatewayConfig(
         api_name="summarize", queue_url=RESOURCES.queue_url, bucket="store-bucket", key_prefix="workloads/summarize/",
@@ -298,7 +301,8 @@ def test_the_namespace_network_policy_admits_the_gateway_and_the_worker_metrics(
     open_ports = [p["port"] for rule in policy["spec"]["ingress"] if "from" not in rule for p in rule["ports"]]
     assert contract.GATEWAY_PORT in open_ports  # from the load balancer (pod IPs in the VPC)
     (metrics,) = [rule for rule in policy["spec"]["ingress"] if "from" in rule]
-    assert [p["port"] for p in metrics["ports"]] == [contract.WORKER_ADMIN_PORT]
+    assert [p["port"] for p in metrics["ports"]] == [contract.WORKER_ADMIN_PORT] == [contract.GATEWAY_METRICS_PORT]
+    assert contract.GATEWAY_METRICS_PORT not in open_ports
 
 
 def test_the_example_renders_and_its_handler_counts_primes() -> None:
