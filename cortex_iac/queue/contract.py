@@ -107,6 +107,11 @@ GRACE_PERIOD_MARGIN_SECONDS = 10
 RECEIVE_WAIT_SECONDS = 20
 DLQ_POLL_INTERVAL_SECONDS = 60
 UPLOAD_PART_BYTES = 8 * 1024 * 1024
+# Bodies that need more than BUFFER_WITHOUT_SLOT_BYTES of buffer take one of GATEWAY_LARGE_UPLOADS slots
+# per gateway process; further large uploads wait (their socket is not read) until one is free. One
+# large upload measured +44 MiB of RSS (docs/benchmarks.md), so 8 of them fit a 512Mi limit.
+GATEWAY_LARGE_UPLOADS = 8
+BUFFER_WITHOUT_SLOT_BYTES = 1024 * 1024
 # The worker reads a container's answer whole to check it is JSON before storing it: at most this much
 # per request, so the sidecar's memory is bounded by about max_concurrency x this (+ ~60 MiB).
 DEFAULT_MAX_RESULT_BYTES = 16 * 1024 * 1024

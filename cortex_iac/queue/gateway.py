@@ -52,6 +52,8 @@ class Gateway:
         self.store = Store(s3 or storage.s3_client(_AWS_THREADS), config.bucket, config.key_prefix)
         self.sqs = sqs or storage.sqs_client(_AWS_THREADS)
         self.limiter = anyio.CapacityLimiter(_AWS_THREADS)
+        # Bounds the gateway's memory whatever the number of clients: see contract.GATEWAY_LARGE_UPLOADS.
+        self.large_uploads = anyio.Semaphore(contract.GATEWAY_LARGE_UPLOADS)
         self.registry = CollectorRegistry()
         self.requests = Counter("cortex_async_gateway_requests", "Requests answered by the gateway.",
                                 ["api_name", "method", "code"], registry=self.registry)
@@ -105,6 +107,7 @@ class Gateway:
         upload = MultipartUpload(self.store, key, content_type)
         buffer = bytearray()
         total = 0
+        large = False
         try:
             async for chunk in request.stream():
                 total += len(chunk)
@@ -112,6 +115,9 @@ class Gateway:
                     await self._aws(upload.abort)
                     return _error(413, f"body is over this API's limit of {limit} bytes")
                 buffer += chunk
+                if not large and len(buffer) > contract.BUFFER_WITHOUT_SLOT_BYTES:
+                    await self.large_uploads.acquire()
+                    large = True
                 if len(buffer) >= contract.UPLOAD_PART_BYTES:
                     part = bytes(buffer[: contract.UPLOAD_PART_BYTES])
                     del buffer[: contract.UPLOAD_PART_BYTES]
@@ -128,6 +134,9 @@ class Gateway:
         except BackendUnavailable:
             await self._aws(upload.abort)
             raise
+        finally:
+            if large:
+                self.large_uploads.release()
         del buffer
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _DROPPED_HEADERS]
         # The marker before the message: once the client has its id, GET never says 404 for it. If the
