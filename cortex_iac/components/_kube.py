@@ -62,22 +62,20 @@ def kube_object(
     opts: pulumi.ResourceOptions,
     *,
     metadata: pulumi.Input[Mapping[str, Any]] | None = None,
-) -> pulumi.CustomResource:
+) -> Any:
     """The Pulumi resource of one rendered object, by its kind: the typed class of the built-in
     kinds the renderers make (ServiceAccount, ConfigMap, Service, Deployment, PodDisruptionBudget,
-    Ingress), :func:`custom_resource` for the others. ``metadata`` replaces the rendered one."""
+    Ingress), :func:`custom_resource` for the others. ``metadata`` replaces the rendered one. Typed
+    ``Any``: the provider SDK's classes are not followed by the type checker."""
     import pulumi_kubernetes as k8s
 
     meta = obj["metadata"] if metadata is None else metadata
     kind = (obj["apiVersion"], obj["kind"])
-    resource: pulumi.CustomResource
     if kind == ("v1", "ServiceAccount"):
-        resource = k8s.core.v1.ServiceAccount(
+        return k8s.core.v1.ServiceAccount(
             name, metadata=meta, automount_service_account_token=obj.get("automountServiceAccountToken"), opts=opts)
-        return resource
     if kind == ("v1", "ConfigMap"):
-        resource = k8s.core.v1.ConfigMap(name, metadata=meta, data=obj["data"], opts=opts)
-        return resource
+        return k8s.core.v1.ConfigMap(name, metadata=meta, data=obj["data"], opts=opts)
     classes: dict[tuple[str, str], Any] = {
         ("v1", "Service"): k8s.core.v1.Service,
         ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
@@ -85,7 +83,5 @@ def kube_object(
         ("networking.k8s.io/v1", "Ingress"): k8s.networking.v1.Ingress,
     }
     if kind in classes:
-        resource = classes[kind](name, metadata=meta, spec=obj["spec"], opts=opts)
-        return resource
-    resource = custom_resource(name, obj, opts, metadata=meta)
-    return resource
+        return classes[kind](name, metadata=meta, spec=obj["spec"], opts=opts)
+    return custom_resource(name, obj, opts, metadata=meta)

@@ -201,7 +201,7 @@ class AsyncApi(pulumi.ComponentResource):
             parent=self, provider=handle.k8s_provider, depends_on=list(handle.addon_releases.values()))
 
         def make(key: str, obj: dict[str, Any] | None, *depends_on: pulumi.Resource,
-                 ignore_changes: list[str] | None = None) -> pulumi.CustomResource | None:
+                 ignore_changes: list[str] | None = None) -> Any:
             if obj is None:
                 return None
             filled = with_values(obj, values)
@@ -233,7 +233,7 @@ class AsyncApi(pulumi.ComponentResource):
         if handle.load_balancer is not None:
             ingress = make("ingress", objects.ingress, service, gateway)
             endpoint, https = spec.networking.endpoint, context.https
-            url = ingress.status.apply(lambda status: _url(status, endpoint, https))  # type: ignore[union-attr]
+            url = ingress.status.apply(lambda status: _url(status, endpoint, https))
 
         self.spec = spec
         self.url = url
