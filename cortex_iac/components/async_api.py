@@ -56,7 +56,7 @@ class AsyncApi(pulumi.ComponentResource):
     prefix) and ``-policy`` (TLS only); the worker role (``<name>-role``, ``<name>-worker``, cluster
     policy attachments, ``<name>-pod-identity``), the gateway role (``<name>-gateway-role``,
     ``<name>-gateway-policy``, ``<name>-gateway-pod-identity``) and the KEDA scaler role
-    (``<name>-queue-scaler-role``, ``<name>-queue-scaler-policy``).
+    (``<name>-scaler-role``, ``<name>-scaler-policy``).
 
     Children (Kubernetes): ``<name>-service-account``, ``<name>-gateway-service-account``,
     ``<name>-handler`` (with a handler container), ``<name>-deployment``, ``<name>-pdb``,
@@ -170,8 +170,9 @@ class AsyncApi(pulumi.ComponentResource):
             self, f"{name}-gateway", spec.name, "AsyncAPI gateway", handle, namespace, gateway_document,
             service_account=async_api.gateway_name(spec.name), policy_name="policy", cluster_policies=False,
         )
+        # Named so that its auto-name (+ 8 characters) fits IAM's 64 even for a 42-character API name.
         scaler_role = aws.iam.Role(
-            f"{name}-queue-scaler-role",
+            f"{name}-scaler-role",
             path=handle.queue_scaler_role_path,
             assume_role_policy=pulumi.Output.from_input(keda_role_arn).apply(
                 lambda arn: to_json(async_api.scaler_trust_policy(arn))),
@@ -180,7 +181,7 @@ class AsyncApi(pulumi.ComponentResource):
             opts=child,
         )
         scaler_policy = aws.iam.RolePolicy(
-            f"{name}-queue-scaler-policy",
+            f"{name}-scaler-policy",
             role=scaler_role.id,
             policy=pulumi.Output.all(queue.arn, dead_letters.arn).apply(
                 lambda arns: to_json(async_api.scaler_policy(arns[0], arns[1]))),

@@ -81,8 +81,8 @@ AWS_CHILDREN = [
     ("aws:iam/role:Role", "summarize-gateway-role"),
     ("aws:iam/rolePolicy:RolePolicy", "summarize-gateway-policy"),
     ("aws:eks/podIdentityAssociation:PodIdentityAssociation", "summarize-gateway-pod-identity"),
-    ("aws:iam/role:Role", "summarize-queue-scaler-role"),
-    ("aws:iam/rolePolicy:RolePolicy", "summarize-queue-scaler-policy"),
+    ("aws:iam/role:Role", "summarize-scaler-role"),
+    ("aws:iam/rolePolicy:RolePolicy", "summarize-scaler-policy"),
 ]
 BUCKET_CHILDREN = [
     ("aws:s3/bucket:Bucket", "summarize-store"),
@@ -194,7 +194,7 @@ def test_kubernetes_inputs_are_the_rendered_objects_with_the_aws_values() -> Non
     rec = record(_program(spec))
     resources = AsyncResources(
         queue_url=_url("summarize-queue"), dead_letter_queue_url=_url("summarize-dead-letter-queue"),
-        bucket="summarize-store", scaler_role_arn=_arn("iam", "summarize-queue-scaler-role"), region=FAKE_REGION)
+        bucket="summarize-store", scaler_role_arn=_arn("iam", "summarize-scaler-role"), region=FAKE_REGION)
     objects = api_objects(spec, AsyncContext(runtime_image=RUNTIME, resources=resources, node_groups=tuple(NODE_GROUPS)))
     expected = {
         ("kubernetes:core/v1:ServiceAccount", "summarize-service-account"): objects.service_account,
@@ -223,7 +223,7 @@ def _statements(rec: Recording, name: str) -> list[dict[str, Any]]:
 def test_no_api_role_has_a_wildcard_action_or_resource() -> None:
     rec = record(_program(_api(iam={"s3_read": ["s3://models/summarize/"]})))
     policies = rec.of_type("aws:iam/rolePolicy:RolePolicy")
-    assert sorted(p.name for p in policies) == ["summarize-gateway-policy", "summarize-queue-scaler-policy",
+    assert sorted(p.name for p in policies) == ["summarize-gateway-policy", "summarize-scaler-policy",
                                                  "summarize-worker"]
     for policy in policies:
         for statement in json.loads(policy.inputs["policy"])["Statement"]:
@@ -245,7 +245,7 @@ def test_each_role_grants_exactly_its_process_on_its_own_queue_and_prefix() -> N
     gateway = {s["Sid"]: s for s in _statements(rec, "summarize-gateway-policy")}
     assert set(gateway) == {"StoreObjects", "StoreList", "Queue"}
     assert gateway["Queue"] == {"Sid": "Queue", "Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": queue}
-    assert _statements(rec, "summarize-queue-scaler-policy") == [
+    assert _statements(rec, "summarize-scaler-policy") == [
         {"Sid": "QueueDepth", "Effect": "Allow", "Action": ["sqs:GetQueueAttributes"], "Resource": [queue, dlq]}]
 
 
@@ -257,7 +257,7 @@ def test_roles_trust_only_their_service_accounts_and_keda() -> None:
     gateway = rec.find("aws:iam/role:Role", "summarize-gateway-role")
     assert json.loads(gateway.inputs["assumeRolePolicy"]) == iam.pod_identity_trust_policy(
         "cortex-test", "cortex-apis", "summarize-gateway")
-    scaler = rec.find("aws:iam/role:Role", "summarize-queue-scaler-role")
+    scaler = rec.find("aws:iam/role:Role", "summarize-scaler-role")
     assert scaler.inputs["path"] == SCALER_PATH
     assert json.loads(scaler.inputs["assumeRolePolicy"]) == async_api.scaler_trust_policy(KEDA_ROLE)
     associations = {r.name: r.inputs for r in rec.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")}
@@ -348,3 +348,14 @@ def test_every_reference_async_api_plans_on_the_reference_cluster_and_its_object
             assert len(rec.children(rec.find(TYPE, spec.name).urn)) == len(AWS_CHILDREN + BUCKET_CHILDREN + KUBE_CHILDREN)
             mine = [o for o in kubernetes_objects(rec) if o["metadata"].get("labels", {}).get("cortex.dev/api-name") == spec.name]
             assert validate_all(mine) == 10, path.name
+
+
+def test_auto_names_fit_aws_limits_for_the_longest_api_name() -> None:
+    # Pulumi's auto-name is the resource name, "-" and 7 random characters.
+    name = "a" * 42
+    rec = record(_program(_api(name)))
+    limits = {"aws:iam/role:Role": 64, "aws:sqs/queue:Queue": 80, "aws:s3/bucket:Bucket": 63}
+    named = [r for r in rec.children(rec.find(TYPE, name).urn) if r.type in limits]
+    assert len(named) == 6
+    for r in named:
+        assert len(r.name) + 8 <= limits[r.type], r.name
