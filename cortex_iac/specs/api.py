@@ -58,10 +58,12 @@ class AutoscalingSpec(SpecModel):
     """Replicas when the API is first deployed. Default: min_replicas; from min_replicas to max_replicas."""
     target_in_flight: float = Field(None, gt=0)  # type: ignore[assignment]  # filled in by the API
     """In-flight requests (processing plus queued) per replica the autoscaler aims for. Default:
-    pod.max_concurrency; > 0; for RealtimeAPI at most max_concurrency + max_queue_length."""
+    pod.max_concurrency; > 0; for RealtimeAPI at most max_concurrency + max_queue_length; for AsyncAPI a
+    whole number of messages (visible plus in flight in its queue)."""
     window: AutoscalingWindow = 60
     """How long in-flight requests are averaged over before each decision: a duration (e.g. 60s or 1m; an
-    int is seconds), a multiple of 10s. Default 60s."""
+    int is seconds), a multiple of 10s. Default 60s. AsyncAPI: accepted, no effect (KEDA reads the queue's
+    current depth; the stabilization periods smooth it)."""
     downscale_stabilization_period: StabilizationPeriod = 300
     """Scale down only to the highest recommendation of this trailing period: a duration, at most 1h (the
     Kubernetes autoscaler's limit). Default 300s (5m)."""
