@@ -150,8 +150,14 @@ class Store:
         if status is None:
             return None
         if status == "completed":
-            result = _call("S3 GetObject", self.s3.get_object, Bucket=self.bucket,
-                           Key=contract.result_key(self.prefix, request_id))
+            try:
+                result = self.s3.get_object(Bucket=self.bucket, Key=contract.result_key(self.prefix, request_id))
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                    return None  # expired by the retention rule a moment before its marker
+                raise BackendUnavailable("S3 GetObject", error) from error
+            except BotoCoreError as error:
+                raise BackendUnavailable("S3 GetObject", error) from error
             return Outcome(status, result=result)
         if status == "failed":
             answer = _call("S3 GetObject", self.s3.get_object, Bucket=self.bucket,
