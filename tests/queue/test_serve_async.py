@@ -70,6 +70,10 @@ def test_cortex_serve_runs_the_async_contract_locally_and_stops_like_a_pod(tmp_p
             time.sleep(0.05)
         assert not port_open(port)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:  # a failed assertion: SIGTERM first, so cortex serve stops its children
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
