@@ -1,7 +1,7 @@
 """A user container for the AsyncAPI live tests: ``python async_app.py PORT LOG``.
 
-``POST /`` takes a JSON body ``{"sleep": s, "status": code, "result": value}`` (all optional) and,
-after sleeping, answers ``status`` (default 200) with ``result`` as JSON (default: what it saw).
+``POST /`` takes a JSON body ``{"sleep": s, "sleep_first": s, "status": code, "result": value}`` (all
+optional) and, after sleeping (``sleep_first`` the first time it sees the request id), answers ``status`` (default 200) with ``result`` as JSON (default: what it saw).
 It appends ``start <id>`` and ``done <id>`` lines (the ``X-Cortex-Request-ID``) to LOG, so a test can
 tell when a request reached it and how often one was answered. ``GET /ready`` answers 200.
 """
@@ -15,6 +15,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOCK = threading.Lock()
+SEEN: set[str] = set()
 
 
 def note(path: str, line: str) -> None:
@@ -36,7 +37,10 @@ class App(BaseHTTPRequestHandler):
             spec = json.loads(body) if body.startswith(b"{") else {}
         except ValueError:
             spec = {}
-        time.sleep(float(spec.get("sleep", 0)))
+        with LOCK:
+            first = request_id not in SEEN
+            SEEN.add(request_id)
+        time.sleep(float(spec.get("sleep_first", spec.get("sleep", 0)) if first else spec.get("sleep", 0)))
         default = {"id": request_id, "bytes": len(body), "header": self.headers.get("X-Custom"),
                    "content_type": self.headers.get("Content-Type")}
         answer = spec["raw"].encode() if "raw" in spec else json.dumps(spec.get("result", default)).encode()

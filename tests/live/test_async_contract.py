@@ -33,14 +33,14 @@ def test_submit_queue_progress_complete(tmp_path: Path, moto: MotoServer) -> Non
     with async_api(tmp_path, moto, "contract") as api, httpx.Client(timeout=10) as client:
         api.start_app()
         api.start_gateway(endpoint="/contract")
-        request_id = api.submit(client, {"sleep": 1.5}, headers={"X-Custom": "kept"})
+        request_id = api.submit(client, {"sleep": 3}, headers={"X-Custom": "kept"})
         # No worker yet: the request waits in the queue.
         assert api.status(client, request_id) == {"id": request_id, "status": "in_queue"}
         api.start_worker()
         api.wait_status(client, request_id, "in_progress")
         done = api.wait_status(client, request_id, "completed")
         assert set(done) == {"id", "status", "result", "timestamp"}
-        assert done["result"] == {"id": request_id, "bytes": len(json.dumps({"sleep": 1.5})), "header": "kept",
+        assert done["result"] == {"id": request_id, "bytes": len(json.dumps({"sleep": 3})), "header": "kept",
                                   "content_type": "application/json"}
         assert done["timestamp"].endswith("Z")
         # The un-rewritten path (CORTEX_ENDPOINT) answers the same.
@@ -61,19 +61,19 @@ def test_results_failures_unknown_ids_and_oversize_bodies(tmp_path: Path, moto: 
     with async_api(tmp_path, moto, "shapes") as api, httpx.Client(timeout=30) as client:
         api.start_app()
         api.start_gateway(max_body_bytes=limit)
-        api.start_worker(max_concurrency=4, request_timeout=2.5)
+        api.start_worker(max_concurrency=4, request_timeout=4)
         # Any JSON result is returned (Cortex answered 500 for a list or a scalar).
         ids = {api.submit(client, {"result": value}): value for value in ([1, "two", None], 42, "text")}
         # Failures carry their reason: the container's status and the start of its answer, a timeout,
         # an answer that is not JSON.
         error = api.submit(client, {"status": 500, "result": {"error": "model exploded"}})
-        slow = api.submit(client, {"sleep": 5})
+        slow = api.submit(client, {"sleep": 30})
         garbage = api.submit(client, {"raw": "<html>oops</html>"})
         for request_id, value in ids.items():
             assert api.wait_status(client, request_id, "completed")["result"] == value
         assert api.wait_status(client, error, "failed") == {
             "id": error, "status": "failed", "reason": 'the container answered 500: {"error": "model exploded"}'}
-        assert "did not answer within 2.5 s" in api.wait_status(client, slow, "failed")["reason"]
+        assert "did not answer within 4 s" in api.wait_status(client, slow, "failed")["reason"]
         assert "not JSON: <html>oops</html>" in api.wait_status(client, garbage, "failed")["reason"]
         # Nothing left hanging: every message deleted once its outcome was stored.
         wait_for(lambda: api.queue_counts(api.res.queue_url) == (0, 0), 10, "an empty queue")

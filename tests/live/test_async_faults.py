@@ -40,7 +40,8 @@ def test_worker_killed_mid_request_is_redelivered_and_completed_by_another(tmp_p
         api.start_app()
         api.start_gateway()
         first, _ = api.start_worker()
-        request_id = api.submit(client, {"sleep": 1.0})
+        # The first delivery takes 60 s, so the kill lands mid-request however loaded the machine is.
+        request_id = api.submit(client, {"sleep_first": 60, "sleep": 0.5})
         wait_for(lambda: request_id in api.app_calls("start"), 15, "the first worker to post the request")
         _kill(first)  # no renewal, no outcome: the message reappears after its visibility timeout
         assert api.status(client, request_id)["status"] == "in_progress"
@@ -104,7 +105,8 @@ def test_sigterm_past_the_grace_period_releases_what_is_held(tmp_path: Path, mot
         api.start_app()
         api.start_gateway()
         old, old_log = api.start_worker(max_concurrency=2, grace_period=1.0)
-        ids = [api.submit(client, {"sleep": 2.5}) for _ in range(2)]
+        # First deliveries take 60 s: still running when the 1 s grace period ends, however loaded the machine.
+        ids = [api.submit(client, {"sleep_first": 60, "sleep": 0.2}) for _ in range(2)]
         wait_for(lambda: len(api.app_calls("start")) == 2, 20, "both requests to reach the container")
         old.send_signal(signal.SIGTERM)
         assert old.wait(15) == 0
