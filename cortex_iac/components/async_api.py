@@ -162,13 +162,16 @@ class AsyncApi(pulumi.ComponentResource):
         worker_document = pulumi.Output.all(bucket, queue.arn, dead_letters.arn).apply(
             lambda v: to_json(async_api.worker_policy(spec, bucket=v[0], queue_arn=v[1], dead_letter_queue_arn=v[2],
                                                       region=region)))
+        worker_waits: list[pulumi.Resource] = []
         role = api_identity(self, name, spec.name, "AsyncAPI worker", handle, namespace, worker_document,
-                            policy_name="worker")
+                            policy_name="worker", waits=worker_waits)
         gateway_document = pulumi.Output.all(bucket, queue.arn).apply(
             lambda v: to_json(async_api.gateway_policy(spec, bucket=v[0], queue_arn=v[1], region=region)))
+        gateway_waits: list[pulumi.Resource] = []
         gateway_role = api_identity(
             self, f"{name}-gateway", spec.name, "AsyncAPI gateway", handle, namespace, gateway_document,
             service_account=async_api.gateway_name(spec.name), policy_name="policy", cluster_policies=False,
+            waits=gateway_waits,
         )
         # Named so that its auto-name (+ 8 characters) fits IAM's 64 even for a 42-character API name.
         scaler_role = aws.iam.Role(
@@ -217,15 +220,16 @@ class AsyncApi(pulumi.ComponentResource):
         gateway_account = make("gateway-service-account", objects.gateway_service_account)
         handler = make("handler", objects.handler_source)
         pod_inputs = [r for r in (service_account, handler) if r is not None]
-        # Pods start once their role can reach the queue and the store.
-        deployment = make("deployment", objects.deployment, *pod_inputs, role, *store_ready,
+        # Pods start with their rights (role, policy, association) and a store that is ready.
+        deployment = make("deployment", objects.deployment, *pod_inputs, role, *worker_waits, *store_ready,
                           ignore_changes=["spec.replicas"])
         assert deployment is not None and gateway_account is not None
         make("pdb", objects.pod_disruption_budget)
         auth = make("trigger-authentication", objects.trigger_authentication, scaler_policy)
         assert auth is not None
         make("scaled-object", objects.scaled_object, deployment, auth)
-        gateway = make("gateway-deployment", objects.gateway_deployment, gateway_account, gateway_role, *store_ready)
+        gateway = make("gateway-deployment", objects.gateway_deployment, gateway_account, gateway_role, *gateway_waits,
+                       *store_ready)
         service = make("gateway-service", objects.gateway_service)
         make("gateway-pdb", objects.gateway_pod_disruption_budget)
         assert gateway is not None and service is not None

@@ -79,12 +79,15 @@ def api_identity(
     policy_name: str = "s3-read",
     cluster_policies: bool = True,
     description: str | None = None,
+    waits: list[pulumi.Resource] | None = None,
 ) -> aws.iam.Role:
     """The API's role and what gives it to the API's service account (``service_account``, default
     ``api_name``): ``<name>-role`` (trusting only that service account of that cluster and
     namespace), ``<name>-<policy_name>`` (``inline_policy``, a document or its JSON as an Output,
     when given), one attachment per cluster policy ARN (:func:`policy_attachment_names`; none
-    without ``cluster_policies``) and ``<name>-pod-identity``. Returns the role."""
+    without ``cluster_policies``) and ``<name>-pod-identity``. Returns the role; ``waits``, when
+    given, gets what pods must wait for to start with their rights (policy, attachments, association)."""
+    made: list[pulumi.Resource] = []
     account = api_name if service_account is None else service_account
     tags = {**cluster.tags, API_NAME_LABEL: api_name}
     child = pulumi.ResourceOptions(parent=parent)
@@ -99,15 +102,15 @@ def api_identity(
     )
     if inline_policy is not None:
         document = iam.to_json(inline_policy) if isinstance(inline_policy, dict) else inline_policy
-        aws.iam.RolePolicy(f"{name}-{policy_name}", role=role.id, policy=document, opts=child)
+        made.append(aws.iam.RolePolicy(f"{name}-{policy_name}", role=role.id, policy=document, opts=child))
     for arn, attachment_name, former_name in policy_attachment_names(name, cluster.iam_policy_arns if cluster_policies else ()):
-        aws.iam.RolePolicyAttachment(
+        made.append(aws.iam.RolePolicyAttachment(
             attachment_name,
             role=role.name,
             policy_arn=arn,
             opts=pulumi.ResourceOptions(parent=parent, aliases=[pulumi.Alias(name=former_name)] if former_name else None),
-        )
-    aws.eks.PodIdentityAssociation(
+        ))
+    made.append(aws.eks.PodIdentityAssociation(
         f"{name}-pod-identity",
         cluster_name=cluster.cluster_name,
         namespace=namespace,
@@ -115,5 +118,7 @@ def api_identity(
         role_arn=role.arn,
         tags=tags,
         opts=child,
-    )
+    ))
+    if waits is not None:
+        waits.extend(made)
     return role

@@ -274,11 +274,16 @@ def test_pods_wait_for_their_roles_and_the_store() -> None:
     rec = record(_program(_api()))
     deployment = rec.find("kubernetes:apps/v1:Deployment", "summarize-deployment")
     for type_, name in [("aws:iam/role:Role", "summarize-role"),
+                        ("aws:iam/rolePolicy:RolePolicy", "summarize-worker"),
+                        ("aws:eks/podIdentityAssociation:PodIdentityAssociation", "summarize-pod-identity"),
                         ("aws:s3/bucketPolicy:BucketPolicy", "summarize-store-policy"),
                         ("kubernetes:core/v1:ServiceAccount", "summarize-service-account")]:
         assert rec.find(type_, name).urn in deployment.dependencies, name
     gateway = rec.find("kubernetes:apps/v1:Deployment", "summarize-gateway-deployment")
-    assert rec.find("aws:iam/role:Role", "summarize-gateway-role").urn in gateway.dependencies
+    for type_, name in [("aws:iam/role:Role", "summarize-gateway-role"),
+                        ("aws:iam/rolePolicy:RolePolicy", "summarize-gateway-policy"),
+                        ("aws:eks/podIdentityAssociation:PodIdentityAssociation", "summarize-gateway-pod-identity")]:
+        assert rec.find(type_, name).urn in gateway.dependencies, name
     scaled = rec.find("kubernetes:keda.sh/v1alpha1:ScaledObject", "summarize-scaled-object")
     assert deployment.urn in scaled.dependencies
     assert rec.find("kubernetes:keda.sh/v1alpha1:TriggerAuthentication", "summarize-trigger-authentication").urn in (
