@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     # What type checkers and editors see: the real classes (at run time they load on first use).
+    from cortex_iac.components.async_api import AsyncApi
     from cortex_iac.components.cluster import Cluster
     from cortex_iac.components.handle import ClusterHandle
     from cortex_iac.components.node_group import NodeGroup
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from cortex_iac.components.traffic_splitter import TrafficSplitter
     from cortex_iac.errors import CortexError, PlanError, SpecError
     from cortex_iac.specs import (
+        AsyncApiSpec,
         ClusterSpec,
         NodeGroupSpec,
         RealtimeApiSpec,
@@ -31,11 +33,13 @@ __all__ = [
     "Cluster",
     "NodeGroup",
     "RealtimeApi",
+    "AsyncApi",
     "TrafficSplitter",
     "ClusterHandle",
     "ClusterSpec",
     "NodeGroupSpec",
     "RealtimeApiSpec",
+    "AsyncApiSpec",
     "TrafficSplitterSpec",
     "load_cluster",
     "load_apis",
@@ -49,11 +53,13 @@ _WHERE = {
     "Cluster": "cortex_iac.components.cluster",
     "NodeGroup": "cortex_iac.components.node_group",
     "RealtimeApi": "cortex_iac.components.realtime_api",
+    "AsyncApi": "cortex_iac.components.async_api",
     "TrafficSplitter": "cortex_iac.components.traffic_splitter",
     "ClusterHandle": "cortex_iac.components.handle",
     "ClusterSpec": "cortex_iac.specs",
     "NodeGroupSpec": "cortex_iac.specs",
     "RealtimeApiSpec": "cortex_iac.specs",
+    "AsyncApiSpec": "cortex_iac.specs",
     "TrafficSplitterSpec": "cortex_iac.specs",
     "load_cluster": "cortex_iac.specs",
     "load_apis": "cortex_iac.specs",

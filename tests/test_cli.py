@@ -56,13 +56,14 @@ def test_validate_accepts_every_reference_config(tmp_path: Path) -> None:
             result = runner.invoke(app, ["validate", str(with_inf), str(file)])
             assert result.exit_code == 0, result.output
             continue
-        if kinds <= {"RealtimeAPI", "TrafficSplitter"}:
+        if kinds <= {"RealtimeAPI", "AsyncAPI", "TrafficSplitter"}:
             assert result.exit_code == 0, result.output
-            assert f"ok {file}: RealtimeAPI " in result.output
+            assert f"ok {file}: {apis[0]['kind']} " in result.output
         else:
             # Not deployable by this version yet: said as an error, never "ok".
             assert result.exit_code == 1
-            assert "cannot be deployed by this version of cortex_iac yet; supported: RealtimeAPI, TrafficSplitter" in result.output
+            supported = "supported: RealtimeAPI, AsyncAPI, TrafficSplitter"
+            assert f"cannot be deployed by this version of cortex_iac yet; {supported}" in result.output
             assert f"ok {file}" not in result.output
         assert ("warning: " + cluster + ": api_load_balancer_type: ignored") in result.output
 
@@ -142,9 +143,36 @@ def test_render_refuses_kinds_it_cannot_render(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.output.strip() == (
         f"error: {path}: apis[0].kind: 'TaskAPI' is not allowed (kind TaskAPI cannot be rendered by this version "
-        "of cortex_iac yet; supported: RealtimeAPI, TrafficSplitter)"
+        "of cortex_iac yet; supported: RealtimeAPI, AsyncAPI, TrafficSplitter)"
     )
     assert not (tmp_path / "o").exists()
+
+
+def test_render_writes_valid_objects_for_every_reference_async_api(tmp_path: Path) -> None:
+    import yaml
+
+    from tests.kube import need_crds, validate_all
+
+    if not SHARED.is_dir():
+        missing(f"Cortex reference configs not found at {SHARED}")
+    need_crds()
+    files = sorted((SHARED / "apis").glob("async__*.yaml"))
+    assert len(files) == 3
+    for i, path in enumerate(files):
+        # Without a runtime image the gateway and the worker have nothing to run: said, nothing written.
+        result = runner.invoke(app, ["render", str(path), "--out", str(tmp_path / f"none-{i}")])
+        assert result.exit_code == 1 and "no runtime image is given" in result.output, result.output
+        assert not (tmp_path / f"none-{i}").exists()
+        for cluster in ([], ["--cluster", str(SHARED / "cluster.yaml")]):
+            out = tmp_path / f"{i}-{len(cluster)}"
+            result = runner.invoke(app, ["render", str(path), "--out", str(out), *cluster,
+                                         "--runtime-image", "registry.example/cortex-serving:1"])
+            assert result.exit_code == 0, (path.name, result.output)
+            objects = [yaml.safe_load(p.read_text()) for p in sorted(out.iterdir())]
+            assert sorted(o["kind"] for o in objects) == sorted([
+                "ServiceAccount", "ServiceAccount", "Deployment", "Deployment", "PodDisruptionBudget",
+                "PodDisruptionBudget", "Service", "TriggerAuthentication", "ScaledObject", "Ingress"])
+            assert validate_all(objects) == len(objects)
 
 
 def test_diff_and_cost_commands(tmp_path: Path) -> None:

@@ -36,6 +36,12 @@ def test_every_api_of_the_stack_is_declared(recording) -> None:
     assert apis == expected
 
 
+def test_the_dev_stack_has_an_async_api(recording) -> None:
+    apis = {r.name for r in recording.of_type("cortex:api:AsyncApi")}
+    expected = {("cortex", "dev"): {"hello-async"}}.get((recording.project, recording.stack), set())
+    assert apis == expected
+
+
 def test_the_dev_stack_splits_traffic_over_its_two_apis(recording) -> None:
     splitters = {r.name for r in recording.of_type("cortex:api:TrafficSplitter")}
     expected = {("cortex", "dev"): {"hello"}}.get((recording.project, recording.stack), set())

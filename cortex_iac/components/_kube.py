@@ -41,3 +41,47 @@ def object_meta(metadata: Mapping[str, Any]) -> ObjectMetaArgsDict:
     only tells the type checker what the renderers' ``dict[str, Any]`` holds.
     """
     return cast(ObjectMetaArgsDict, dict(metadata))
+
+
+def with_values(obj: Any, values: Mapping[str, pulumi.Input[str]]) -> Any:
+    """A copy of the rendered ``obj`` in which every string equal to a key of ``values`` is that
+    value (an Output known once AWS made a resource); the renderers write placeholders there
+    (e.g. :data:`cortex_iac.render.async_api.PLACEHOLDERS`). Only whole strings are replaced."""
+    if isinstance(obj, str):
+        return values.get(obj, obj)
+    if isinstance(obj, Mapping):
+        return {key: with_values(value, values) for key, value in obj.items()}
+    if isinstance(obj, list):
+        return [with_values(value, values) for value in obj]
+    return obj
+
+
+def kube_object(
+    name: str,
+    obj: Mapping[str, Any],
+    opts: pulumi.ResourceOptions,
+    *,
+    metadata: pulumi.Input[Mapping[str, Any]] | None = None,
+) -> Any:
+    """The Pulumi resource of one rendered object, by its kind: the typed class of the built-in
+    kinds the renderers make (ServiceAccount, ConfigMap, Service, Deployment, PodDisruptionBudget,
+    Ingress), :func:`custom_resource` for the others. ``metadata`` replaces the rendered one. Typed
+    ``Any``: the provider SDK's classes are not followed by the type checker."""
+    import pulumi_kubernetes as k8s
+
+    meta = obj["metadata"] if metadata is None else metadata
+    kind = (obj["apiVersion"], obj["kind"])
+    if kind == ("v1", "ServiceAccount"):
+        return k8s.core.v1.ServiceAccount(
+            name, metadata=meta, automount_service_account_token=obj.get("automountServiceAccountToken"), opts=opts)
+    if kind == ("v1", "ConfigMap"):
+        return k8s.core.v1.ConfigMap(name, metadata=meta, data=obj["data"], opts=opts)
+    classes: dict[tuple[str, str], Any] = {
+        ("v1", "Service"): k8s.core.v1.Service,
+        ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
+        ("policy/v1", "PodDisruptionBudget"): k8s.policy.v1.PodDisruptionBudget,
+        ("networking.k8s.io/v1", "Ingress"): k8s.networking.v1.Ingress,
+    }
+    if kind in classes:
+        return classes[kind](name, metadata=meta, spec=obj["spec"], opts=opts)
+    return custom_resource(name, obj, opts, metadata=meta)

@@ -29,6 +29,8 @@ from cortex_iac.render.addons import AddonsArgs as AddonsArgs  # re-exported: pr
 from cortex_iac.render.iam import pod_identity_trust_policy, to_json
 from cortex_iac.render.observability import addons as obs
 from cortex_iac.specs.observability import ObservabilitySpec
+
+from cortex_iac.render.routing import KEDA_NAMESPACE
 from cortex_iac.versions import (
     AWS_FOR_FLUENT_BIT_CHART,
     AWS_LOAD_BALANCER_CONTROLLER_CHART,
@@ -229,9 +231,13 @@ def load_balancer_controller(ctx: AddonContext, vpc_id: pulumi.Input[str]) -> k8
     )
 
 
-def keda(ctx: AddonContext, namespace: pulumi.Input[str], http_add_on: bool) -> dict[str, k8s.helm.v3.Release]:
-    """KEDA, and its HTTP add-on (scale to zero) when ``http_add_on``; releases by release name."""
-    core = release(ctx, "keda", KEDA_CHART, namespace, render.KEDA_RELEASE, render.keda_values(ctx.cluster_name))
+def keda(
+    ctx: AddonContext, namespace: pulumi.Input[str], http_add_on: bool, *, depends_on: Sequence[pulumi.Resource] = ()
+) -> dict[str, k8s.helm.v3.Release]:
+    """KEDA, and its HTTP add-on (scale to zero) when ``http_add_on``; releases by release name. The
+    operator starts after ``depends_on`` (its Pod Identity role, :func:`keda_operator_role`)."""
+    core = release(ctx, "keda", KEDA_CHART, namespace, render.KEDA_RELEASE, render.keda_values(ctx.cluster_name),
+                   depends_on=depends_on)
     if not http_add_on:
         return {render.KEDA_RELEASE: core}
     http = release(
@@ -244,6 +250,17 @@ def keda(ctx: AddonContext, namespace: pulumi.Input[str], http_add_on: bool) -> 
         depends_on=[core],
     )
     return {render.KEDA_RELEASE: core, render.KEDA_HTTP_ADD_ON_RELEASE: http}
+
+
+def keda_operator_role(ctx: AddonContext) -> tuple[aws.iam.Role, list[pulumi.Resource]]:
+    """KEDA's own AWS role (``<name>-keda-operator-role``), for its operator's service account in
+    namespace ``keda``: it may only assume the cluster's queue scaler roles
+    (:func:`cortex_iac.render.addons.keda_operator_policy`). Returns the role and what the KEDA
+    release waits for."""
+    return pod_identity_role(
+        ctx, "keda-operator", KEDA_NAMESPACE, render.KEDA_OPERATOR_SERVICE_ACCOUNT,
+        {"assume-queue-scalers": to_json(render.keda_operator_policy(ctx.cluster_name, ctx.region))},
+    )
 
 
 def metrics_server(ctx: AddonContext) -> k8s.helm.v3.Release:

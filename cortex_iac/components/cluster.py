@@ -102,7 +102,8 @@ class Cluster(pulumi.ComponentResource):
     ``keda_http_interceptor`` (None when off), ``iam_policy_arns`` (cluster.yaml's, for API roles),
     ``tags`` (of every AWS resource), ``node_group_specs``, ``node_groups`` (the components),
     ``addon_releases`` (by Helm release name, plus the API IngressClass: what API resources must
-    wait for), ``pod_identity_agent``. All but ``handle`` are kept for programs that read them.
+    wait for), ``pod_identity_agent``, ``keda_operator_role_arn`` (KEDA's own role, which
+    AsyncAPI queue scalers trust; None without KEDA). All but ``handle`` are kept for programs that read them.
     """
 
     def __init__(
@@ -305,8 +306,12 @@ class Cluster(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions.merge(after_controller, pulumi.ResourceOptions(depends_on=[params_resource])),
             )
         self.keda_http_interceptor = layout.keda_http_interceptor
+        self.keda_operator_role_arn: pulumi.Output[str] | None = None
         if layout.keda:
-            self.addon_releases.update(install.keda(ctx, namespace["keda"], layout.keda_http_add_on))
+            keda_role, keda_waits = install.keda_operator_role(ctx)
+            self.keda_operator_role_arn = keda_role.arn
+            self.addon_releases.update(
+                install.keda(ctx, namespace["keda"], layout.keda_http_add_on, depends_on=keda_waits))
         if layout.metrics_server:
             self.addon_releases[render.METRICS_SERVER_RELEASE] = install.metrics_server(ctx)
         self.prometheus_url = layout.prometheus_url
@@ -371,6 +376,9 @@ class Cluster(pulumi.ComponentResource):
             iam_policy_arns=tuple(spec.iam_policy_arns),
             tags=tags,
             addon_releases=self.addon_releases,
+            region=layout.region,
+            keda_operator_role_arn=self.keda_operator_role_arn,
+            queue_scaler_role_path=render.queue_scaler_role_path(cluster_name),
         )
         self.register_outputs(
             {

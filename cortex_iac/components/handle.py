@@ -47,6 +47,12 @@ class ClusterHandle:
     - ``tags``: tags of every AWS resource (cluster.yaml's ``tags`` + ``cortex.dev/cluster-name``).
     - ``addon_releases``: what the APIs' Kubernetes objects must wait for (KEDA and its CRDs, the
       load balancer controller and its IngressClass, Prometheus), by name.
+    - ``region``: the cluster's AWS region (AsyncAPI: the KEDA scaler and the SDKs in its pods need
+      it); None: unknown, which AsyncApi refuses.
+    - ``keda_operator_role_arn``: KEDA's own IAM role (EKS Pod Identity of ``keda/keda-operator``),
+      which each AsyncAPI's queue scaler role trusts; None: KEDA has no AWS role, which AsyncApi refuses.
+    - ``queue_scaler_role_path``: the IAM path of the AsyncAPI scaler roles, under which KEDA's role
+      may assume roles (:func:`~cortex_iac.render.addons.queue_scaler_role_path`); default ``/``.
 
     A cluster made elsewhere needs, made once: the namespace of
     :func:`~cortex_iac.render.workload.render_namespace`, the IngressClass of
@@ -66,6 +72,9 @@ class ClusterHandle:
     iam_policy_arns: Sequence[str] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
     addon_releases: Mapping[str, pulumi.Resource] = field(default_factory=dict)
+    region: str | None = None
+    keda_operator_role_arn: pulumi.Input[str] | None = None
+    queue_scaler_role_path: str = "/"
 
     def __post_init__(self) -> None:
         # Read-only: copies the caller cannot change afterwards.

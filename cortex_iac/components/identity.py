@@ -73,39 +73,52 @@ def api_identity(
     kind: str,
     cluster: ClusterHandle,
     namespace: pulumi.Input[str],
-    inline_policy: dict[str, Any] | None,
+    inline_policy: dict[str, Any] | pulumi.Output[str] | None,
+    *,
+    service_account: str | None = None,
+    policy_name: str = "s3-read",
+    cluster_policies: bool = True,
+    description: str | None = None,
+    waits: list[pulumi.Resource] | None = None,
 ) -> aws.iam.Role:
-    """The API's role and what gives it to the API's service account (named ``api_name``):
-    ``<name>-role`` (trusting only that service account of that cluster and namespace),
-    ``<name>-s3-read`` (``inline_policy``, when given), one attachment per cluster policy ARN
-    (:func:`policy_attachment_names`) and ``<name>-pod-identity``. Returns the role."""
+    """The API's role and what gives it to the API's service account (``service_account``, default
+    ``api_name``): ``<name>-role`` (trusting only that service account of that cluster and
+    namespace), ``<name>-<policy_name>`` (``inline_policy``, a document or its JSON as an Output,
+    when given), one attachment per cluster policy ARN (:func:`policy_attachment_names`; none
+    without ``cluster_policies``) and ``<name>-pod-identity``. Returns the role; ``waits``, when
+    given, gets what pods must wait for to start with their rights (policy, attachments, association)."""
+    made: list[pulumi.Resource] = []
+    account = api_name if service_account is None else service_account
     tags = {**cluster.tags, API_NAME_LABEL: api_name}
     child = pulumi.ResourceOptions(parent=parent)
     role = aws.iam.Role(
         f"{name}-role",
         assume_role_policy=pulumi.Output.all(cluster.cluster_name, namespace).apply(
-            lambda names: iam.to_json(iam.pod_identity_trust_policy(names[0], names[1], api_name))
+            lambda names: iam.to_json(iam.pod_identity_trust_policy(names[0], names[1], account))
         ),
-        description=f"Cortex {kind} {api_name}",
+        description=description or f"Cortex {kind} {api_name}",
         tags=tags,
         opts=child,
     )
     if inline_policy is not None:
-        aws.iam.RolePolicy(f"{name}-s3-read", role=role.id, policy=iam.to_json(inline_policy), opts=child)
-    for arn, attachment_name, former_name in policy_attachment_names(name, cluster.iam_policy_arns):
-        aws.iam.RolePolicyAttachment(
+        document = iam.to_json(inline_policy) if isinstance(inline_policy, dict) else inline_policy
+        made.append(aws.iam.RolePolicy(f"{name}-{policy_name}", role=role.id, policy=document, opts=child))
+    for arn, attachment_name, former_name in policy_attachment_names(name, cluster.iam_policy_arns if cluster_policies else ()):
+        made.append(aws.iam.RolePolicyAttachment(
             attachment_name,
             role=role.name,
             policy_arn=arn,
             opts=pulumi.ResourceOptions(parent=parent, aliases=[pulumi.Alias(name=former_name)] if former_name else None),
-        )
-    aws.eks.PodIdentityAssociation(
+        ))
+    made.append(aws.eks.PodIdentityAssociation(
         f"{name}-pod-identity",
         cluster_name=cluster.cluster_name,
         namespace=namespace,
-        service_account=api_name,
+        service_account=account,
         role_arn=role.arn,
         tags=tags,
         opts=child,
-    )
+    ))
+    if waits is not None:
+        waits.extend(made)
     return role

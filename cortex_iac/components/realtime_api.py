@@ -10,9 +10,8 @@ import copy
 from typing import TYPE_CHECKING, Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
-from cortex_iac.components._kube import custom_resource
+from cortex_iac.components._kube import kube_object
 from cortex_iac.components.handle import ClusterHandle, ClusterRef, cluster_handle
 from cortex_iac.components.identity import api_identity, api_namespace, policy_attachment_names
 from cortex_iac.components.identity import placed as identity_placed
@@ -112,89 +111,44 @@ class RealtimeApi(pulumi.ComponentResource):
         def placed(obj: dict[str, Any]) -> dict[str, Any]:
             return identity_placed(obj, namespace_name, namespace)
 
-        service_account = k8s.core.v1.ServiceAccount(
-            f"{name}-service-account",
-            metadata=placed(objects.service_account),
-            automount_service_account_token=objects.service_account["automountServiceAccountToken"],
-            opts=on_cluster,
-        )
+        def make(key: str, obj: dict[str, Any], *depends_on: pulumi.Resource,
+                 ignore_changes: list[str] | None = None, spec: Any = None) -> Any:
+            if spec is not None:
+                obj = {**obj, "spec": spec}
+            return kube_object(f"{name}-{key}", obj, pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(
+                depends_on=list(depends_on) or None, ignore_changes=ignore_changes)), metadata=placed(obj))
+
+        service_account = make("service-account", objects.service_account)
         # Its name changes with its content, so a new config is created before the old one goes.
-        envoy_config = k8s.core.v1.ConfigMap(
-            f"{name}-envoy-config",
-            metadata=placed(objects.envoy_config),
-            data=objects.envoy_config["data"],
-            opts=on_cluster,
-        )
+        envoy_config = make("envoy-config", objects.envoy_config)
         pod_inputs: list[pulumi.Resource] = [service_account, envoy_config]
         if objects.handler_source is not None:
             # Named by its content too: a changed handler is created before the old one goes.
-            pod_inputs.append(k8s.core.v1.ConfigMap(
-                f"{name}-handler",
-                metadata=placed(objects.handler_source),
-                data=objects.handler_source["data"],
-                opts=on_cluster,
-            ))
+            pod_inputs.append(make("handler", objects.handler_source))
         # The scale-from-zero handover (docs/design.md): the route to the pods never comes before a
         # ready pod, and the route through the interceptor comes before the API may scale to zero.
         # min_replicas >= 1: ScaledObject (raises the replica count) -> Deployment (waits for a
         # ready pod, render.realtime.routing_gate) -> Ingress. min_replicas 0: Deployment ->
         # ScaledObject, and Service -> InterceptorRoute -> Ingress -> ScaledObject.
         scale_to_zero = spec.autoscaling.min_replicas == 0
-        scaled_object_first = None
-        if not scale_to_zero:
-            scaled_object_first = custom_resource(
-                f"{name}-scaled-object", objects.scaled_object, on_cluster, metadata=placed(objects.scaled_object)
-            )
-        deployment = k8s.apps.v1.Deployment(
-            f"{name}-deployment",
-            metadata=placed(objects.deployment),
-            spec=deployment_spec,
-            opts=pulumi.ResourceOptions.merge(
-                on_cluster,
-                pulumi.ResourceOptions(
-                    ignore_changes=["spec.replicas"],
-                    depends_on=pod_inputs + ([] if scaled_object_first is None else [scaled_object_first]),
-                ),
-            ),
-        )
-        service = k8s.core.v1.Service(
-            f"{name}-service", metadata=placed(objects.service), spec=objects.service["spec"], opts=on_cluster
-        )
-        k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-pdb",
-            metadata=placed(objects.pod_disruption_budget),
-            spec=objects.pod_disruption_budget["spec"],
-            opts=on_cluster,
-        )
+        scaled_object_first = None if scale_to_zero else make("scaled-object", objects.scaled_object)
+        deployment = make("deployment", objects.deployment, *pod_inputs,
+                          *([] if scaled_object_first is None else [scaled_object_first]),
+                          ignore_changes=["spec.replicas"], spec=deployment_spec)
+        service = make("service", objects.service)
+        make("pdb", objects.pod_disruption_budget)
         route_after: list[pulumi.Resource] = [service] if scale_to_zero else [service, deployment]
         if objects.interceptor_route is not None:
-            route_after = [custom_resource(
-                f"{name}-interceptor-route",
-                objects.interceptor_route,
-                pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[service])),
-                metadata=placed(objects.interceptor_route),
-            )]
+            route_after = [make("interceptor-route", objects.interceptor_route, service)]
 
         url: pulumi.Output[str | None] = pulumi.Output.from_input(None)
         ingress = None
         if cluster.load_balancer is not None:
-            ingress = k8s.networking.v1.Ingress(
-                f"{name}-ingress",
-                metadata=placed(objects.ingress),
-                spec=objects.ingress["spec"],
-                opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=route_after)),
-            )
+            ingress = make("ingress", objects.ingress, *route_after)
             endpoint, https = routing.endpoint_of(spec), context.https
             url = ingress.status.apply(lambda status: _url(status, endpoint, https))
         if scale_to_zero:
-            custom_resource(
-                f"{name}-scaled-object",
-                objects.scaled_object,
-                pulumi.ResourceOptions.merge(
-                    on_cluster, pulumi.ResourceOptions(depends_on=[deployment] + ([] if ingress is None else [ingress]))
-                ),
-                metadata=placed(objects.scaled_object),
-            )
+            make("scaled-object", objects.scaled_object, deployment, *([] if ingress is None else [ingress]))
 
         role = api_identity(self, name, spec.name, "RealtimeAPI", cluster, namespace, objects.iam_policy)
 

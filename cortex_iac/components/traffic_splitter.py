@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
+from cortex_iac.components._kube import kube_object
 from cortex_iac.components.handle import cluster_handle
 from cortex_iac.components.identity import api_namespace
 from cortex_iac.components.identity import placed as identity_placed
@@ -92,36 +92,20 @@ class TrafficSplitter(pulumi.ComponentResource):
         def placed(obj: dict[str, Any]) -> Any:  # ObjectMeta's own field names, as rendered
             return identity_placed(obj, namespace_name, namespace)
 
+        def make(key: str, obj: dict[str, Any], *depends_on: pulumi.Resource) -> Any:
+            opts = pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=list(depends_on) or None))
+            return kube_object(f"{name}-{key}", obj, opts, metadata=placed(obj))
+
         # Named by its content: a new config is created before the old one goes.
-        config = k8s.core.v1.ConfigMap(
-            f"{name}-envoy-config", metadata=placed(objects.envoy_config), data=objects.envoy_config["data"],
-            opts=on_cluster,
-        )
+        config = make("envoy-config", objects.envoy_config)
         # The router starts once its targets exist (their Services, InterceptorRoutes).
-        deployment = k8s.apps.v1.Deployment(
-            f"{name}-deployment",
-            metadata=placed(objects.deployment),
-            spec=objects.deployment["spec"],
-            opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[config, *components])),
-        )
-        service = k8s.core.v1.Service(
-            f"{name}-service", metadata=placed(objects.service), spec=objects.service["spec"], opts=on_cluster
-        )
-        k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-pdb",
-            metadata=placed(objects.pod_disruption_budget),
-            spec=objects.pod_disruption_budget["spec"],
-            opts=on_cluster,
-        )
+        deployment = make("deployment", objects.deployment, config, *components)
+        service = make("service", objects.service)
+        make("pdb", objects.pod_disruption_budget)
         url: pulumi.Output[str | None] = pulumi.Output.from_input(None)
         if handle.load_balancer is not None:
             # The route is published once the router runs.
-            ingress = k8s.networking.v1.Ingress(
-                f"{name}-ingress",
-                metadata=placed(objects.ingress),
-                spec=objects.ingress["spec"],
-                opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[service, deployment])),
-            )
+            ingress = make("ingress", objects.ingress, service, deployment)
             endpoint = spec.networking.endpoint
             url = ingress.status.apply(lambda status: _url(status, endpoint, https))
 

@@ -63,8 +63,15 @@ everything else in place:
 | aws:iam/rolePolicy:RolePolicy | ``role``, ``name``, ``namePrefix`` |
 | aws:iam/rolePolicyAttachment:RolePolicyAttachment | ``role``, ``policyArn`` |
 | aws:kms/key:Key | ``customerMasterKeySpec``, ``keyUsage``, ``multiRegion``, ``customKeyStoreId``, ``xksKeyId``, ``region`` |
+| aws:s3/bucket:Bucket | ``bucket``, ``bucketPrefix``, ``bucketNamespace``, ``objectLockEnabled``, ``region`` |
+| aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration | ``bucket``, ``expectedBucketOwner``, ``region`` |
+| aws:s3/bucketOwnershipControls:BucketOwnershipControls | ``bucket``, ``region`` |
+| aws:s3/bucketPolicy:BucketPolicy | ``bucket``, ``region`` |
+| aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock | ``bucket``, ``region`` |
+| aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration | ``bucket``, ``expectedBucketOwner``, ``region`` |
 | aws:sqs/queue:Queue | ``name``, ``namePrefix``, ``fifoQueue``, ``region`` |
 | aws:sqs/queuePolicy:QueuePolicy | ``queueUrl``, ``region`` |
+| aws:sqs/redriveAllowPolicy:RedriveAllowPolicy | ``queueUrl``, ``region`` |
 | aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule | ``securityGroupId``, ``region`` (also a change of source kind, e.g. ``cidrIpv4`` to ``referencedSecurityGroupId``, which this table cannot express) |
 | eks:index:Cluster | ``name``, ``serviceRole``, ``vpcId`` (its security groups), ``ipFamily``, ``kubernetesServiceIpAddressRange``, ``bootstrapSelfManagedAddons`` |
 
@@ -212,8 +219,16 @@ _OTHER: dict[str, tuple[Rule, ...]] = {
     "aws:iam/rolePolicy:RolePolicy": _rules("role", "name", "namePrefix"),
     "aws:iam/rolePolicyAttachment:RolePolicyAttachment": _rules("role", "policyArn"),
     "aws:kms/key:Key": _rules("customerMasterKeySpec", "keyUsage", "multiRegion", "customKeyStoreId", "xksKeyId", "region"),
+    "aws:s3/bucket:Bucket": _rules("bucket", "bucketPrefix", "bucketNamespace", "objectLockEnabled", "region"),
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": _rules("bucket", "expectedBucketOwner", "region"),
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls": _rules("bucket", "region"),
+    "aws:s3/bucketPolicy:BucketPolicy": _rules("bucket", "region"),
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": _rules("bucket", "region"),
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": _rules(
+        "bucket", "expectedBucketOwner", "region"),
     "aws:sqs/queue:Queue": _rules("name", "namePrefix", "fifoQueue", "region"),
     "aws:sqs/queuePolicy:QueuePolicy": _rules("queueUrl", "region"),
+    "aws:sqs/redriveAllowPolicy:RedriveAllowPolicy": _rules("queueUrl", "region"),
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": _rules("securityGroupId", "region"),
     "eks:index:Cluster": _rules(
         "name", "serviceRole", "vpcId", "ipFamily", "kubernetesServiceIpAddressRange", "bootstrapSelfManagedAddons"

@@ -175,6 +175,8 @@ def fake_outputs(type_: str, name: str, inputs: dict[str, Any]) -> dict[str, Any
         out = {"arn": f"arn:aws:{service}:{FAKE_REGION}:{FAKE_ACCOUNT}:{name}", "id": f"{name}-id", "name": name}
         if type_ == "aws:sqs/queue:Queue":
             out["url"] = f"https://sqs.{FAKE_REGION}.amazonaws.com/{FAKE_ACCOUNT}/{name}"
+        elif type_ == "aws:s3/bucket:Bucket":
+            out["bucket"] = inputs.get("bucket", name)
         elif type_ == "aws:ecr/repository:Repository":
             repository = inputs.get("name", name)
             out["registryId"] = FAKE_ACCOUNT

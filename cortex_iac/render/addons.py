@@ -22,7 +22,7 @@ from typing import Any
 
 from cortex_iac.errors import CortexError
 from cortex_iac.render.envoy import DEFAULT_DEREGISTRATION_SECONDS, prometheus_scrape_job
-from cortex_iac.render.iam import policy_document
+from cortex_iac.render.iam import partition_of, policy_document
 from cortex_iac.render.karpenter import GPU_RESOURCE, NEURON_RESOURCE, accelerator_label
 from cortex_iac.render.observability import queries
 from cortex_iac.render.observability.addons import alertmanager_values
@@ -532,6 +532,26 @@ def aws_load_balancer_controller_values(
 def keda_values(cluster_name: str) -> dict[str, Any]:
     """Values of the ``keda`` chart (CRDs installed by the chart, the default)."""
     return {"clusterName": cluster_name, "crds": {"install": True}, **system_placement()}
+
+
+# The chart's operator service account (its default name), which gets KEDA's own AWS role through
+# EKS Pod Identity: AsyncAPI queue scalers assume a role of the API's from it.
+KEDA_OPERATOR_SERVICE_ACCOUNT = "keda-operator"
+
+
+def queue_scaler_role_path(cluster_name: str) -> str:
+    """The IAM path of the cluster's queue scaler roles (one per AsyncAPI): KEDA's role may assume
+    the roles under it, and no other."""
+    return f"/cortex/{cluster_name}/queue-scalers/"
+
+
+def keda_operator_policy(cluster_name: str, region: str) -> dict[str, Any]:
+    """KEDA's own role: assuming the cluster's queue scaler roles, nothing else (each of those may
+    only read its API's queue depths). The account is ``*``: the roles are made by the APIs, and the
+    path holds the cluster's name."""
+    arn = f"arn:{partition_of(region)}:iam::*:role{queue_scaler_role_path(cluster_name)}*"
+    return policy_document([{"Sid": "AssumeQueueScalerRoles", "Effect": "Allow",
+                             "Action": ["sts:AssumeRole", "sts:TagSession"], "Resource": arn}])
 
 
 # The KEDA HTTP interceptor's replicas and drain (see keda_http_add_on_values).

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from cortex_iac.render.envoy import LISTEN_PORT, READINESS_PATH
 
 if TYPE_CHECKING:
-    from cortex_iac.specs import ClusterSpec, RealtimeApiSpec
+    from cortex_iac.specs import AsyncApiSpec, ClusterSpec, RealtimeApiSpec
 
 # The IngressClass (and its IngressClassParams) every API Ingress uses, and the IngressGroup, i.e.
 # the one ALB, they all share.
@@ -101,41 +101,90 @@ def api_ingress(
     IngressClassParams redirect 80 to 443). ``deregistration_delay_seconds``: how long the ALB lets
     requests to a deregistered pod finish; the pod's drain must fit in it.
     """
-    endpoint = endpoint_of(spec)
-    scale_to_zero = spec.autoscaling.min_replicas == 0
-    if scale_to_zero:
-        backend_service, backend_port = INTERCEPTOR_PROXY_SERVICE, INTERCEPTOR_PROXY_PORT
-        ingress_namespace = KEDA_NAMESPACE
-        health = {"healthcheck-path": INTERCEPTOR_READY_PATH, "healthcheck-port": str(INTERCEPTOR_ADMIN_PORT)}
-    else:
-        backend_service, backend_port = spec.name, LISTEN_PORT
-        ingress_namespace = namespace
-        health = {"healthcheck-path": READINESS_PATH}
-    health["healthcheck-interval-seconds"] = str(HEALTH_CHECK_INTERVAL_SECONDS)
-    health["healthcheck-timeout-seconds"] = str(HEALTH_CHECK_TIMEOUT_SECONDS)
+    if spec.autoscaling.min_replicas == 0:
+        return service_ingress(
+            spec.name, endpoint_of(spec), KEDA_NAMESPACE, INTERCEPTOR_PROXY_SERVICE, INTERCEPTOR_PROXY_PORT,
+            https=https, deregistration_delay_seconds=deregistration_delay_seconds, labels=labels,
+            health={"healthcheck-path": INTERCEPTOR_READY_PATH, "healthcheck-port": str(INTERCEPTOR_ADMIN_PORT)},
+            host=interceptor_host(spec.name, namespace), through_interceptor=True,
+        )
+    return service_ingress(
+        spec.name, endpoint_of(spec), namespace, spec.name, LISTEN_PORT, https=https,
+        deregistration_delay_seconds=deregistration_delay_seconds, labels=labels,
+        health={"healthcheck-path": READINESS_PATH},
+    )
+
+
+def gateway_ingress(
+    spec: AsyncApiSpec,
+    namespace: str,
+    *,
+    service: str,
+    health_path: str,
+    https: bool,
+    deregistration_delay_seconds: int,
+    labels: dict[str, str],
+) -> dict[str, Any]:
+    """The Ingress that routes an AsyncAPI's ``networking.endpoint`` to its gateway ``service``
+    (port 8888, which always runs: no interceptor), rewritten as for a RealtimeAPI, so the gateway
+    sees ``POST /`` and ``GET /<id>``; the ALB checks ``health_path``."""
+    return service_ingress(spec.name, spec.networking.endpoint, namespace, service, LISTEN_PORT,
+                           https=https, deregistration_delay_seconds=deregistration_delay_seconds,
+                           labels=labels, health={"healthcheck-path": health_path})
+
+
+def service_ingress(
+    api_name: str,
+    endpoint: str,
+    namespace: str,
+    service: str,
+    port: int,
+    *,
+    https: bool,
+    deregistration_delay_seconds: int,
+    labels: dict[str, str],
+    health: dict[str, str],
+    host: str | None = None,
+    strip: bool = True,
+    through_interceptor: bool = False,
+) -> dict[str, Any]:
+    """The Ingress (named after the API, in ``namespace``) that routes the path prefix ``endpoint``
+    to ``service``:``port`` on the shared ALB, the prefix stripped (``/<endpoint>/x`` -> ``/x``)
+    unless ``strip`` is false (a job gateway serves under its endpoint itself), longer prefixes
+    first (:func:`group_order`; ``through_interceptor`` loses a same-path tie), with the ALB health
+    check ``health`` (annotation suffixes to values; checked every HEALTH_CHECK_INTERVAL_SECONDS)
+    and, when ``host`` is given, the Host header rewritten to it (the interceptor routes by it).
+    Every API kind served at an endpoint routes through here."""
+    health = {
+        **health,
+        "healthcheck-interval-seconds": str(HEALTH_CHECK_INTERVAL_SECONDS),
+        "healthcheck-timeout-seconds": str(HEALTH_CHECK_TIMEOUT_SECONDS),
+    }
+    backend_service, backend_port, ingress_namespace = service, port, namespace
     transforms: list[dict[str, Any]] = [{
         "type": "url-rewrite",
         # Endpoints hold only letters, digits and _ - . /, of which only '.' means something in a regex.
         "urlRewriteConfig": {"rewrites": [{"regex": f"^{endpoint.replace('.', '[.]')}/?(.*)$", "replace": "/$1"}]},
-    }]
-    if scale_to_zero:
+    }] if strip else []
+    if host is not None:
         transforms.append({
             "type": "host-header-rewrite",
-            "hostHeaderRewriteConfig": {"rewrites": [{"regex": "^.*$", "replace": interceptor_host(spec.name, namespace)}]},
+            "hostHeaderRewriteConfig": {"rewrites": [{"regex": "^.*$", "replace": host}]},
         })
     listen_ports: list[dict[str, int]] = [{"HTTP": 80}] + ([{"HTTPS": 443}] if https else [])
     annotations = {
         _ANNOTATION + "listen-ports": json.dumps(listen_ports),
-        _ANNOTATION + "group.order": str(group_order(endpoint, through_interceptor=scale_to_zero)),
+        _ANNOTATION + "group.order": str(group_order(endpoint, through_interceptor=through_interceptor)),
         _ANNOTATION + "target-group-attributes": f"deregistration_delay.timeout_seconds={deregistration_delay_seconds}",
         **{_ANNOTATION + k: v for k, v in health.items()},
     }
-    annotations[_ANNOTATION + f"transforms.{backend_service}"] = json.dumps(transforms)
+    if transforms:
+        annotations[_ANNOTATION + f"transforms.{backend_service}"] = json.dumps(transforms)
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
         "metadata": {
-            "name": ingress_name(spec.name),
+            "name": ingress_name(api_name),
             "namespace": ingress_namespace,
             "labels": labels,
             "annotations": annotations,

@@ -15,14 +15,17 @@ Deviations from Cortex, on purpose:
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, PlainValidator, PrivateAttr, WithJsonSchema, model_validator
 
+from cortex_iac.queue import contract as queue_contract
 from cortex_iac.specs.base import NodeGroupName, SpecModel, dns_label, rule, written
 from cortex_iac.specs.duration import DURATION_SCHEMA, duration_rule
 from cortex_iac.specs.pod import PodSpec
 from cortex_iac.specs.problems import MISSING, Phrase, Problems, rule_error
+from cortex_iac.specs.quantity import Quantity
 
 API_KINDS = ("RealtimeAPI", "AsyncAPI", "BatchAPI", "TaskAPI", "TrafficSplitter")
 
@@ -55,10 +58,12 @@ class AutoscalingSpec(SpecModel):
     """Replicas when the API is first deployed. Default: min_replicas; from min_replicas to max_replicas."""
     target_in_flight: float = Field(None, gt=0)  # type: ignore[assignment]  # filled in by the API
     """In-flight requests (processing plus queued) per replica the autoscaler aims for. Default:
-    pod.max_concurrency; > 0; for RealtimeAPI at most max_concurrency + max_queue_length."""
+    pod.max_concurrency; > 0; for RealtimeAPI at most max_concurrency + max_queue_length; for AsyncAPI a
+    whole number of messages (visible plus in flight in its queue)."""
     window: AutoscalingWindow = 60
     """How long in-flight requests are averaged over before each decision: a duration (e.g. 60s or 1m; an
-    int is seconds), a multiple of 10s. Default 60s."""
+    int is seconds), a multiple of 10s. Default 60s. AsyncAPI: accepted, no effect (KEDA reads the queue's
+    current depth; the stabilization periods smooth it)."""
     downscale_stabilization_period: StabilizationPeriod = 300
     """Scale down only to the highest recommendation of this trailing period: a duration, at most 1h (the
     Kubernetes autoscaler's limit). Default 300s (5m)."""
@@ -322,9 +327,57 @@ class RealtimeApiSpec(_ScalingBase):
     model)."""
 
 
+# SQS keeps a received message invisible for at most 12 h in all (ChangeMessageVisibility counts from
+# the first receive), so a request must be answered well within that: 11 h leaves the worker an hour
+# to record the outcome before the message could be delivered again.
+MAX_ASYNC_REQUEST_TIMEOUT_SECONDS = 11 * 3600
+DEFAULT_ASYNC_REQUEST_TIMEOUT_SECONDS = int(queue_contract.DEFAULT_REQUEST_TIMEOUT_SECONDS)
+# SQS's own bounds of a redrive policy's maxReceiveCount.
+MAX_ATTEMPTS_LIMIT = 1000
+MAX_RETENTION_DAYS = 3650
+DEFAULT_MAX_PAYLOAD_SIZE = Quantity(Decimal(queue_contract.DEFAULT_MAX_BODY_BYTES), "BinarySI")
+# S3's largest object (a multipart upload); one payload is one object.
+MAX_PAYLOAD_SIZE_LIMIT = Quantity.parse("5Ti")
+AsyncRequestTimeout = Annotated[int, duration_rule(
+    minimum=1, maximum=MAX_ASYNC_REQUEST_TIMEOUT_SECONDS,
+    why="SQS keeps a message invisible at most 12h after it is received",
+), DURATION_SCHEMA]
+_S3_BUCKET_URI = re.compile(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/([a-zA-Z0-9!_.*'()\-]+/)*)?")
+
+
+class AsyncQueueSpec(SpecModel):
+    """cortex_iac extension (AsyncAPI): the API's queue and payload/result store. Cortex fixed all of
+    this (no attempt cap, 7 days, no size limit, the cluster's bucket)."""
+
+    max_attempts: int = Field(queue_contract.DEFAULT_MAX_ATTEMPTS, ge=1, le=MAX_ATTEMPTS_LIMIT)
+    """cortex_iac extension: deliveries of a request to workers before it is moved to the dead-letter queue
+    and answered `failed` ("worker lost after N attempts"); the queue's redrive maxReceiveCount. Default 3,
+    1 to 1000."""
+    request_timeout: AsyncRequestTimeout = DEFAULT_ASYNC_REQUEST_TIMEOUT_SECONDS
+    """cortex_iac extension: how long the worker waits for the container's answer to one request before the
+    request is `failed` (timed out): a duration, 1s to 11h (SQS holds a message at most 12h). Default 1h."""
+    max_payload_size: Annotated[Quantity, rule(
+        lambda q: 1 <= q.value <= MAX_PAYLOAD_SIZE_LIMIT.value and q.value == q.value.to_integral(),
+        "must be a whole number of bytes from 1 to 5Ti (S3's largest object), e.g. 100Mi",
+    )] = DEFAULT_MAX_PAYLOAD_SIZE
+    """cortex_iac extension: largest request body the gateway accepts; a larger one is answered 413 before
+    anything is stored. A quantity in bytes such as 100Mi or 2Gi. Default 100Mi, at most 5Ti."""
+    retention_days: int = Field(queue_contract.DEFAULT_RESULT_RETENTION_DAYS, ge=1, le=MAX_RETENTION_DAYS)
+    """cortex_iac extension: days a request's payload, status and result are kept (and its result
+    queryable), an S3 lifecycle expiration of the API's prefix. Default 7 (Cortex's), 1 to 3650."""
+    bucket: Annotated[str | None, rule(
+        lambda uri: uri is None or _S3_BUCKET_URI.fullmatch(uri) is not None,
+        "must be an S3 URI of a bucket and an optional prefix ending in /, e.g. s3://my-bucket/cortex/",
+    )] = None
+    """cortex_iac extension: an existing bucket (and prefix) to keep payloads and results in, as
+    s3://bucket/prefix/; the API's keys go below <prefix><api name>/. Its owner keeps its lifecycle, encryption
+    and policy. Default none: the API gets its own bucket (public access blocked, encrypted, TLS only,
+    expiring after retention_days)."""
+
+
 class AsyncApiSpec(_ScalingBase):
     """A queue-backed API (kind AsyncAPI): as RealtimeAPI, but ``pod.max_concurrency`` <= 100, no
-    ``pod.max_queue_length`` and no exec readiness probes."""
+    ``pod.max_queue_length`` and no exec readiness probes; ``queue`` is ours."""
 
     _MAX_CONCURRENCY: ClassVar[int | None] = 100
     _KIND_HAS_PRE_STOP: ClassVar[bool] = True
@@ -332,6 +385,16 @@ class AsyncApiSpec(_ScalingBase):
     kind: Literal["AsyncAPI"] = "AsyncAPI"
     """Kind of the API: RealtimeAPI, AsyncAPI, BatchAPI, TaskAPI or TrafficSplitter. Required (it picks the
     model)."""
+    queue: AsyncQueueSpec = Field(default_factory=AsyncQueueSpec)
+    """cortex_iac extension: the API's queue and payload/result store. Every key is optional."""
+
+    @model_validator(mode="after")
+    def _whole_target(self) -> AsyncApiSpec:
+        target = self.autoscaling.target_in_flight
+        if target != int(target):
+            raise rule_error(target, "must be a whole number for AsyncAPI (KEDA's SQS scaler counts messages per "
+                             "replica)", "autoscaling", "target_in_flight")
+        return self
 
 
 class BatchApiSpec(WorkloadSpec):

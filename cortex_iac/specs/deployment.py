@@ -3,7 +3,7 @@
 Each file is valid on its own when its models load; these are the rules that need the others:
 unique API names (checked by the loader, even among invalid entries) and endpoints, node groups that
 exist and fit the pods, TrafficSplitter targets that exist and are RealtimeAPIs, the runtime image
-that handler containers run, and what this version can do with each kind
+that handler containers and AsyncAPIs run, no API named like an AsyncAPI's gateway, and what this version can do with each kind
 (`cortex_iac.specs.kinds`). `cortex validate`, `cortex render`, `cortex plan` and the stack
 program all run them, so a deployment `validate` accepts is one the program deploys.
 """
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cortex_iac.errors import SpecError
-from cortex_iac.specs.api import ApiSpec, TrafficSplitterSpec, WorkloadSpec, _ApiBase
+from cortex_iac.specs.api import ApiSpec, AsyncApiSpec, TrafficSplitterSpec, WorkloadSpec, _ApiBase
 from cortex_iac.specs.cluster import NodeGroupSpec
 from cortex_iac.specs.image import IMAGE_REQUIREMENT, is_image_reference
 from cortex_iac.specs.kinds import Action, unsupported
@@ -78,6 +78,17 @@ def deployment_problems(
                 elif found.kind != "RealtimeAPI":
                     lines.append(problem_line(api, ("apis", index, "name"), target.name,
                                        f"a TrafficSplitter routes to RealtimeAPIs; {target.name} is a {found.kind}"))
+        if isinstance(api, AsyncApiSpec):
+            # Its gateway's objects are named <name>-gateway in the shared namespace.
+            gateway = f"{api.name}-gateway"
+            if gateway in by_name:
+                lines.append(problem_line(by_name[gateway], ("name",), gateway,
+                                          f"the AsyncAPI {api.name} ({api.where}) names its gateway so"))
+            if runtime_image is None and action != "validate":
+                lines.append(problem_line(api, ("kind",), api.kind, "an AsyncAPI's gateway and queue worker run in "
+                                          f"the serving runtime image, and no runtime image is given: {RUNTIME_IMAGE_HINT}"))
+            elif isinstance(runtime_image, str) and not is_image_reference(runtime_image):
+                lines.append(f"runtime image: {show(runtime_image)} is not allowed ({IMAGE_REQUIREMENT})")
         if isinstance(api, WorkloadSpec):
             found_placement = placement(api, node_groups)
             lines += [problem_line(api, path, value, requirement) for path, value, requirement in found_placement.problems]

@@ -40,6 +40,18 @@ ENVOY_SIDECAR = SidecarResources(
 )
 
 
+# The queue worker sidecar of an AsyncAPI pod (cortex_iac/queue): Cortex's dequeuer requested 100m
+# and 100Mi. The renderer raises its memory limit by the answers it may hold at once
+# (render/async_api.py worker_resources).
+QUEUE_WORKER_SIDECAR = SidecarResources(
+    cpu=Quantity.parse("100m"), memory=Quantity.parse("128Mi"), memory_limit=Quantity.parse("256Mi")
+)
+# The AsyncAPI gateway container (its own pods, not a sidecar): uploads stream through in parts.
+GATEWAY_RESOURCES = SidecarResources(
+    cpu=Quantity.parse("100m"), memory=Quantity.parse("128Mi"), memory_limit=Quantity.parse("512Mi")
+)
+
+
 @dataclass(frozen=True)
 class KindSupport:
     """What this version does with one API kind."""
@@ -56,7 +68,7 @@ _ALL: frozenset[Action] = frozenset(("validate", "render", "deploy", "serve"))
 
 KINDS: dict[str, KindSupport] = {
     "RealtimeAPI": KindSupport("RealtimeAPI", _ALL, sidecar=ENVOY_SIDECAR),
-    "AsyncAPI": KindSupport("AsyncAPI", frozenset({"validate"})),
+    "AsyncAPI": KindSupport("AsyncAPI", _ALL, sidecar=QUEUE_WORKER_SIDECAR),
     "BatchAPI": KindSupport("BatchAPI", frozenset({"validate"})),
     "TaskAPI": KindSupport("TaskAPI", frozenset({"validate"})),
     "TrafficSplitter": KindSupport("TrafficSplitter", frozenset({"validate", "render", "deploy"})),

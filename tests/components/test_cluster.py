@@ -716,3 +716,30 @@ def test_api_egress_cidrs_reach_the_network_policy() -> None:
     rec = _recording(api_egress_cidrs=["10.0.0.0/8"])
     policy = rec.find("kubernetes:networking.k8s.io/v1:NetworkPolicy", "demo-api-network-policy")
     assert policy.inputs["spec"] == network_policy(egress_cidrs=["10.0.0.0/8"])["spec"]
+
+def test_keda_gets_a_role_that_may_only_assume_the_clusters_queue_scaler_roles() -> None:
+    rec = _recording(preview=True)
+    role = rec.find(ROLE, "demo-keda-operator-role")
+    assert _policy(role, "assumeRolePolicy") == pod_identity_trust_policy("demo", "keda", "keda-operator")
+    policy = rec.find("aws:iam/policy:Policy", "demo-keda-operator-assume-queue-scalers")
+    assert _policy(policy, "policy") == {"Version": "2012-10-17", "Statement": [{
+        "Sid": "AssumeQueueScalerRoles", "Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession"],
+        "Resource": "arn:aws:iam::*:role/cortex/demo/queue-scalers/*"}]}
+    association = rec.find(POD_IDENTITY, "demo-keda-operator")
+    assert (association.inputs["namespace"], association.inputs["serviceAccount"]) == ("keda", "keda-operator")
+    # The operator starts with its credentials.
+    release = next(r for r in rec.of_type(RELEASE) if r.name == "demo-keda")
+    assert association.urn in release.dependencies
+
+
+def test_handle_carries_what_async_apis_need() -> None:
+    def program() -> None:
+        cluster = Cluster("demo", _spec())
+        handle = cluster.handle
+        assert handle.region == "us-east-1"
+        assert handle.keda_operator_role_arn is cluster.keda_operator_role_arn is not None
+        assert handle.queue_scaler_role_path == "/cortex/demo/queue-scalers/"
+        without = Cluster("other", _spec(cluster_name="other"), addons=AddonsArgs(keda=False, keda_http_add_on=False))
+        assert without.handle.keda_operator_role_arn is None
+
+    record(program)

@@ -21,8 +21,10 @@ def test_base_image_is_a_pinned_slim_python() -> None:
 
 
 def test_installed_packages_are_the_versions_the_tests_run() -> None:
-    pins = dict(re.findall(r"^\s+([a-z-]+)==(\S+?)(?: \\)?$", DOCKERFILE, re.MULTILINE))
-    assert set(pins) == {"starlette", "uvicorn", "prometheus-client", "uvloop", "httptools"}
+    pins = dict(re.findall(r"^\s+([a-z0-9-]+)==(\S+?)(?: \\)?$", DOCKERFILE, re.MULTILINE))
+    assert set(pins) == {"starlette", "uvicorn", "prometheus-client", "uvloop", "httptools",
+                         # the AsyncAPI gateway and worker: boto3 and what it needs
+                         "boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"}
     installed = {}
     for name in pins:
         try:
@@ -41,7 +43,7 @@ def test_runs_as_a_non_root_user_from_tmp() -> None:
 def test_copies_only_files_that_exist_in_the_build_context() -> None:
     context = Path(cortex_iac.serving.__file__).parents[1]  # the cortex_iac/ directory
     sources = re.findall(r"^COPY (\S+) ", DOCKERFILE, re.MULTILINE)
-    assert sources == ["errors.py", "runtime_contract.py", "serving/"]
+    assert sources == ["errors.py", "runtime_contract.py", "serving/", "queue/"]
     assert all((context / source).exists() for source in sources)
 
 
@@ -54,4 +56,17 @@ def test_the_runtime_imports_nothing_the_image_lacks() -> None:
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     outside = [m for m in loaded if m not in ("cortex_iac", "cortex_iac.errors", "cortex_iac.runtime_contract") and not m.startswith("cortex_iac.serving")]
+    assert outside == []
+
+
+def test_the_async_gateway_and_worker_import_nothing_the_image_lacks() -> None:
+    # The image adds cortex_iac/queue/ and boto3 for them; still no pydantic, yaml or pulumi.
+    code = (
+        "import sys, cortex_iac.queue.gateway, cortex_iac.queue.worker; "
+        "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('cortex_iac', 'pydantic', 'yaml', 'pulumi', 'packaging', 'moto'))))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    allowed = ("cortex_iac", "cortex_iac.errors", "cortex_iac.runtime_contract")
+    outside = [m for m in loaded if m not in allowed and not m.startswith(("cortex_iac.serving", "cortex_iac.queue"))]
     assert outside == []

@@ -83,7 +83,7 @@ def test_a_missing_handler_file_is_a_spec_error(tmp_path: Path) -> None:
     [
         (_api("a") + _api("b"), None, "defines 2 APIs (a, b): choose one with --name"),
         (_api("a"), "z", ": no API named 'z' (APIs in the file: a)"),
-        (TASK_API, None, ": API 'q' is a TaskAPI; cortex serve runs RealtimeAPIs only"),
+        (TASK_API, None, ": API 'q' is a TaskAPI; cortex serve runs RealtimeAPIs and AsyncAPIs"),
         (IMAGE_API, None, IMAGE_REFUSAL),
         (_api(extra="          python_requirements: [not-a-package-xyz==1.0, starlette<0.1]\n"), None,
          "API 'echo': python_requirements not satisfied here: not-a-package-xyz==1.0; starlette<0.1 (installed: "),

@@ -189,6 +189,44 @@ CASES: list[tuple[str, list[Any], list[str]]] = [
         [f"{P}.pod.max_concurrency: 30001 is not allowed (must be <= 30000 for RealtimeAPI)"],
     ),
     (
+        "async queue limits",
+        [api("AsyncAPI", queue={"max_attempts": 1001, "request_timeout": "11h1s", "max_payload_size": "6Ti",
+                                "retention_days": 0})],
+        [
+            f"{P}.queue.max_attempts: 1001 is not allowed (must be <= 1000)",
+            f"{P}.queue.request_timeout: '11h1s' is not allowed (must be at least 1s, at most 39600s: SQS keeps a "
+            "message invisible at most 12h after it is received)",
+            f"{P}.queue.max_payload_size: 6Ti is not allowed (must be a whole number of bytes from 1 to 5Ti (S3's "
+            "largest object), e.g. 100Mi)",
+            f"{P}.queue.retention_days: 0 is not allowed (must be >= 1)",
+        ],
+    ),
+    (
+        "async queue bucket must be a bucket and a prefix ending in /",
+        [api("AsyncAPI", queue={"bucket": "s3://my-bucket/no-slash"})],
+        [f"{P}.queue.bucket: 's3://my-bucket/no-slash' is not allowed (must be an S3 URI of a bucket and an optional "
+         "prefix ending in /, e.g. s3://my-bucket/cortex/)"],
+    ),
+    (
+        "async queue unknown key",
+        [api("AsyncAPI", queue={"retention": 7})],
+        [f"{P}.queue.retention: unknown key (did you mean 'retention_days'? allowed keys: max_attempts, "
+         "request_timeout, max_payload_size, "
+         "retention_days, bucket)"],
+    ),
+    (
+        "queue is AsyncAPI only",
+        [api(queue={"max_attempts": 2})],
+        [f"{P}.queue: unknown key (allowed keys for RealtimeAPI: name, kind, networking, pod, node_groups, iam, "
+         "autoscaling, update_strategy)"],
+    ),
+    (
+        "async target_in_flight is a whole number of messages",
+        [api("AsyncAPI", autoscaling={"target_in_flight": 2.5})],
+        [f"{P}.autoscaling.target_in_flight: 2.5 is not allowed (must be a whole number for AsyncAPI (KEDA's SQS "
+         "scaler counts messages per replica))"],
+    ),
+    (
         "async max_concurrency limit",
         [api("AsyncAPI", pod={"max_concurrency": 101, "containers": [container()]})],
         [f"{P}.pod.max_concurrency: 101 is not allowed (must be <= 100 for AsyncAPI)"],

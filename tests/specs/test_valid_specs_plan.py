@@ -1,7 +1,7 @@
-"""No spec that `cortex validate` accepts is refused later: generated deployments (a cluster and
-RealtimeAPIs, with values inside and outside every limit) either fail validation with `SpecError`
-lines, or render and plan (the stack program's Cluster and RealtimeApi components under the mock
-engine) without any error."""
+"""No spec that `cortex validate` accepts is refused later: generated deployments (a cluster,
+RealtimeAPIs and AsyncAPIs, with values inside and outside every limit) either fail validation with
+`SpecError` lines, or render and plan (the stack program's Cluster, RealtimeApi and AsyncApi
+components under the mock engine) without any error."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ import pulumi
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from cortex_iac.components.async_api import AsyncApi
 from cortex_iac.components.cluster import Cluster
 from cortex_iac.components.realtime_api import RealtimeApi
 from cortex_iac.errors import SpecError
 from cortex_iac.plan.engine import record
+from cortex_iac.render import async_api
 from cortex_iac.render.realtime import render_api
-from cortex_iac.specs import RealtimeApiSpec, load_apis, load_cluster
+from cortex_iac.specs import AsyncApiSpec, RealtimeApiSpec, load_apis, load_cluster
 from cortex_iac.specs.deployment import deployment_problems
 
 IMAGE = "registry.example.com/team/model:1"
@@ -100,13 +102,36 @@ def realtime_api(draw: st.DrawFn, index: int) -> dict[str, Any]:
 
 
 @st.composite
+def async_api_spec(draw: st.DrawFn, index: int) -> dict[str, Any]:
+    """An AsyncAPI: a RealtimeAPI's pod without the queue length and request timeout, and the ``queue``
+    section, each limit crossed now and then."""
+    api = draw(realtime_api(index))
+    api["kind"] = "AsyncAPI"
+    pod = api["pod"]
+    del pod["request_timeout"]
+    if draw(mostly([True], [False])):
+        del pod["max_queue_length"]
+    pod["max_concurrency"] = draw(mostly([1, 4, 100], [101]))
+    api["autoscaling"]["target_in_flight"] = draw(mostly([1, 3, 8], [2.5]))
+    api["queue"] = {
+        "max_attempts": draw(mostly([1, 3, 1000], [0, 1001])),
+        "request_timeout": draw(mostly(["1s", "5m", "11h"], ["12h"])),
+        "max_payload_size": draw(mostly(["1Ki", "100Mi", "5Ti"], ["6Ti", "0.5"])),
+        "retention_days": draw(mostly([1, 7, 3650], [0])),
+    }
+    if draw(st.booleans()):
+        api["queue"]["bucket"] = draw(mostly(["s3://their-bucket/", "s3://their-bucket/a/b/"], ["s3://b/no-slash"]))
+    return api
+
+
+@st.composite
 def deployments(draw: st.DrawFn) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     groups = draw(st.lists(st.sampled_from(GROUPS), min_size=2, max_size=5, unique_by=lambda g: g["name"]))
     cluster = {"cluster_name": "gen", "region": "us-east-1", "node_groups": groups}
     if draw(st.booleans()):
         cluster["operator_load_balancer_scheme"] = "internal"
         cluster["operator_load_balancer_cidr_white_list"] = draw(st.sampled_from([["0.0.0.0/0"], ["10.8.0.0/16"]]))
-    apis = [draw(realtime_api(i)) for i in range(draw(st.integers(1, 3)))]
+    apis = [draw(st.one_of(realtime_api(i), async_api_spec(i))) for i in range(draw(st.integers(1, 3)))]
     return cluster, apis
 
 
@@ -136,17 +161,27 @@ def test_valid_deployments_render_and_plan(tmp_path: Path, deployment: tuple[dic
         return
     cluster_spec, specs = found
     for spec in specs:
-        assert isinstance(spec, RealtimeApiSpec)
-        assert render_api(spec, cluster_spec, runtime_image=RUNTIME_IMAGE)
+        assert _render(spec, cluster_spec)
 
     def program() -> None:
         cluster = Cluster(cluster_spec.cluster_name, cluster_spec)
         for spec in specs:
-            RealtimeApi(spec.name, spec, cluster, runtime_image=RUNTIME_IMAGE)
+            if isinstance(spec, AsyncApiSpec):
+                AsyncApi(spec.name, spec, cluster, runtime_image=RUNTIME_IMAGE)
+            else:
+                RealtimeApi(spec.name, spec, cluster, runtime_image=RUNTIME_IMAGE)
         pulumi.export("n", len(specs))
 
     recording = record(program)
-    assert len([r for r in recording.resources if r.type == "cortex:api:RealtimeApi"]) == len(specs)
+    apis = [r for r in recording.resources if r.type in ("cortex:api:RealtimeApi", "cortex:api:AsyncApi")]
+    assert len(apis) == len(specs)
+
+
+def _render(spec: Any, cluster_spec: Any) -> list[dict[str, Any]]:
+    if isinstance(spec, AsyncApiSpec):
+        return async_api.render_api(spec, cluster_spec, runtime_image=RUNTIME_IMAGE)
+    assert isinstance(spec, RealtimeApiSpec)
+    return render_api(spec, cluster_spec, runtime_image=RUNTIME_IMAGE)
 
 
 @settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -159,4 +194,4 @@ def test_valid_deployments_render(tmp_path: Path, deployment: tuple[dict[str, An
         return
     cluster_spec, specs = found
     for spec in specs:
-        assert render_api(spec, cluster_spec, runtime_image=RUNTIME_IMAGE)
+        assert _render(spec, cluster_spec)
