@@ -73,26 +73,40 @@ def api_identity(
     kind: str,
     cluster: ClusterHandle,
     namespace: pulumi.Input[str],
-    inline_policy: dict[str, Any] | None,
+    inline_policy: pulumi.Input[dict[str, Any]] | None,
+    *,
+    service_account: str | None = None,
+    policy_suffix: str = "s3-read",
+    cluster_policies: bool = True,
+    description: str | None = None,
 ) -> aws.iam.Role:
-    """The API's role and what gives it to the API's service account (named ``api_name``):
-    ``<name>-role`` (trusting only that service account of that cluster and namespace),
-    ``<name>-s3-read`` (``inline_policy``, when given), one attachment per cluster policy ARN
-    (:func:`policy_attachment_names`) and ``<name>-pod-identity``. Returns the role."""
+    """The API's role and what gives it to the API's service account (named ``api_name``, or
+    ``service_account``): ``<name>-role`` (trusting only that service account of that cluster and
+    namespace), ``<name>-<policy_suffix>`` (``inline_policy``, when given; it may be an Output,
+    e.g. of ARNs of resources the component creates), one attachment per cluster policy ARN
+    (:func:`policy_attachment_names`; none when ``cluster_policies`` is false, for a role of ours
+    that runs no user code) and ``<name>-pod-identity``. Returns the role."""
+    account = api_name if service_account is None else service_account
     tags = {**cluster.tags, API_NAME_LABEL: api_name}
     child = pulumi.ResourceOptions(parent=parent)
     role = aws.iam.Role(
         f"{name}-role",
         assume_role_policy=pulumi.Output.all(cluster.cluster_name, namespace).apply(
-            lambda names: iam.to_json(iam.pod_identity_trust_policy(names[0], names[1], api_name))
+            lambda names: iam.to_json(iam.pod_identity_trust_policy(names[0], names[1], account))
         ),
-        description=f"Cortex {kind} {api_name}",
+        description=f"Cortex {kind} {api_name}" if description is None else description,
         tags=tags,
         opts=child,
     )
     if inline_policy is not None:
-        aws.iam.RolePolicy(f"{name}-s3-read", role=role.id, policy=iam.to_json(inline_policy), opts=child)
-    for arn, attachment_name, former_name in policy_attachment_names(name, cluster.iam_policy_arns):
+        aws.iam.RolePolicy(
+            f"{name}-{policy_suffix}",
+            role=role.id,
+            policy=pulumi.Output.from_input(inline_policy).apply(iam.to_json),
+            opts=child,
+        )
+    for arn, attachment_name, former_name in (policy_attachment_names(name, cluster.iam_policy_arns)
+                                              if cluster_policies else []):
         aws.iam.RolePolicyAttachment(
             attachment_name,
             role=role.name,
@@ -103,7 +117,7 @@ def api_identity(
         f"{name}-pod-identity",
         cluster_name=cluster.cluster_name,
         namespace=namespace,
-        service_account=api_name,
+        service_account=account,
         role_arn=role.arn,
         tags=tags,
         opts=child,

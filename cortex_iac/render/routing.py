@@ -27,6 +27,7 @@ from cortex_iac.render.envoy import LISTEN_PORT, READINESS_PATH
 
 if TYPE_CHECKING:
     from cortex_iac.specs import ClusterSpec, RealtimeApiSpec
+    from cortex_iac.specs.api import _ApiBase
 
 # The IngressClass (and its IngressClassParams) every API Ingress uses, and the IngressGroup, i.e.
 # the one ALB, they all share.
@@ -56,7 +57,7 @@ _ANNOTATION = "alb.ingress.kubernetes.io/"
 _LABELS = {"app.kubernetes.io/part-of": "cortex", "app.kubernetes.io/managed-by": "cortex-iac"}
 
 
-def endpoint_of(spec: RealtimeApiSpec) -> str:
+def endpoint_of(spec: _ApiBase) -> str:
     """The API's path prefix on the load balancer: ``networking.endpoint`` (the spec writes it with
     one leading and no trailing ``/``; it is never ``/`` alone)."""
     return spec.networking.endpoint
@@ -88,25 +89,47 @@ def api_ingress(
     IngressClassParams redirect 80 to 443). ``deregistration_delay_seconds``: how long the ALB lets
     requests to a deregistered pod finish; the pod's drain must fit in it.
     """
-    endpoint = endpoint_of(spec)
-    scale_to_zero = spec.autoscaling.min_replicas == 0
-    if scale_to_zero:
-        backend_service, backend_port = INTERCEPTOR_PROXY_SERVICE, INTERCEPTOR_PROXY_PORT
-        ingress_namespace = KEDA_NAMESPACE
-        health = {"healthcheck-path": INTERCEPTOR_READY_PATH, "healthcheck-port": str(INTERCEPTOR_ADMIN_PORT)}
-    else:
-        backend_service, backend_port = spec.name, LISTEN_PORT
-        ingress_namespace = namespace
-        health = {"healthcheck-path": READINESS_PATH}
+    if spec.autoscaling.min_replicas == 0:
+        return service_ingress(
+            spec.name, endpoint_of(spec), KEDA_NAMESPACE, INTERCEPTOR_PROXY_SERVICE, INTERCEPTOR_PROXY_PORT,
+            https=https, deregistration_delay_seconds=deregistration_delay_seconds, labels=labels,
+            health={"healthcheck-path": INTERCEPTOR_READY_PATH, "healthcheck-port": str(INTERCEPTOR_ADMIN_PORT)},
+            host=interceptor_host(spec.name, namespace),
+        )
+    return service_ingress(
+        spec.name, endpoint_of(spec), namespace, spec.name, LISTEN_PORT, https=https,
+        deregistration_delay_seconds=deregistration_delay_seconds, labels=labels,
+        health={"healthcheck-path": READINESS_PATH},
+    )
+
+
+def service_ingress(
+    api_name: str,
+    endpoint: str,
+    namespace: str,
+    service: str,
+    port: int,
+    *,
+    https: bool,
+    deregistration_delay_seconds: int,
+    labels: dict[str, str],
+    health: dict[str, str],
+    host: str | None = None,
+) -> dict[str, Any]:
+    """The Ingress (named after the API, in ``namespace``) that routes the path prefix ``endpoint``
+    to ``service``:``port`` on the shared ALB, the prefix stripped (``/<endpoint>/x`` -> ``/x``),
+    longer prefixes first, with the ALB health check ``health`` (annotation suffixes to values) and,
+    when ``host`` is given, the Host header rewritten to it. Every API kind served at an endpoint
+    routes through here (:func:`api_ingress` for RealtimeAPIs)."""
     transforms: list[dict[str, Any]] = [{
         "type": "url-rewrite",
         # Endpoints hold only letters, digits and _ - . /, of which only '.' means something in a regex.
         "urlRewriteConfig": {"rewrites": [{"regex": f"^{endpoint.replace('.', '[.]')}/?(.*)$", "replace": "/$1"}]},
     }]
-    if scale_to_zero:
+    if host is not None:
         transforms.append({
             "type": "host-header-rewrite",
-            "hostHeaderRewriteConfig": {"rewrites": [{"regex": "^.*$", "replace": interceptor_host(spec.name, namespace)}]},
+            "hostHeaderRewriteConfig": {"rewrites": [{"regex": "^.*$", "replace": host}]},
         })
     listen_ports: list[dict[str, int]] = [{"HTTP": 80}] + ([{"HTTPS": 443}] if https else [])
     annotations = {
@@ -116,13 +139,13 @@ def api_ingress(
         _ANNOTATION + "target-group-attributes": f"deregistration_delay.timeout_seconds={deregistration_delay_seconds}",
         **{_ANNOTATION + k: v for k, v in health.items()},
     }
-    annotations[_ANNOTATION + f"transforms.{backend_service}"] = json.dumps(transforms)
+    annotations[_ANNOTATION + f"transforms.{service}"] = json.dumps(transforms)
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
         "metadata": {
-            "name": ingress_name(spec.name),
-            "namespace": ingress_namespace,
+            "name": ingress_name(api_name),
+            "namespace": namespace,
             "labels": labels,
             "annotations": annotations,
         },
@@ -131,7 +154,7 @@ def api_ingress(
             "rules": [{"http": {"paths": [{
                 "path": endpoint,
                 "pathType": "Prefix",
-                "backend": {"service": {"name": backend_service, "port": {"number": backend_port}}},
+                "backend": {"service": {"name": service, "port": {"number": port}}},
             }]}}],
         },
     }
