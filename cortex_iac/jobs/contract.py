@@ -80,6 +80,10 @@ JOB_ID_LABEL = "cortex.dev/job-id"
 WORKER_JOB_ENV = ("CORTEX_JOB_ID", "CORTEX_SQS_URL", "CORTEX_MAX_RECEIVE_COUNT")
 """Worker variables set per job by the run-time render; the template sets the rest of
 ``WorkerConfig.to_env()`` (the static ones, with placeholder-free values)."""
+WORKER_RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+"""The worker container's resources (one boto3 process; for the node-group fit check too)."""
+GATEWAY_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+"""The gateway container's resources (a 10 MiB item_list is held while it is enqueued)."""
 RUNTIME_RENDER_FUNCTIONS = (
     "cortex_iac.jobs.render:job_object",
     "cortex_iac.jobs.render:job_spec_config_map",
@@ -139,6 +143,7 @@ class Attr:
     ON_JOB_COMPLETE_BY = "on_job_complete_by"  # set once by the worker that calls the hook
     ON_JOB_COMPLETE_STATUS = "on_job_complete_status"  # HTTP status the hook answered
     EXPIRES_AT = "expires_at"  # epoch seconds: DynamoDB TTL (retention)
+    QUEUE_DELETED = "queue_deleted"  # set once the gateway deleted the job's queue
     OUTCOME = "outcome"  # batch records: "succeeded" | "failed"
 
 
@@ -457,11 +462,11 @@ _WORKER_PARSERS: dict[str, Callable[[str], Any]] = {
 
 __all__ = [
     "API_KEY_HEADER", "GATEWAY_COMMAND", "GATEWAY_DYNAMODB_ACTIONS", "GATEWAY_PORT", "GATEWAY_RBAC_RULES",
-    "GATEWAY_S3_ACTIONS", "GATEWAY_SQS_ACTIONS", "HEALTH_PATH", "JOB_ID_HEADER", "JOB_ID_LABEL",
+    "GATEWAY_RESOURCES", "GATEWAY_S3_ACTIONS", "GATEWAY_SQS_ACTIONS", "HEALTH_PATH", "JOB_ID_HEADER", "JOB_ID_LABEL",
     "JOB_ITEM_SORT_KEY", "JOB_KINDS", "JOB_SPEC_DIR", "JOB_SPEC_FILE", "JOB_SPEC_VOLUME", "JOB_TEMPLATE_DIR",
     "JOB_TEMPLATE_KEY", "MAX_BODY_BYTES", "ON_JOB_COMPLETE_PATH", "RUNTIME_RENDER_FUNCTIONS", "TABLE_PARTITION_KEY",
     "TABLE_SORT_KEY", "WORKER_COMMAND", "WORKER_CONTAINER_NAME", "WORKER_DYNAMODB_ACTIONS", "WORKER_JOB_ENV",
-    "WORKER_SQS_ACTIONS", "Attr", "GatewayConfig", "JobConfigError", "JobKind", "WorkerConfig", "batch_sort_key",
+    "WORKER_RESOURCES", "WORKER_SQS_ACTIONS", "Attr", "GatewayConfig", "JobConfigError", "JobKind", "WorkerConfig", "batch_sort_key",
     "gateway_iam_statements", "job_namespace", "job_object_name", "job_template_config_map_name",
     "queue_arn_pattern", "queue_name", "queue_name_prefix", "worker_iam_statements",
 ]
