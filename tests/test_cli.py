@@ -137,11 +137,11 @@ def test_render_writes_valid_objects_for_every_reference_realtime_api(tmp_path: 
 
 def test_render_refuses_kinds_it_cannot_render(tmp_path: Path) -> None:
     path = tmp_path / "a.yaml"
-    path.write_text("- {name: t, kind: TaskAPI, pod: {containers: [{name: c, image: i, command: [x]}]}}\n")
+    path.write_text("- {name: t, kind: AsyncAPI, pod: {containers: [{name: c, image: i}]}}\n")
     result = runner.invoke(app, ["render", str(path), "--out", str(tmp_path / "o")])
     assert result.exit_code == 1
     assert result.output.strip() == (
-        f"error: {path}: apis[0].kind: 'TaskAPI' is not allowed (kind TaskAPI cannot be rendered by this version "
+        f"error: {path}: apis[0].kind: 'AsyncAPI' is not allowed (kind AsyncAPI cannot be rendered by this version "
         "of cortex_iac yet; supported: RealtimeAPI, TrafficSplitter)"
     )
     assert not (tmp_path / "o").exists()
