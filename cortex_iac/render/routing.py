@@ -115,17 +115,19 @@ def service_ingress(
     labels: dict[str, str],
     health: dict[str, str],
     host: str | None = None,
+    strip: bool = True,
 ) -> dict[str, Any]:
     """The Ingress (named after the API, in ``namespace``) that routes the path prefix ``endpoint``
-    to ``service``:``port`` on the shared ALB, the prefix stripped (``/<endpoint>/x`` -> ``/x``),
-    longer prefixes first, with the ALB health check ``health`` (annotation suffixes to values) and,
-    when ``host`` is given, the Host header rewritten to it. Every API kind served at an endpoint
-    routes through here (:func:`api_ingress` for RealtimeAPIs)."""
+    to ``service``:``port`` on the shared ALB, the prefix stripped (``/<endpoint>/x`` -> ``/x``)
+    unless ``strip`` is false (a job gateway serves under its endpoint itself), longer prefixes
+    first, with the ALB health check ``health`` (annotation suffixes to values) and, when ``host``
+    is given, the Host header rewritten to it. Every API kind served at an endpoint routes through
+    here (:func:`api_ingress` for RealtimeAPIs)."""
     transforms: list[dict[str, Any]] = [{
         "type": "url-rewrite",
         # Endpoints hold only letters, digits and _ - . /, of which only '.' means something in a regex.
         "urlRewriteConfig": {"rewrites": [{"regex": f"^{endpoint.replace('.', '[.]')}/?(.*)$", "replace": "/$1"}]},
-    }]
+    }] if strip else []
     if host is not None:
         transforms.append({
             "type": "host-header-rewrite",
@@ -139,7 +141,8 @@ def service_ingress(
         _ANNOTATION + "target-group-attributes": f"deregistration_delay.timeout_seconds={deregistration_delay_seconds}",
         **{_ANNOTATION + k: v for k, v in health.items()},
     }
-    annotations[_ANNOTATION + f"transforms.{service}"] = json.dumps(transforms)
+    if transforms:
+        annotations[_ANNOTATION + f"transforms.{service}"] = json.dumps(transforms)
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",

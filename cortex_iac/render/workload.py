@@ -156,28 +156,24 @@ def allowed_node_groups(spec: WorkloadSpec, node_groups: Sequence[NodeGroupSpec]
     return found.groups
 
 
-def render_namespace(name: str = API_NAMESPACE) -> dict[str, Any]:
-    """The namespace all APIs share (created once per cluster, by the Cluster component).
+def render_namespace(name: str = API_NAMESPACE, *, readiness_gate: bool = True) -> dict[str, Any]:
+    """The namespace all APIs share (created once per cluster, by the Cluster component), or with
+    ``readiness_gate=False`` one whose pods are no load balancer targets (a job API's workers).
 
     Pod Security: ``baseline`` enforced (no privileged pods, host namespaces or hostPath), and
     ``restricted`` warned and audited: user images may need root, so runAsNonRoot is not enforced.
     The AWS Load Balancer Controller injects its readiness gate into these pods, so a rolling
     update waits until the ALB sends traffic to a new pod before removing an old one.
     """
-    return {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {
-            "name": name,
-            "labels": {
-                **_PART_OF,
-                "pod-security.kubernetes.io/enforce": "baseline",
-                "pod-security.kubernetes.io/warn": "restricted",
-                "pod-security.kubernetes.io/audit": "restricted",
-                "elbv2.k8s.aws/pod-readiness-gate-inject": "enabled",
-            },
-        },
+    labels = {
+        **_PART_OF,
+        "pod-security.kubernetes.io/enforce": "baseline",
+        "pod-security.kubernetes.io/warn": "restricted",
+        "pod-security.kubernetes.io/audit": "restricted",
     }
+    if readiness_gate:
+        labels["elbv2.k8s.aws/pod-readiness-gate-inject"] = "enabled"
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
 
 
 # EKS Pod Identity's agent, on every node's link-local address: pods get their AWS role from it.
@@ -188,7 +184,8 @@ _TRAFFIC_PORT, _METRICS_PORT = 8888, 15000
 
 
 def network_policy(namespace: str = API_NAMESPACE, *, prometheus_namespace: str = "prometheus",
-                   dns_namespace: str = "kube-system") -> dict[str, Any]:
+                   dns_namespace: str = "kube-system", name: str = "cortex-apis",
+                   ingress: bool = True) -> dict[str, Any]:
     """The API namespace's NetworkPolicy: default deny, with exactly what traffic needs.
 
     Ingress: the sidecars' traffic port 8888 from anywhere (the load balancer's targets are pod IPs
@@ -198,12 +195,13 @@ def network_policy(namespace: str = API_NAMESPACE, *, prometheus_namespace: str 
     which a NetworkPolicy does not filter, so no other pod can bypass the sidecar's limits.
     Egress: DNS in ``kube-system``, the EKS Pod Identity agent (the pods' AWS credentials), and the
     internet and VPC (models download from S3 and registries), i.e. not restricted yet beyond
-    what the pods' IAM roles allow.
+    what the pods' IAM roles allow. With ``ingress=False`` (a job API's worker namespace, whose
+    pods only talk to their own containers over loopback and to AWS) nothing may come in.
     """
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": "cortex-apis", "namespace": namespace, "labels": dict(_PART_OF)},
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(_PART_OF)},
         "spec": {
             "podSelector": {},
             "policyTypes": ["Ingress", "Egress"],
@@ -211,7 +209,7 @@ def network_policy(namespace: str = API_NAMESPACE, *, prometheus_namespace: str 
                 {"ports": [{"protocol": "TCP", "port": _TRAFFIC_PORT}]},
                 {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": prometheus_namespace}}}],
                  "ports": [{"protocol": "TCP", "port": _METRICS_PORT}]},
-            ],
+            ] if ingress else [],
             "egress": [
                 {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": dns_namespace}}}],
                  "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},

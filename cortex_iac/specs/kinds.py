@@ -40,6 +40,13 @@ ENVOY_SIDECAR = SidecarResources(
 )
 
 
+# The batch worker of a BatchAPI pod (cortex_iac.jobs.worker): one Python process receiving one
+# batch at a time from SQS and posting it to the user's container; small and steady.
+BATCH_WORKER = SidecarResources(
+    cpu=Quantity.parse("100m"), memory=Quantity.parse("128Mi"), memory_limit=Quantity.parse("256Mi")
+)
+
+
 @dataclass(frozen=True)
 class KindSupport:
     """What this version does with one API kind."""
@@ -57,7 +64,7 @@ _ALL: frozenset[Action] = frozenset(("validate", "render", "deploy", "serve"))
 KINDS: dict[str, KindSupport] = {
     "RealtimeAPI": KindSupport("RealtimeAPI", _ALL, sidecar=ENVOY_SIDECAR),
     "AsyncAPI": KindSupport("AsyncAPI", frozenset({"validate"})),
-    "BatchAPI": KindSupport("BatchAPI", frozenset({"validate"})),
+    "BatchAPI": KindSupport("BatchAPI", frozenset({"validate"}), sidecar=BATCH_WORKER),
     "TaskAPI": KindSupport("TaskAPI", frozenset({"validate"})),
     "TrafficSplitter": KindSupport("TrafficSplitter", frozenset({"validate", "render", "deploy"})),
 }
