@@ -3,8 +3,8 @@
 ``batch PORT RECORD [--fail-every N] [--sleep S]``: a BatchAPI container. Each batch (a JSON array of
 numbers) is answered 200 with its sum, or 500 for one batch in N (``--fail-every``); every
 request is appended to RECORD as one JSON line {path, job_id, body}.
-``task SPEC OUT [--exit N] [--sleep S]``: a TaskAPI command: reads the job spec, writes its config
-to OUT, sleeps, exits N.
+``task SPEC OUT``: a TaskAPI command: reads the job spec, writes it to OUT, then sleeps
+``config["sleep"]`` seconds and exits with ``config["exit"]`` (defaults 0).
 """
 
 from __future__ import annotations
@@ -57,10 +57,10 @@ def batch(args: argparse.Namespace) -> None:
 def task(args: argparse.Namespace) -> None:
     with open(args.spec) as f:
         spec = json.load(f)
-    with open(args.out, "w") as out:
-        json.dump({"config": spec["config"], "job_id": spec["job_id"], "kind": spec["kind"]}, out)
-    time.sleep(args.sleep)
-    sys.exit(args.exit)
+    with open(args.out, "a") as out:
+        out.write(json.dumps(spec) + "\n")
+    time.sleep(spec["config"].get("sleep", 0))
+    sys.exit(spec["config"].get("exit", 0))
 
 
 if __name__ == "__main__":
@@ -75,7 +75,5 @@ if __name__ == "__main__":
     t = sub.add_parser("task")
     t.add_argument("spec")
     t.add_argument("out")
-    t.add_argument("--exit", type=int, default=0)
-    t.add_argument("--sleep", type=float, default=0.0)
     parsed = parser.parse_args()
     batch(parsed) if parsed.mode == "batch" else task(parsed)

@@ -193,10 +193,17 @@ def test_worker_killed_mid_batch(slow: tuple[JobApi, App], kube: FakeKube) -> No
 
 def test_timeout_from_submission(slow: tuple[JobApi, App], kube: FakeKube) -> None:
     api, app = slow
-    job_id = submit(api, items(100, 1, workers=1, timeout=4))  # 100 batches of 0.5 s: cannot finish
+    job_id = submit(api, items(100, 1, workers=1, timeout=5))  # 100 batches of 0.5 s: cannot finish
     final = api.wait_status(job_id, *TERMINAL)
     assert final["job_status"]["status"] == "timed_out", final
-    assert 0 < final["metrics"]["succeeded"] < 100
+    assert final["metrics"]["succeeded"] < 100
+    job = kube.job(job_object_name("slow", job_id))
+    assert job is not None and job.spec["activeDeadlineSeconds"] <= 5  # the clock started at submission
+    assert job.condition == ("Failed", "DeadlineExceeded")
+    time.sleep(1.0)
+    seen = len(app.requests(job_id))
+    time.sleep(2.0)
+    assert len(app.requests(job_id)) == seen  # the workers are gone
     assert app.requests(job_id, "/on-job-complete") == []
 
 
