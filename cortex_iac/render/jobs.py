@@ -36,9 +36,12 @@ from cortex_iac.jobs.contract import (
     HEALTH_PATH,
     JOB_TEMPLATE_DIR,
     JOB_TEMPLATE_KEY,
+    TABLE_PARTITION_KEY,
+    TABLE_SORT_KEY,
     WORKER_COMMAND,
     WORKER_CONTAINER_NAME,
     WORKER_JOB_ENV,
+    Attr,
     GatewayConfig,
     JobKind,
     WorkerConfig,
@@ -62,7 +65,8 @@ JobApiSpec = BatchApiSpec | TaskApiSpec
 """A job API's spec."""
 
 __all__ = [
-    "COMPONENTS", "GATEWAY_REPLICAS", "GATEWAY_RESOURCES", "REGION_PLACEHOLDER", "TABLE_PLACEHOLDER",
+    "CLUSTER_PLACEHOLDER", "COMPONENTS", "GATEWAY_REPLICAS", "GATEWAY_RESOURCES", "REGION_PLACEHOLDER",
+    "TABLE_PLACEHOLDER", "job_table",
     "TEMPLATE_CHECKSUM", "JobApiObjects", "JobContext", "gateway_config", "gateway_policy", "job_api_objects",
     "job_template", "queue_arn", "render_job_api", "worker_config", "worker_policy",
 ]
@@ -89,6 +93,7 @@ TEMPLATE_VOLUME = "job-template"
 # Where the table name and region go until the table exists (the components substitute them).
 TABLE_PLACEHOLDER = "<job-table-name>"
 REGION_PLACEHOLDER = "<aws-region>"
+CLUSTER_PLACEHOLDER = "<cluster-name>"
 # Job pods: the user's app gets SIGTERM when the worker is done (or the job stopped) and this long to exit.
 JOB_GRACE_SECONDS = 30
 # A user container (or the handler runtime) gets as long to start listening as the worker waits for
@@ -428,7 +433,26 @@ def _worker_container(spec: BatchApiSpec, context: JobContext) -> dict[str, Any]
     }
 
 
-# ---- IAM
+# ---- AWS
+
+
+def job_table(tags: Mapping[str, str]) -> dict[str, Any]:
+    """The arguments of the API's DynamoDB job table (``aws.dynamodb.Table``): the contract's keys
+    (both strings), on-demand billing (jobs come in bursts; an idle API costs nothing), encrypted at
+    rest with the AWS managed KMS key (``aws/dynamodb``, its use logged in CloudTrail),
+    point-in-time recovery (a job's history survives a bad write for 35 days), and the TTL on
+    ``Attr.EXPIRES_AT`` that ends a record's retention."""
+    return {
+        "attributes": [{"name": TABLE_PARTITION_KEY, "type": "S"}, {"name": TABLE_SORT_KEY, "type": "S"}],
+        "hash_key": TABLE_PARTITION_KEY,
+        "range_key": TABLE_SORT_KEY,
+        "billing_mode": "PAY_PER_REQUEST",
+        "server_side_encryption": {"enabled": True},
+        "point_in_time_recovery": {"enabled": True},
+        "ttl": {"attribute_name": Attr.EXPIRES_AT, "enabled": True},
+        "tags": dict(tags),
+    }
+
 
 
 def queue_arn(table_arn: str, cluster_name: str, api_name: str) -> str:

@@ -96,8 +96,8 @@ def _runtime_image_problems(api: WorkloadSpec, runtime_image: str | None | Unkno
     if not needed or isinstance(runtime_image, UnknownRuntimeImage):
         return []
     if runtime_image is None and not handlers:
-        need = (f"a {api.kind}'s job gateway{' and worker' if api.kind == 'BatchAPI' else ''} run in the serving "
-                f"runtime image, and no runtime image is given: {RUNTIME_IMAGE_HINT}")
+        runs = "job gateway and worker run" if api.kind == "BatchAPI" else "job gateway runs"
+        need = f"a {api.kind}'s {runs} in the serving runtime image, and no runtime image is given: {RUNTIME_IMAGE_HINT}"
         return [problem_line(api, ("kind",), api.kind, need)]
     path: Path = ("pod", "containers", handlers[0], "handler") if handlers else ("kind",)
     if runtime_image is None:

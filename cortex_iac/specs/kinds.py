@@ -64,8 +64,8 @@ _ALL: frozenset[Action] = frozenset(("validate", "render", "deploy", "serve"))
 KINDS: dict[str, KindSupport] = {
     "RealtimeAPI": KindSupport("RealtimeAPI", _ALL, sidecar=ENVOY_SIDECAR),
     "AsyncAPI": KindSupport("AsyncAPI", frozenset({"validate"})),
-    "BatchAPI": KindSupport("BatchAPI", frozenset({"validate"}), sidecar=BATCH_WORKER),
-    "TaskAPI": KindSupport("TaskAPI", frozenset({"validate"})),
+    "BatchAPI": KindSupport("BatchAPI", frozenset({"validate", "render", "deploy"}), sidecar=BATCH_WORKER),
+    "TaskAPI": KindSupport("TaskAPI", frozenset({"validate", "render", "deploy"})),
     "TrafficSplitter": KindSupport("TrafficSplitter", frozenset({"validate", "render", "deploy"})),
 }
 assert tuple(KINDS) == API_KINDS
