@@ -191,6 +191,28 @@ def test_worker_killed_mid_batch(slow: tuple[JobApi, App], kube: FakeKube) -> No
     assert kube.job(name) is not None and kube.job(name).failed == 1  # replaced, within backoffLimit
 
 
+def test_spot_interruption_replaces_the_pod_uncounted(slow: tuple[JobApi, App], kube: FakeKube) -> None:
+    api, app = slow
+    job_id = submit(api, items(16, 2, workers=2))  # 8 batches of 0.5 s
+    name = job_object_name("slow", job_id)
+    deadline = time.monotonic() + 30
+    while True:  # once pod 0 works on a batch, the node is interrupted: DisruptionTarget and SIGTERM
+        job = kube.job(name)
+        if job is not None and job.pods and job.pods[0].sidecars[0].proc is not None:
+            app_pid = job.pods[0].sidecars[0].proc.pid
+            if any(r["pid"] == app_pid for r in app.requests(job_id)):
+                kube.disrupt(job.pods[0])
+                break
+        assert time.monotonic() < deadline, "no batch reached pod 0"
+        time.sleep(0.02)
+    final = api.wait_status(job_id, *TERMINAL)
+    assert final["job_status"]["status"] == "succeeded", final
+    assert (final["metrics"]["succeeded"], final["metrics"]["failed"]) == (8, 0)
+    job = kube.job(name)
+    assert job is not None and job.failed == 0 and job.created_pods == 3  # replaced, not counted as a failure
+    assert len(app.requests(job_id, "/on-job-complete")) == 1
+
+
 def test_timeout_from_submission(slow: tuple[JobApi, App], kube: FakeKube) -> None:
     api, app = slow
     job_id = submit(api, items(100, 1, workers=1, timeout=5))  # 100 batches of 0.5 s: cannot finish
