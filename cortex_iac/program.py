@@ -44,10 +44,12 @@ def specs_from_config(config: pulumi.Config, base_dir: Path, stack_file: str) ->
 
 def deploy(base_dir: Path) -> None:
     """Declare the cluster and every API of the current stack's config, and export their outputs."""
+    from cortex_iac.components.batch_api import BatchApi
     from cortex_iac.components.cluster import Cluster
     from cortex_iac.components.realtime_api import RealtimeApi
+    from cortex_iac.components.task_api import TaskApi
     from cortex_iac.components.traffic_splitter import TrafficSplitter
-    from cortex_iac.specs import RealtimeApiSpec, TrafficSplitterSpec
+    from cortex_iac.specs import BatchApiSpec, RealtimeApiSpec, TaskApiSpec, TrafficSplitterSpec
 
     stack_file = f"Pulumi.{pulumi.get_stack()}.yaml"
     stack = specs_from_config(pulumi.Config("cortex"), base_dir, stack_file)
@@ -60,13 +62,17 @@ def deploy(base_dir: Path) -> None:
         if isinstance(api, RealtimeApiSpec):
             deployed[api.name] = RealtimeApi(api.name, api, cluster, runtime_image=stack.runtime_image)
             urls[api.name] = deployed[api.name].url
+        elif isinstance(api, BatchApiSpec):
+            urls[api.name] = BatchApi(api.name, api, cluster, runtime_image=stack.runtime_image).url
+        elif isinstance(api, TaskApiSpec):
+            urls[api.name] = TaskApi(api.name, api, cluster, runtime_image=stack.runtime_image).url
     # Splitters after the APIs they route to (Cortex deployed them last too); they wait for them.
     for api in stack.apis:
         if isinstance(api, TrafficSplitterSpec):
             urls[api.name] = TrafficSplitter(api.name, api, cluster, deployed).url
         else:
             # The kinds check_deployment lets through for "deploy" (cortex_iac.specs.kinds).
-            assert isinstance(api, RealtimeApiSpec)
+            assert isinstance(api, (RealtimeApiSpec, BatchApiSpec, TaskApiSpec))
     pulumi.export("cluster_name", stack.cluster.cluster_name)
     pulumi.export("kubeconfig", cluster.kubeconfig)
     pulumi.export("api_urls", urls)

@@ -19,7 +19,8 @@ from cortex_iac.jobs import contract
 from cortex_iac.plan.engine import FAKE_ACCOUNT, FAKE_REGION, Recording, record
 from cortex_iac.render import iam, jobs
 from cortex_iac.render.addons import LoadBalancerSettings
-from cortex_iac.specs import BatchApiSpec, NodeGroupSpec, load_apis
+from cortex_iac.specs import BatchApiSpec, NodeGroupSpec, load_apis, load_cluster
+from tests.specs.helpers import REFERENCE, requires_reference
 
 STACK = "urn:pulumi:test::cortex::"
 LB = LoadBalancerSettings("internet-facing", ("0.0.0.0/0",), None)
@@ -224,3 +225,25 @@ def test_two_apis_do_not_share_names() -> None:
     for name in ("a", "b"):
         assert children(rec, TYPE, name) == expected_children(name)
     assert len({r.urn for r in rec.resources}) == len(rec.resources)
+
+
+@requires_reference
+def test_every_reference_job_api_plans_on_the_reference_cluster() -> None:
+    from cortex_iac.components.cluster import Cluster
+    from cortex_iac.components.task_api import TaskApi
+
+    cluster_spec = load_cluster(REFERENCE / "cluster.yaml")
+    files = sorted(p for p in (REFERENCE / "apis").glob("*.yaml") if p.name.startswith(("batch__", "task__")))
+    assert len(files) == 4
+    for path in files:
+        (spec,) = load_apis(path)
+
+        def run(spec: Any = spec) -> None:
+            cluster = Cluster(cluster_spec.cluster_name, cluster_spec)
+            component = BatchApi if isinstance(spec, BatchApiSpec) else TaskApi
+            component(spec.name, spec, cluster, runtime_image=IMAGE)
+
+        rec = record(run, preview=True)
+        type_ = TYPE if isinstance(spec, BatchApiSpec) else "cortex:api:TaskApi"
+        names = {name for _, name in children(rec, type_, spec.name)}
+        assert {f"{spec.name}-jobs", f"{spec.name}-deployment", f"{spec.name}-job-template"} <= names, path.name
