@@ -33,6 +33,7 @@ from cortex_iac.jobs.contract import (
     GATEWAY_COMMAND,
     GATEWAY_PORT,
     GATEWAY_RBAC_RULES,
+    GATEWAY_RESOURCES,
     HEALTH_PATH,
     JOB_TEMPLATE_DIR,
     JOB_TEMPLATE_KEY,
@@ -41,6 +42,7 @@ from cortex_iac.jobs.contract import (
     WORKER_COMMAND,
     WORKER_CONTAINER_NAME,
     WORKER_JOB_ENV,
+    WORKER_RESOURCES,
     Attr,
     GatewayConfig,
     JobKind,
@@ -55,8 +57,6 @@ from cortex_iac.render import karpenter, routing, workload
 from cortex_iac.render.iam import policy_document
 from cortex_iac.render.workload import API_NAMESPACE, RUNTIME_UID, HandlerContainer
 from cortex_iac.specs import BatchApiSpec, TaskApiSpec
-from cortex_iac.specs.kinds import BATCH_WORKER, SidecarResources
-from cortex_iac.specs.quantity import Quantity
 
 if TYPE_CHECKING:
     from cortex_iac.specs import ClusterSpec, NodeGroupSpec
@@ -65,7 +65,7 @@ JobApiSpec = BatchApiSpec | TaskApiSpec
 """A job API's spec."""
 
 __all__ = [
-    "CLUSTER_PLACEHOLDER", "COMPONENTS", "GATEWAY_REPLICAS", "GATEWAY_RESOURCES", "REGION_PLACEHOLDER",
+    "CLUSTER_PLACEHOLDER", "COMPONENTS", "GATEWAY_REPLICAS", "REGION_PLACEHOLDER",
     "TABLE_PLACEHOLDER", "job_table",
     "TEMPLATE_CHECKSUM", "JobApiObjects", "JobContext", "gateway_config", "gateway_policy", "job_api_objects",
     "job_template", "queue_arn", "render_job_api", "worker_config", "worker_policy",
@@ -77,11 +77,6 @@ GATEWAY_CONTAINER = "gateway"
 GATEWAY_PORT_NAME = "http"
 # Two stateless gateways: one may roll or be evicted while the other answers.
 GATEWAY_REPLICAS = 2
-# Small and steady, except while a submission is enqueued: a 10 MiB item_list is parsed and split in
-# memory, hence the memory limit well above the request.
-GATEWAY_RESOURCES = SidecarResources(
-    cpu=Quantity.parse("100m"), memory=Quantity.parse("128Mi"), memory_limit=Quantity.parse("512Mi")
-)
 # On SIGTERM the gateway keeps answering while the ALB deregisters it (the readiness gate and the
 # deregistration delay), then uvicorn finishes what it accepted.
 GATEWAY_PRESTOP_SLEEP_SECONDS = 15
@@ -292,7 +287,7 @@ def gateway_deployment(spec: JobApiSpec, context: JobContext, template_text: str
         "livenessProbe": {"httpGet": {"path": HEALTH_PATH, "port": GATEWAY_PORT}, "periodSeconds": 10,
                           "timeoutSeconds": 5, "failureThreshold": 3},
         "lifecycle": {"preStop": {"sleep": {"seconds": GATEWAY_PRESTOP_SLEEP_SECONDS}}},
-        "resources": GATEWAY_RESOURCES.to_k8s(),
+        "resources": json.loads(json.dumps(GATEWAY_RESOURCES)),
         "securityContext": workload.locked_down(RUNTIME_UID),
         "volumeMounts": [{"name": TEMPLATE_VOLUME, "mountPath": JOB_TEMPLATE_DIR, "readOnly": True},
                          {"name": workload.TMP_VOLUME, "mountPath": "/tmp"}],
@@ -428,7 +423,7 @@ def _worker_container(spec: BatchApiSpec, context: JobContext) -> dict[str, Any]
         "image": context.runtime_image,
         "command": list(WORKER_COMMAND),
         "env": _env(env),
-        "resources": BATCH_WORKER.to_k8s(),
+        "resources": json.loads(json.dumps(WORKER_RESOURCES)),
         "securityContext": workload.locked_down(RUNTIME_UID),
     }
 

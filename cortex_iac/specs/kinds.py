@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from cortex_iac.jobs.contract import WORKER_RESOURCES
 from cortex_iac.specs.api import API_KINDS
 from cortex_iac.specs.quantity import Quantity
 
@@ -41,9 +42,11 @@ ENVOY_SIDECAR = SidecarResources(
 
 
 # The batch worker of a BatchAPI pod (cortex_iac.jobs.worker): one Python process receiving one
-# batch at a time from SQS and posting it to the user's container; small and steady.
+# batch at a time from SQS and posting it to the user's container; its resources are the contract's.
 BATCH_WORKER = SidecarResources(
-    cpu=Quantity.parse("100m"), memory=Quantity.parse("128Mi"), memory_limit=Quantity.parse("256Mi")
+    cpu=Quantity.parse(WORKER_RESOURCES["requests"]["cpu"]),
+    memory=Quantity.parse(WORKER_RESOURCES["requests"]["memory"]),
+    memory_limit=Quantity.parse(WORKER_RESOURCES["limits"]["memory"]),
 )
 
 

@@ -175,7 +175,7 @@ def test_batch_template_worker_first_user_containers_as_native_sidecars() -> Non
     per_job = {"CORTEX_JOB_ID": "0123456789abcdef", "CORTEX_SQS_URL": "https://q", "CORTEX_MAX_RECEIVE_COUNT": "2"}
     config = contract.WorkerConfig.from_env({**env, **per_job})
     assert (config.app_port, config.table, config.aws_region, config.max_receive_count) == (9000, "t", "r", 2)
-    assert worker["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+    assert worker["resources"] == contract.WORKER_RESOURCES
     api, helper = pod["initContainers"]
     assert [c["restartPolicy"] for c in (api, helper)] == ["Always", "Always"]
     # CORTEX_PORT comes first, so $(CORTEX_PORT) in the command and later variables expand.
@@ -272,3 +272,10 @@ def test_substitute_replaces_placeholders_only_where_whole() -> None:
     env = {e["name"]: e["value"] for e in replaced["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["CORTEX_JOB_TABLE"] == "T" and env["AWS_REGION"] == "R"
     assert deployment == objects.gateway_deployment  # a copy, the input unchanged
+
+
+def test_the_fit_check_counts_the_workers_resources() -> None:
+    from cortex_iac.specs.kinds import BATCH_WORKER, KINDS
+
+    assert KINDS["BatchAPI"].sidecar == BATCH_WORKER and BATCH_WORKER.to_k8s() == contract.WORKER_RESOURCES
+    assert KINDS["TaskAPI"].sidecar is None  # a task pod runs the user's containers only
