@@ -34,6 +34,7 @@ from cortex_iac.jobs.contract import (
     GATEWAY_PORT,
     GATEWAY_RBAC_RULES,
     GATEWAY_RESOURCES,
+    GATEWAY_S3_ACTIONS,
     HEALTH_PATH,
     JOB_TEMPLATE_DIR,
     JOB_TEMPLATE_KEY,
@@ -85,6 +86,10 @@ GATEWAY_GRACE_SECONDS = 45
 # changed template rolls the gateways.
 TEMPLATE_CHECKSUM = "cortex.dev/job-template-sha256"
 TEMPLATE_VOLUME = "job-template"
+# jobs.api_key_secret: the Secret's key holding the API key, mounted into the gateway here.
+API_KEY_SECRET_KEY = "api-key"
+API_KEY_VOLUME = "api-key"
+API_KEY_DIR = "/cortex/api-key"
 # Where the table name and region go until the table exists (the components substitute them).
 TABLE_PLACEHOLDER = "<job-table-name>"
 REGION_PLACEHOLDER = "<aws-region>"
@@ -252,6 +257,7 @@ def gateway_config(spec: JobApiSpec, context: JobContext) -> GatewayConfig:
         aws_region=context.region,
         s3_read=tuple(spec.iam.s3_read),
         retention_seconds=spec.jobs.retention,
+        api_key_file=None if spec.jobs.api_key_secret is None else f"{API_KEY_DIR}/{API_KEY_SECRET_KEY}",
     )
 
 
@@ -275,8 +281,10 @@ def gateway_deployment(spec: JobApiSpec, context: JobContext, template_text: str
     """The gateway Deployment: ``GATEWAY_REPLICAS`` pods of the runtime image running
     ``GATEWAY_COMMAND`` on ``GATEWAY_PORT``, ready and alive on ``HEALTH_PATH``, the job template
     mounted at ``JOB_TEMPLATE_DIR``, as our locked-down user, on the Cortex node groups (CPU, never the
-    system nodes); rolls one pod at a time, never below the replica count."""
-    container = {
+    system nodes); rolls one pod at a time, never below the replica count. With
+    ``jobs.api_key_secret`` the Secret's ``api-key`` is mounted at ``API_KEY_DIR`` and named by
+    ``GatewayConfig.api_key_file``."""
+    container: dict[str, Any] = {
         "name": GATEWAY_CONTAINER,
         "image": context.runtime_image,
         "command": list(GATEWAY_COMMAND),
@@ -292,6 +300,15 @@ def gateway_deployment(spec: JobApiSpec, context: JobContext, template_text: str
         "volumeMounts": [{"name": TEMPLATE_VOLUME, "mountPath": JOB_TEMPLATE_DIR, "readOnly": True},
                          {"name": workload.TMP_VOLUME, "mountPath": "/tmp"}],
     }
+    volumes: list[dict[str, Any]] = [
+        {"name": TEMPLATE_VOLUME, "configMap": {"name": job_template_config_map_name(spec.name)}},
+        {"name": workload.TMP_VOLUME, "emptyDir": {}},
+    ]
+    if spec.jobs.api_key_secret is not None:
+        # Not optional: without the Secret the gateway does not start, rather than serve without a key.
+        volumes.append({"name": API_KEY_VOLUME, "secret": {
+            "secretName": spec.jobs.api_key_secret, "items": [{"key": API_KEY_SECRET_KEY, "path": API_KEY_SECRET_KEY}]}})
+        container["volumeMounts"].append({"name": API_KEY_VOLUME, "mountPath": API_KEY_DIR, "readOnly": True})
     selector = _gateway_selector(spec)
     return {
         "apiVersion": "apps/v1",
@@ -311,10 +328,7 @@ def gateway_deployment(spec: JobApiSpec, context: JobContext, template_text: str
                     "terminationGracePeriodSeconds": GATEWAY_GRACE_SECONDS,
                     "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [container],
-                    "volumes": [
-                        {"name": TEMPLATE_VOLUME, "configMap": {"name": job_template_config_map_name(spec.name)}},
-                        {"name": workload.TMP_VOLUME, "emptyDir": {}},
-                    ],
+                    "volumes": volumes,
                     "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
                         "nodeSelectorTerms": [{"matchExpressions": [
                             {"key": karpenter.NODE_GROUP_LABEL, "operator": "Exists"}]}]}}},
@@ -460,8 +474,14 @@ def queue_arn(table_arn: str, cluster_name: str, api_name: str) -> str:
 
 
 def _s3_statements(spec: JobApiSpec, partition: str) -> list[dict[str, Any]]:
+    # The API's own S3 grants (iam.s3_read, iam.s3_write), as its pods' role has them.
     document = workload.iam_policy(spec, partition)
     return [] if document is None else list(document["Statement"])
+
+
+def _lister_statements(spec: JobApiSpec, partition: str) -> list[dict[str, Any]]:
+    # What the gateway's listers need of those: the reads (GATEWAY_S3_ACTIONS), never the writes.
+    return [s for s in _s3_statements(spec, partition) if s["Action"] in GATEWAY_S3_ACTIONS]
 
 
 def gateway_policy(spec: JobApiSpec, table_arn: str, cluster_name: str) -> dict[str, Any]:
@@ -472,7 +492,7 @@ def gateway_policy(spec: JobApiSpec, table_arn: str, cluster_name: str) -> dict[
     partition = table_arn.split(":")[1]
     statements = gateway_iam_statements(kind, table_arn=table_arn, queue_arn=queue_arn(table_arn, cluster_name, spec.name))
     if kind == "BatchAPI":
-        statements += _s3_statements(spec, partition)
+        statements += _lister_statements(spec, partition)
     return policy_document(statements)
 
 

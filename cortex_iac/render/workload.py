@@ -437,7 +437,9 @@ def tolerations(spec: WorkloadSpec, allowed: Sequence[NodeGroupSpec] | None) -> 
 
 
 def iam_policy(spec: WorkloadSpec, partition: str = "aws") -> dict[str, Any] | None:
-    """The API role's inline policy: exactly what ``iam.s3_read`` asks for, or None (no policy).
+    """The API role's inline policy: exactly what ``iam.s3_read`` and ``iam.s3_write`` ask for, or
+    None (no policy). ``s3_write`` grants ``s3:PutObject`` on the same key patterns (statement
+    ``WriteObjects``), nothing to delete or list.
 
     For each ``s3://bucket/prefix``: ``s3:GetObject`` on the prefix's keys, and ``s3:ListBucket``
     on the bucket only for keys under the prefixes (an ``s3:prefix`` condition). A prefix ending in
@@ -451,15 +453,21 @@ def iam_policy(spec: WorkloadSpec, partition: str = "aws") -> dict[str, Any] | N
         prefixes.setdefault(bucket, [])
         if prefix not in prefixes[bucket]:
             prefixes[bucket].append(prefix)
-    if not prefixes:
+    writes = [f"arn:{partition}:s3:::{bucket}/{pattern}" for uri in dict.fromkeys(spec.iam.s3_write)
+              for bucket, _, prefix in [uri.removeprefix("s3://").partition("/")] for pattern in _key_patterns(prefix)]
+    if not prefixes and not writes:
         return None
-    statements: list[dict[str, Any]] = [{
-        "Sid": "ReadObjects",
-        "Effect": "Allow",
-        "Action": "s3:GetObject",
-        "Resource": [f"arn:{partition}:s3:::{bucket}/{pattern}" for bucket, ps in prefixes.items()
-                     for prefix in ps for pattern in _key_patterns(prefix)],
-    }]
+    statements: list[dict[str, Any]] = []
+    if prefixes:
+        statements.append({
+            "Sid": "ReadObjects",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": [f"arn:{partition}:s3:::{bucket}/{pattern}" for bucket, ps in prefixes.items()
+                         for prefix in ps for pattern in _key_patterns(prefix)],
+        })
+    if writes:
+        statements.append({"Sid": "WriteObjects", "Effect": "Allow", "Action": "s3:PutObject", "Resource": writes})
     for number, (bucket, ps) in enumerate(prefixes.items()):
         statement: dict[str, Any] = {
             "Sid": f"ListBucket{number}",

@@ -163,11 +163,14 @@ S3Uri = Annotated[
 
 
 class IamSpec(SpecModel):
-    """Our extension: AWS access the API's pods get, least privilege (``s3_read``)."""
+    """Our extension: AWS access the API's pods get, least privilege (``s3_read``, ``s3_write``)."""
 
     s3_read: list[S3Uri] = Field(default_factory=list)
     """cortex_iac extension: S3 URIs (s3://bucket or s3://bucket/prefix/) the API's pods may read, through the
     API's own IAM role. Default [] (no S3 access)."""
+    s3_write: list[S3Uri] = Field(default_factory=list)
+    """cortex_iac extension: S3 URIs (s3://bucket or s3://bucket/prefix/) the API's pods may write objects to
+    (s3:PutObject; no delete, no listing), e.g. a trainer's model or a batch job's results. Default []."""
 
 
 class _ApiBase(SpecModel):
@@ -328,13 +331,22 @@ JobRetention = Annotated[int, duration_rule(
 ), DURATION_SCHEMA]
 
 
+SecretName = Annotated[str, dns_label(63, letter_first=False)]
+
+
 class JobsSpec(SpecModel):
-    """cortex_iac extension (BatchAPI and TaskAPI): how long the API's job records are kept."""
+    """cortex_iac extension (BatchAPI and TaskAPI): how long the API's job records are kept, and
+    whether the job endpoints require an API key."""
 
     retention: JobRetention = DEFAULT_JOB_RETENTION_SECONDS
     """cortex_iac extension: how long a finished job's status and metrics stay in the API's job table (GET
     ?jobID= reads them) after the job ends: whole hours, 1h to 8784h. Default 720h (30 days); the table's
     TTL then deletes the record."""
+    api_key_secret: SecretName | None = None
+    """cortex_iac extension: name of a Kubernetes Secret in the API namespace whose key ``api-key`` holds the key
+    every job request (submit, status, stop) must carry as ``Authorization: Bearer <key>``; one Secret can
+    serve every API of the cluster. Default none: no key, as Cortex (anyone who reaches the endpoint may
+    submit). The gateway does not start until the Secret exists."""
 
 
 # The job gateway answers its health checks under /-/ (cortex_iac.jobs.contract.HEALTH_PATH), outside

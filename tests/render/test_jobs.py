@@ -279,3 +279,38 @@ def test_the_fit_check_counts_the_workers_resources() -> None:
 
     assert KINDS["BatchAPI"].sidecar == BATCH_WORKER and BATCH_WORKER.to_k8s() == contract.WORKER_RESOURCES
     assert KINDS["TaskAPI"].sidecar is None  # a task pod runs the user's containers only
+
+
+def test_api_key_secret_is_mounted_and_named_to_the_gateway() -> None:
+    objects = job_api_objects(_batch(jobs={"api_key_secret": "cortex-api-key"}), _context())
+    pod = objects.gateway_deployment["spec"]["template"]["spec"]
+    assert {"name": "api-key", "secret": {"secretName": "cortex-api-key",
+                                          "items": [{"key": "api-key", "path": "api-key"}]}} in pod["volumes"]
+    (container,) = pod["containers"]
+    assert {"name": "api-key", "mountPath": "/cortex/api-key", "readOnly": True} in container["volumeMounts"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert contract.GatewayConfig.from_env(env).api_key_file == "/cortex/api-key/api-key"
+    assert validate_all([objects.gateway_deployment]) == 1
+    # Off by default, as Cortex.
+    default = job_api_objects(_batch(), _context()).gateway_deployment["spec"]["template"]["spec"]
+    assert all("secret" not in v for v in default["volumes"])
+    assert contract.GatewayConfig.from_env(
+        {e["name"]: e["value"] for e in default["containers"][0]["env"]}).api_key_file is None
+
+
+def test_s3_write_goes_to_the_pods_not_to_the_gateway() -> None:
+    spec = _task(iam={"s3_read": ["s3://data/iris/"], "s3_write": ["s3://models/iris/", "s3://models/iris/"]})
+    statements = _statements(jobs.worker_policy(spec, TABLE_ARN, "c"))
+    assert {"Sid": "WriteObjects", "Effect": "Allow", "Action": "s3:PutObject",
+            "Resource": ["arn:aws:s3:::models/iris/*"]} in statements
+    batch = _batch(iam={"s3_read": ["s3://data/in/"], "s3_write": ["s3://data/out"]})
+    gateway = _statements(jobs.gateway_policy(batch, TABLE_ARN, "c"))
+    assert not any(s["Action"] == "s3:PutObject" for s in gateway)
+    worker = _statements(jobs.worker_policy(batch, TABLE_ARN, "c"))
+    assert [s for s in worker if s.get("Sid") == "WriteObjects"] == [
+        {"Sid": "WriteObjects", "Effect": "Allow", "Action": "s3:PutObject",
+         "Resource": ["arn:aws:s3:::data/out", "arn:aws:s3:::data/out/*"]}]
+    # Only writes: no read or list statement appears.
+    only_write = _statements(jobs.worker_policy(_task(iam={"s3_write": ["s3://models/"]}), TABLE_ARN, "c"))
+    assert only_write == [{"Sid": "WriteObjects", "Effect": "Allow", "Action": "s3:PutObject",
+                           "Resource": ["arn:aws:s3:::models/*"]}]

@@ -453,6 +453,15 @@ CASES: list[tuple[str, list[Any], list[str]]] = [
         ],
     ),
     (
+        "api key secret and s3_write names",
+        [api("BatchAPI", jobs={"api_key_secret": "Key_1"}, iam={"s3_write": ["models/iris"]})],
+        [
+            f"{P}.iam.s3_write[0]: 'models/iris' is not allowed (must be an S3 URI such as s3://bucket/prefix/)",
+            f"{P}.jobs.api_key_secret: 'Key_1' is not allowed (must be at most 63 characters of a-z, 0-9 and '-', "
+            "starting with a letter or digit and ending with a letter or digit)",
+        ],
+    ),
+    (
         "TaskAPI takes no handler",
         [api("TaskAPI", pod={"containers": [{"name": "t", "handler": {"path": "h.py"}}]})],
         [f'{P}.pod.containers[0].handler: {{"path": "h.py"}} is not allowed (not supported by TaskAPI: a handler serves '
