@@ -247,3 +247,25 @@ def test_every_reference_job_api_plans_on_the_reference_cluster() -> None:
         type_ = TYPE if isinstance(spec, BatchApiSpec) else "cortex:api:TaskApi"
         names = {name for _, name in children(rec, type_, spec.name)}
         assert {f"{spec.name}-jobs", f"{spec.name}-deployment", f"{spec.name}-job-template"} <= names, path.name
+
+
+def _changes(before: Callable[[], None], after: Callable[[], None]) -> dict[str, str]:
+    from cortex_iac.plan.diff import diff_plans
+    from cortex_iac.plan.plan import to_plan
+
+    report = diff_plans(to_plan(record(before, preview=True)), to_plan(record(after, preview=True)))
+    return {d.name: d.op for d in report.resources}
+
+
+def test_a_retention_change_touches_the_gateway_and_its_template_only() -> None:
+    # The template's text is only known at deploy time (it holds the table's name), so the plan
+    # shows it as unknown on both sides: only the gateway's environment differs in a preview.
+    changed = _changes(program(BatchApi, batch_spec()), program(BatchApi, batch_spec(jobs={"retention": "48h"})))
+    assert changed == {"sum-deployment": "update"}
+
+
+def test_a_container_change_leaves_the_table_and_roles_alone() -> None:
+    other = batch_spec(pod={"containers": [{"name": "api", "image": "example/sum:2", "command": ["run"]}]})
+    changed = _changes(program(BatchApi, batch_spec()), program(BatchApi, other))
+    assert changed == {"sum-deployment": "update"}  # its template checksum; the template itself is unknown in preview
+    assert not any(name.endswith(("-jobs", "-role", "-policy")) for name in changed)
