@@ -117,8 +117,12 @@ class JobApi(pulumi.ComponentResource):
             subjects=jobs.substitute(objects.role_binding["subjects"], {namespace_name: namespace}),
         )
         template_text: str = objects.job_template["data"][JOB_TEMPLATE_KEY]
+        # Its data holds the table's name, unknown in a plan; the checksum annotation is known there and
+        # stands for the data (a change of it is the replacement a change of the data is).
         template = kube_object(
-            f"{name}-job-template", objects.job_template, on_cluster, metadata=placed(objects.job_template),
+            f"{name}-job-template", objects.job_template,
+            pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(replace_on_changes=["metadata.annotations"])),
+            metadata=placed(objects.job_template),
             data={JOB_TEMPLATE_KEY: _filled(template_text, values)},
         )
         deployment = kube_object(

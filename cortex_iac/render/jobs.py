@@ -196,7 +196,10 @@ def job_api_objects(
     config_map = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": job_template_config_map_name(name), "namespace": ns, "labels": labels(spec)},
+        # The checksum (of the text with its placeholders) is known in a plan, where the filled-in text is
+        # not: a changed template shows there.
+        "metadata": {"name": job_template_config_map_name(name), "namespace": ns, "labels": labels(spec),
+                     "annotations": {TEMPLATE_CHECKSUM: workload.sha256(template_text)}},
         "data": {JOB_TEMPLATE_KEY: template_text},
     }
     network_policy = workload.network_policy(jobs_ns, name=jobs_ns, ingress=False)

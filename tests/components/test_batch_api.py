@@ -155,10 +155,19 @@ def test_kubernetes_inputs_are_the_rendered_objects_with_the_tables_values() -> 
     for (type_, name), obj in expected.items():
         found = rec.find(type_, name).inputs
         if name == "sum-deployment":
-            # The checksum is of the template as rendered (with placeholders), which the component renders too.
+            # The checksum is of the template as rendered with its placeholders (as the component renders it).
             annotations = found["spec"]["template"]["metadata"]["annotations"]
             obj["spec"]["template"]["metadata"]["annotations"] = annotations
+        if name == "sum-job-template":
+            obj["metadata"]["annotations"] = found["metadata"]["annotations"]
         assert found == obj, name
+    placeholders = jobs.job_api_objects(spec, jobs.JobContext(cluster_name="cortex-test", runtime_image=IMAGE,
+                                                              node_groups=tuple(NODE_GROUPS)))
+    checksum = placeholders.job_template["metadata"]["annotations"][jobs.TEMPLATE_CHECKSUM]
+    assert rec.find("kubernetes:core/v1:ConfigMap", "sum-job-template").inputs["metadata"]["annotations"] == {
+        jobs.TEMPLATE_CHECKSUM: checksum}
+    deployment = rec.find("kubernetes:apps/v1:Deployment", "sum-deployment").inputs
+    assert deployment["spec"]["template"]["metadata"]["annotations"] == {jobs.TEMPLATE_CHECKSUM: checksum}
     # The template the gateway reads names the table and region, no placeholder.
     text = rec.find("kubernetes:core/v1:ConfigMap", "sum-job-template").inputs["data"][contract.JOB_TEMPLATE_KEY]
     assert "<" not in text and '"value": "sum-jobs"' in text
@@ -257,15 +266,23 @@ def _changes(before: Callable[[], None], after: Callable[[], None]) -> dict[str,
     return {d.name: d.op for d in report.resources}
 
 
+TEMPLATE_CHANGE = {"sum-job-template": "replace", "sum-deployment": "update"}
+
+
 def test_a_retention_change_touches_the_gateway_and_its_template_only() -> None:
-    # The template's text is only known at deploy time (it holds the table's name), so the plan
-    # shows it as unknown on both sides: only the gateway's environment differs in a preview.
+    # The template's text is only known at deploy time (it holds the table's name); its checksum
+    # annotation, known in the plan, shows the change (and its replacement).
     changed = _changes(program(BatchApi, batch_spec()), program(BatchApi, batch_spec(jobs={"retention": "48h"})))
-    assert changed == {"sum-deployment": "update"}
+    assert changed == TEMPLATE_CHANGE
 
 
 def test_a_container_change_leaves_the_table_and_roles_alone() -> None:
     other = batch_spec(pod={"containers": [{"name": "api", "image": "example/sum:2", "command": ["run"]}]})
-    changed = _changes(program(BatchApi, batch_spec()), program(BatchApi, other))
-    assert changed == {"sum-deployment": "update"}  # its template checksum; the template itself is unknown in preview
-    assert not any(name.endswith(("-jobs", "-role", "-policy")) for name in changed)
+    assert _changes(program(BatchApi, batch_spec()), program(BatchApi, other)) == TEMPLATE_CHANGE
+
+
+def test_an_endpoint_change_touches_the_gateway_and_its_route_only() -> None:
+    moved = batch_spec(networking={"endpoint": "/jobs/sum"})
+    # The endpoint is in the gateway's settings, not in the job template.
+    assert _changes(program(BatchApi, batch_spec()), program(BatchApi, moved)) == {
+        "sum-deployment": "update", "sum-ingress": "update"}
