@@ -22,7 +22,7 @@ def batch(args: argparse.Namespace) -> None:
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             body = self.rfile.read(int(self.headers["Content-Length"]))
             line = json.dumps({"path": self.path, "job_id": self.headers.get("X-Cortex-Job-ID"),
-                               "body": json.loads(body), "pid": os.getpid()})
+                               "body": json.loads(body), "pid": os.getpid(), "t": time.time()})
             with open(args.record, "a") as out:
                 out.write(line + "\n")
             if self.path == "/on-job-complete":
