@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -273,23 +274,6 @@ class Gateway:
             raise
         return url
 
-    def _keep_going(self, job_id: str, deadline: float | None) -> Any:
-        last = [time.monotonic()]
-
-        def check(sent: int) -> None:
-            if time.monotonic() - last[0] < _HEARTBEAT_SECONDS:
-                return
-            last[0] = time.monotonic()
-            if deadline is not None and time.time() >= deadline:
-                self.store.update(job_id, {Attr.STATUS: st.TIMED_OUT, Attr.END_TIME: st.now_rfc3339()},
-                                  from_statuses=[st.ENQUEUING])
-                raise Stopped
-            if not self.store.update(job_id, {Attr.ENQUEUE_HEARTBEAT: time.time(), Attr.TOTAL_BATCH_COUNT: sent},
-                                     from_statuses=[st.ENQUEUING]):
-                raise Stopped
-
-        return check
-
     async def _enqueue_and_start(self, job_id: str, submission: BatchSubmission, bodies: list[str] | None,
                                  spec: dict[str, Any]) -> None:
         """Background of a submit: enqueue, then create the workers' Job (Cortex's order: an
@@ -313,8 +297,12 @@ class Gateway:
 
         def send_all() -> int:
             source = bodies if bodies is not None else lister_bodies(self.s3, submission)
-            return enqueue(self.sqs, url, source, threads=self.config.enqueue_threads,
-                           keep_going=self._keep_going(job_id, deadline))
+            heartbeat = _Heartbeat(self.store, job_id, deadline)
+            heartbeat.start()
+            try:
+                return enqueue(self.sqs, url, source, threads=self.config.enqueue_threads, keep_going=heartbeat.check)
+            finally:
+                heartbeat.stop()
 
         try:
             count = await run_in_threadpool(send_all)
@@ -456,6 +444,40 @@ class Gateway:
 
 class _DeadLetterQueueError(Exception):
     pass
+
+
+class _Heartbeat(threading.Thread):
+    """While a job enqueues: every few seconds, refresh its heartbeat and progress in the record
+    (also while a lister is still walking S3 and nothing is sent), and notice a stop or the timeout;
+    ``check`` (called between SendMessageBatch requests) then raises ``Stopped``."""
+
+    def __init__(self, store: JobStore, job_id: str, deadline: float | None) -> None:
+        super().__init__(daemon=True, name=f"heartbeat-{job_id}")
+        self.store, self.job_id, self.deadline = store, job_id, deadline
+        self.sent = 0
+        self.stopped = False
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(_HEARTBEAT_SECONDS):
+            if self.deadline is not None and time.time() >= self.deadline:
+                self.store.update(self.job_id, {Attr.STATUS: st.TIMED_OUT, Attr.END_TIME: st.now_rfc3339()},
+                                  from_statuses=[st.ENQUEUING])
+                self.stopped = True
+                return
+            progress = {Attr.ENQUEUE_HEARTBEAT: time.time(), Attr.TOTAL_BATCH_COUNT: self.sent}
+            if not self.store.update(self.job_id, progress, from_statuses=[st.ENQUEUING]):
+                self.stopped = True
+                return
+
+    def check(self, sent: int) -> None:
+        self.sent = sent
+        if self.stopped:
+            raise Stopped
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
 
 
 def build(config: GatewayConfig) -> Gateway:
