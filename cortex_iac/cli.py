@@ -158,7 +158,7 @@ def cost(
 
 @app.command()
 def render(
-    api_file: Annotated[Path, typer.Argument(help="cortex.yaml with RealtimeAPIs, AsyncAPIs and TrafficSplitters")],
+    api_file: Annotated[Path, typer.Argument(help="cortex.yaml with RealtimeAPIs, AsyncAPIs, BatchAPIs, TaskAPIs and TrafficSplitters")],
     out: Annotated[Path, typer.Option("--out", help="directory to write the objects to, as YAML")],
     cluster: Annotated[Path | None, typer.Option("--cluster", help="cluster.yaml: place pods on its node groups")] = None,
     runtime_image: Annotated[
@@ -172,9 +172,18 @@ def render(
     as ${...} placeholders."""
     from cortex_iac.plan.plan import write_manifests
     from cortex_iac.render import async_api
+    from cortex_iac.render.jobs import render_job_api
     from cortex_iac.render.realtime import render_api
     from cortex_iac.render.splitter import render_splitter
-    from cortex_iac.specs import AsyncApiSpec, RealtimeApiSpec, TrafficSplitterSpec, load_apis, load_cluster
+    from cortex_iac.specs import (
+        AsyncApiSpec,
+        BatchApiSpec,
+        RealtimeApiSpec,
+        TaskApiSpec,
+        TrafficSplitterSpec,
+        load_apis,
+        load_cluster,
+    )
     from cortex_iac.specs.deployment import check_deployment
 
     try:
@@ -192,6 +201,10 @@ def render(
                 objects += async_api.render_api(api, cluster_spec, runtime_image=runtime_image)
             elif isinstance(api, TrafficSplitterSpec):
                 objects += render_splitter(api, realtime, cluster_spec)
+            elif isinstance(api, (BatchApiSpec, TaskApiSpec)):
+                assert runtime_image is not None  # check_deployment refuses job APIs without one
+                # The job table's name and the region are placeholders: they exist once the table does.
+                objects += render_job_api(api, cluster_spec, runtime_image=runtime_image)
         written = write_manifests(objects, out)
         typer.echo(f"{len(written)} objects of {len(apis)} API(s) written to {out}")
     except CortexError as e:

@@ -50,11 +50,13 @@ def specs_from_config(config: pulumi.Config, base_dir: Path, stack_file: str) ->
 def deploy(base_dir: Path) -> None:
     """Declare the cluster and every API of the current stack's config, and export their outputs."""
     from cortex_iac.components.async_api import AsyncApi
+    from cortex_iac.components.batch_api import BatchApi
     from cortex_iac.components.cluster import Cluster
     from cortex_iac.components.observability import ApiRules
     from cortex_iac.components.realtime_api import RealtimeApi
+    from cortex_iac.components.task_api import TaskApi
     from cortex_iac.components.traffic_splitter import TrafficSplitter
-    from cortex_iac.specs import AsyncApiSpec, RealtimeApiSpec, TrafficSplitterSpec
+    from cortex_iac.specs import AsyncApiSpec, BatchApiSpec, RealtimeApiSpec, TaskApiSpec, TrafficSplitterSpec
 
     stack_file = f"Pulumi.{pulumi.get_stack()}.yaml"
     stack = specs_from_config(pulumi.Config("cortex"), base_dir, stack_file)
@@ -72,6 +74,10 @@ def deploy(base_dir: Path) -> None:
             urls[api.name] = deployed[api.name].url
         elif isinstance(api, AsyncApiSpec):
             urls[api.name] = AsyncApi(api.name, api, cluster, runtime_image=stack.runtime_image).url
+        elif isinstance(api, BatchApiSpec):
+            urls[api.name] = BatchApi(api.name, api, cluster, runtime_image=stack.runtime_image).url
+        elif isinstance(api, TaskApiSpec):
+            urls[api.name] = TaskApi(api.name, api, cluster, runtime_image=stack.runtime_image).url
     if cluster.prometheus_url is not None:
         ApiRules(f"{stack.cluster.cluster_name}-apis", [a for a in stack.apis if isinstance(a, RealtimeApiSpec)],
                  cluster.handle)
@@ -81,7 +87,7 @@ def deploy(base_dir: Path) -> None:
             urls[api.name] = TrafficSplitter(api.name, api, cluster, deployed).url
         else:
             # The kinds check_deployment lets through for "deploy" (cortex_iac.specs.kinds).
-            assert isinstance(api, (RealtimeApiSpec, AsyncApiSpec))
+            assert isinstance(api, (RealtimeApiSpec, AsyncApiSpec, BatchApiSpec, TaskApiSpec))
     pulumi.export("cluster_name", stack.cluster.cluster_name)
     pulumi.export("kubeconfig", cluster.kubeconfig)
     pulumi.export("api_urls", urls)

@@ -282,6 +282,8 @@ def refused_paths(model: type[WorkloadSpec]) -> dict[str, str]:
         refused[f"{_CONTAINERS}readiness_probe.exec"] = "_READINESS"
     if not model._KIND_HAS_PRE_STOP:
         refused[f"{_CONTAINERS}pre_stop"] = "_KIND_HAS_PRE_STOP"
+    if not model._KIND_HAS_HANDLER:
+        refused[f"{_CONTAINERS}handler"] = "_KIND_HAS_HANDLER"
     return refused
 
 

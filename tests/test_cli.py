@@ -44,7 +44,6 @@ def test_validate_accepts_every_reference_config(tmp_path: Path) -> None:
     cluster = str(SHARED / "cluster.yaml")
     for file in files:
         apis = yaml.safe_load(file.read_text())
-        kinds = {api["kind"] for api in apis}
         wants_inf = any(c.get("compute", {}).get("inf") for api in apis for c in api.get("pod", {}).get("containers", []))
         result = runner.invoke(app, ["validate", cluster, str(file)])
         if wants_inf:
@@ -56,15 +55,9 @@ def test_validate_accepts_every_reference_config(tmp_path: Path) -> None:
             result = runner.invoke(app, ["validate", str(with_inf), str(file)])
             assert result.exit_code == 0, result.output
             continue
-        if kinds <= {"RealtimeAPI", "AsyncAPI", "TrafficSplitter"}:
-            assert result.exit_code == 0, result.output
-            assert f"ok {file}: {apis[0]['kind']} " in result.output
-        else:
-            # Not deployable by this version yet: said as an error, never "ok".
-            assert result.exit_code == 1
-            supported = "supported: RealtimeAPI, AsyncAPI, TrafficSplitter"
-            assert f"cannot be deployed by this version of cortex_iac yet; {supported}" in result.output
-            assert f"ok {file}" not in result.output
+        # Every kind deploys (cortex_iac.specs.kinds).
+        assert result.exit_code == 0, result.output
+        assert f"ok {file}: {apis[0]['kind']} " in result.output
         assert ("warning: " + cluster + ": api_load_balancer_type: ignored") in result.output
 
 
@@ -136,16 +129,28 @@ def test_render_writes_valid_objects_for_every_reference_realtime_api(tmp_path: 
             assert validate_all(objects) == len(objects)
 
 
-def test_render_refuses_kinds_it_cannot_render(tmp_path: Path) -> None:
-    path = tmp_path / "a.yaml"
-    path.write_text("- {name: t, kind: TaskAPI, pod: {containers: [{name: c, image: i, command: [x]}]}}\n")
-    result = runner.invoke(app, ["render", str(path), "--out", str(tmp_path / "o")])
-    assert result.exit_code == 1
-    assert result.output.strip() == (
-        f"error: {path}: apis[0].kind: 'TaskAPI' is not allowed (kind TaskAPI cannot be rendered by this version "
-        "of cortex_iac yet; supported: RealtimeAPI, AsyncAPI, TrafficSplitter)"
-    )
-    assert not (tmp_path / "o").exists()
+def test_render_writes_valid_objects_for_every_reference_job_api(tmp_path: Path) -> None:
+    import yaml
+
+    from tests.kube import validate_all
+
+    if not SHARED.is_dir():
+        missing(f"Cortex reference configs not found at {SHARED}")
+    files = sorted(p for p in (SHARED / "apis").glob("*.yaml") if p.name.startswith(("batch__", "task__")))
+    assert len(files) == 4
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/cortex-serving:0.1.0"
+    for i, path in enumerate(files):
+        # Job APIs need the runtime image (their gateway runs it): said in one line without it.
+        result = runner.invoke(app, ["render", str(path), "--out", str(tmp_path / f"none-{i}")])
+        assert result.exit_code == 1 and "no runtime image is given" in result.output, result.output
+        for cluster in ([], ["--cluster", str(SHARED / "cluster.yaml")]):
+            out = tmp_path / f"{i}-{len(cluster)}"
+            result = runner.invoke(app, ["render", str(path), "--out", str(out), "--runtime-image", image, *cluster])
+            assert result.exit_code == 0, (path.name, result.output)
+            objects = [yaml.safe_load(p.read_text()) for p in sorted(out.iterdir())]
+            assert {o["kind"] for o in objects} == {"Namespace", "NetworkPolicy", "ServiceAccount", "Role", "RoleBinding",
+                                                    "ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "Ingress"}
+            assert validate_all(objects) == len(objects) == 11
 
 
 def test_render_writes_valid_objects_for_every_reference_async_api(tmp_path: Path) -> None:

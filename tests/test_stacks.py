@@ -48,6 +48,14 @@ def test_the_dev_stack_splits_traffic_over_its_two_apis(recording) -> None:
     assert splitters == expected
 
 
+def test_the_dev_stack_runs_one_batch_api_and_one_task_api(recording) -> None:
+    found = {(r.type, r.name) for r in recording.resources if r.type in ("cortex:api:BatchApi", "cortex:api:TaskApi")}
+    expected = {("cortex", "dev"): {("cortex:api:BatchApi", "sum"), ("cortex:api:TaskApi", "iris-trainer")}}
+    assert found == expected.get((recording.project, recording.stack), set())
+    for table in recording.of_type("aws:dynamodb/table:Table"):
+        assert table.inputs["billingMode"] == "PAY_PER_REQUEST" and table.inputs["pointInTimeRecovery"] == {"enabled": True}
+
+
 def test_one_cluster_and_one_node_group_component_per_cortex_node_group(recording) -> None:
     (cluster,) = recording.of_type("cortex:eks:Cluster")
     groups = sorted(r.name for r in recording.of_type("cortex:eks:NodeGroup"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -56,32 +57,42 @@ def with_values(obj: Any, values: Mapping[str, pulumi.Input[str]]) -> Any:
     return obj
 
 
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
 def kube_object(
     name: str,
     obj: Mapping[str, Any],
     opts: pulumi.ResourceOptions,
     *,
     metadata: pulumi.Input[Mapping[str, Any]] | None = None,
+    **fields: Any,
 ) -> Any:
     """The Pulumi resource of one rendered object, by its kind: the typed class of the built-in
-    kinds the renderers make (ServiceAccount, ConfigMap, Service, Deployment, PodDisruptionBudget,
-    Ingress), :func:`custom_resource` for the others. ``metadata`` replaces the rendered one. Typed
-    ``Any``: the provider SDK's classes are not followed by the type checker."""
+    kinds the renderers make, with the object's top-level fields (``spec``, ``data``, ``rules``,
+    ``roleRef``, ...) as the class's arguments; :func:`custom_resource` for the others.
+    ``metadata`` replaces the rendered metadata when given (e.g. with a namespace from an Output,
+    so the object waits for it), and ``fields`` replace top-level fields (e.g. ``data`` computed
+    from Outputs). Typed ``Any``: the provider SDK's classes are not followed by the type checker."""
     import pulumi_kubernetes as k8s
 
-    meta = obj["metadata"] if metadata is None else metadata
-    kind = (obj["apiVersion"], obj["kind"])
-    if kind == ("v1", "ServiceAccount"):
-        return k8s.core.v1.ServiceAccount(
-            name, metadata=meta, automount_service_account_token=obj.get("automountServiceAccountToken"), opts=opts)
-    if kind == ("v1", "ConfigMap"):
-        return k8s.core.v1.ConfigMap(name, metadata=meta, data=obj["data"], opts=opts)
     classes: dict[tuple[str, str], Any] = {
+        ("v1", "Namespace"): k8s.core.v1.Namespace,
+        ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
+        ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
         ("v1", "Service"): k8s.core.v1.Service,
         ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
         ("policy/v1", "PodDisruptionBudget"): k8s.policy.v1.PodDisruptionBudget,
         ("networking.k8s.io/v1", "Ingress"): k8s.networking.v1.Ingress,
+        ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
+        ("rbac.authorization.k8s.io/v1", "Role"): k8s.rbac.v1.Role,
+        ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
     }
-    if kind in classes:
-        return classes[kind](name, metadata=meta, spec=obj["spec"], opts=opts)
-    return custom_resource(name, obj, opts, metadata=meta)
+    meta = obj["metadata"] if metadata is None else metadata
+    cls = classes.get((obj["apiVersion"], obj["kind"]))
+    if cls is None:
+        return custom_resource(name, {**obj, **fields}, opts, metadata=meta)
+    args = {_CAMEL.sub("_", key).lower(): value for key, value in obj.items()
+            if key not in ("apiVersion", "kind", "metadata")}
+    args.update(fields)
+    return cls(name, metadata=meta, opts=opts, **args)

@@ -28,9 +28,8 @@ from cortex_iac.render import addons as render
 from cortex_iac.render.addons import AddonsArgs as AddonsArgs  # re-exported: programs import it from here
 from cortex_iac.render.iam import pod_identity_trust_policy, to_json
 from cortex_iac.render.observability import addons as obs
-from cortex_iac.specs.observability import ObservabilitySpec
-
 from cortex_iac.render.routing import KEDA_NAMESPACE
+from cortex_iac.specs.observability import ObservabilitySpec
 from cortex_iac.versions import (
     AWS_FOR_FLUENT_BIT_CHART,
     AWS_LOAD_BALANCER_CONTROLLER_CHART,

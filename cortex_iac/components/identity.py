@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import pulumi
 import pulumi_aws as aws
@@ -73,7 +73,7 @@ def api_identity(
     kind: str,
     cluster: ClusterHandle,
     namespace: pulumi.Input[str],
-    inline_policy: dict[str, Any] | pulumi.Output[str] | None,
+    inline_policy: pulumi.Input[dict[str, Any]] | pulumi.Output[str] | None,
     *,
     service_account: str | None = None,
     policy_name: str = "s3-read",
@@ -83,8 +83,8 @@ def api_identity(
 ) -> aws.iam.Role:
     """The API's role and what gives it to the API's service account (``service_account``, default
     ``api_name``): ``<name>-role`` (trusting only that service account of that cluster and
-    namespace), ``<name>-<policy_name>`` (``inline_policy``, a document or its JSON as an Output,
-    when given), one attachment per cluster policy ARN (:func:`policy_attachment_names`; none
+    namespace), ``<name>-<policy_name>`` (``inline_policy``, when given: a document, an Output of
+    one, e.g. of ARNs of resources the component creates, or its JSON as an Output), one attachment per cluster policy ARN (:func:`policy_attachment_names`; none
     without ``cluster_policies``) and ``<name>-pod-identity``. Returns the role; ``waits``, when
     given, gets what pods must wait for to start with their rights (policy, attachments, association)."""
     made: list[pulumi.Resource] = []
@@ -101,8 +101,8 @@ def api_identity(
         opts=child,
     )
     if inline_policy is not None:
-        document = iam.to_json(inline_policy) if isinstance(inline_policy, dict) else inline_policy
-        made.append(aws.iam.RolePolicy(f"{name}-{policy_name}", role=role.id, policy=document, opts=child))
+        made.append(aws.iam.RolePolicy(f"{name}-{policy_name}", role=role.id, policy=_policy_json(inline_policy),
+                                       opts=child))
     for arn, attachment_name, former_name in policy_attachment_names(name, cluster.iam_policy_arns if cluster_policies else ()):
         made.append(aws.iam.RolePolicyAttachment(
             attachment_name,
@@ -122,3 +122,11 @@ def api_identity(
     if waits is not None:
         waits.extend(made)
     return role
+
+
+def _policy_json(policy: pulumi.Input[dict[str, Any]] | pulumi.Output[str]) -> pulumi.Input[str]:
+    """A policy document's JSON, whether given as a document, an Output of one, or JSON already."""
+    if isinstance(policy, dict):
+        return iam.to_json(policy)
+    as_output = cast("pulumi.Output[dict[str, Any] | str]", pulumi.Output.from_input(policy))
+    return as_output.apply(lambda value: value if isinstance(value, str) else iam.to_json(value))

@@ -25,8 +25,9 @@ What is priced, per resource in the plan (USD per month of ``hours_per_month`` h
 
 Not priced (said in every report): data transfer, NAT and LCU data processing, CloudWatch, KMS
 requests, SQS requests (an AsyncAPI's queues cost per request: KEDA's polling and the workers' long
-polls, see docs/benchmarks.md), S3 storage and requests (an AsyncAPI's payloads and results), EBS
-snapshots, and anything a Helm chart creates at deploy time.
+polls, see docs/benchmarks.md), S3 storage and requests (an AsyncAPI's payloads and results),
+DynamoDB on-demand requests, storage and backups (the job APIs' tables: their cost follows the jobs
+submitted, which a plan cannot know), EBS snapshots, and anything a Helm chart creates at deploy time.
 
 No number is made up. An item the price table has no price for (an instance type not priced in
 the region, an EBS volume type, or every item when the region is not in the table) is left out of
@@ -73,8 +74,8 @@ _MIB = 2**20
 
 NOT_INCLUDED = (
     "not included: data transfer, NAT and load balancer data processing (LCUs), public IPv4 addresses, "
-    "CloudWatch, KMS and SQS requests, S3 storage and requests, EBS snapshots, and resources Helm charts create at "
-    "deploy time"
+    "CloudWatch, KMS and SQS requests, S3 storage and requests, DynamoDB requests and storage, EBS snapshots, "
+    "and resources Helm charts create at deploy time"
 )
 
 

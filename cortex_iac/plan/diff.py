@@ -44,6 +44,7 @@ everything else in place:
 | aws:cloudwatch/eventRule:EventRule | ``name``, ``namePrefix``, ``eventBusName``, ``region`` |
 | aws:cloudwatch/eventTarget:EventTarget | ``rule``, ``eventBusName``, ``targetId``, ``region`` |
 | aws:cloudwatch/logGroup:LogGroup | ``name``, ``namePrefix``, ``logGroupClass``, ``region`` |
+| aws:dynamodb/table:Table | ``name``, ``hashKey``, ``rangeKey``, ``localSecondaryIndexes``, ``restoreSourceName``, ``restoreToLatestTime``, ``restoreDateTime``, ``region`` |
 | aws:ec2/eip:Eip | ``address``, ``domain``, ``networkBorderGroup``, ``publicIpv4Pool``, ``region`` |
 | aws:ec2/internetGateway:InternetGateway | ``region`` (``vpcId`` detaches and attaches in place) |
 | aws:ec2/natGateway:NatGateway | ``subnetId``, ``allocationId``, ``connectivityType``, ``privateIp``, ``availabilityMode``, ``vpcId``, ``region`` |
@@ -188,6 +189,10 @@ _OTHER: dict[str, tuple[Rule, ...]] = {
     "aws:cloudwatch/eventRule:EventRule": _rules("name", "namePrefix", "eventBusName", "region"),
     "aws:cloudwatch/eventTarget:EventTarget": _rules("rule", "eventBusName", "targetId", "region"),
     "aws:cloudwatch/logGroup:LogGroup": _rules("name", "namePrefix", "logGroupClass", "region"),
+    "aws:dynamodb/table:Table": _rules(
+        "name", "hashKey", "rangeKey", "localSecondaryIndexes", "restoreSourceName", "restoreToLatestTime",
+        "restoreDateTime", "region",
+    ),
     "aws:ec2/eip:Eip": _rules("address", "domain", "networkBorderGroup", "publicIpv4Pool", "region"),
     "aws:ec2/internetGateway:InternetGateway": _rules("region"),
     "aws:ec2/natGateway:NatGateway": _rules(

@@ -33,6 +33,7 @@ from cortex_iac.render.envoy import LISTEN_PORT, READINESS_PATH
 
 if TYPE_CHECKING:
     from cortex_iac.specs import AsyncApiSpec, ClusterSpec, RealtimeApiSpec
+    from cortex_iac.specs.api import _ApiBase
 
 # The IngressClass (and its IngressClassParams) every API Ingress uses, and the IngressGroup, i.e.
 # the one ALB, they all share.
@@ -69,7 +70,7 @@ _ANNOTATION = "alb.ingress.kubernetes.io/"
 _LABELS = {"app.kubernetes.io/part-of": "cortex", "app.kubernetes.io/managed-by": "cortex-iac"}
 
 
-def endpoint_of(spec: RealtimeApiSpec) -> str:
+def endpoint_of(spec: _ApiBase) -> str:
     """The API's path prefix on the load balancer: ``networking.endpoint`` (the spec writes it with
     one leading and no trailing ``/``; it is never ``/`` alone)."""
     return spec.networking.endpoint
@@ -160,7 +161,6 @@ def service_ingress(
         "healthcheck-interval-seconds": str(HEALTH_CHECK_INTERVAL_SECONDS),
         "healthcheck-timeout-seconds": str(HEALTH_CHECK_TIMEOUT_SECONDS),
     }
-    backend_service, backend_port, ingress_namespace = service, port, namespace
     transforms: list[dict[str, Any]] = [{
         "type": "url-rewrite",
         # Endpoints hold only letters, digits and _ - . /, of which only '.' means something in a regex.
@@ -179,13 +179,13 @@ def service_ingress(
         **{_ANNOTATION + k: v for k, v in health.items()},
     }
     if transforms:
-        annotations[_ANNOTATION + f"transforms.{backend_service}"] = json.dumps(transforms)
+        annotations[_ANNOTATION + f"transforms.{service}"] = json.dumps(transforms)
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
         "metadata": {
             "name": ingress_name(api_name),
-            "namespace": ingress_namespace,
+            "namespace": namespace,
             "labels": labels,
             "annotations": annotations,
         },
@@ -194,7 +194,7 @@ def service_ingress(
             "rules": [{"http": {"paths": [{
                 "path": endpoint,
                 "pathType": "Prefix",
-                "backend": {"service": {"name": backend_service, "port": {"number": backend_port}}},
+                "backend": {"service": {"name": service, "port": {"number": port}}},
             }]}}],
         },
     }

@@ -159,28 +159,24 @@ def allowed_node_groups(spec: WorkloadSpec, node_groups: Sequence[NodeGroupSpec]
     return found.groups
 
 
-def render_namespace(name: str = API_NAMESPACE) -> dict[str, Any]:
-    """The namespace all APIs share (created once per cluster, by the Cluster component).
+def render_namespace(name: str = API_NAMESPACE, *, readiness_gate: bool = True) -> dict[str, Any]:
+    """The namespace all APIs share (created once per cluster, by the Cluster component), or with
+    ``readiness_gate=False`` one whose pods are no load balancer targets (a job API's workers).
 
     Pod Security: ``baseline`` enforced (no privileged pods, host namespaces or hostPath), and
     ``restricted`` warned and audited: user images may need root, so runAsNonRoot is not enforced.
     The AWS Load Balancer Controller injects its readiness gate into these pods, so a rolling
     update waits until the ALB sends traffic to a new pod before removing an old one.
     """
-    return {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {
-            "name": name,
-            "labels": {
-                **_PART_OF,
-                "pod-security.kubernetes.io/enforce": "baseline",
-                "pod-security.kubernetes.io/warn": "restricted",
-                "pod-security.kubernetes.io/audit": "restricted",
-                "elbv2.k8s.aws/pod-readiness-gate-inject": "enabled",
-            },
-        },
+    labels = {
+        **_PART_OF,
+        "pod-security.kubernetes.io/enforce": "baseline",
+        "pod-security.kubernetes.io/warn": "restricted",
+        "pod-security.kubernetes.io/audit": "restricted",
     }
+    if readiness_gate:
+        labels["elbv2.k8s.aws/pod-readiness-gate-inject"] = "enabled"
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
 
 
 # EKS Pod Identity's agent, on every node's link-local address: pods get their AWS role from it.
@@ -192,7 +188,8 @@ _TRAFFIC_PORT, _METRICS_PORT = 8888, 15000
 
 def network_policy(namespace: str = API_NAMESPACE, *, prometheus_namespace: str = "prometheus",
                    dns_namespace: str = "kube-system", interceptor_namespace: str = KEDA_NAMESPACE,
-                   egress_cidrs: Sequence[str] = ("0.0.0.0/0", "::/0")) -> dict[str, Any]:
+                   egress_cidrs: Sequence[str] = ("0.0.0.0/0", "::/0"), name: str = "cortex-apis",
+                   ingress: bool = True) -> dict[str, Any]:
     """The API namespace's NetworkPolicy: default deny, with exactly what traffic needs.
 
     Ingress: the sidecars' traffic port 8888 from anywhere (the load balancer's targets are pod IPs
@@ -204,7 +201,8 @@ def network_policy(namespace: str = API_NAMESPACE, *, prometheus_namespace: str 
     and the platform's own paths of the TrafficSplitter routers, 8888 of this namespace's pods and
     the interceptor's proxy port in ``interceptor_namespace``. Beyond that ``egress_cidrs``
     (cluster.yaml's ``api_egress_cidrs``; default the internet and VPC, since models download from
-    S3 and registries; empty: nothing more).
+    S3 and registries; empty: nothing more). With ``ingress=False`` (a job API's worker namespace,
+    whose pods only talk to their own containers over loopback and to AWS) nothing may come in.
     """
     egress: list[dict[str, Any]] = [
         {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": dns_namespace}}}],
@@ -220,7 +218,7 @@ def network_policy(namespace: str = API_NAMESPACE, *, prometheus_namespace: str 
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": "cortex-apis", "namespace": namespace, "labels": dict(_PART_OF)},
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(_PART_OF)},
         "spec": {
             "podSelector": {},
             "policyTypes": ["Ingress", "Egress"],
@@ -228,7 +226,7 @@ def network_policy(namespace: str = API_NAMESPACE, *, prometheus_namespace: str 
                 {"ports": [{"protocol": "TCP", "port": _TRAFFIC_PORT}]},
                 {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": prometheus_namespace}}}],
                  "ports": [{"protocol": "TCP", "port": _METRICS_PORT}]},
-            ],
+            ] if ingress else [],
             "egress": egress,
         },
     }
@@ -453,7 +451,9 @@ def tolerations(spec: WorkloadSpec, allowed: Sequence[NodeGroupSpec] | None) -> 
 
 
 def iam_policy(spec: WorkloadSpec, partition: str = "aws") -> dict[str, Any] | None:
-    """The API role's inline policy: exactly what ``iam.s3_read`` asks for, or None (no policy).
+    """The API role's inline policy: exactly what ``iam.s3_read`` and ``iam.s3_write`` ask for, or
+    None (no policy). ``s3_write`` grants ``s3:PutObject`` on the same key patterns (statement
+    ``WriteObjects``), nothing to delete or list.
 
     For each ``s3://bucket/prefix``: ``s3:GetObject`` on the prefix's keys, and ``s3:ListBucket``
     on the bucket only for keys under the prefixes (an ``s3:prefix`` condition). A prefix ending in
@@ -467,15 +467,21 @@ def iam_policy(spec: WorkloadSpec, partition: str = "aws") -> dict[str, Any] | N
         prefixes.setdefault(bucket, [])
         if prefix not in prefixes[bucket]:
             prefixes[bucket].append(prefix)
-    if not prefixes:
+    writes = [f"arn:{partition}:s3:::{bucket}/{pattern}" for uri in dict.fromkeys(spec.iam.s3_write)
+              for bucket, _, prefix in [uri.removeprefix("s3://").partition("/")] for pattern in _key_patterns(prefix)]
+    if not prefixes and not writes:
         return None
-    statements: list[dict[str, Any]] = [{
-        "Sid": "ReadObjects",
-        "Effect": "Allow",
-        "Action": "s3:GetObject",
-        "Resource": [f"arn:{partition}:s3:::{bucket}/{pattern}" for bucket, ps in prefixes.items()
-                     for prefix in ps for pattern in _key_patterns(prefix)],
-    }]
+    statements: list[dict[str, Any]] = []
+    if prefixes:
+        statements.append({
+            "Sid": "ReadObjects",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": [f"arn:{partition}:s3:::{bucket}/{pattern}" for bucket, ps in prefixes.items()
+                         for prefix in ps for pattern in _key_patterns(prefix)],
+        })
+    if writes:
+        statements.append({"Sid": "WriteObjects", "Effect": "Allow", "Action": "s3:PutObject", "Resource": writes})
     for number, (bucket, ps) in enumerate(prefixes.items()):
         statement: dict[str, Any] = {
             "Sid": f"ListBucket{number}",

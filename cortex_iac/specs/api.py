@@ -168,11 +168,14 @@ S3Uri = Annotated[
 
 
 class IamSpec(SpecModel):
-    """Our extension: AWS access the API's pods get, least privilege (``s3_read``)."""
+    """Our extension: AWS access the API's pods get, least privilege (``s3_read``, ``s3_write``)."""
 
     s3_read: list[S3Uri] = Field(default_factory=list)
     """cortex_iac extension: S3 URIs (s3://bucket or s3://bucket/prefix/) the API's pods may read, through the
     API's own IAM role. Default [] (no S3 access)."""
+    s3_write: list[S3Uri] = Field(default_factory=list)
+    """cortex_iac extension: S3 URIs (s3://bucket or s3://bucket/prefix/) the API's pods may write objects to
+    (s3:PutObject; no delete, no listing), e.g. a trainer's model or a batch job's results. Default []."""
 
 
 class AlertsSpec(SpecModel):
@@ -237,6 +240,7 @@ class WorkloadSpec(_ApiBase):
     _READINESS: ClassVar[Literal["any", "no-exec", "none"]] = "no-exec"
     _KIND_HAS_PRE_STOP: ClassVar[bool] = False
     _NEEDS_COMMAND: ClassVar[bool] = False
+    _KIND_HAS_HANDLER: ClassVar[bool] = True
 
     pod: PodSpec
     """The pod each replica (or worker) of the API runs: its port, request limits and containers. Required."""
@@ -280,6 +284,10 @@ class WorkloadSpec(_ApiBase):
                     "not supported: the container must keep serving while the pod drains, and Kubernetes sends an "
                     "HTTP hook at once; use pre_stop.exec, which runs after the drain",
                 )
+            if container.handler is not None and not self._KIND_HAS_HANDLER:
+                problems.add((*at, "handler"), written(container.handler),
+                             f"not supported by {kind}: a handler serves requests and never exits, so the task would "
+                             "not end; give an image and the command that runs the task")
             if self._NEEDS_COMMAND and container.image is not None and container.command is None:
                 problems.add((*at, "command"), MISSING, f"{kind} containers with an image need a command")
         problems.check()
@@ -397,25 +405,72 @@ class AsyncApiSpec(_ScalingBase):
         return self
 
 
-class BatchApiSpec(WorkloadSpec):
+# A finished job's record is kept at least an hour (a client polling for the result must find it)
+# and at most a year; whole hours, since DynamoDB's TTL deletes expired items only within days anyway.
+DEFAULT_JOB_RETENTION_SECONDS = 30 * 24 * 3600
+JobRetention = Annotated[int, duration_rule(
+    multiple_of=3600, minimum=3600, maximum=366 * 24 * 3600,
+    why="a finished job's record is kept whole hours, from 1h to 8784h (a year)",
+), DURATION_SCHEMA]
+
+
+SecretName = Annotated[str, dns_label(63, letter_first=False)]
+
+
+class JobsSpec(SpecModel):
+    """cortex_iac extension (BatchAPI and TaskAPI): how long the API's job records are kept, and
+    whether the job endpoints require an API key."""
+
+    retention: JobRetention = DEFAULT_JOB_RETENTION_SECONDS
+    """cortex_iac extension: how long a finished job's status and metrics stay in the API's job table (GET
+    ?jobID= reads them) after the job ends: whole hours, 1h to 8784h. Default 720h (30 days); the table's
+    TTL then deletes the record."""
+    api_key_secret: SecretName | None = None
+    """cortex_iac extension: name of a Kubernetes Secret in the API namespace whose key ``api-key`` holds the key
+    every job request (submit, status, stop) must carry as ``Authorization: Bearer <key>``; one Secret can
+    serve every API of the cluster. Default none: no key, as Cortex (anyone who reaches the endpoint may
+    submit). The gateway does not start until the Secret exists."""
+
+
+# The job gateway answers its health checks under /-/ (cortex_iac.jobs.contract.HEALTH_PATH), outside
+# every endpoint it serves.
+_RESERVED_ENDPOINT_PREFIX = "/-/"
+
+
+class _JobApiBase(WorkloadSpec):
+    _NEEDS_COMMAND: ClassVar[bool] = True
+
+    jobs: JobsSpec = Field(default_factory=JobsSpec)
+    """cortex_iac extension: how the API's job records are kept. Every key is optional."""
+
+    @model_validator(mode="after")
+    def _job_rules(self) -> _JobApiBase:
+        problems = Problems()
+        endpoint = self.networking.endpoint
+        if endpoint == "/-" or endpoint.startswith(_RESERVED_ENDPOINT_PREFIX):
+            problems.add(("networking", "endpoint"), endpoint,
+                         f"must not start with {_RESERVED_ENDPOINT_PREFIX} (the job gateway's health checks)")
+        problems.check()
+        return self
+
+
+class BatchApiSpec(_JobApiBase):
     """A batch-job API (kind BatchAPI): ``name``, ``pod`` (containers need a command; no
     max_concurrency, max_queue_length, pre_stop, exec readiness probes), ``node_groups``,
-    ``networking``, ``iam``."""
-
-    _NEEDS_COMMAND: ClassVar[bool] = True
+    ``networking``, ``iam``, ``jobs`` (our extension)."""
 
     kind: Literal["BatchAPI"] = "BatchAPI"
     """Kind of the API: RealtimeAPI, AsyncAPI, BatchAPI, TaskAPI or TrafficSplitter. Required (it picks the
     model)."""
 
 
-class TaskApiSpec(WorkloadSpec):
-    """A run-to-completion task API (kind TaskAPI): as BatchAPI, but the pod has no port and the
-    containers no readiness probe."""
+class TaskApiSpec(_JobApiBase):
+    """A run-to-completion task API (kind TaskAPI): as BatchAPI, but the pod has no port, and the
+    containers no readiness probe and no handler."""
 
     _KIND_HAS_PORT: ClassVar[bool] = False
     _READINESS: ClassVar[Literal["any", "no-exec", "none"]] = "none"
-    _NEEDS_COMMAND: ClassVar[bool] = True
+    _KIND_HAS_HANDLER: ClassVar[bool] = False
 
     kind: Literal["TaskAPI"] = "TaskAPI"
     """Kind of the API: RealtimeAPI, AsyncAPI, BatchAPI, TaskAPI or TrafficSplitter. Required (it picks the

@@ -96,11 +96,21 @@ def deployment_problems(
     return list(dict.fromkeys(lines))
 
 
+# Kinds whose own processes (the job gateway, the batch worker: cortex_iac.jobs) run in the serving
+# runtime image, whatever their containers are.
+RUNTIME_IMAGE_KINDS = ("BatchAPI", "TaskAPI")
+
+
 def _runtime_image_problems(api: WorkloadSpec, runtime_image: str | None | UnknownRuntimeImage) -> list[str]:
     handlers = [index for index, c in enumerate(api.pod.containers) if c.handler is not None]
-    if not handlers or isinstance(runtime_image, UnknownRuntimeImage):
+    needed = bool(handlers) or api.kind in RUNTIME_IMAGE_KINDS
+    if not needed or isinstance(runtime_image, UnknownRuntimeImage):
         return []
-    path: Path = ("pod", "containers", handlers[0], "handler")
+    if runtime_image is None and not handlers:
+        runs = "job gateway and worker run" if api.kind == "BatchAPI" else "job gateway runs"
+        need = f"a {api.kind}'s {runs} in the serving runtime image, and no runtime image is given: {RUNTIME_IMAGE_HINT}"
+        return [problem_line(api, ("kind",), api.kind, need)]
+    path: Path = ("pod", "containers", handlers[0], "handler") if handlers else ("kind",)
     if runtime_image is None:
         need = f"a handler runs in the serving runtime image, and no runtime image is given: {RUNTIME_IMAGE_HINT}"
         return [problem_line(api, path, api.pod.containers[handlers[0]].handler.path, need)]  # type: ignore[union-attr]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from cortex_iac.jobs.contract import WORKER_RESOURCES
 from cortex_iac.specs.api import API_KINDS
 from cortex_iac.specs.quantity import Quantity
 
@@ -50,6 +51,13 @@ QUEUE_WORKER_SIDECAR = SidecarResources(
 GATEWAY_RESOURCES = SidecarResources(
     cpu=Quantity.parse("100m"), memory=Quantity.parse("128Mi"), memory_limit=Quantity.parse("512Mi")
 )
+# The batch worker of a BatchAPI pod (cortex_iac.jobs.worker): one Python process receiving one
+# batch at a time from SQS and posting it to the user's container; its resources are the contract's.
+BATCH_WORKER = SidecarResources(
+    cpu=Quantity.parse(WORKER_RESOURCES["requests"]["cpu"]),
+    memory=Quantity.parse(WORKER_RESOURCES["requests"]["memory"]),
+    memory_limit=Quantity.parse(WORKER_RESOURCES["limits"]["memory"]),
+)
 
 
 @dataclass(frozen=True)
@@ -69,8 +77,8 @@ _ALL: frozenset[Action] = frozenset(("validate", "render", "deploy", "serve"))
 KINDS: dict[str, KindSupport] = {
     "RealtimeAPI": KindSupport("RealtimeAPI", _ALL, sidecar=ENVOY_SIDECAR),
     "AsyncAPI": KindSupport("AsyncAPI", _ALL, sidecar=QUEUE_WORKER_SIDECAR),
-    "BatchAPI": KindSupport("BatchAPI", frozenset({"validate"})),
-    "TaskAPI": KindSupport("TaskAPI", frozenset({"validate"})),
+    "BatchAPI": KindSupport("BatchAPI", frozenset({"validate", "render", "deploy"}), sidecar=BATCH_WORKER),
+    "TaskAPI": KindSupport("TaskAPI", frozenset({"validate", "render", "deploy"})),
     "TrafficSplitter": KindSupport("TrafficSplitter", frozenset({"validate", "render", "deploy"})),
 }
 assert tuple(KINDS) == API_KINDS

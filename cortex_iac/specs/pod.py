@@ -342,7 +342,7 @@ class ContainerSpec(SpecModel):
     lower case. Exactly one of image and handler."""
     handler: HandlerSpec | None = None
     """cortex_iac extension: serve a Python handler with the bundled serving runtime instead of an image.
-    Exactly one of image and handler."""
+    Exactly one of image and handler; not for TaskAPI."""
     command: list[str] | None = None
     """Entrypoint of the container, not run in a shell. Default: the image's; needed by BatchAPI and TaskAPI
     containers with an image; not with handler."""

@@ -23,8 +23,10 @@ def test_base_image_is_a_pinned_slim_python() -> None:
 def test_installed_packages_are_the_versions_the_tests_run() -> None:
     pins = dict(re.findall(r"^\s+([a-z0-9-]+)==(\S+?)(?: \\)?$", DOCKERFILE, re.MULTILINE))
     assert set(pins) == {"starlette", "uvicorn", "prometheus-client", "uvloop", "httptools",
-                         # the AsyncAPI gateway and worker: boto3 and what it needs
-                         "boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"}
+                         # the AsyncAPI gateway and worker: boto3 and what it needs; the job gateway
+                         # and worker: also httpx and pydantic
+                         "boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3",
+                         "httpx", "pydantic"}
     installed = {}
     for name in pins:
         try:
@@ -43,7 +45,7 @@ def test_runs_as_a_non_root_user_from_tmp() -> None:
 def test_copies_only_files_that_exist_in_the_build_context() -> None:
     context = Path(cortex_iac.serving.__file__).parents[1]  # the cortex_iac/ directory
     sources = re.findall(r"^COPY (\S+) ", DOCKERFILE, re.MULTILINE)
-    assert sources == ["errors.py", "runtime_contract.py", "serving/", "queue/"]
+    assert sources == ["errors.py", "runtime_contract.py", "serving/", "queue/", "jobs/"]
     assert all((context / source).exists() for source in sources)
 
 

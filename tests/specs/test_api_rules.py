@@ -310,7 +310,7 @@ CASES: list[tuple[str, list[Any], list[str]]] = [
     (
         "sections a kind does not have",
         [api("BatchAPI", autoscaling={"min_replicas": 1})],
-        [f"{P}.autoscaling: unknown key (allowed keys for BatchAPI: name, kind, networking, pod, node_groups, iam)"],
+        [f"{P}.autoscaling: unknown key (allowed keys for BatchAPI: name, kind, networking, pod, node_groups, iam, jobs)"],
     ),
     (
         "probe handlers: exactly one",
@@ -462,6 +462,49 @@ CASES: list[tuple[str, list[Any], list[str]]] = [
             f"{P}.pod.containers: [] is not allowed (must have at least 1 item)",
             "cortex.yaml: apis[1].pod.containers: required key is missing",
         ],
+    ),
+    (
+        "job retention: whole hours from 1h to a year",
+        [api("BatchAPI", jobs={"retention": "90m"}), api("TaskAPI", name="b", jobs={"retention": "0"}),
+         api("TaskAPI", name="c", jobs={"retention": "8785h"})],
+        [
+            f"{P}.jobs.retention: '90m' is not allowed (must be a multiple of 3600s, at least 3600s, at most 31622400s: "
+            "a finished job's record is kept whole hours, from 1h to 8784h (a year))",
+            "cortex.yaml: apis[1].jobs.retention: '0' is not allowed (must be a multiple of 3600s, at least 3600s, at "
+            "most 31622400s: a finished job's record is kept whole hours, from 1h to 8784h (a year))",
+            "cortex.yaml: apis[2].jobs.retention: '8785h' is not allowed (must be a multiple of 3600s, at least 3600s, "
+            "at most 31622400s: a finished job's record is kept whole hours, from 1h to 8784h (a year))",
+        ],
+    ),
+    (
+        "jobs is a job kinds' section",
+        [api(jobs={"retention": "1h"})],
+        [f"{P}.jobs: unknown key (allowed keys for RealtimeAPI: name, kind, networking, pod, node_groups, iam, "
+         "autoscaling, update_strategy)"],
+    ),
+    (
+        "job endpoints outside the gateway's health path",
+        [api("BatchAPI", networking={"endpoint": "/-/ready"}), api("TaskAPI", name="b", networking={"endpoint": "-"})],
+        [
+            f"{P}.networking.endpoint: '/-/ready' is not allowed (must not start with /-/ (the job gateway's health checks))",
+            "cortex.yaml: apis[1].networking.endpoint: '/-' is not allowed (must not start with /-/ (the job gateway's "
+            "health checks))",
+        ],
+    ),
+    (
+        "api key secret and s3_write names",
+        [api("BatchAPI", jobs={"api_key_secret": "Key_1"}, iam={"s3_write": ["models/iris"]})],
+        [
+            f"{P}.iam.s3_write[0]: 'models/iris' is not allowed (must be an S3 URI such as s3://bucket/prefix/)",
+            f"{P}.jobs.api_key_secret: 'Key_1' is not allowed (must be at most 63 characters of a-z, 0-9 and '-', "
+            "starting with a letter or digit and ending with a letter or digit)",
+        ],
+    ),
+    (
+        "TaskAPI takes no handler",
+        [api("TaskAPI", pod={"containers": [{"name": "t", "handler": {"path": "h.py"}}]})],
+        [f'{P}.pod.containers[0].handler: {{"path": "h.py"}} is not allowed (not supported by TaskAPI: a handler serves '
+         "requests and never exits, so the task would not end; give an image and the command that runs the task)"],
     ),
     (
         "floats that are not finite and bools that are not ints",

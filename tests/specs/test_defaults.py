@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from cortex_iac.specs import (
     AsyncApiSpec,
+    BatchApiSpec,
     ClusterSpec,
     NodeGroupSpec,
     Quantity,
     RealtimeApiSpec,
     SpotConfig,
-    TaskApiSpec,
     load_apis,
     load_cluster,
 )
@@ -125,9 +125,10 @@ def test_handler_container_defaults() -> None:
     }
 
 
-def test_task_with_handler_needs_no_command() -> None:
-    (spec,) = load_apis([api("TaskAPI", pod={"containers": [{"name": "t", "handler": {"path": "train.py"}}]})])
-    assert isinstance(spec, TaskApiSpec)
+def test_batch_with_handler_needs_no_command() -> None:
+    # (A TaskAPI takes no handler: test_api_rules.py, "TaskAPI takes no handler".)
+    (spec,) = load_apis([api("BatchAPI", pod={"containers": [{"name": "t", "handler": {"path": "sum.py"}}]})])
+    assert isinstance(spec, BatchApiSpec) and spec.jobs.retention == 30 * 24 * 3600
 
 
 def test_models_round_trip_through_plain_data() -> None:

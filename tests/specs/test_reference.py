@@ -78,7 +78,7 @@ def test_realtime_defaults() -> None:
             ],
         },
         "node_groups": None,
-        "iam": {"s3_read": []},
+        "iam": {"s3_read": [], "s3_write": []},
         "autoscaling": {
             "min_replicas": 1,
             "max_replicas": 100,
