@@ -70,7 +70,7 @@ class RuntimeConfig:
         _require(self.max_body_bytes >= 1, "max_body_bytes", self.max_body_bytes, "must be >= 1")
         _require(self.grace_period > 0, "grace_period", self.grace_period, "must be > 0 seconds")
         _require(
-            self.log_level in _LOG_LEVELS, "log_level", self.log_level, f"must be one of {', '.join(_LOG_LEVELS)}"
+            self.log_level in LOG_LEVELS, "log_level", self.log_level, f"must be one of {', '.join(LOG_LEVELS)}"
         )
 
     @classmethod
@@ -111,7 +111,7 @@ class RuntimeConfig:
         return env
 
 
-_LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def _require(ok: bool, name: str, value: object, rule: str) -> None:
@@ -119,21 +119,24 @@ def _require(ok: bool, name: str, value: object, rule: str) -> None:
         raise RuntimeConfigError(f"{name}: {value!r} is not allowed ({rule})")
 
 
-def _parse_int(raw: str) -> int:
+def parse_int(raw: str) -> int:
+    """A ``CORTEX_*`` value as an int (ValueError with the message the config errors end with)."""
     try:
         return int(raw)
     except ValueError:
         raise ValueError("Not a valid int.") from None
 
 
-def _parse_float(raw: str) -> float:
+def parse_float(raw: str) -> float:
+    """A ``CORTEX_*`` value as a number of seconds."""
     try:
         return float(raw)
     except ValueError:
         raise ValueError("Not a valid number of seconds.") from None
 
 
-def _parse_object(raw: str) -> dict[str, Any]:
+def parse_object(raw: str) -> dict[str, Any]:
+    """A ``CORTEX_*`` value holding a JSON object."""
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as error:
@@ -143,7 +146,8 @@ def _parse_object(raw: str) -> dict[str, Any]:
     return value
 
 
-def _parse_string_list(raw: str) -> tuple[str, ...]:
+def parse_string_list(raw: str) -> tuple[str, ...]:
+    """A ``CORTEX_*`` value holding a JSON list of strings."""
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as error:
@@ -154,15 +158,15 @@ def _parse_string_list(raw: str) -> tuple[str, ...]:
 
 
 _ENV_PARSERS: dict[str, Callable[[str], Any]] = {
-    "handler_config": _parse_object,
-    "threads_per_process": _parse_int,
-    "max_batch_size": _parse_int,
-    "batch_interval": _parse_float,
+    "handler_config": parse_object,
+    "threads_per_process": parse_int,
+    "max_batch_size": parse_int,
+    "batch_interval": parse_float,
     "host": str,
-    "port": _parse_int,
-    "max_body_bytes": _parse_int,
-    "grace_period": _parse_float,
-    "python_requirements": _parse_string_list,
+    "port": parse_int,
+    "max_body_bytes": parse_int,
+    "grace_period": parse_float,
+    "python_requirements": parse_string_list,
     "packages_dir": str,
     "log_level": str.lower,
 }

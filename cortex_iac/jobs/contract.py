@@ -30,6 +30,7 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Literal
 
 from cortex_iac.errors import CortexError
+from cortex_iac.runtime_contract import LOG_LEVELS, parse_float, parse_int, parse_string_list
 
 
 class JobConfigError(CortexError):
@@ -218,7 +219,6 @@ SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 # --- settings ----------------------------------------------------------------------------------------
 
-_LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def _require(ok: bool, name: str, value: object, rule: str) -> None:
@@ -226,28 +226,10 @@ def _require(ok: bool, name: str, value: object, rule: str) -> None:
         raise JobConfigError(f"{name}: {value!r} is not allowed ({rule})")
 
 
-def _parse_int(raw: str) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError("Not a valid int.") from None
 
 
-def _parse_float(raw: str) -> float:
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError("Not a valid number.") from None
 
 
-def _parse_string_list(raw: str) -> tuple[str, ...]:
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"Not valid JSON: {error}.") from None
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ValueError("Not a JSON list of strings.")
-    return tuple(value)
 
 
 def _env_name(name: str) -> str:
@@ -356,7 +338,7 @@ class GatewayConfig:
         _require(0 <= self.visibility_timeout <= 43200, "visibility_timeout", self.visibility_timeout,
                  "must be 0..43200 seconds (SQS)")
         _require(self.enqueue_threads >= 1, "enqueue_threads", self.enqueue_threads, "must be >= 1")
-        _require(self.log_level in _LOG_LEVELS, "log_level", self.log_level, f"one of {', '.join(_LOG_LEVELS)}")
+        _require(self.log_level in LOG_LEVELS, "log_level", self.log_level, f"one of {', '.join(LOG_LEVELS)}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GatewayConfig:
@@ -425,7 +407,7 @@ class WorkerConfig:
         _require(0 <= self.poll_wait <= 20, "poll_wait", self.poll_wait, "must be 0..20 seconds (SQS)")
         _require(self.empty_check_interval >= 0, "empty_check_interval", self.empty_check_interval, "must be >= 0")
         _require(self.app_wait_timeout > 0, "app_wait_timeout", self.app_wait_timeout, "must be > 0")
-        _require(self.log_level in _LOG_LEVELS, "log_level", self.log_level, f"one of {', '.join(_LOG_LEVELS)}")
+        _require(self.log_level in LOG_LEVELS, "log_level", self.log_level, f"one of {', '.join(LOG_LEVELS)}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> WorkerConfig:
@@ -439,24 +421,24 @@ class WorkerConfig:
 
 
 _GATEWAY_PARSERS: dict[str, Callable[[str], Any]] = {
-    "s3_read": _parse_string_list,
-    "port": _parse_int,
-    "max_body_bytes": _parse_int,
-    "retention_seconds": _parse_int,
-    "job_ttl_seconds": _parse_int,
-    "visibility_timeout": _parse_int,
-    "enqueue_threads": _parse_int,
+    "s3_read": parse_string_list,
+    "port": parse_int,
+    "max_body_bytes": parse_int,
+    "retention_seconds": parse_int,
+    "job_ttl_seconds": parse_int,
+    "visibility_timeout": parse_int,
+    "enqueue_threads": parse_int,
     "log_level": str.lower,
 }
 _WORKER_PARSERS: dict[str, Callable[[str], Any]] = {
-    "app_port": _parse_int,
-    "max_receive_count": _parse_int,
-    "visibility_timeout": _parse_int,
-    "renew_interval": _parse_float,
-    "poll_wait": _parse_int,
-    "empty_check_interval": _parse_float,
-    "app_wait_timeout": _parse_float,
-    "retention_seconds": _parse_int,
+    "app_port": parse_int,
+    "max_receive_count": parse_int,
+    "visibility_timeout": parse_int,
+    "renew_interval": parse_float,
+    "poll_wait": parse_int,
+    "empty_check_interval": parse_float,
+    "app_wait_timeout": parse_float,
+    "retention_seconds": parse_int,
     "log_level": str.lower,
 }
 

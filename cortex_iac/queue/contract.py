@@ -57,6 +57,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from cortex_iac.errors import CortexError
+from cortex_iac.runtime_contract import LOG_LEVELS, parse_float, parse_int
 
 
 class QueueConfigError(CortexError):
@@ -272,7 +273,7 @@ class GatewayConfig:
         _require(0 <= self.metrics_port <= 65535 and (self.metrics_port != self.port or self.port == 0),
                  "CORTEX_GATEWAY_METRICS_PORT", self.metrics_port, "must be 0..65535 and not the gateway port")
         _require(self.grace_period > 0, "CORTEX_GRACE_PERIOD", self.grace_period, "must be > 0 seconds")
-        _require(self.log_level in _LOG_LEVELS, "CORTEX_LOG_LEVEL", self.log_level, f"one of {', '.join(_LOG_LEVELS)}")
+        _require(self.log_level in LOG_LEVELS, "CORTEX_LOG_LEVEL", self.log_level, f"one of {', '.join(LOG_LEVELS)}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GatewayConfig:
@@ -346,7 +347,7 @@ class WorkerConfig:
         _require(0 <= self.admin_port <= 65535 and self.admin_port != self.user_port, "CORTEX_ADMIN_PORT",
                  self.admin_port, "must be 0..65535 and not the user port")
         _require(self.max_result_bytes >= 1, "CORTEX_MAX_RESULT_BYTES", self.max_result_bytes, "must be >= 1")
-        _require(self.log_level in _LOG_LEVELS, "CORTEX_LOG_LEVEL", self.log_level, f"one of {', '.join(_LOG_LEVELS)}")
+        _require(self.log_level in LOG_LEVELS, "CORTEX_LOG_LEVEL", self.log_level, f"one of {', '.join(LOG_LEVELS)}")
         if self.readiness_probe is None:
             object.__setattr__(self, "readiness_probe", ReadinessProbe("tcp_socket", self.user_port))
 
@@ -370,7 +371,6 @@ class WorkerConfig:
         return _write_env(self, _WORKER_VARS)
 
 
-_LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def _check_common(api_name: str, queue_url: str, bucket: str, config: GatewayConfig | WorkerConfig) -> None:
@@ -388,18 +388,8 @@ def _require(ok: bool, variable: str, value: object, rule: str) -> None:
         raise QueueConfigError(f"{variable}: {value!r} is not allowed ({rule})")
 
 
-def _parse_int(raw: str) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError("Not a valid int.") from None
 
 
-def _parse_float(raw: str) -> float:
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError("Not a valid number of seconds.") from None
 
 
 # field -> (variable, parser)
@@ -409,31 +399,31 @@ _COMMON_VARS: _Vars = {
     "queue_url": ("CORTEX_QUEUE_URL", str),
     "bucket": ("CORTEX_BUCKET", str),
     "key_prefix": ("CORTEX_KEY_PREFIX", str),
-    "grace_period": ("CORTEX_GRACE_PERIOD", _parse_float),
+    "grace_period": ("CORTEX_GRACE_PERIOD", parse_float),
     "log_level": ("CORTEX_LOG_LEVEL", str.lower),
 }
 _GATEWAY_VARS: _Vars = {
     **_COMMON_VARS,
     "endpoint": ("CORTEX_ENDPOINT", str),
-    "max_body_bytes": ("CORTEX_MAX_BODY_BYTES", _parse_int),
-    "result_retention_days": ("CORTEX_RESULT_RETENTION_DAYS", _parse_int),
+    "max_body_bytes": ("CORTEX_MAX_BODY_BYTES", parse_int),
+    "result_retention_days": ("CORTEX_RESULT_RETENTION_DAYS", parse_int),
     "host": ("CORTEX_GATEWAY_HOST", str),
-    "port": ("CORTEX_GATEWAY_PORT", _parse_int),
-    "metrics_port": ("CORTEX_GATEWAY_METRICS_PORT", _parse_int),
+    "port": ("CORTEX_GATEWAY_PORT", parse_int),
+    "metrics_port": ("CORTEX_GATEWAY_METRICS_PORT", parse_int),
 }
 _WORKER_VARS: _Vars = {
     **_COMMON_VARS,
     "dead_letter_queue_url": ("CORTEX_DEAD_LETTER_QUEUE_URL", str),
-    "user_port": ("CORTEX_USER_PORT", _parse_int),
-    "max_concurrency": ("CORTEX_MAX_CONCURRENCY", _parse_int),
-    "visibility_timeout": ("CORTEX_VISIBILITY_TIMEOUT", _parse_int),
-    "max_attempts": ("CORTEX_MAX_ATTEMPTS", _parse_int),
-    "request_timeout": ("CORTEX_REQUEST_TIMEOUT", _parse_float),
+    "user_port": ("CORTEX_USER_PORT", parse_int),
+    "max_concurrency": ("CORTEX_MAX_CONCURRENCY", parse_int),
+    "visibility_timeout": ("CORTEX_VISIBILITY_TIMEOUT", parse_int),
+    "max_attempts": ("CORTEX_MAX_ATTEMPTS", parse_int),
+    "request_timeout": ("CORTEX_REQUEST_TIMEOUT", parse_float),
     "readiness_probe": ("CORTEX_READINESS_PROBE", ReadinessProbe.from_json),
-    "admin_port": ("CORTEX_ADMIN_PORT", _parse_int),
-    "max_result_bytes": ("CORTEX_MAX_RESULT_BYTES", _parse_int),
-    "receive_wait": ("CORTEX_RECEIVE_WAIT", _parse_int),
-    "dead_letter_poll_interval": ("CORTEX_DEAD_LETTER_POLL_INTERVAL", _parse_float),
+    "admin_port": ("CORTEX_ADMIN_PORT", parse_int),
+    "max_result_bytes": ("CORTEX_MAX_RESULT_BYTES", parse_int),
+    "receive_wait": ("CORTEX_RECEIVE_WAIT", parse_int),
+    "dead_letter_poll_interval": ("CORTEX_DEAD_LETTER_POLL_INTERVAL", parse_float),
 }
 _REQUIRED = ("api_name", "queue_url", "bucket", "dead_letter_queue_url")
 

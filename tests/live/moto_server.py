@@ -1,5 +1,5 @@
-"""A real moto server on 127.0.0.1 for the AsyncAPI live tests: SQS and S3 over HTTP, started and
-stopped by the tests (also mid-test, to make the backend unreachable)."""
+"""A real moto server on 127.0.0.1 for the AsyncAPI and job API live tests: SQS, S3 and DynamoDB over
+HTTP, started and stopped by the tests (also mid-test, to make the backend unreachable)."""
 
 from __future__ import annotations
 
@@ -42,11 +42,16 @@ class MotoServer:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def url(self) -> str:
+        """The same as ``endpoint`` (the job APIs' tests call it that)."""
+        return self.endpoint
+
     def env(self) -> dict[str, str]:
         """The AWS SDK variables that point a process at this server."""
         return {**CREDENTIALS, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL": self.endpoint}
 
-    def start(self, timeout: float = 20.0) -> None:
+    def start(self, timeout: float = 30.0) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(moto_command(self.port), stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)
