@@ -112,6 +112,9 @@ UPLOAD_PART_BYTES = 8 * 1024 * 1024
 # per gateway process; further large uploads wait (their socket is not read) until one is free. One
 # large upload measured +44 MiB of RSS (docs/benchmarks.md), so 8 of them fit a 512Mi limit.
 GATEWAY_LARGE_UPLOADS = 8
+# A body whose next part does not arrive within this many seconds is answered 408 and nothing is
+# stored (the gateway sits behind the ALB, whose idle timeout is 60 s, with no Envoy in front).
+DEFAULT_BODY_IDLE_TIMEOUT = 30.0
 BUFFER_WITHOUT_SLOT_BYTES = 1024 * 1024
 # The worker reads a container's answer whole to check it is JSON before storing it: at most this much
 # per request, so the sidecar's memory is bounded by about max_concurrency x this (+ ~60 MiB).
@@ -240,6 +243,8 @@ class GatewayConfig:
         key_prefix: the API's own prefix in it, ending in ``/`` (default ``workloads/<api>/``).
         endpoint: ``networking.endpoint``; also accepted as a path prefix (default none).
         max_body_bytes: larger bodies get 413 and nothing is stored (default 100 MiB).
+        body_idle_timeout: seconds the gateway waits for the next part of a body before it answers
+            408 and stores nothing (default 30): a stalled client cannot hold an upload slot.
         result_retention_days: how long results stay queryable (the bucket's lifecycle rule does it;
             informational here, logged at start).
         host, port: where to listen (default ``0.0.0.0:8888``).
@@ -254,6 +259,7 @@ class GatewayConfig:
     key_prefix: str = ""
     endpoint: str = ""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    body_idle_timeout: float = DEFAULT_BODY_IDLE_TIMEOUT
     result_retention_days: int = DEFAULT_RESULT_RETENTION_DAYS
     host: str = "0.0.0.0"
     port: int = GATEWAY_PORT
@@ -267,6 +273,7 @@ class GatewayConfig:
             _require(self.endpoint.startswith("/") and not self.endpoint.endswith("/"), "CORTEX_ENDPOINT",
                      self.endpoint, "a path starting with '/' and not ending with '/'")
         _require(self.max_body_bytes >= 1, "CORTEX_MAX_BODY_BYTES", self.max_body_bytes, "must be >= 1")
+        _require(self.body_idle_timeout > 0, "CORTEX_BODY_IDLE_TIMEOUT", self.body_idle_timeout, "must be > 0 seconds")
         _require(self.result_retention_days >= 1, "CORTEX_RESULT_RETENTION_DAYS", self.result_retention_days,
                  "must be >= 1")
         _require(0 <= self.port <= 65535, "CORTEX_GATEWAY_PORT", self.port, "must be 0..65535")
@@ -278,7 +285,7 @@ class GatewayConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GatewayConfig:
         """Read ``CORTEX_API_NAME``, ``CORTEX_QUEUE_URL``, ``CORTEX_BUCKET`` (required) and the optional
-        ``CORTEX_KEY_PREFIX``, ``CORTEX_ENDPOINT``, ``CORTEX_MAX_BODY_BYTES``,
+        ``CORTEX_KEY_PREFIX``, ``CORTEX_ENDPOINT``, ``CORTEX_MAX_BODY_BYTES``, ``CORTEX_BODY_IDLE_TIMEOUT``,
         ``CORTEX_RESULT_RETENTION_DAYS``, ``CORTEX_GATEWAY_HOST``, ``CORTEX_GATEWAY_PORT``,
         ``CORTEX_GATEWAY_METRICS_PORT``,
         ``CORTEX_GRACE_PERIOD``, ``CORTEX_LOG_LEVEL``. Raises ``QueueConfigError`` naming the variable."""
@@ -406,6 +413,7 @@ _GATEWAY_VARS: _Vars = {
     **_COMMON_VARS,
     "endpoint": ("CORTEX_ENDPOINT", str),
     "max_body_bytes": ("CORTEX_MAX_BODY_BYTES", parse_int),
+    "body_idle_timeout": ("CORTEX_BODY_IDLE_TIMEOUT", parse_float),
     "result_retention_days": ("CORTEX_RESULT_RETENTION_DAYS", parse_int),
     "host": ("CORTEX_GATEWAY_HOST", str),
     "port": ("CORTEX_GATEWAY_PORT", parse_int),

@@ -108,8 +108,17 @@ class Gateway:
         buffer = bytearray()
         total = 0
         large = False
+        chunks = request.stream().__aiter__()
         try:
-            async for chunk in request.stream():
+            while True:
+                try:
+                    with anyio.fail_after(self.config.body_idle_timeout):
+                        chunk = await chunks.__anext__()
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    await self._aws(upload.abort)
+                    return _error(408, f"no part of the body arrived for {self.config.body_idle_timeout:g} s")
                 total += len(chunk)
                 if total > limit:
                     await self._aws(upload.abort)

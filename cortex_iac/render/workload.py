@@ -202,17 +202,21 @@ def network_policy(namespace: str = API_NAMESPACE, *, prometheus_namespace: str 
     the interceptor's proxy port in ``interceptor_namespace``. Beyond that ``egress_cidrs``
     (cluster.yaml's ``api_egress_cidrs``; default the internet and VPC, since models download from
     S3 and registries; empty: nothing more). With ``ingress=False`` (a job API's worker namespace,
-    whose pods only talk to their own containers over loopback and to AWS) nothing may come in.
+    whose pods only talk to their own containers over loopback and to AWS) nothing may come in and
+    the routers' paths are left out.
     """
     egress: list[dict[str, Any]] = [
         {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": dns_namespace}}}],
          "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
         {"to": [{"ipBlock": {"cidr": POD_IDENTITY_AGENT}}],
          "ports": [{"protocol": "TCP", "port": POD_IDENTITY_AGENT_PORT}]},
-        {"to": [{"podSelector": {}}], "ports": [{"protocol": "TCP", "port": _TRAFFIC_PORT}]},
-        {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": interceptor_namespace}}}],
-         "ports": [{"protocol": "TCP", "port": _INTERCEPTOR_PORT}]},
     ]
+    if ingress:  # the API namespace: the routers' paths (a job namespace has no routers)
+        egress += [
+            {"to": [{"podSelector": {}}], "ports": [{"protocol": "TCP", "port": _TRAFFIC_PORT}]},
+            {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": interceptor_namespace}}}],
+             "ports": [{"protocol": "TCP", "port": _INTERCEPTOR_PORT}]},
+        ]
     if egress_cidrs:
         egress.append({"to": [{"ipBlock": {"cidr": cidr}} for cidr in egress_cidrs]})
     return {

@@ -121,3 +121,28 @@ def test_worker_waits_for_the_container_to_be_ready(tmp_path: Path, moto: MotoSe
         assert 'cortex_async_worker_requests_total{api_name="notready",outcome="completed"} 1.0' in metrics
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
+
+
+def test_a_stalled_upload_gets_408_and_stores_nothing(tmp_path: Path, moto: MotoServer) -> None:
+    # The gateway has no Envoy in front: its own idle timeout on the body (30 s deployed, 1 s here)
+    # keeps a client that sends a few bytes and stops from holding the gateway.
+    import socket
+
+    with async_api(tmp_path, moto, "stalled") as api, httpx.Client(timeout=10) as client:
+        api.start_gateway(body_idle_timeout=1.0)
+        before = set(api.objects())
+        with socket.create_connection(("127.0.0.1", api.gateway_port), timeout=10) as stalled:
+            stalled.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"x" * 10)
+            started = time.monotonic()
+            answer = b""
+            while b"\r\n\r\n" not in answer and time.monotonic() - started < 10:
+                part = stalled.recv(4096)
+                if not part:
+                    break
+                answer += part
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        # Nothing stored, no upload left open, nothing queued; the gateway still answers others.
+        assert set(api.objects()) == before
+        assert moto.client("s3").list_multipart_uploads(Bucket=api.res.bucket).get("Uploads", []) == []
+        assert api.queue_counts(api.res.queue_url) == (0, 0)
+        assert client.post(api.url + "/", content=b"{}").status_code == 200

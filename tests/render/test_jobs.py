@@ -150,7 +150,8 @@ def test_ingress_routes_the_endpoint_to_the_gateway_unrewritten() -> None:
     annotations = ingress["metadata"]["annotations"]
     assert not any(".transforms." in key or key.endswith("transforms.sum") for key in annotations)
     assert annotations["alb.ingress.kubernetes.io/healthcheck-path"] == contract.HEALTH_PATH
-    assert annotations["alb.ingress.kubernetes.io/group.order"] == "-2"
+    # Depth 2 (/jobs/sum), a direct rule: routing.group_order's -2 x depth - 1.
+    assert annotations["alb.ingress.kubernetes.io/group.order"] == "-5"
     assert json.loads(annotations["alb.ingress.kubernetes.io/listen-ports"]) == [{"HTTP": 80}, {"HTTPS": 443}]
     (path,) = ingress["spec"]["rules"][0]["http"]["paths"]
     assert path == {"path": "/jobs/sum", "pathType": "Prefix",

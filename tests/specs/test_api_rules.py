@@ -218,7 +218,7 @@ CASES: list[tuple[str, list[Any], list[str]]] = [
         "queue is AsyncAPI only",
         [api(queue={"max_attempts": 2})],
         [f"{P}.queue: unknown key (allowed keys for RealtimeAPI: name, kind, networking, pod, node_groups, iam, "
-         "autoscaling, update_strategy)"],
+         "autoscaling, update_strategy, alerts)"],
     ),
     (
         "async target_in_flight is a whole number of messages",
@@ -480,7 +480,7 @@ CASES: list[tuple[str, list[Any], list[str]]] = [
         "jobs is a job kinds' section",
         [api(jobs={"retention": "1h"})],
         [f"{P}.jobs: unknown key (allowed keys for RealtimeAPI: name, kind, networking, pod, node_groups, iam, "
-         "autoscaling, update_strategy)"],
+         "autoscaling, update_strategy, alerts)"],
     ),
     (
         "job endpoints outside the gateway's health path",
