@@ -65,7 +65,10 @@ def refuse_images(api: JobApiSpec, api_file: str) -> None:
 
 def create_job_table(dynamodb: Any, name: str) -> None:
     """The job table as the infrastructure creates it (``render.jobs.job_table``: the contract's
-    keys, both strings; on-demand). Its TTL needs no emulation locally."""
+    keys, both strings; on-demand). Its TTL needs no emulation locally. A table of that name already
+    at the endpoint (``--aws-endpoint``, a second run) is used as it is: its job history stays."""
+    if name in dynamodb.list_tables().get("TableNames", []):
+        return
     dynamodb.create_table(
         TableName=name, BillingMode="PAY_PER_REQUEST",
         KeySchema=[{"AttributeName": TABLE_PARTITION_KEY, "KeyType": "HASH"},
