@@ -15,10 +15,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from tests.live.moto_server import moto_server
 from tests.live.procs import free_port
 
 pytestmark = pytest.mark.live
@@ -63,11 +65,12 @@ def _alive(pid: int) -> bool:
 class Serve:
     """``cortex serve`` in its own process, its output collected."""
 
-    def __init__(self, api_file: Path, port: int) -> None:
+    def __init__(self, api_file: Path, port: int, *args: str, env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-c", "from cortex_iac.cli import main; main()", "serve", str(api_file),
-             "--port", str(port)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+             "--port", str(port), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"})
         self.lines: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -120,6 +123,17 @@ def _status(http: httpx.Client, url: str, job_id: str) -> dict[str, object]:
     return dict(response.json())
 
 
+def _run_to_end(http: httpx.Client, url: str, job_id: str, timeout: float = 60) -> dict[str, Any]:
+    """Poll the job's status until it leaves pending/enqueuing/running (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body: dict[str, Any] = _status(http, url, job_id)
+        if body["job_status"]["status"] not in ("pending", "enqueuing", "running"):
+            return body
+        assert time.monotonic() < deadline, body
+        time.sleep(0.2)
+
+
 def test_serve_batch_sum_runs_a_job_and_stops_without_orphans(serve: list[Serve]) -> None:
     port = free_port()
     s = Serve(BATCH_SUM, port)
@@ -137,19 +151,11 @@ def test_serve_batch_sum_runs_a_job_and_stops_without_orphans(serve: list[Serve]
         submitted = http.post(url, json={"workers": 2, "item_list": {"items": list(range(1, 21)), "batch_size": 3}})
         assert submitted.status_code == 200, submitted.text
         job_id = str(submitted.json()["job_id"])
-        deadline = time.monotonic() + 60
-        while True:
-            body = _status(http, url, job_id)
-            state = body["job_status"]["status"]  # type: ignore[index]
-            if state not in ("pending", "enqueuing", "running"):
-                break
-            assert time.monotonic() < deadline, body
-            time.sleep(0.2)
-        assert state == "succeeded", body
-        assert body["job_status"]["total_batch_count"] == 7  # type: ignore[index]
-        assert body["job_status"]["batches_in_queue"] == 0  # type: ignore[index]
-        metrics = body["metrics"]
-        assert metrics["succeeded"] == 7 and metrics["failed"] == 0, metrics  # type: ignore[index]
+        body = _run_to_end(http, url, job_id)
+        assert body["job_status"]["status"] == "succeeded", body
+        assert body["job_status"]["total_batch_count"] == 7
+        assert body["job_status"]["batches_in_queue"] == 0
+        assert body["metrics"]["succeeded"] == 7 and body["metrics"]["failed"] == 0, body
         # The user's handler answered every batch (its log says each batch's sum): 1 + ... + 20.
         handler_logs = "".join(p.read_text(errors="replace") for p in Path(pods.group(1)).glob("*/api.log"))
         sums = [int(m) for m in re.findall(r"batch of \d+ items: sum (\d+)", handler_logs)]
@@ -177,3 +183,32 @@ def test_serve_batch_sum_runs_a_job_and_stops_without_orphans(serve: list[Serve]
     assert left == {}, left
     with pytest.raises(httpx.ConnectError):
         httpx.get(url, timeout=2)
+
+
+def test_serve_against_a_given_endpoint_reuses_its_job_table(serve: list[Serve], tmp_path: Path) -> None:
+    # --aws-endpoint: no moto server of its own (the given one is not stopped), the job table created
+    # once and kept, so a second run still reads the first run's job.
+    with moto_server(tmp_path) as moto, httpx.Client(timeout=30) as http:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/sum"
+        first = Serve(BATCH_SUM, port, "--aws-endpoint", moto.url, env=moto.env())
+        serve.append(first)
+        banner = first.wait_for("stop:    curl")
+        assert f"job table and queues on {moto.url};" in banner
+        submitted = http.post(url, json={"workers": 1, "item_list": {"items": [1, 2, 3, 4], "batch_size": 4}})
+        assert submitted.status_code == 200, submitted.text
+        job_id = str(submitted.json()["job_id"])
+        body = _run_to_end(http, url, job_id)
+        assert (body["job_status"]["status"], body["metrics"]["succeeded"], body["metrics"]["failed"]) == (
+            "succeeded", 1, 0), body
+        first.process.send_signal(signal.SIGTERM)
+        assert first.process.wait(timeout=40) == 0, "".join(first.lines)
+        assert moto.proc is not None and moto.proc.poll() is None  # not ours to stop
+        assert "sum-jobs" in moto.client("dynamodb").list_tables()["TableNames"]
+
+        second = Serve(BATCH_SUM, port, "--aws-endpoint", moto.url, env=moto.env())
+        serve.append(second)
+        second.wait_for("stop:    curl")
+        again = _status(http, url, job_id)
+        assert again["job_status"]["status"] == "succeeded"  # type: ignore[index]
+        assert again["metrics"] == body["metrics"]
