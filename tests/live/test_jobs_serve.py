@@ -185,9 +185,9 @@ def test_serve_batch_sum_runs_a_job_and_stops_without_orphans(serve: list[Serve]
         httpx.get(url, timeout=2)
 
 
-def test_serve_against_a_given_endpoint_reuses_its_job_table(serve: list[Serve], tmp_path: Path) -> None:
+def test_serve_against_a_given_endpoint_stops_a_job_and_reuses_its_table(serve: list[Serve], tmp_path: Path) -> None:
     # --aws-endpoint: no moto server of its own (the given one is not stopped), the job table created
-    # once and kept, so a second run still reads the first run's job.
+    # once and kept, so a second run still reads the first run's job. And DELETE stops a running job.
     with moto_server(tmp_path) as moto, httpx.Client(timeout=30) as http:
         port = free_port()
         url = f"http://127.0.0.1:{port}/sum"
@@ -201,6 +201,24 @@ def test_serve_against_a_given_endpoint_reuses_its_job_table(serve: list[Serve],
         body = _run_to_end(http, url, job_id)
         assert (body["job_status"]["status"], body["metrics"]["succeeded"], body["metrics"]["failed"]) == (
             "succeeded", 1, 0), body
+        # Stop (DELETE) a running job: status stopped, and its worker and handler processes end.
+        long = http.post(url, json={"workers": 1, "item_list": {"items": list(range(150)), "batch_size": 1}})
+        assert long.status_code == 200, long.text
+        long_id = str(long.json()["job_id"])
+        deadline = time.monotonic() + 40
+        while "cortex_iac.jobs.worker" not in " ".join(_descendants(first.process.pid).values()):
+            assert time.monotonic() < deadline, _status(http, url, long_id)
+            time.sleep(0.2)
+        job_processes = {pid: cmd for pid, cmd in _descendants(first.process.pid).items()
+                         if "cortex_iac.jobs.worker" in cmd or "cortex_iac.serving" in cmd}
+        assert any("cortex_iac.serving" in cmd for cmd in job_processes.values()), job_processes
+        stopped = http.delete(url, params={"jobID": long_id})
+        assert stopped.status_code == 200, stopped.text
+        assert _status(http, url, long_id)["job_status"]["status"] == "stopped"  # type: ignore[index]
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in job_processes):
+            assert time.monotonic() < deadline, {p: c for p, c in job_processes.items() if _alive(p)}
+            time.sleep(0.2)
         first.process.send_signal(signal.SIGTERM)
         assert first.process.wait(timeout=40) == 0, "".join(first.lines)
         assert moto.proc is not None and moto.proc.poll() is None  # not ours to stop
