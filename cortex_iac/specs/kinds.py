@@ -77,8 +77,8 @@ _ALL: frozenset[Action] = frozenset(("validate", "render", "deploy", "serve"))
 KINDS: dict[str, KindSupport] = {
     "RealtimeAPI": KindSupport("RealtimeAPI", _ALL, sidecar=ENVOY_SIDECAR),
     "AsyncAPI": KindSupport("AsyncAPI", _ALL, sidecar=QUEUE_WORKER_SIDECAR),
-    "BatchAPI": KindSupport("BatchAPI", frozenset({"validate", "render", "deploy"}), sidecar=BATCH_WORKER),
-    "TaskAPI": KindSupport("TaskAPI", frozenset({"validate", "render", "deploy"})),
+    "BatchAPI": KindSupport("BatchAPI", _ALL, sidecar=BATCH_WORKER),
+    "TaskAPI": KindSupport("TaskAPI", _ALL),
     "TrafficSplitter": KindSupport("TrafficSplitter", frozenset({"validate", "render", "deploy"})),
 }
 assert tuple(KINDS) == API_KINDS

@@ -51,6 +51,14 @@ TASK_API = """
         image: busybox
         command: ["true"]
 """
+BATCH_IMAGE_API = TASK_API.replace("name: q", "name: b").replace("TaskAPI", "BatchAPI")
+SPLITTER = _api("a") + """
+- name: s
+  kind: TrafficSplitter
+  apis:
+    - name: a
+      weight: 100
+"""
 IMAGE_API = """
 - name: img
   kind: RealtimeAPI
@@ -83,7 +91,11 @@ def test_a_missing_handler_file_is_a_spec_error(tmp_path: Path) -> None:
     [
         (_api("a") + _api("b"), None, "defines 2 APIs (a, b): choose one with --name"),
         (_api("a"), "z", ": no API named 'z' (APIs in the file: a)"),
-        (TASK_API, None, ": API 'q' is a TaskAPI; cortex serve runs RealtimeAPIs and AsyncAPIs"),
+        (TASK_API, None, "api.yaml: TaskAPI 'q': container 'w' runs the image 'busybox'; cortex serve runs a job API "
+                         "only when its containers give a `handler:` (there is no Docker engine here)"),
+        (BATCH_IMAGE_API, None, "api.yaml: BatchAPI 'b': container 'w' runs the image 'busybox'; cortex serve runs"),
+        (SPLITTER, None, "api.yaml: API 's': kind TrafficSplitter cannot be served by this version of cortex_iac yet; "
+                         "supported: RealtimeAPI, AsyncAPI, BatchAPI, TaskAPI"),
         (IMAGE_API, None, IMAGE_REFUSAL),
         (_api(extra="          python_requirements: [not-a-package-xyz==1.0, starlette<0.1]\n"), None,
          "API 'echo': python_requirements not satisfied here: not-a-package-xyz==1.0; starlette<0.1 (installed: "),
@@ -91,8 +103,21 @@ def test_a_missing_handler_file_is_a_spec_error(tmp_path: Path) -> None:
 )
 def test_what_cannot_be_served_is_refused_clearly(tmp_path: Path, text: str, name: str | None, message: str) -> None:
     with pytest.raises(ServeError) as error:
-        serve_api(_write(tmp_path, text), name=name, port=1)
+        serve_api(_write(tmp_path, text), name=name or ("s" if "TrafficSplitter" in text else None), port=1)
     assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_the_image_task_example_is_refused_before_anything_starts() -> None:
+    # A TaskAPI's containers must be images (spec layer), and images need Docker: refused in one line,
+    # naming the file and the container, before any port or process is taken.
+    api_file = Path(__file__).resolve().parents[2] / "examples" / "task-iris-trainer" / "api.yaml"
+    with pytest.raises(ServeError) as error:
+        serve_api(str(api_file), name=None, port=1)
+    assert str(error.value) == (
+        f"{api_file}: TaskAPI 'iris-trainer': container 'trainer' runs the image "
+        "'registry.example.com/ml/iris-trainer:1'; cortex serve runs a job API only when its containers give a "
+        "`handler:` (there is no Docker engine here)")
 
 
 def _free_port() -> int:
