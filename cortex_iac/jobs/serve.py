@@ -36,7 +36,7 @@ from cortex_iac.jobs.contract import (
     WORKER_JOB_ENV,
     job_namespace,
 )
-from cortex_iac.queue.serve import _MOTO_CREDENTIALS, LOCAL_REGION, AsyncServeError, _start_moto, _wait_http
+from cortex_iac.queue.serve import LOCAL_REGION, MOTO_CREDENTIALS, AsyncServeError, start_moto, wait_http
 
 if TYPE_CHECKING:
     from cortex_iac.specs import BatchApiSpec, TaskApiSpec
@@ -133,10 +133,10 @@ def serve_job_api(api: JobApiSpec, api_file: str, handler_path: Path, *, port: i
         try:
             if aws_endpoint is None:
                 moto_port = free_port()
-                procs.append(("moto server", _start_moto(moto_port)))
+                procs.append(("moto server", start_moto(moto_port)))
                 aws_endpoint = f"http://127.0.0.1:{moto_port}"
-                aws_env.update(_MOTO_CREDENTIALS)
-                if not _wait_http(aws_endpoint + "/moto-api/data.json", procs, stop):
+                aws_env.update(MOTO_CREDENTIALS)
+                if not wait_http(aws_endpoint + "/moto-api/data.json", procs, stop):
                     return 0 if stop.requested else _exit_code(procs)
             aws_env["AWS_ENDPOINT_URL"] = aws_endpoint
             for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
@@ -161,7 +161,7 @@ def serve_job_api(api: JobApiSpec, api_file: str, handler_path: Path, *, port: i
                 procs.append(("gateway", subprocess.Popen([sys.executable, *GATEWAY_COMMAND[1:]],
                                                           env={**os.environ, **aws_env, **gateway.to_env()},
                                                           start_new_session=True)))
-                if not _wait_http(f"http://127.0.0.1:{port}{HEALTH_PATH}", procs, stop):
+                if not wait_http(f"http://127.0.0.1:{port}{HEALTH_PATH}", procs, stop):
                     return 0 if stop.requested else _exit_code(procs)
                 _print_banner(api, port, aws_endpoint, Path(tmp) / "pods", moto=own_moto)
                 while not stop.requested:

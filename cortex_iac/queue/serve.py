@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 LOCAL_REGION = "us-east-1"
 # moto accepts any credentials; these only keep the SDK from looking for real ones.
-_MOTO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "cortex-serve", "AWS_SECRET_ACCESS_KEY": "cortex-serve"}
+MOTO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "cortex-serve", "AWS_SECRET_ACCESS_KEY": "cortex-serve"}
 _STARTUP_SECONDS = 30.0
 _LOCAL_RECEIVE_WAIT_SECONDS = 2
 
@@ -54,10 +54,10 @@ def serve_async(api: AsyncApiSpec, runtime_config: RuntimeConfig, runtime_env: d
     try:
         if aws_endpoint is None:
             moto_port = free_port()
-            procs.append(("moto server", _start_moto(moto_port)))
+            procs.append(("moto server", start_moto(moto_port)))
             aws_endpoint = f"http://127.0.0.1:{moto_port}"
-            aws_env.update(_MOTO_CREDENTIALS)
-            _wait_http(aws_endpoint + "/moto-api/data.json", procs, stop)
+            aws_env.update(MOTO_CREDENTIALS)
+            wait_http(aws_endpoint + "/moto-api/data.json", procs, stop)
         aws_env["AWS_ENDPOINT_URL"] = aws_endpoint
         env = {**os.environ, **aws_env}
         session = boto3.session.Session(region_name=aws_env["AWS_REGION"],
@@ -87,9 +87,9 @@ def serve_async(api: AsyncApiSpec, runtime_config: RuntimeConfig, runtime_env: d
                                                        env={**env, **worker.to_env()}, start_new_session=True)))
         procs.append(("gateway", subprocess.Popen([sys.executable, *contract.GATEWAY_COMMAND[1:]],
                                                   env={**env, **gateway.to_env()}, start_new_session=True)))
-        if not (_wait_http(f"http://127.0.0.1:{app_port}/readyz", procs, stop)
-                and _wait_http(f"http://127.0.0.1:{port}{contract.GATEWAY_HEALTH_PATH}", procs, stop)
-                and _wait_http(f"http://127.0.0.1:{worker.admin_port}{contract.WORKER_HEALTH_PATH}", procs, stop)):
+        if not (wait_http(f"http://127.0.0.1:{app_port}/readyz", procs, stop)
+                and wait_http(f"http://127.0.0.1:{port}{contract.GATEWAY_HEALTH_PATH}", procs, stop)
+                and wait_http(f"http://127.0.0.1:{worker.admin_port}{contract.WORKER_HEALTH_PATH}", procs, stop)):
             return 0 if stop.requested else _report_exit(procs)
         _print_banner(api, port, gateway.metrics_port, worker.admin_port, aws_endpoint, moto=own_moto)
         while not stop.requested:
@@ -104,16 +104,18 @@ def serve_async(api: AsyncApiSpec, runtime_config: RuntimeConfig, runtime_env: d
                 proc.wait()
 
 
-def _start_moto(port: int) -> subprocess.Popen[bytes]:
+def start_moto(port: int) -> subprocess.Popen[bytes]:
+    """A moto server on 127.0.0.1:``port`` (its own session, so a stop reaches only it); the local
+    stand-in for SQS, S3 and DynamoDB of `cortex serve` (AsyncAPIs and job APIs)."""
     binary = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which("moto_server")
     if binary is None:
-        raise AsyncServeError("an AsyncAPI needs SQS and S3: install moto's server (pip install 'moto[server]') "
-                              "or pass --aws-endpoint URL of a local SQS/S3 endpoint")
+        raise AsyncServeError("cortex serve needs a local AWS endpoint for this API: install moto's server (pip install 'moto[server]') "
+                              "or pass --aws-endpoint URL of a local SQS/S3/DynamoDB endpoint")
     return subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def _wait_http(url: str, procs: list[tuple[str, subprocess.Popen[bytes]]], stop: Any) -> bool:
+def wait_http(url: str, procs: list[tuple[str, subprocess.Popen[bytes]]], stop: Any) -> bool:
     """Poll ``url`` until it answers 2xx (bounded); False if a process exits or a stop comes first."""
     deadline = time.monotonic() + _STARTUP_SECONDS
     while not stop.requested and all(proc.poll() is None for _, proc in procs):
