@@ -34,7 +34,11 @@ from cortex_iac.cli import app
 from cortex_iac.render.workload import RUNTIME_COMMAND
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE_APIS = Path("/work/shared/cortex-reference/apis")
+# Cortex's reference API files, in the shared/ folder beside the repository (as the tests find them).
+REFERENCE_APIS = REPO.parent / "shared" / "cortex-reference" / "apis"
+# The runtime image the reference renders name (AsyncAPIs and job APIs need one); an example
+# reference, like the stacks' own cortex:runtimeImage.
+RENDER_RUNTIME_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/cortex-serving:0.1.0"
 STACKS = ("dev", "prod")
 NOT_RENDERABLE_YET = "cannot be rendered by this version"
 # Where a pod spec sits in each kind that has one.
@@ -47,8 +51,16 @@ _POD_PATHS = {
 
 
 def platform_images() -> set[str]:
-    """The images cortex_iac pins itself (every ``*_IMAGE`` of cortex_iac.versions)."""
-    return {v for k, v in vars(versions).items() if k.endswith("_IMAGE") and isinstance(v, str)}
+    """The images cortex_iac pins or builds itself: every ``*_IMAGE`` of cortex_iac.versions, and the
+    serving runtime image as the renders and the stacks name it (its gateway and worker containers)."""
+    images = {v for k, v in vars(versions).items() if k.endswith("_IMAGE") and isinstance(v, str)}
+    images.add(RENDER_RUNTIME_IMAGE)
+    for stack in STACKS:
+        config = yaml.safe_load((REPO / "stacks" / f"Pulumi.{stack}.yaml").read_text()) or {}
+        image = (config.get("config") or {}).get("cortex:runtimeImage")
+        if isinstance(image, str):
+            images.add(image)
+    return images
 
 
 def is_ours(container: dict[str, Any], images: set[str]) -> bool:
@@ -97,7 +109,7 @@ def collect(out: Path) -> tuple[list[Path], list[str]]:
         raise SystemExit(f"no reference API files in {REFERENCE_APIS}")
     for path in files:
         target = out / "raw" / f"ref-{path.stem}"
-        code, text = _invoke(["render", str(path), "--out", str(target)])
+        code, text = _invoke(["render", str(path), "--out", str(target), "--runtime-image", RENDER_RUNTIME_IMAGE])
         if code != 0:
             if NOT_RENDERABLE_YET in text:
                 skipped.append(path.name)

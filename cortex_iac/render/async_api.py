@@ -338,6 +338,10 @@ def worker_deployment(
         # Ready once the user container is (the worker checks it), and no longer while stopping.
         "readinessProbe": {"httpGet": {"path": contract.WORKER_HEALTH_PATH, "port": contract.WORKER_ADMIN_PORT},
                            "periodSeconds": 5, "timeoutSeconds": 1, "failureThreshold": 2},
+        # Alive while its admin server accepts connections: not /healthz, which says 503 while the user
+        # container is not ready yet (a slow model load must not restart the worker) and while draining.
+        "livenessProbe": {"tcpSocket": {"port": contract.WORKER_ADMIN_PORT},
+                          "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3},
         "resources": worker_resources(spec),
         "securityContext": workload.locked_down(RUNTIME_UID),
         "volumeMounts": [{"name": _WORKER_TMP, "mountPath": "/tmp"}],
