@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from cortex_iac.jobs.contract import (
     WORKER_JOB_ENV,
     job_namespace,
 )
-from cortex_iac.queue.serve import LOCAL_REGION, MOTO_CREDENTIALS, AsyncServeError, start_moto, wait_http
+from cortex_iac.queue.serve import LOCAL_REGION, MOTO_CREDENTIALS, AsyncServeError, start_moto, stop_process, wait_http
 
 if TYPE_CHECKING:
     from cortex_iac.specs import BatchApiSpec, TaskApiSpec
@@ -170,29 +169,14 @@ def serve_job_api(api: JobApiSpec, api_file: str, handler_path: Path, *, port: i
                     time.sleep(0.1)
                 # The gateway first (it finishes the submissions under way), then the jobs' processes
                 # (leaving local_kube), then the moto server.
-                codes = [_stop(procs[-1], grace_period)]
-            codes += [_stop(named, grace_period) for named in reversed(procs[:-1])]
+                codes = [stop_process(procs[-1], grace_period)]
+            codes += [stop_process(named, grace_period) for named in reversed(procs[:-1])]
             return max(codes)
         finally:
             for _, proc in procs:
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
-
-
-def _stop(named: tuple[str, subprocess.Popen[bytes]], grace_period: float) -> int:
-    name, proc = named
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(grace_period + 5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if name != "moto server" and proc.returncode not in (0, -signal.SIGTERM):
-        print(f"cortex serve: the {name} exited with code {proc.returncode}", file=sys.stderr)
-        return 1
-    return 0
 
 
 def _exit_code(procs: list[tuple[str, subprocess.Popen[bytes]]]) -> int:

@@ -141,19 +141,24 @@ def _report_exit(procs: list[tuple[str, subprocess.Popen[bytes]]]) -> int:
 def _stop_in_order(procs: list[tuple[str, subprocess.Popen[bytes]]], grace_period: float) -> int:
     """Gateway, worker, runtime, moto: each gets SIGTERM and its grace period. Returns 0 if every one
     of ours exited 0."""
-    code = 0
-    for name, proc in reversed(procs):
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(grace_period + 5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if name != "moto server" and proc.returncode not in (0, -signal.SIGTERM):
-            print(f"cortex serve: the {name} exited with code {proc.returncode}", file=sys.stderr)
-            code = 1
-    return code
+    return max((stop_process(named, grace_period) for named in reversed(procs)), default=0)
+
+
+def stop_process(named: tuple[str, subprocess.Popen[bytes]], grace_period: float) -> int:
+    """SIGTERM to one of cortex serve's processes, SIGKILL if it outlives ``grace_period`` (+5 s);
+    1 (said on stderr) if one of ours (not the moto server) ended with another code than 0 or SIGTERM."""
+    name, proc = named
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace_period + 5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if name != "moto server" and proc.returncode not in (0, -signal.SIGTERM):
+        print(f"cortex serve: the {name} exited with code {proc.returncode}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _print_banner(api: AsyncApiSpec, port: int, metrics_port: int, admin_port: int, aws_endpoint: str, *,
