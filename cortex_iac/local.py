@@ -79,7 +79,7 @@ def serve_api(api_file: str, *, name: str | None, port: int, aws_endpoint: str |
 
     envoy = _find_envoy()
     _check_port_free(port)  # before anything starts: a second `cortex serve` must not share the port
-    app_port = _free_port() if envoy else port
+    app_port = free_port() if envoy else port
     from cortex_iac.render.workload import HandlerContainer, runtime_config
 
     index = api.pod.containers.index(container)
@@ -121,7 +121,7 @@ def _serve_async(api: AsyncApiSpec, container: ContainerSpec, handler_path: Path
     from cortex_iac.render.workload import HandlerContainer, runtime_config
 
     _check_port_free(port)
-    app_port = _free_port()
+    app_port = free_port()
     index = api.pod.containers.index(container)
     config = runtime_config(
         api, HandlerContainer(index=index, container=container, image="", config_map={}),
@@ -131,7 +131,7 @@ def _serve_async(api: AsyncApiSpec, container: ContainerSpec, handler_path: Path
     stop = _StopSignal()
     try:
         return serve_async(api, config, env, port=port, aws_endpoint=aws_endpoint, grace_period=GRACE_PERIOD_SECONDS,
-                           free_port=_free_port, stop=stop)
+                           free_port=free_port, stop=stop)
     except AsyncServeError as error:
         raise ServeError(f"API {api.name!r}: {error}") from None
     finally:
@@ -157,7 +157,7 @@ def _serve_job(api: BatchApiSpec | TaskApiSpec, api_file: str, port: int, aws_en
     stop = _StopSignal()
     try:
         return serve_job_api(api, api_file, handler_path, port=port, aws_endpoint=aws_endpoint,
-                             grace_period=GRACE_PERIOD_SECONDS, free_port=_free_port, stop=stop)
+                             grace_period=GRACE_PERIOD_SECONDS, free_port=free_port, stop=stop)
     except AsyncServeError as error:
         raise ServeError(f"API {api.name!r}: {error}") from None
     finally:
@@ -239,7 +239,7 @@ def _start_envoy(
     from cortex_iac.render.envoy import envoy_args, render_envoy_yaml
     from cortex_iac.render.realtime import pod_envoy_config
 
-    metrics_port, admin_port = _free_port(), _free_port()
+    metrics_port, admin_port = free_port(), free_port()
     path = tmp / "envoy.yaml"
     # The pod's own Envoy config (its limits and route timeout), on local ports.
     config = pod_envoy_config(api, app_port=app_port, listen_port=port, metrics_port=metrics_port,
@@ -373,7 +373,15 @@ class _StopSignal:
             signal.signal(sig, handler)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the kernel's choice)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:``port``."""
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0

