@@ -46,18 +46,8 @@ from cortex_iac.versions import (
     NVIDIA_DEVICE_PLUGIN_CHART,
     PROMETHEUS_CHART,
 )
+from tests.clusters import BASE, ZONES
 
-ZONES = ["us-east-1a", "us-east-1b", "us-east-1c"]
-BASE: dict[str, Any] = {
-    "cluster_name": "demo",
-    "region": "us-east-1",
-    "availability_zones": ZONES,
-    "tags": {"team": "ml"},
-    "node_groups": [
-        {"name": "cpu", "instance_type": "m5.large"},
-        {"name": "gpu", "instance_type": "g4dn.xlarge", "min_instances": 0},
-    ],
-}
 TAGS = {"team": "ml", "cortex.dev/cluster-name": "demo"}
 
 CLUSTER = "cortex:eks:Cluster"

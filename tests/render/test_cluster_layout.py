@@ -25,18 +25,8 @@ from cortex_iac.render.cluster_layout import (
 )
 from cortex_iac.render.network import network_layout
 from cortex_iac.specs import ClusterSpec, load_cluster
+from tests.clusters import BASE, ZONES
 
-ZONES = ["us-east-1a", "us-east-1b", "us-east-1c"]
-BASE: dict[str, Any] = {
-    "cluster_name": "demo",
-    "region": "us-east-1",
-    "availability_zones": ZONES,
-    "tags": {"team": "ml"},
-    "node_groups": [
-        {"name": "cpu", "instance_type": "m5.large"},
-        {"name": "gpu", "instance_type": "g4dn.xlarge", "min_instances": 0},
-    ],
-}
 EXISTING = [
     {"availability_zone": "us-east-1a", "subnet_id": "subnet-0aaaaaaaaaaaaaaaa"},
     {"availability_zone": "us-east-1b", "subnet_id": "subnet-0bbbbbbbbbbbbbbbb"},
