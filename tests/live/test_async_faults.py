@@ -48,7 +48,9 @@ def test_worker_killed_mid_request_is_redelivered_and_completed_by_another(tmp_p
         _, second_log = api.start_worker()
         done = api.wait_status(client, request_id, "completed", timeout=30)
         assert done["result"]["id"] == request_id
-        assert f'"request_id": "{request_id}", "status": "completed"' in api.log(second_log)
+        # The worker logs the outcome just after storing it: wait for the line (bounded), not race it.
+        wait_for(lambda: f'"request_id": "{request_id}", "status": "completed"' in api.log(second_log), 10,
+                 "the second worker's completed line")
         assert api.app_calls("start").count(request_id) == 2
         wait_for(lambda: api.queue_counts(api.res.queue_url) == (0, 0), 10, "an empty queue")
         assert api.queue_counts(api.res.dead_letter_queue_url) == (0, 0)
