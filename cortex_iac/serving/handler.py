@@ -1,5 +1,5 @@
-"""Loading the user's ``class Handler`` and calling it: sync methods in a bounded thread pool, async
-methods on the event loop."""
+"""Loading the user's ``class Handler`` and calling it: sync methods in a bounded thread pool (or, when
+they prove cheap, on the event loop), async methods on the event loop."""
 
 from __future__ import annotations
 
@@ -74,7 +74,9 @@ Call = Callable[[Any], Awaitable[Any]]
 _YIELD_EVERY_SECONDS = 0.001
 
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None, seconds: float,
+            on_call: Callable[[float], None]) -> None:
+    on_call(seconds)
     if future.done():  # the awaiting request was cancelled (shutdown past the grace period)
         return
     if error is None:
@@ -89,11 +91,13 @@ class _ThreadPool:
     Lighter than ``ThreadPoolExecutor`` + ``asyncio.wrap_future`` (measured: a third less overhead
     per call): a call is a queue entry, its result goes straight to the asyncio future. Daemon threads,
     so a call still running when the process must exit (past the grace period) does not keep it alive.
+    ``on_call`` is called on the loop with each call's duration in seconds, before its caller resumes.
     """
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, on_call: Callable[[float], None] = lambda seconds: None) -> None:
         self._queue: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]] | None]
         self._queue = queue.SimpleQueue()
+        self._on_call = on_call
         self._threads = [
             threading.Thread(target=self._work, name=f"handler-{i}", daemon=True) for i in range(threads)
         ]
@@ -108,17 +112,19 @@ class _ThreadPool:
 
     def _work(self) -> None:
         last_yield = 0.0
+        on_call = self._on_call
         while (item := self._queue.get()) is not None:
             function, args, future = item
+            started = time.perf_counter()
             try:
                 result, error = function(*args), None
             except BaseException as raised:  # noqa: BLE001 - handed to the awaiting request, which logs it
                 result, error = None, raised
+            now = time.perf_counter()
             try:
-                future.get_loop().call_soon_threadsafe(_settle, future, result, error)
+                future.get_loop().call_soon_threadsafe(_settle, future, result, error, now - started, on_call)
             except RuntimeError:  # the loop is closed: the process is exiting, nobody waits
                 return
-            now = time.perf_counter()
             if now - last_yield >= _YIELD_EVERY_SECONDS:
                 os.sched_yield()  # releases the GIL while it yields
                 last_yield = time.perf_counter()
@@ -129,17 +135,89 @@ class _ThreadPool:
             self._queue.put(None)
 
 
+# Cheap calls on the event loop. Handing a call to a thread and back costs a GIL hand-over and a loop
+# wake-up each way; for a model that predicts in 0.1-0.3 ms that is a third of the runtime's CPU per
+# request (measured: docs/benchmarks.md, "Serving"). With one handler thread, calls run one at a time
+# either way, so a call that is reliably cheap loses nothing by running on the loop itself, which is
+# what a plain Starlette app does. The loop must stay free for probes and for reading requests while a
+# model computes, so calls move to the loop only after a window of calls nearly all under
+# _INLINE_BELOW_SECONDS, and back to the thread after one call on the loop takes _INLINE_LEAVE_SECONDS
+# or more; each move back doubles the window, so a handler with recurring slow calls stays on its thread.
+_INLINE_BELOW_SECONDS = 0.001
+_INLINE_LEAVE_SECONDS = 0.005
+_INLINE_WINDOW = 256
+_INLINE_WINDOW_MAX = 65536
+# Calls of a window allowed at or over _INLINE_BELOW_SECONDS (measured on the thread, a call's time
+# includes waiting for the GIL while the loop reads and writes requests): one in 20.
+_INLINE_SLOW_PER_WINDOW = 20
+
+
+class _Placement:
+    """Where the next synchronous call runs: on the handler thread, or on the event loop.
+
+    Used from the event loop only. ``THREAD`` becomes ``DRAINING`` at the end of a window of cheap calls;
+    calls arriving while calls are still queued on the thread wait until it is idle (so two calls never
+    run at once), then everything runs ``INLINE`` until one call is slow.
+    """
+
+    THREAD, DRAINING, INLINE = "thread", "draining", "inline"
+
+    def __init__(self) -> None:
+        self.mode = self.THREAD
+        self.window = _INLINE_WINDOW
+        self.outstanding = 0  # calls handed to the thread and not yet settled
+        self._seen = 0
+        self._slow = 0
+        self._idle: asyncio.Event | None = None
+
+    def thread_call_done(self, seconds: float) -> None:
+        self.outstanding -= 1
+        if self.mode == self.THREAD:
+            self._seen += 1
+            self._slow += seconds >= _INLINE_BELOW_SECONDS
+            if self._seen >= self.window:
+                if self._slow * _INLINE_SLOW_PER_WINDOW <= self.window:
+                    self.mode = self.DRAINING
+                self._seen = self._slow = 0
+        if self.mode == self.DRAINING and self.outstanding == 0:
+            self.mode = self.INLINE
+            if self._idle is not None:
+                self._idle.set()
+                self._idle = None
+
+    def inline_call_done(self, seconds: float) -> None:
+        if seconds >= _INLINE_LEAVE_SECONDS and self.mode == self.INLINE:
+            self.mode = self.THREAD
+            self.window = min(self.window * 2, _INLINE_WINDOW_MAX)
+
+    async def thread_idle(self) -> None:
+        """Return once the calls queued on the thread are done (the mode is then ``INLINE``)."""
+        if self._idle is None:
+            self._idle = asyncio.Event()
+        await self._idle.wait()
+
+
 class HandlerRunner:
     """Calls one handler instance; ``post``/``get`` are ``None`` when the handler lacks the method.
 
     Synchronous methods run in a pool of ``threads`` threads, so the event loop keeps answering probes
-    and metrics while a model computes; coroutine methods are awaited on the loop itself.
+    and metrics while a model computes; with one thread, calls that prove cheap run on the loop itself
+    (see ``_Placement``). Coroutine methods are awaited on the loop.
     """
 
     def __init__(self, handler: object, threads: int) -> None:
-        self._pool = _ThreadPool(threads)
+        # With more threads than one, calls run side by side (numpy and most model runtimes release
+        # the GIL), which the loop cannot do: they always go to the pool.
+        self._placement = _Placement() if threads == 1 else None
+        on_call = self._placement.thread_call_done if self._placement is not None else (lambda seconds: None)
+        self._pool = _ThreadPool(threads, on_call)
         self.post: Call | None = self._wrap(getattr(handler, "handle_post", None), takes_payload=True)
         self.get: Call | None = self._wrap(getattr(handler, "handle_get", None), takes_payload=False)
+
+    @property
+    def placement(self) -> str:
+        """Where synchronous calls go now: ``thread``, ``draining`` (to the loop) or ``inline``."""
+        return self._placement.mode if self._placement is not None else _Placement.THREAD
 
     def _wrap(self, method: Callable[..., Any] | None, *, takes_payload: bool) -> Call | None:
         if method is None:
@@ -148,10 +226,25 @@ class HandlerRunner:
             if takes_payload:
                 return method
             return lambda _payload: method()
+        args: Callable[[Any], tuple[Any, ...]] = (lambda payload: (payload,)) if takes_payload else (lambda _: ())
         run = self._pool.run
-        if takes_payload:
-            return lambda payload: run(method, payload)
-        return lambda _payload: run(method)
+        placement = self._placement
+        if placement is None:
+            return lambda payload: run(method, *args(payload))
+
+        async def call(payload: Any) -> Any:
+            while placement.mode == _Placement.DRAINING:
+                await placement.thread_idle()
+            if placement.mode == _Placement.INLINE:
+                started = time.perf_counter()
+                try:
+                    return method(*args(payload))
+                finally:
+                    placement.inline_call_done(time.perf_counter() - started)
+            placement.outstanding += 1
+            return await run(method, *args(payload))
+
+        return call
 
     def shutdown(self) -> None:
         """Stop the thread pool without waiting for a handler call that outlived the grace period."""
