@@ -888,16 +888,32 @@ def _pulumi_value(value: Any) -> Any:
     return value
 
 
+def _provider_reference(urn: str) -> str:
+    """A provider as Pulumi references it, ``<provider URN>::<provider ID>``: a plan knows no IDs,
+    so the ID is the unknown marker, as Pulumi's own preview shows a provider not created yet."""
+    return f"{urn}::{PULUMI_UNKNOWN}"
+
+
+def _sorted_maps(value: Any) -> Any:
+    """Keys of every object sorted: what encoding/json does to a Go map (inputs, config, ...)."""
+    if isinstance(value, dict):
+        return {k: _sorted_maps(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_maps(v) for v in value]
+    return value
+
+
 def _pulumi_state(r: dict[str, Any]) -> dict[str, Any]:
     """A plan resource as Pulumi's ``apitype.ResourceV3`` (the fields a plan knows; inputs only,
     no outputs: this is a preview)."""
     state: dict[str, Any] = {"urn": r["urn"], "custom": bool(r.get("custom", True)), "type": r["type"],
-                             "inputs": _pulumi_value(r["inputs"])}
-    # In ResourceV3's field order (encoding/json writes fields in declaration order).
+                             "inputs": _sorted_maps(_pulumi_value(r["inputs"]))}
+    # In ResourceV3's field order (encoding/json writes a struct's fields in declaration order).
     for key, name in (("parent", "parent"), ("dependencies", "dependencies"), ("provider", "provider"),
                       ("property_dependencies", "propertyDependencies"), ("aliases", "aliases")):
         if r.get(key):
-            state[name] = r[key]
+            value = r[key]
+            state[name] = _provider_reference(value) if key == "provider" else _sorted_maps(value)
     return state
 
 
@@ -913,7 +929,7 @@ def render_pulumi_json(report: DiffReport) -> str:
         step: dict[str, Any] = {"op": d.op, "urn": d.urn}
         provider = (new or old or {}).get("provider")
         if provider:
-            step["provider"] = provider
+            step["provider"] = _provider_reference(provider)
         if old is not None and d.op != "create":
             step["oldState"] = _pulumi_state(old)
         if new is not None and d.op != "delete":
@@ -924,16 +940,20 @@ def render_pulumi_json(report: DiffReport) -> str:
         replace_keys = sorted({str(c.path[0]) for c in d.changes if c.replaces})
         if replace_keys:
             step["replaceReasons"] = replace_keys
-        step["detailedDiff"] = {
+        detailed = {
             c.path_text: {"kind": _DETAILED_KIND[c.kind] + ("-replace" if c.replaces else ""), "inputDiff": True}
             for c in d.changes
-        } or None
+        }
+        step["detailedDiff"] = {k: detailed[k] for k in sorted(detailed)} or None
         steps.append(step)
+    # Go maps (config, detailedDiff, changeSummary) come out key-sorted and, empty, left out
+    # (`omitempty`), as in the samples of Pulumi's real output (tests/plan/test_pulumi_sample.py).
     config = {k: PULUMI_SECRET if v == SECRET else v for k, v in sorted(report.head_config.items())}
     summary = {op: n for op, n in report.counts.items() if n}
     if report.unchanged:
         summary["same"] = report.unchanged
-    doc: dict[str, Any] = {"config": config, "steps": steps, "changeSummary": summary}
+    doc: dict[str, Any] = {"config": config} if config else {}
+    doc.update({"steps": steps, "changeSummary": {k: summary[k] for k in sorted(summary)}})
     return json.dumps(doc, indent=4, ensure_ascii=False) + "\n"
 
 
