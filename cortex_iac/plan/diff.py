@@ -103,7 +103,16 @@ from pathlib import Path
 from typing import Any
 
 from cortex_iac.errors import PlanError
-from cortex_iac.plan.cost import ApiCost, CostReport, StackCost, cost_of, money_range, stack_cost
+from cortex_iac.plan.cost import (
+    JOB_WORKERS_TITLE,
+    ApiCost,
+    CostReport,
+    StackCost,
+    cost_of,
+    job_worker_rows,
+    money_range,
+    stack_cost,
+)
 from cortex_iac.plan.preview import Headline, SummaryRow, anchor, headlines, summary
 from cortex_iac.plan.values import SECRET, UNKNOWN
 
@@ -710,6 +719,10 @@ def _text_cost(report: DiffReport) -> list[str]:
     out = [f"Monthly cost per API (USD, {h.region}, prices of {h.prices_date}; min_replicas – max_replicas, spot estimated):"]
     for r in [header, *rows]:
         out.append("  " + "  ".join(r[i].ljust(widths[i]) for i in range(4)) + (f"  {r[4]}" if r[4] else ""))
+    workers = job_worker_rows(h)
+    if workers:
+        wide = [max(len(r[i]) for r in workers) for i in range(2)]
+        out += [f"{JOB_WORKERS_TITLE}:", *(f"  {r[0].ljust(wide[0])}  {r[1].ljust(wide[1])}  {r[2]}".rstrip() for r in workers)]
     out += [f"  note: {n}" for n in h.notes]
     return out
 
@@ -1058,6 +1071,11 @@ def _md_api_cost(report: DiffReport) -> list[str]:
     for item, base, change, new, how in rows:
         bold = "**" if item == "total" else ""
         out.append(f"| {bold}{_md(item)}{bold} | {base} | {bold}{change}{bold} | {new} | {_md(how)} |")
+    workers = job_worker_rows(h)
+    if workers:
+        title, _, rest = JOB_WORKERS_TITLE.partition(" (")
+        out += ["", f"**{_md(title)}** ({_md(rest)}", "", "| job API | per worker-hour | how |", "|---|---|---|"]
+        out += [f"| {_md(api)} | {_md(hourly)} | {_md(how)} |" for api, hourly, how in workers]
     out += ["", "<details><summary>how this is estimated</summary>", "",
             f"Public prices of {_md(h.prices_date)}. " + " ".join(_md(n[0].upper() + n[1:]) + "." for n in h.notes), "",
             _md_cost(report, "Capacity bounds (every node group from min_instances to max_instances)"), "", "</details>", ""]
