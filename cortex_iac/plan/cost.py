@@ -219,7 +219,30 @@ def render_api_costs(cost: StackCost) -> str:
 
     out = [f"Monthly cost per API, {cost.region} (pods' requests packed on their node groups; docs/preview.md)", "",
            fmt(header), *(fmt(r) for r in rows)]
+    workers = job_worker_rows(cost)
+    if workers:
+        out += ["", JOB_WORKERS_TITLE + ":", ""]
+        wide = [max(len(r[i]) for r in workers) for i in range(2)]
+        out += [f"{r[0].ljust(wide[0])}  {r[1].ljust(wide[1])}  {r[2]}".rstrip() for r in workers]
     return "\n".join(out) + "\n"
+
+
+JOB_WORKERS_TITLE = ("Job workers, per use (USD per worker-hour; not in the monthly totals: "
+                     "a job's workers run only while it runs)")
+
+
+def job_worker_rows(cost: StackCost) -> list[tuple[str, str, str]]:
+    """(api, per worker-hour, how) for each job API: one worker packed alone on its node groups,
+    the spot estimate when its group is spot-first, to on-demand."""
+    rows = []
+    for a in cost.apis:
+        w = a.worker
+        if w is None:
+            continue
+        hourly = "–" if w.alone is None else (per_hour(w.high) if round(w.low, 4) == round(w.high, 4)
+                                              else f"{per_hour(w.low)} – {per_hour(w.high)}")
+        rows.append((f"{a.kind} {a.name}", hourly, w.describe()))
+    return rows
 
 
 def money(value: float) -> str:
@@ -669,9 +692,34 @@ class Packing:
 
 
 @dataclass(frozen=True)
+class JobWorkerCost:
+    """What one worker of a job API's jobs costs while it runs (per use: in no monthly total).
+
+    The worker pod is packed like an API's pods: alone (``alone``, one job worker) on the cheapest
+    instance type of its node groups that fits it; ``low`` per worker-hour at the spot ESTIMATE
+    when that group is spot-first, else on-demand, ``high`` on-demand; ``per_node`` workers of one
+    job fit one node of that type. ``problem`` says why it is not priced (then ``alone`` is None)."""
+
+    alone: Packing | None
+    low: float = 0.0
+    high: float = 0.0
+    per_node: int = 0
+    spot: bool = False
+    problem: str | None = None
+
+    def describe(self) -> str:
+        if self.alone is None:
+            return self.problem or ""
+        share = f"; {self.per_node} workers fit one node" if self.per_node > 1 else ""
+        capacity = "spot first" if self.spot else "on-demand"
+        return f"1 worker on 1 × {self.alone.instance_type} (group {self.alone.group}, {capacity}){share}"
+
+
+@dataclass(frozen=True)
 class ApiCost:
     """One API's monthly cost: ``low`` at min_replicas (spot estimate on spot groups), ``high`` at
-    max_replicas on-demand; ``problem`` says why it is not priced (then both are 0)."""
+    max_replicas on-demand; ``problem`` says why it is not priced (then both are 0). A job API's
+    ``worker`` is what one of its job workers costs per hour, outside ``low`` and ``high``."""
 
     name: str
     kind: str
@@ -680,6 +728,7 @@ class ApiCost:
     low: float
     high: float
     problem: str | None = None
+    worker: JobWorkerCost | None = None
 
 
 @dataclass(frozen=True)
@@ -728,10 +777,21 @@ class StackCost:
                                  "high": round(x.high, 2)} for x in self.fixed]},
             "apis": [{"name": a.name, "kind": a.kind, "low": round(a.low, 2), "high": round(a.high, 2),
                       "at_min_replicas": packing(a.at_min), "at_max_replicas": packing(a.at_max),
-                      **({"problem": a.problem} if a.problem else {})} for a in self.apis],
+                      **({"problem": a.problem} if a.problem else {}),
+                      **({"job_worker": _worker_json(a.worker)} if a.worker else {})} for a in self.apis],
             "notes": list(self.notes),
             "unpriced": [{"item": x.item, "count": x.count, "reason": x.reason} for x in self.unpriced],
         }
+
+
+def _worker_json(w: JobWorkerCost) -> dict[str, Any]:
+    """A job worker's cost for JSON: per worker-hour (USD), low (spot estimate on spot-first groups)
+    and high (on-demand), the instance type it is packed on and how many share one node."""
+    if w.alone is None:
+        return {"per_worker_hour": None, "problem": w.problem}
+    return {"per_worker_hour": {"low": round(w.low, 4), "high": round(w.high, 4)}, "instance_type": w.alone.instance_type,
+            "node_group": w.alone.group, "spot": w.spot, "workers_per_node": w.per_node,
+            **({"problem": w.problem} if w.problem else {})}
 
 
 def stack_cost(plan: dict[str, Any], region: str | None = None) -> StackCost:
@@ -740,7 +800,7 @@ def stack_cost(plan: dict[str, Any], region: str | None = None) -> StackCost:
     with their root volumes) plus, per API, its pods' requests at min_replicas and at max_replicas
     packed onto the cheapest instance type of the node groups it may use. Never fails on a missing
     price: what cannot be priced is listed in ``unpriced`` (or the API's ``problem``) and left out."""
-    from cortex_iac.plan.views import api_views, node_group_views
+    from cortex_iac.plan.views import api_views, job_workers, node_group_views
 
     region = plan_region(plan, region)
     table = price_table()
@@ -761,7 +821,8 @@ def stack_cost(plan: dict[str, Any], region: str | None = None) -> StackCost:
         except PlanError as e:  # an input only known after apply: list it, price the rest
             prices.unpriced.append(Unpriced("fixed cluster cost", "?", str(e)))
     groups = {n: g for n, g in node_group_views(plan).items() if any(NODE_POOL.split(":")[-1] in u for u in g.urns)}
-    apis = [_api_cost(v, groups, prices) for v in api_views(plan).values()]
+    workers = job_workers(plan)
+    apis = [_api_cost(v, groups, prices, workers.get(urn)) for urn, v in api_views(plan).items()]
     if region not in table["regions"]:
         notes.insert(0, f"{_region_missing(region)}: nothing is priced")
     notes += [
@@ -778,7 +839,35 @@ def stack_cost(plan: dict[str, Any], region: str | None = None) -> StackCost:
                      tuple(notes), tuple(prices.unpriced))
 
 
-def _api_cost(view: Any, groups: dict[str, Any], prices: _Prices) -> ApiCost:
+def _api_cost(view: Any, groups: dict[str, Any], prices: _Prices, worker: Any = None) -> ApiCost:
+    cost = _always_on_cost(view, groups, prices)
+    if worker is None:
+        return cost
+    return ApiCost(cost.name, cost.kind, cost.at_min, cost.at_max, cost.low, cost.high, cost.problem,
+                   _worker_cost(worker, groups, prices))
+
+
+def _worker_cost(worker: Any, groups: dict[str, Any], prices: _Prices) -> JobWorkerCost:
+    """One job worker packed alone, as ``_pack`` packs one replica of an API."""
+    if worker.requests is None:
+        return JobWorkerCost(None, problem=worker.problem)
+    if worker.node_groups is None:
+        return JobWorkerCost(None, problem="its workers are not placed on a Cortex node group")
+    names = worker.node_groups or tuple(groups)
+    allowed = [groups[n] for n in names if n in groups]
+    if not allowed:
+        return JobWorkerCost(None, problem=f"none of its node groups ({', '.join(names) or 'any'}) is a Karpenter node group of the plan")
+    low, problem_low = _pack(worker.requests, 1, allowed, prices, spot=True)
+    high, problem_high = _pack(worker.requests, 1, allowed, prices, spot=False)
+    problem = problem_low or problem_high
+    if low is None or high is None:
+        return JobWorkerCost(None, problem=problem)
+    group = next(g for g in allowed if g.name == low.group)
+    return JobWorkerCost(low, low.hourly, high.hourly, pods_per_node(worker.requests, get_instance_type(low.instance_type or "")),
+                         bool(group.spot), problem)
+
+
+def _always_on_cost(view: Any, groups: dict[str, Any], prices: _Prices) -> ApiCost:
     if view.requests is None or view.min_replicas is None or view.max_replicas is None:
         return ApiCost(view.name, view.kind, None, None, 0.0, 0.0, "no pods (or replicas) in the plan to price")
     if view.node_groups is None:

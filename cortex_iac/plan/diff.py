@@ -103,7 +103,16 @@ from pathlib import Path
 from typing import Any
 
 from cortex_iac.errors import PlanError
-from cortex_iac.plan.cost import ApiCost, CostReport, StackCost, cost_of, money_range, stack_cost
+from cortex_iac.plan.cost import (
+    JOB_WORKERS_TITLE,
+    ApiCost,
+    CostReport,
+    StackCost,
+    cost_of,
+    job_worker_rows,
+    money_range,
+    stack_cost,
+)
 from cortex_iac.plan.preview import Headline, SummaryRow, anchor, headlines, summary
 from cortex_iac.plan.values import SECRET, UNKNOWN
 
@@ -710,6 +719,10 @@ def _text_cost(report: DiffReport) -> list[str]:
     out = [f"Monthly cost per API (USD, {h.region}, prices of {h.prices_date}; min_replicas – max_replicas, spot estimated):"]
     for r in [header, *rows]:
         out.append("  " + "  ".join(r[i].ljust(widths[i]) for i in range(4)) + (f"  {r[4]}" if r[4] else ""))
+    workers = job_worker_rows(h)
+    if workers:
+        wide = [max(len(r[i]) for r in workers) for i in range(2)]
+        out += [f"{JOB_WORKERS_TITLE}:", *(f"  {r[0].ljust(wide[0])}  {r[1].ljust(wide[1])}  {r[2]}".rstrip() for r in workers)]
     out += [f"  note: {n}" for n in h.notes]
     return out
 
@@ -888,16 +901,32 @@ def _pulumi_value(value: Any) -> Any:
     return value
 
 
+def _provider_reference(urn: str) -> str:
+    """A provider as Pulumi references it, ``<provider URN>::<provider ID>``: a plan knows no IDs,
+    so the ID is the unknown marker, as Pulumi's own preview shows a provider not created yet."""
+    return f"{urn}::{PULUMI_UNKNOWN}"
+
+
+def _sorted_maps(value: Any) -> Any:
+    """Keys of every object sorted: what encoding/json does to a Go map (inputs, config, ...)."""
+    if isinstance(value, dict):
+        return {k: _sorted_maps(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_maps(v) for v in value]
+    return value
+
+
 def _pulumi_state(r: dict[str, Any]) -> dict[str, Any]:
     """A plan resource as Pulumi's ``apitype.ResourceV3`` (the fields a plan knows; inputs only,
     no outputs: this is a preview)."""
     state: dict[str, Any] = {"urn": r["urn"], "custom": bool(r.get("custom", True)), "type": r["type"],
-                             "inputs": _pulumi_value(r["inputs"])}
-    # In ResourceV3's field order (encoding/json writes fields in declaration order).
+                             "inputs": _sorted_maps(_pulumi_value(r["inputs"]))}
+    # In ResourceV3's field order (encoding/json writes a struct's fields in declaration order).
     for key, name in (("parent", "parent"), ("dependencies", "dependencies"), ("provider", "provider"),
                       ("property_dependencies", "propertyDependencies"), ("aliases", "aliases")):
         if r.get(key):
-            state[name] = r[key]
+            value = r[key]
+            state[name] = _provider_reference(value) if key == "provider" else _sorted_maps(value)
     return state
 
 
@@ -913,7 +942,7 @@ def render_pulumi_json(report: DiffReport) -> str:
         step: dict[str, Any] = {"op": d.op, "urn": d.urn}
         provider = (new or old or {}).get("provider")
         if provider:
-            step["provider"] = provider
+            step["provider"] = _provider_reference(provider)
         if old is not None and d.op != "create":
             step["oldState"] = _pulumi_state(old)
         if new is not None and d.op != "delete":
@@ -924,16 +953,20 @@ def render_pulumi_json(report: DiffReport) -> str:
         replace_keys = sorted({str(c.path[0]) for c in d.changes if c.replaces})
         if replace_keys:
             step["replaceReasons"] = replace_keys
-        step["detailedDiff"] = {
+        detailed = {
             c.path_text: {"kind": _DETAILED_KIND[c.kind] + ("-replace" if c.replaces else ""), "inputDiff": True}
             for c in d.changes
-        } or None
+        }
+        step["detailedDiff"] = {k: detailed[k] for k in sorted(detailed)} or None
         steps.append(step)
+    # Go maps (config, detailedDiff, changeSummary) come out key-sorted and, empty, left out
+    # (`omitempty`), as in the samples of Pulumi's real output (tests/plan/test_pulumi_sample.py).
     config = {k: PULUMI_SECRET if v == SECRET else v for k, v in sorted(report.head_config.items())}
     summary = {op: n for op, n in report.counts.items() if n}
     if report.unchanged:
         summary["same"] = report.unchanged
-    doc: dict[str, Any] = {"config": config, "steps": steps, "changeSummary": summary}
+    doc: dict[str, Any] = {"config": config} if config else {}
+    doc.update({"steps": steps, "changeSummary": {k: summary[k] for k in sorted(summary)}})
     return json.dumps(doc, indent=4, ensure_ascii=False) + "\n"
 
 
@@ -1038,6 +1071,11 @@ def _md_api_cost(report: DiffReport) -> list[str]:
     for item, base, change, new, how in rows:
         bold = "**" if item == "total" else ""
         out.append(f"| {bold}{_md(item)}{bold} | {base} | {bold}{change}{bold} | {new} | {_md(how)} |")
+    workers = job_worker_rows(h)
+    if workers:
+        title, _, rest = JOB_WORKERS_TITLE.partition(" (")
+        out += ["", f"**{_md(title)}** ({_md(rest)}", "", "| job API | per worker-hour | how |", "|---|---|---|"]
+        out += [f"| {_md(api)} | {_md(hourly)} | {_md(how)} |" for api, hourly, how in workers]
     out += ["", "<details><summary>how this is estimated</summary>", "",
             f"Public prices of {_md(h.prices_date)}. " + " ".join(_md(n[0].upper() + n[1:]) + "." for n in h.notes), "",
             _md_cost(report, "Capacity bounds (every node group from min_instances to max_instances)"), "", "</details>", ""]

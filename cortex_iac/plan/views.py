@@ -15,10 +15,14 @@ resource type and label, never by API kind:
   ``instance_types`` (the instance-type requirement), ``spot`` (spot capacity first),
   ``min_instances`` (a static pool's ``replicas``), ``max_instances`` (that plus the dynamic pool's
   ``limits.nodes``), or an EKS managed node group (``scalingConfig``).
+- a job API's worker pod (BatchAPI, TaskAPI: :func:`job_workers`) is the pod of the ``batch/v1``
+  Job its gateway creates per job, read from the job template ConfigMap among its children (data
+  key ``job.json``): its requests and node-group affinity.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -286,6 +290,88 @@ def _weights(envoy: Any) -> dict[str, int] | None:
                         if isinstance(clusters, list) and clusters:
                             return {str(c.get("name")): _int(c.get("weight")) or 0 for c in clusters if isinstance(c, dict)}
     return None
+
+
+# The job template ConfigMap's key (cortex_iac.jobs.contract.JOB_TEMPLATE_KEY), read here by name.
+_JOB_TEMPLATE_KEY = "job.json"
+
+
+@dataclass(frozen=True)
+class JobWorkerView:
+    """The worker pod of a job API (one per worker of each submitted job), as its job template says;
+    ``problem`` says why the plan does not tell (then ``requests`` is None)."""
+
+    requests: Requests | None
+    node_groups: tuple[str, ...] | None = None
+    problem: str | None = None
+
+
+def job_workers(plan: dict[str, Any]) -> dict[str, JobWorkerView]:
+    """The worker pod of every API with a job template among its children, by the API's URN."""
+    resources = [r for r in plan.get("resources", []) if isinstance(r, dict) and isinstance(r.get("inputs"), dict)]
+    by_parent: dict[str, list[dict[str, Any]]] = {}
+    for r in resources:
+        if r.get("parent"):
+            by_parent.setdefault(r["parent"], []).append(r)
+    out: dict[str, JobWorkerView] = {}
+    for r in resources:
+        if not r["type"].startswith("cortex:api:") or r["type"] in _NOT_APIS:
+            continue
+        for part in _descendants(r["urn"], by_parent):
+            data = _get(part["inputs"], "data") if part["type"] == _CONFIG_MAP else None
+            if isinstance(data, dict) and _JOB_TEMPLATE_KEY in data:
+                out[r["urn"]] = _job_worker(data[_JOB_TEMPLATE_KEY])
+                break
+    return out
+
+
+def _job_worker(text: Any) -> JobWorkerView:
+    if text == UNKNOWN:
+        return JobWorkerView(None, None, "its job template is only known after apply (it holds the job table's name)")
+    try:
+        job = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        job = None
+    pod = _get(job, "spec", "template", "spec")
+    if not isinstance(pod, dict):
+        return JobWorkerView(None, None, "its job template holds no pod")
+    return JobWorkerView(pod_requests_of(pod), _affinity_groups(pod))
+
+
+def _container_requests(c: Any) -> Requests:
+    req = _get(c, "resources", "requests")
+    req = req if isinstance(req, dict) else {}
+    return Requests(
+        quantity(req.get("cpu")) or Decimal(0),
+        (quantity(req.get("memory")) or Decimal(0)) + (quantity(req.get("hugepages-2Mi")) or Decimal(0)),
+        int(quantity(req.get("nvidia.com/gpu")) or 0),
+        int(quantity(req.get("aws.amazon.com/neuron")) or 0),
+    )
+
+
+def _plus(a: Requests, b: Requests) -> Requests:
+    return Requests(a.cpu + b.cpu, a.memory + b.memory, a.gpu + b.gpu, a.inf + b.inf)
+
+
+def _most(a: Requests, b: Requests) -> Requests:
+    return Requests(max(a.cpu, b.cpu), max(a.memory, b.memory), max(a.gpu, b.gpu), max(a.inf, b.inf))
+
+
+def pod_requests_of(pod: dict[str, Any]) -> Requests:
+    """A pod's effective requests as Kubernetes schedules it: its containers plus its sidecars
+    (init containers with ``restartPolicy: Always``), or more where a plain init container (with
+    the sidecars started before it) asks more, per resource."""
+    sidecars = Requests()
+    peak = Requests()
+    for c in _get(pod, "initContainers") or []:
+        if _get(c, "restartPolicy") == "Always":
+            sidecars = _plus(sidecars, _container_requests(c))
+        else:
+            peak = _most(peak, _plus(sidecars, _container_requests(c)))
+    running = sidecars
+    for c in _get(pod, "containers") or []:
+        running = _plus(running, _container_requests(c))
+    return _most(peak, running)
 
 
 def _affinity_groups(pod: Any) -> tuple[str, ...] | None:

@@ -367,3 +367,97 @@ def test_cortex_cost_prints_the_cost_per_api() -> None:
     text = cost_command(plan_path("new-api"))
     assert re.search(r"^RealtimeAPI summarizer +\$75\.34 +\$376\.68  min: 3 pods on 3 × m5a\.large", text, re.MULTILINE)
     assert re.search(r"^total +\$432\.97 +\$952\.14$", text, re.MULTILINE)
+
+
+# ---- job workers: per use, outside the monthly totals ---------------------------------------------
+
+def _job_api_plan(template: Any) -> dict[str, Any]:
+    """The sample stack plus a TaskAPI-like component whose job template ConfigMap holds ``template``
+    (a Job manifest, or the plan's unknown marker)."""
+    plan = json.loads(json.dumps(_plan(None)))
+    api = {"urn": "urn:pulumi:dev::cortex::cortex:api:TaskApi::trainer", "type": "cortex:api:TaskApi",
+           "name": "trainer", "parent": None, "custom": False, "provider": None, "inputs": {}}
+    data = template if isinstance(template, str) else json.dumps(template)
+    config_map = {"urn": "urn:pulumi:dev::cortex::cortex:api:TaskApi$kubernetes:core/v1:ConfigMap::trainer-job-template",
+                  "type": "kubernetes:core/v1:ConfigMap", "name": "trainer-job-template", "parent": api["urn"],
+                  "custom": True, "provider": None, "inputs": {"data": {"job.json": data}}}
+    plan["resources"] += [api, config_map]
+    return plan
+
+
+def _job(init: list[dict[str, Any]], containers: list[dict[str, Any]], groups: list[str]) -> dict[str, Any]:
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "cortex.dev/node-group", "operator": "In", "values": groups}]}]}}}
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "spec": {"template": {"spec": {"initContainers": init, "containers": containers, "affinity": affinity}}}}
+
+
+def _c(name: str, cpu: str, memory: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "resources": {"requests": {"cpu": cpu, "memory": memory}}, **extra}
+
+
+def test_a_job_worker_is_priced_per_worker_hour_and_left_out_of_the_monthly_totals() -> None:
+    # A BatchAPI-shaped worker pod: the user's container as a native sidecar (500m, 1Gi) and the
+    # worker (250m, 512Mi): 750m and 1.5Gi in all. The sample's `cpu` group (spot first) allows
+    # m5.large, m5a.large and m6i.large (2 vCPUs, 8 GiB each); by hand from cortex_iac/data/prices.json
+    # (us-east-1): m5.large $0.096/h, m5a.large $0.086/h, m6i.large $0.096/h, so m5a.large is the
+    # cheapest that fits one worker: on-demand $0.0860 per worker-hour, spot estimate
+    # 0.086 x (1 - 0.6) = $0.0344; min(2 / 0.75, 8 / 1.5) = 2 workers of a job fit one node.
+    job = _job([_c("api", "500m", "1Gi", restartPolicy="Always")], [_c("worker", "250m", "512Mi")], ["cpu"])
+    plan = _job_api_plan(job)
+    cost = stack_cost(plan)
+    trainer = {a.name: a for a in cost.apis}["trainer"]
+    worker = trainer.worker
+    assert worker is not None and worker.alone is not None and worker.problem is None
+    assert abs(worker.low - 0.0344) < 0.01 and abs(worker.high - 0.0860) < 0.01
+    assert (worker.alone.instance_type, worker.alone.group, worker.per_node, worker.spot) == ("m5a.large", "cpu", 2, True)
+    # Per use: the monthly totals are those of the plan without the job API's template.
+    without = _plan(None)
+    without["resources"] += [r for r in plan["resources"][-2:-1]]
+    assert (cost.low, cost.high) == (stack_cost(without).low, stack_cost(without).high)
+    # Shown in every output, clearly per use.
+    text = cost_command_text(plan)
+    assert ("TaskAPI trainer  $0.0344/h – $0.0860/h  1 worker on 1 × m5a.large (group cpu, spot first); "
+            "2 workers fit one node") in text
+    assert "Job workers, per use (USD per worker-hour; not in the monthly totals" in text
+    report = preview_report(_plan(None), plan)
+    md = render_markdown(report)
+    assert "**Job workers, per use** (USD per worker-hour; not in the monthly totals" in md
+    assert ("| TaskAPI trainer | $0.0344/h – $0.0860/h | 1 worker on 1 × m5a.large (group cpu, spot first); "
+            "2 workers fit one node |") in md
+    assert md.index("**Job workers") < md.index("how this is estimated")
+    assert "TaskAPI trainer  $0.0344/h – $0.0860/h" in diff_text(report)
+    api = {a["name"]: a for a in stack_cost(plan).to_json()["apis"]}["trainer"]
+    assert api["job_worker"] == {"per_worker_hour": {"low": 0.0344, "high": 0.086}, "instance_type": "m5a.large",
+                                 "node_group": "cpu", "spot": True, "workers_per_node": 2}
+
+
+def test_a_plain_init_container_that_asks_more_sets_the_worker_pod_size() -> None:
+    from cortex_iac.plan.views import Requests, pod_requests_of
+
+    # A plain init container (1500m) runs before the rest: the pod needs 1500m, and 1.5Gi of memory
+    # for the sidecar and worker running together.
+    pod = _job([_c("setup", "1500m", "256Mi"), _c("api", "500m", "1Gi", restartPolicy="Always")],
+               [_c("worker", "250m", "512Mi")], ["gpu"])["spec"]["template"]["spec"]
+    got = pod_requests_of(pod)
+    assert got == Requests(cpu=got.cpu, memory=got.memory) and (got.cpu, got.memory) == (1.5, 1.5 * 2**30)
+
+
+def test_a_job_template_only_known_after_apply_is_listed_not_guessed() -> None:
+    plan = _job_api_plan("$unknown")
+    trainer = {a.name: a for a in stack_cost(plan).apis}["trainer"]
+    assert trainer.worker is not None and trainer.worker.alone is None
+    assert trainer.worker.problem == "its job template is only known after apply (it holds the job table's name)"
+    assert "TaskAPI trainer  –  its job template is only known after apply" in cost_command_text(plan)
+
+
+def cost_command_text(plan: dict[str, Any]) -> str:
+    from cortex_iac.plan.cost import render_api_costs
+
+    return render_api_costs(stack_cost(plan))
+
+
+def diff_text(report: Any) -> str:
+    from cortex_iac.plan.diff import render_text
+
+    return render_text(report)
