@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import inspect
+import logging
 import os
 import queue
+import resource
 import subprocess
 import sys
 import threading
@@ -17,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from cortex_iac.errors import CortexError
+
+log = logging.getLogger("cortex.runtime")
 
 
 class HandlerLoadError(CortexError):
@@ -152,6 +156,14 @@ _INLINE_WINDOW_MAX = 65536
 _INLINE_SLOW_PER_WINDOW = 20
 
 
+def _voluntary_switches() -> int:
+    """How often the calling thread has given up the CPU to wait (Linux: RUSAGE_THREAD)."""
+    return resource.getrusage(_RUSAGE_THREAD).ru_nvcsw
+
+
+_RUSAGE_THREAD = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
+
+
 class _Placement:
     """Where the next synchronous call runs: on the handler thread, or on the event loop.
 
@@ -181,14 +193,30 @@ class _Placement:
                 self._seen = self._slow = 0
         if self.mode == self.DRAINING and self.outstanding == 0:
             self.mode = self.INLINE
+            log.info("handler calls are cheap; they now run on the event loop", extra={"window": self.window})
             if self._idle is not None:
                 self._idle.set()
                 self._idle = None
 
-    def inline_call_done(self, seconds: float) -> None:
-        if seconds >= _INLINE_LEAVE_SECONDS and self.mode == self.INLINE:
-            self.mode = self.THREAD
-            self.window = min(self.window * 2, _INLINE_WINDOW_MAX)
+    def inline_call_done(self, seconds: float, cpu_before: float, waits_before: int) -> None:
+        """After a call on the loop that took ``seconds``; ``cpu_before``/``waits_before`` are the loop
+        thread's CPU time and voluntary context switches from before it."""
+        if seconds < _INLINE_LEAVE_SECONDS or self.mode != self.INLINE:
+            return
+        # A long wall time alone may be the process being preempted (a busy node, a CPU limit), which
+        # stops the loop whichever thread the call is on. The call itself held the loop if it computed
+        # that long, or if it waited (sleep, I/O, a lock: a voluntary context switch).
+        cpu = time.thread_time() - cpu_before
+        waited = _voluntary_switches() - waits_before
+        if cpu < _INLINE_LEAVE_SECONDS and waited == 0:
+            return
+        self.mode = self.THREAD
+        self.window = min(self.window * 2, _INLINE_WINDOW_MAX)
+        log.info(
+            "a handler call held the event loop; calls go back to the handler thread",
+            extra={"call_seconds": round(seconds, 4), "cpu_seconds": round(cpu, 4), "waits": waited,
+                   "next_window": self.window},
+        )
 
     async def thread_idle(self) -> None:
         """Return once the calls queued on the thread are done (the mode is then ``INLINE``)."""
@@ -236,11 +264,11 @@ class HandlerRunner:
             while placement.mode == _Placement.DRAINING:
                 await placement.thread_idle()
             if placement.mode == _Placement.INLINE:
-                started = time.perf_counter()
+                cpu, waits, started = time.thread_time(), _voluntary_switches(), time.perf_counter()
                 try:
                     return method(*args(payload))
                 finally:
-                    placement.inline_call_done(time.perf_counter() - started)
+                    placement.inline_call_done(time.perf_counter() - started, cpu, waits)
             placement.outstanding += 1
             return await run(method, *args(payload))
 

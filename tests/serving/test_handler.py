@@ -106,6 +106,11 @@ class _Recorder:
             self._busy.acquire()
         try:
             self.threads.append(threading.current_thread().name)
+            if isinstance(payload, tuple):  # ("busy", seconds): compute that long instead of sleeping
+                until = time.thread_time() + payload[1]
+                while time.thread_time() < until:
+                    pass
+                return payload
             seconds = payload if isinstance(payload, float) else self.seconds
             if seconds:
                 time.sleep(seconds)
@@ -154,9 +159,11 @@ def test_calls_over_the_threshold_stay_on_the_thread() -> None:
     assert runner.placement == "thread"
 
 
-def test_one_slow_call_on_the_loop_sends_calls_back_to_the_thread_for_a_longer_window() -> None:
+@pytest.mark.parametrize("how", ["sleeping", "computing"])
+def test_one_slow_call_on_the_loop_sends_calls_back_to_the_thread_for_a_longer_window(how: str) -> None:
     window = handler_module._INLINE_WINDOW
-    slow = handler_module._INLINE_LEAVE_SECONDS * 2
+    seconds = handler_module._INLINE_LEAVE_SECONDS * 2
+    slow: Any = seconds if how == "sleeping" else ("busy", seconds)
     recorder = _Recorder()
     runner = HandlerRunner(recorder, threads=1)
     loop_thread = threading.current_thread().name
