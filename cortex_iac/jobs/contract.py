@@ -78,9 +78,10 @@ JOB_TEMPLATE_KEY = "job.json"
 with ``spec.template.spec.restartPolicy: Never``. The run-time render copies it and sets those."""
 JOB_ID_LABEL = "cortex.dev/job-id"
 """Label on the Job and its pods (with the template's own labels kept)."""
-WORKER_JOB_ENV = ("CORTEX_JOB_ID", "CORTEX_SQS_URL", "CORTEX_MAX_RECEIVE_COUNT")
-"""Worker variables set per job by the run-time render; the template sets the rest of
-``WorkerConfig.to_env()`` (the static ones, with placeholder-free values)."""
+WORKER_JOB_ENV = ("CORTEX_JOB_ID", "CORTEX_SQS_URL", "CORTEX_MAX_RECEIVE_COUNT", "CORTEX_JOB_TABLE", "AWS_REGION")
+"""Worker variables set per job by the run-time render (the table and region are the gateway's own);
+the template sets the rest of ``WorkerConfig.to_env()``. So the template holds nothing that is only
+known once the table exists, and a plan shows it (and prices its pod) in full."""
 WORKER_RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
 """The worker container's resources (one boto3 process; for the node-group fit check too)."""
 GATEWAY_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}

@@ -328,7 +328,8 @@ class Gateway:
             return
         dlq = submission.sqs_dead_letter_queue
         worker_env = {"CORTEX_JOB_ID": job_id, "CORTEX_SQS_URL": url,
-                      "CORTEX_MAX_RECEIVE_COUNT": str(dlq.max_receive_count if dlq else 0)}
+                      "CORTEX_MAX_RECEIVE_COUNT": str(dlq.max_receive_count if dlq else 0),
+                      "CORTEX_JOB_TABLE": self.config.table, "AWS_REGION": self.config.aws_region}
         job = job_object(self.template, kind="BatchAPI", api_name=self.config.api_name, job_id=job_id,
                          parallelism=submission.workers, active_deadline_seconds=left,
                          ttl_seconds_after_finished=self.config.job_ttl_seconds, worker_env=worker_env)

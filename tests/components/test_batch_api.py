@@ -168,9 +168,11 @@ def test_kubernetes_inputs_are_the_rendered_objects_with_the_tables_values() -> 
         jobs.TEMPLATE_CHECKSUM: checksum}
     deployment = rec.find("kubernetes:apps/v1:Deployment", "sum-deployment").inputs
     assert deployment["spec"]["template"]["metadata"]["annotations"] == {jobs.TEMPLATE_CHECKSUM: checksum}
-    # The template the gateway reads names the table and region, no placeholder.
+    # The template the gateway reads holds no placeholder and no value known only once the table
+    # exists: the gateway gives each job's workers its own table and region.
     text = rec.find("kubernetes:core/v1:ConfigMap", "sum-job-template").inputs["data"][contract.JOB_TEMPLATE_KEY]
-    assert "<" not in text and '"value": "sum-jobs"' in text
+    assert "<" not in text and "sum-jobs" not in text and FAKE_REGION not in text
+    assert text == placeholders.job_template["data"][contract.JOB_TEMPLATE_KEY]
     env = {e["name"]: e["value"] for e in
            rec.find("kubernetes:apps/v1:Deployment", "sum-deployment").inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
     config = contract.GatewayConfig.from_env(env)

@@ -173,7 +173,11 @@ def test_batch_template_worker_first_user_containers_as_native_sidecars() -> Non
     assert worker["name"] == contract.WORKER_CONTAINER_NAME and worker["command"] == list(contract.WORKER_COMMAND)
     env = {e["name"]: e["value"] for e in worker["env"]}
     assert not set(contract.WORKER_JOB_ENV) & set(env)
-    per_job = {"CORTEX_JOB_ID": "0123456789abcdef", "CORTEX_SQS_URL": "https://q", "CORTEX_MAX_RECEIVE_COUNT": "2"}
+    # The table and region are the gateway's, set per job: the template holds no value known only once
+    # the table exists (so a plan shows it, and prices its pod, in full).
+    assert "t" not in env.values() and "r" not in env.values()
+    per_job = {"CORTEX_JOB_ID": "0123456789abcdef", "CORTEX_SQS_URL": "https://q", "CORTEX_MAX_RECEIVE_COUNT": "2",
+               "CORTEX_JOB_TABLE": "t", "AWS_REGION": "r"}
     config = contract.WorkerConfig.from_env({**env, **per_job})
     assert (config.app_port, config.table, config.aws_region, config.max_receive_count) == (9000, "t", "r", 2)
     assert worker["resources"] == contract.WORKER_RESOURCES
