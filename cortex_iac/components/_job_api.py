@@ -69,6 +69,7 @@ class JobApi(pulumi.ComponentResource):
             node_groups=None if handle.node_group_specs is None else tuple(handle.node_group_specs),
             https=handle.load_balancer is not None and handle.load_balancer.certificate_arn is not None,
             namespace=handle.namespace_name,
+            egress_cidrs=tuple(handle.api_egress_cidrs),
         )
         objects = jobs.job_api_objects(spec, context)
         super().__init__(self.TYPE, name, None, opts)

@@ -379,6 +379,7 @@ class Cluster(pulumi.ComponentResource):
             region=layout.region,
             keda_operator_role_arn=self.keda_operator_role_arn,
             queue_scaler_role_path=render.queue_scaler_role_path(cluster_name),
+            api_egress_cidrs=tuple(spec.api_egress_cidrs),
         )
         self.register_outputs(
             {

@@ -53,6 +53,9 @@ class ClusterHandle:
       which each AsyncAPI's queue scaler role trusts; None: KEDA has no AWS role, which AsyncApi refuses.
     - ``queue_scaler_role_path``: the IAM path of the AsyncAPI scaler roles, under which KEDA's role
       may assume roles (:func:`~cortex_iac.render.addons.queue_scaler_role_path`); default ``/``.
+    - ``api_egress_cidrs``: where API and job pods may connect beyond DNS and AWS credentials
+      (cluster.yaml's ``api_egress_cidrs``; the job namespaces' NetworkPolicies take it, the API
+      namespace's is the cluster's own); default the internet.
 
     A cluster made elsewhere needs, made once: the namespace of
     :func:`~cortex_iac.render.workload.render_namespace`, the IngressClass of
@@ -75,12 +78,14 @@ class ClusterHandle:
     region: str | None = None
     keda_operator_role_arn: pulumi.Input[str] | None = None
     queue_scaler_role_path: str = "/"
+    api_egress_cidrs: Sequence[str] = ("0.0.0.0/0", "::/0")
 
     def __post_init__(self) -> None:
         # Read-only: copies the caller cannot change afterwards.
         if self.node_group_specs is not None:
             object.__setattr__(self, "node_group_specs", tuple(self.node_group_specs))
         object.__setattr__(self, "iam_policy_arns", tuple(self.iam_policy_arns))
+        object.__setattr__(self, "api_egress_cidrs", tuple(self.api_egress_cidrs))
         object.__setattr__(self, "tags", MappingProxyType(dict(self.tags)))
         object.__setattr__(self, "addon_releases", MappingProxyType(dict(self.addon_releases)))
 

@@ -111,8 +111,9 @@ class JobContext:
     """What a job API's objects depend on besides its spec: ``cluster_name`` (queue names),
     ``runtime_image`` (the gateway's and the worker's image, and a handler container's),
     ``node_groups`` (None: unknown, see ``realtime.ApiContext``), ``https`` (the ALB has a
-    certificate), ``namespace`` (the API namespace, default :data:`API_NAMESPACE`), and the table's
-    ``table_name`` and ``region`` (default: the placeholders the components replace)."""
+    certificate), ``namespace`` (the API namespace, default :data:`API_NAMESPACE`), the table's
+    ``table_name`` and ``region`` (default: the placeholders the components replace), and
+    ``egress_cidrs``, where the job pods may connect (cluster.yaml's ``api_egress_cidrs``)."""
 
     cluster_name: str
     runtime_image: str
@@ -121,6 +122,7 @@ class JobContext:
     namespace: str = API_NAMESPACE
     table_name: str = TABLE_PLACEHOLDER
     region: str = REGION_PLACEHOLDER
+    egress_cidrs: tuple[str, ...] = ("0.0.0.0/0", "::/0")
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,8 @@ def render_job_api(
         context = JobContext(cluster_name="cortex", runtime_image=runtime_image)
     else:
         context = JobContext(cluster_name=cluster_spec.cluster_name, runtime_image=runtime_image,
-                             node_groups=tuple(cluster_spec.node_groups), https=bool(cluster_spec.ssl_certificate_arn))
+                             node_groups=tuple(cluster_spec.node_groups), https=bool(cluster_spec.ssl_certificate_arn),
+                             egress_cidrs=tuple(cluster_spec.api_egress_cidrs))
     return job_api_objects(spec, context, handler_sources).all()
 
 
@@ -202,7 +205,7 @@ def job_api_objects(
                      "annotations": {TEMPLATE_CHECKSUM: workload.sha256(template_text)}},
         "data": {JOB_TEMPLATE_KEY: template_text},
     }
-    network_policy = workload.network_policy(jobs_ns, name=jobs_ns, ingress=False)
+    network_policy = workload.network_policy(jobs_ns, name=jobs_ns, ingress=False, egress_cidrs=context.egress_cidrs)
     gateway_account = workload.service_account(gateway_name(name), ns, component)
     # The gateway calls the Kubernetes API (create Jobs and ConfigMaps): it needs its token.
     gateway_account["automountServiceAccountToken"] = True

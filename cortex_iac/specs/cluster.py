@@ -319,8 +319,8 @@ class ClusterSpec(SpecModel):
     """EC2 instance type of the node running Prometheus, from the bundled table, without GPU or Inferentia
     chips. Default t3.medium."""
     api_egress_cidrs: Annotated[list[Cidr], Field(max_length=100)] = Field(default_factory=_anywhere_v4_v6)
-    """cortex_iac extension: CIDR blocks the API pods may open connections to (the API namespace's
-    NetworkPolicy), at most 100; DNS, EKS Pod Identity and the platform's own in-cluster paths are always
+    """cortex_iac extension: CIDR blocks the API and job pods may open connections to (the
+    NetworkPolicies of the API namespace and of each job API's namespace), at most 100; DNS, EKS Pod Identity and the platform's own in-cluster paths are always
     allowed. [] allows nothing else. Default [0.0.0.0/0, ::/0]."""
 
     # Not YAML keys: the Cortex keys given but ignored, and where the loader read the spec.

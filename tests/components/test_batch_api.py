@@ -20,6 +20,7 @@ from cortex_iac.plan.engine import FAKE_ACCOUNT, FAKE_REGION, Recording, record
 from cortex_iac.render import iam, jobs
 from cortex_iac.render.addons import LoadBalancerSettings
 from cortex_iac.specs import BatchApiSpec, NodeGroupSpec, load_apis, load_cluster
+from tests.clusters import BASE
 from tests.specs.helpers import REFERENCE, requires_reference
 
 STACK = "urn:pulumi:test::cortex::"
@@ -288,3 +289,19 @@ def test_an_endpoint_change_touches_the_gateway_and_its_route_only() -> None:
     # The endpoint is in the gateway's settings, not in the job template.
     assert _changes(program(BatchApi, batch_spec()), program(BatchApi, moved)) == {
         "sum-deployment": "update", "sum-ingress": "update"}
+
+
+def test_the_job_namespace_takes_the_clusters_api_egress_cidrs() -> None:
+    # cluster.yaml's api_egress_cidrs bounds the job pods as it bounds the API pods.
+    from cortex_iac.render.workload import network_policy
+
+    rec = record(program(BatchApi, batch_spec(), api_egress_cidrs=("10.0.0.0/8",)))
+    policy = rec.find("kubernetes:networking.k8s.io/v1:NetworkPolicy", "sum-network-policy").inputs
+    expected = network_policy("cortex-job-sum", name="cortex-job-sum", ingress=False, egress_cidrs=["10.0.0.0/8"])
+    assert policy["spec"] == expected["spec"]
+    assert policy["spec"]["egress"][-1] == {"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}
+    # cortex render with that cluster.yaml says the same.
+    cluster = load_cluster({**BASE, "api_egress_cidrs": ["10.0.0.0/8"]}, origin="cluster.yaml")
+    rendered = jobs.render_job_api(batch_spec(), cluster, runtime_image=IMAGE)
+    (job_policy,) = [o for o in rendered if o["kind"] == "NetworkPolicy"]
+    assert job_policy["spec"] == expected["spec"]
