@@ -42,6 +42,10 @@ class RuntimeConfig:
             only writable place under a read-only root filesystem (default ``/tmp/cortex/python``).
         log_level: level of the runtime's own log lines; per-request lines are always written
             (default ``"info"``).
+        on_job_complete: serve ``POST /on-job-complete`` with the handler's ``on_job_complete``
+            method (a BatchAPI's: its batch worker posts there once, when the job ends); otherwise
+            that path is 404, as for any path but ``/`` (default ``False``; written to the
+            environment only when true).
     """
 
     handler_path: str
@@ -56,6 +60,7 @@ class RuntimeConfig:
     python_requirements: tuple[str, ...] = ()
     packages_dir: str = "/tmp/cortex/python"
     log_level: str = "info"
+    on_job_complete: bool = False
 
     def __post_init__(self) -> None:
         if not self.handler_path:
@@ -102,10 +107,12 @@ class RuntimeConfig:
         env = {"CORTEX_HANDLER_PATH": self.handler_path}
         for name in _ENV_PARSERS:
             value = getattr(self, name)
-            if value is None:
+            if value is None or (name == "on_job_complete" and not value):
                 continue
             if name in ("handler_config", "python_requirements"):
                 env["CORTEX_" + name.upper()] = json.dumps(list(value) if isinstance(value, tuple) else value)
+            elif isinstance(value, bool):
+                env["CORTEX_" + name.upper()] = "true" if value else "false"
             else:
                 env["CORTEX_" + name.upper()] = str(value)
         return env
@@ -146,6 +153,13 @@ def parse_object(raw: str) -> dict[str, Any]:
     return value
 
 
+def parse_bool(raw: str) -> bool:
+    """A ``CORTEX_*`` value of ``true`` or ``false``."""
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    raise ValueError("Must be true or false.")
+
+
 def parse_string_list(raw: str) -> tuple[str, ...]:
     """A ``CORTEX_*`` value holding a JSON list of strings."""
     try:
@@ -169,4 +183,5 @@ _ENV_PARSERS: dict[str, Callable[[str], Any]] = {
     "python_requirements": parse_string_list,
     "packages_dir": str,
     "log_level": str.lower,
+    "on_job_complete": parse_bool,
 }

@@ -329,6 +329,8 @@ def runtime_config(spec: WorkloadSpec, handler: HandlerContainer, shutdown: Shut
         # before the kubelet kills the pod, i.e. within what is left of the termination grace period.
         "grace_period": shutdown.runtime_grace_seconds,
         "python_requirements": tuple(settings.python_requirements),
+        # A BatchAPI's worker posts /on-job-complete to its app when the job ends.
+        "on_job_complete": spec.kind == "BatchAPI",
     }
     return RuntimeConfig(**{**values, **local})
 

@@ -24,6 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from cortex_iac.jobs.contract import JOB_ID_HEADER, ON_JOB_COMPLETE_PATH
 from cortex_iac.serving.batching import Batcher
 from cortex_iac.serving.codec import (
     RequestError,
@@ -146,6 +147,8 @@ class Runtime:
                 Route("/healthz", self._healthz, methods=["GET"]),
                 Route("/readyz", self._readyz, methods=["GET"]),
                 Route("/metrics", self._metrics, methods=["GET"]),
+                *([Route(ON_JOB_COMPLETE_PATH, self._on_job_complete, methods=["POST"])]
+                  if config.on_job_complete else []),
             ],
             lifespan=self._lifespan,
         )
@@ -293,6 +296,29 @@ class Runtime:
             # Nobody will read the answer; 499 (nginx's "client closed request") marks it in metrics and logs.
             raise RequestError(499, "the client disconnected before sending the whole body") from None
         return b"".join(chunks)
+
+    async def _on_job_complete(self, request: Request) -> Response:
+        # The batch worker posts the job's final status and metrics here once; it logs any answer
+        # but 200 and 404 (no hook) and counts the job as ended either way.
+        runner = self._runner
+        if runner is None:
+            return _error(503, "not ready: the handler is still loading")
+        if runner.on_job_complete is None:
+            return _error(404, "this handler has no on_job_complete")
+        try:
+            payload = decode_payload(request.headers.get("content-type", ""), await self._read_body(request))
+            result = await runner.on_job_complete(payload)
+        except RequestError as error:
+            return _error(error.status, str(error))
+        except Exception:
+            error_id = uuid.uuid4().hex[:16]
+            log.exception("on_job_complete raised", extra={"error_id": error_id})
+            return _error(500, "on_job_complete raised an exception; see the server log", error_id)
+        log.info("on_job_complete ran", extra={"job_id": request_id_of(request.headers.get(JOB_ID_HEADER))})
+        try:
+            return encode_result({} if result is None else result)
+        except ResultError as error:
+            return _error(500, str(error))
 
     async def _healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "live"})

@@ -225,6 +225,14 @@ class _Placement:
         await self._idle.wait()
 
 
+def _takes_an_argument(method: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a builtin): call it without one
+        return False
+    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in parameters)
+
+
 class HandlerRunner:
     """Calls one handler instance; ``post``/``get`` are ``None`` when the handler lacks the method.
 
@@ -241,6 +249,11 @@ class HandlerRunner:
         self._pool = _ThreadPool(threads, on_call)
         self.post: Call | None = self._wrap(getattr(handler, "handle_post", None), takes_payload=True)
         self.get: Call | None = self._wrap(getattr(handler, "handle_get", None), takes_payload=False)
+        # A BatchAPI's end-of-job hook: on_job_complete(self) as in Cortex, or (self, payload) to get
+        # the job's final status and metrics.
+        hook = getattr(handler, "on_job_complete", None)
+        self.on_job_complete: Call | None = None if not callable(hook) else self._wrap(
+            hook, takes_payload=_takes_an_argument(hook))
 
     @property
     def placement(self) -> str:

@@ -160,6 +160,10 @@ def test_serve_batch_sum_runs_a_job_and_stops_without_orphans(serve: list[Serve]
         handler_logs = "".join(p.read_text(errors="replace") for p in Path(pods.group(1)).glob("*/api.log"))
         sums = [int(m) for m in re.findall(r"batch of \d+ items: sum (\d+)", handler_logs)]
         assert sorted(sums) == sorted([6, 15, 24, 33, 42, 51, 39]), handler_logs[-2000:]
+        # One worker posted /on-job-complete; the runtime handed it to the handler's on_job_complete.
+        ended = re.findall(rf"job {job_id} ended (\w+): (.*)", handler_logs)
+        assert len(ended) == 1, handler_logs[-2000:]
+        assert ended[0][0] == "succeeded" and "'succeeded': 7, 'failed': 0" in ended[0][1], ended
 
         # A long job, running when cortex serve is stopped: its worker and handler must go too.
         long = http.post(url, json={"workers": 1, "item_list": {"items": list(range(150)), "batch_size": 1}})

@@ -215,6 +215,8 @@ def test_batch_handler_container_runs_the_runtime_from_a_config_map_in_the_job_n
     assert {"name": "handler", "configMap": {"name": objects.handler_source["metadata"]["name"]}} in pod["volumes"]
     env = {e["name"]: e["value"] for e in api["env"]}
     assert env["CORTEX_PORT"] == "8080" and env["CORTEX_HANDLER_PATH"] == "/opt/cortex/handler/sum.py"
+    # The worker's end-of-job POST reaches the handler's on_job_complete (only a BatchAPI's runtime serves it).
+    assert env["CORTEX_ON_JOB_COMPLETE"] == "true"
 
 
 def test_task_template_runs_the_user_containers_without_probes_or_worker() -> None:

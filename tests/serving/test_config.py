@@ -19,9 +19,13 @@ def test_every_variable_round_trips_through_to_env() -> None:
         handler_path="h.py", handler_config={"k": [1, 2]}, threads_per_process=4, max_batch_size=8,
         batch_interval=0.01, host="127.0.0.1", port=9000, max_body_bytes=1024, grace_period=12.5,
         python_requirements=("scikit-learn==1.9.1",), packages_dir="/tmp/p", log_level="debug",
+        on_job_complete=True,
     )
     assert RuntimeConfig.from_env(config.to_env()) == config
     assert config.to_env()["CORTEX_HANDLER_CONFIG"] == '{"k": [1, 2]}'
+    assert config.to_env()["CORTEX_ON_JOB_COMPLETE"] == "true"
+    # Off is the default and is not written (a RealtimeAPI's pod keeps the variables it had).
+    assert "CORTEX_ON_JOB_COMPLETE" not in RuntimeConfig(handler_path="h.py").to_env()
 
 
 def test_empty_variables_fall_back_to_defaults() -> None:
@@ -43,6 +47,7 @@ def test_empty_variables_fall_back_to_defaults() -> None:
          "threads_per_process: 0 is not allowed (must be >= 1) (from CORTEX_* environment variables)"),
         ({"CORTEX_BATCH_INTERVAL": "-1"},
          "batch_interval: -1.0 is not allowed (must be > 0 seconds, or unset) (from CORTEX_* environment variables)"),
+        ({"CORTEX_ON_JOB_COMPLETE": "yes"}, "Config 'CORTEX_ON_JOB_COMPLETE' has value 'yes'. Must be true or false."),
         ({"CORTEX_LOG_LEVEL": "loud"},
          ("log_level: 'loud' is not allowed (must be one of debug, info, warning, error) "
           "(from CORTEX_* environment variables)")),

@@ -308,3 +308,90 @@ def test_iris_contract_through_the_real_server(runtime: Callable[..., RuntimePro
     assert response.status_code == 200
     assert "setosa" in json.dumps(response.json())
     assert httpx.post(server.url + "/", json={"petal_width": "wide"}, timeout=10).status_code == 400
+
+
+HOOKS = '''
+import json, os
+
+
+class Handler:
+    def __init__(self, config):
+        self.out = config["out"]
+
+    def handle_post(self, payload):
+        return {"ok": True}
+
+    def on_job_complete(self, payload):
+        if payload.get("status") == "raise":
+            raise RuntimeError("the hook failed")
+        with open(self.out, "a") as f:
+            f.write(json.dumps(payload) + "\\n")
+'''
+
+NO_ARGUMENT_HOOK = '''
+class Handler:
+    def __init__(self, config):
+        self.out = config["out"]
+
+    def handle_post(self, payload):
+        return {"ok": True}
+
+    async def on_job_complete(self):
+        open(self.out, "a").write("called\\n")
+'''
+
+NO_HOOK = '''
+class Handler:
+    def __init__(self, config):
+        pass
+
+    def handle_post(self, payload):
+        return {"ok": True}
+'''
+
+
+def _hook_server(tmp_path: Path, source: str, **settings: Any) -> tuple[RuntimeProcess, Path]:
+    handler = tmp_path / f"hook{len(list(tmp_path.iterdir()))}.py"
+    handler.write_text(source)
+    out = tmp_path / f"{handler.stem}.out"
+    server = start(handler, handler_config={"out": str(out)}, **settings)
+    server.wait_ready()
+    return server, out
+
+
+def test_on_job_complete_is_served_only_for_batch_apis_and_only_when_the_handler_has_it(tmp_path: Path) -> None:
+    body = {"message": "job_complete", "job_id": "0123456789abcdef", "status": "succeeded", "metrics": {"succeeded": 3}}
+    headers = {**JSON, "x-cortex-job-id": "0123456789abcdef"}
+    server, out = _hook_server(tmp_path, HOOKS, on_job_complete="true")
+    try:
+        response = _post(server.url + "/on-job-complete", json.dumps(body).encode(), headers)
+        assert (response.status_code, response.json()) == (200, {})
+        assert [json.loads(line) for line in out.read_text().splitlines()] == [body]
+        failing = _post(server.url + "/on-job-complete", json.dumps({**body, "status": "raise"}).encode(), headers)
+        assert failing.status_code == 500 and failing.json()["error_id"]
+        assert any(r.get("message") == "on_job_complete raised" and "the hook failed" in r.get("traceback", "")
+                   for r in server.records())
+        assert _post(server.url + "/", b"{}", JSON).status_code == 200  # the API itself is unaffected
+    finally:
+        server.kill()
+    # Cortex's own signature, on_job_complete(self), async here.
+    server, out = _hook_server(tmp_path, NO_ARGUMENT_HOOK, on_job_complete="true")
+    try:
+        assert _post(server.url + "/on-job-complete", json.dumps(body).encode(), headers).status_code == 200
+        assert out.read_text() == "called\n"
+    finally:
+        server.kill()
+    # No hook in the handler: 404, which the worker ignores (Cortex too).
+    server, _ = _hook_server(tmp_path, NO_HOOK, on_job_complete="true")
+    try:
+        response = _post(server.url + "/on-job-complete", json.dumps(body).encode(), headers)
+        assert (response.status_code, response.json()) == (404, {"error": "this handler has no on_job_complete"})
+    finally:
+        server.kill()
+    # Not a BatchAPI (the setting is off): the path does not exist, whatever the handler defines.
+    server, out = _hook_server(tmp_path, HOOKS)
+    try:
+        assert _post(server.url + "/on-job-complete", json.dumps(body).encode(), headers).status_code == 404
+        assert not out.exists()
+    finally:
+        server.kill()
