@@ -120,6 +120,11 @@ class RuntimeConfig:
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
+JOB_ID_HEADER = "X-Cortex-Job-ID"
+"""Header of every batch (and of the end-of-job call) a BatchAPI's worker POSTs to its app."""
+ON_JOB_COMPLETE_PATH = "/on-job-complete"
+"""Where a BatchAPI's worker POSTs the job's end, once (``RuntimeConfig.on_job_complete``)."""
+
 
 def _require(ok: bool, name: str, value: object, rule: str) -> None:
     if not ok:

@@ -30,7 +30,14 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Literal
 
 from cortex_iac.errors import CortexError
-from cortex_iac.runtime_contract import LOG_LEVELS, parse_float, parse_int, parse_string_list
+from cortex_iac.runtime_contract import (
+    JOB_ID_HEADER,
+    LOG_LEVELS,
+    ON_JOB_COMPLETE_PATH,
+    parse_float,
+    parse_int,
+    parse_string_list,
+)
 
 
 class JobConfigError(CortexError):
@@ -55,9 +62,8 @@ MAX_BODY_BYTES = 10 * 1024 * 1024
 """Submissions above this get 413 (Cortex's limit)."""
 API_KEY_HEADER = "authorization"
 """With an API key configured, requests carry ``Authorization: Bearer <key>``; off by default."""
-JOB_ID_HEADER = "X-Cortex-Job-ID"
-"""Header of every batch the worker POSTs to the user's container."""
-ON_JOB_COMPLETE_PATH = "/on-job-complete"
+# JOB_ID_HEADER (on every batch the worker POSTs to the user's container) and ON_JOB_COMPLETE_PATH
+# live in runtime_contract: the serving runtime answers them too.
 
 # --- the pod template and the run-time objects -------------------------------------------------------
 

@@ -24,7 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from cortex_iac.jobs.contract import JOB_ID_HEADER, ON_JOB_COMPLETE_PATH
+from cortex_iac.runtime_contract import JOB_ID_HEADER, ON_JOB_COMPLETE_PATH
 from cortex_iac.serving.batching import Batcher
 from cortex_iac.serving.codec import (
     RequestError,
