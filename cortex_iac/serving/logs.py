@@ -77,29 +77,59 @@ class AccessLog:
             self._pending.append((time.time(), method, status, latency, error_id, request_id))
 
     def flush(self) -> None:
-        """Write every buffered record as one line each, then empty the buffer."""
+        """Write every buffered record as one line each, then empty the buffer.
+
+        Each line is exactly ``json.dumps`` of its fields (see :func:`access_line`), built from a
+        template: formatting hundreds of lines a second was a tenth of the runtime's CPU.
+        """
         if not self._pending:
             return
         pending, self._pending = self._pending, []
-        lines = []
-        for created, method, status, latency, error_id, request_id in pending:
-            line: dict[str, Any] = {
-                "time": _timestamp(created),
-                "level": "info",
-                "logger": "cortex.access",
-                "method": method,
-                "path": "/",
-                "status": status,
-                "latency_ms": round(latency * 1000, 3),
-            }
-            if error_id is not None:
-                line["error_id"] = error_id
-            if request_id is not None:
-                line["request_id"] = request_id
-            lines.append(json.dumps(line))
         stream = self._stream or sys.stdout
-        stream.write("\n".join(lines) + "\n")
+        stream.write("".join(_access_lines(pending)))
         stream.flush()
+
+
+def access_line(created: float, method: str, status: int, latency: float, error_id: str | None = None,
+                request_id: str | None = None) -> str:
+    """One access line as ``json.dumps`` writes it (the reference :meth:`AccessLog.flush` matches)."""
+    line: dict[str, Any] = {"time": _timestamp(created), "level": "info", "logger": "cortex.access",
+                            "method": method, "path": "/", "status": status, "latency_ms": round(latency * 1000, 3)}
+    if error_id is not None:
+        line["error_id"] = error_id
+    if request_id is not None:
+        line["request_id"] = request_id
+    return json.dumps(line)
+
+
+def _access_lines(records: list[tuple[float, str, int, float, str | None, str | None]]) -> list[str]:
+    lines = []
+    second, stamp = -1, ""
+    for created, method, status, latency, error_id, request_id in records:
+        whole = int(created)
+        if whole != second:  # time.strftime once per second of records, not once per line
+            second, stamp = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+        # The method is one of the tokens the HTTP parser accepts and ids match _REQUEST_ID (error ids
+        # are hex), so they rarely need JSON escaping (_quoted checks); a finite float's repr is its JSON.
+        line = (f'{{"time": "{stamp}.{int(created % 1 * 1000):03d}Z", "level": "info", "logger": "cortex.access", '
+                f'"method": {_quoted(method)}, "path": "/", "status": {status}, '
+                f'"latency_ms": {round(latency * 1000, 3)!r}')
+        if error_id is not None:
+            line += f', "error_id": {_quoted(error_id)}'
+        if request_id is not None:
+            line += f', "request_id": {_quoted(request_id)}'
+        lines.append(line + "}\n")
+    return lines
+
+
+def _quoted(text: str) -> str:
+    # JSON string of text that needs no escape; anything else goes through json.dumps.
+    if _PLAIN.fullmatch(text):
+        return f'"{text}"'
+    return json.dumps(text)
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9._\-]*")
 
 
 # What a request id may be to be logged: Envoy's are UUIDs; a client's own (Envoy passes them on) is

@@ -56,3 +56,21 @@ def test_access_lines_follow_the_log_level() -> None:
     assert stream.getvalue() == ""
     assert Runtime(RuntimeConfig(handler_path="h.py", log_level="warning")).access_log._enabled is False
     assert Runtime(RuntimeConfig(handler_path="h.py", log_level="info")).access_log._enabled is True
+
+
+def test_access_lines_are_exactly_what_json_dumps_writes() -> None:
+    import random
+
+    from cortex_iac.serving.logs import _access_lines, access_line
+
+    rng = random.Random(7)
+    records = []
+    for _ in range(2000):
+        created = 1764547200 + rng.random() * 5  # several seconds, so the per-second stamp changes
+        method = rng.choice(["GET", "POST", "HEAD", 'PO"ST', "ÄÖ"])
+        ids = [None, "0123456789abcdef", "req-1.2_3", 'x"y', "\u00e9\n"]
+        records.append((created, method, rng.choice([200, 400, 499, 500, 503]), rng.random() * rng.choice([1e-4, 1, 100]),
+                        rng.choice(ids), rng.choice(ids)))
+    assert _access_lines(records) == [access_line(*r) + "\n" for r in records]
+    for line in _access_lines(records):
+        json.loads(line)
