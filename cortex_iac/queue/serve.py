@@ -12,7 +12,6 @@ keeps everything in memory: what is still queued when it stops is gone.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,9 +19,9 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cortex_iac import local_moto
 from cortex_iac.queue import contract
 
 if TYPE_CHECKING:
@@ -107,11 +106,10 @@ def serve_async(api: AsyncApiSpec, runtime_config: RuntimeConfig, runtime_env: d
 def start_moto(port: int) -> subprocess.Popen[bytes]:
     """A moto server on 127.0.0.1:``port`` (its own session, so a stop reaches only it); the local
     stand-in for SQS, S3 and DynamoDB of `cortex serve` (AsyncAPIs and job APIs)."""
-    binary = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which("moto_server")
-    if binary is None:
+    if not local_moto.installed():
         raise AsyncServeError("cortex serve needs a local AWS endpoint for this API: install moto's server (pip install 'moto[server]') "
                               "or pass --aws-endpoint URL of a local SQS/S3/DynamoDB endpoint")
-    return subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+    return subprocess.Popen(local_moto.command(port), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
 

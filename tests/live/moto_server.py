@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from cortex_iac import local_moto
 from tests.live.procs import free_port, port_open
 
 REGION = "us-east-1"
@@ -24,10 +23,10 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing
 
 
 def moto_command(port: int) -> list[str]:
-    binary = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which("moto_server")
-    if binary is None:
-        raise RuntimeError("moto_server is not installed (pip install 'moto[server]')")
-    return [binary, "-H", "127.0.0.1", "-p", str(port)]
+    # moto's server with atomic DynamoDB operations (cortex_iac/local_moto.py), as `cortex serve` runs it.
+    if not local_moto.installed():
+        raise RuntimeError("moto's server is not installed (pip install 'moto[server]')")
+    return local_moto.command(port)
 
 
 class MotoServer:

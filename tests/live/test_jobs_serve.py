@@ -179,7 +179,7 @@ def test_serve_batch_sum_runs_a_job_and_stops_without_orphans(serve: list[Serve]
             assert time.monotonic() < deadline, below
             time.sleep(0.2)
         assert _status(http, url, long_id)["job_status"]["status"] in ("enqueuing", "running")  # type: ignore[index]
-        for needle in ("moto_server", "cortex_iac.jobs.gateway"):
+        for needle in ("cortex_iac.local_moto", "cortex_iac.jobs.gateway"):
             assert needle in commands, below
     s.process.send_signal(signal.SIGTERM)
     assert s.process.wait(timeout=40) == 0, "".join(s.lines)
