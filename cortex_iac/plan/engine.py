@@ -210,10 +210,14 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         self.recorded: list[RecordedResource] = []
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
-        # As the real engine does: the stack is not part of its children's qualified type.
-        if parent and parent.split("::")[2] == "pulumi:pulumi:Stack":
-            parent = ""
-        return super().make_urn(parent, type_, name)
+        # As the real engine does (Deployment.generateURN: the parent's QualifiedType, then the
+        # type): a child's type is qualified by its parent's whole chain, "a$b$c", except that the
+        # stack is not part of its children's. Pulumi's mocks keep only the parent's last type.
+        if parent:
+            qualified = parent.split("::")[2]
+            if qualified != "pulumi:pulumi:Stack":
+                type_ = f"{qualified}${type_}"
+        return "urn:pulumi:" + "::".join([pulumi.get_stack(), pulumi.get_project(), type_, name])
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the monitor's RPC name
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]  # pulumi's mock monitor is untyped

@@ -247,14 +247,10 @@ def _chain_mismatches(ours: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
     return sorted(set(bad))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Known gap: Pulumi's engine qualifies a child's type with its parent's whole chain "
-    "(Deployment.generateURN: parent.QualifiedType()), Pulumi's Python mocks, which `cortex plan` "
-    "runs under, with the parent's last type only (pulumi/runtime/mocks.py make_urn). So a "
-    "NodeGroup under the Cluster has children urn:...::cortex:eks:NodeGroup$kubernetes:karpenter.sh/v1:NodePool::... "
-    "where `pulumi preview` says cortex:eks:Cluster$cortex:eks:NodeGroup$kubernetes:.... The fix is "
-    "in the recording engine (plan/engine.py) and changes stored plans; this test passes then."))
 def test_urns_under_nested_components_carry_the_whole_parent_chain(ours: dict[str, dict[str, Any]]) -> None:
+    # As Pulumi's engine names them (Deployment.generateURN: the parent's whole qualified type), not
+    # as Pulumi's Python mocks do (the parent's last type only): a NodeGroup's NodePool under the
+    # Cluster is cortex:eks:Cluster$cortex:eks:NodeGroup$kubernetes:karpenter.sh/v1:NodePool.
     assert _chain_mismatches(ours) == []
 
 
