@@ -7,8 +7,12 @@ Generates stacks of the ready program (`stacks/`) with the dev cluster and N Rea
 - the depth of the plan's dependency graph (longest chain of dependencies, counting parents as
   dependencies too). Equal depth at 10 and 300 APIs means APIs do not wait on each other.
 
-Usage: python benchmarks/plan.py [--apis 10 100 300] [--repeat 3]
-Prints a Markdown table; paste it into docs/benchmarks.md with the command, machine and date.
+Usage: python benchmarks/plan.py [--apis 10 100 300 1000] [--repeat 3] [--keep-plans DIR] [--source DIR]
+Prints a Markdown table (wall and CPU time of the process, medians; peak RSS, the largest of the
+runs; the 1-minute load average before each size's runs, as other work on the machine inflates wall
+times); paste it into docs/benchmarks.md with the command, machine and date. ``--keep-plans DIR``
+writes each size's plan to ``DIR/plan-<N>.json`` (to diff the plans of two versions byte for byte);
+``--source DIR`` plans with the cortex_iac package of another source tree (see below).
 
 ``--diff-cost [--source DIR]``: instead, time `cortex diff` (markdown) and `cortex cost` of the
 stored preview fixture plans (tests/plan/fixtures/stack: base and the VPC change), each a fresh
@@ -24,7 +28,6 @@ import functools
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -87,21 +90,26 @@ def depth(plan: dict) -> int:
     return max(longest(u) for u in edges)
 
 
-def run_once(program: Path, plan_file: Path) -> tuple[float, int]:
-    """Wall seconds and peak RSS (MiB) of one `cortex plan` process."""
-    cortex = Path(sys.executable).parent / "cortex"
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def run_once(program: Path, plan_file: Path, source: Path | None = None) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds (user + system) and peak RSS (MiB) of one `cortex plan` process."""
+    env = dict(os.environ)
+    if source is not None:
+        env["CORTEX_BENCH_SOURCE"] = str(source.resolve())
+    argv = ["plan", str(program), "--stack", "bench", "--json", str(plan_file)]
     start = time.perf_counter()
-    subprocess.run(
-        [str(cortex), "plan", str(program), "--stack", "bench", "--json", str(plan_file)],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    child = subprocess.Popen([sys.executable, "-c", _PROBE, *argv], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    # wait4: this child's own resource usage (RUSAGE_CHILDREN would be the maximum over all children).
+    _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the maximum over all children so far: run the sizes in increasing
-    # order, and it is this run's peak whenever it grew.
-    return wall, max(peak, before) // 1024
+    child.returncode = os.waitstatus_to_exitcode(status)
+    stderr = child.stderr.read() if child.stderr else ""
+    if child.returncode != 0 or "PROBE " not in stderr:
+        raise SystemExit(f"cortex plan failed ({child.returncode}):\n{stderr}")
+    where = next(line for line in stderr.splitlines() if line.startswith("PROBE ")).split(" ", 4)[4]
+    if source is not None and not where.startswith(str(source.resolve())):
+        raise SystemExit(f"ran {where}, not the package under {source}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss // 1024
 
 
 _PROBE = """
@@ -112,12 +120,14 @@ if source:  # run that tree's cortex_iac: drop the editable install's finder, pu
     sys.path.insert(0, source)
 start, cpu = time.perf_counter(), time.process_time()
 sys.argv = ["cortex", *sys.argv[1:]]
+code = 0
 try:
     runpy.run_module("cortex_iac.cli", run_name="__main__")
-except SystemExit:
-    pass
+except SystemExit as e:
+    code = e.code
 print(f"PROBE {time.perf_counter() - start:.4f} {time.process_time() - cpu:.4f} {int('pulumi' in sys.modules)} "
       f"{sys.modules['cortex_iac'].__file__}", file=sys.stderr)
+sys.exit(code)
 """
 
 
@@ -156,28 +166,37 @@ def main() -> None:
     parser.add_argument("--apis", type=int, nargs="+", default=[1, 10, 100, 300])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--diff-cost", action="store_true", help="time cortex diff / cortex cost instead")
-    parser.add_argument("--source", type=Path, default=None, help="with --diff-cost: another source tree to run")
+    parser.add_argument("--source", type=Path, default=None, help="another source tree's cortex_iac to run")
+    parser.add_argument("--keep-plans", type=Path, default=None, help="write each size's plan to DIR/plan-<N>.json")
     args = parser.parse_args()
     if args.diff_cost:
         diff_cost(args.source, args.repeat)
         return
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"| APIs | resources | wall time (median of {args.repeat}) | peak RSS | dependency depth |")
-    print("|---:|---:|---:|---:|---:|")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+          f"source: {args.source or REPO}")
+    print(f"| APIs | resources | wall time (median of {args.repeat}) | CPU time (median) | peak RSS | "
+          "dependency depth | load average |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    if args.keep_plans is not None:
+        args.keep_plans.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         for n in sorted(args.apis):
             program = make_program(Path(tmp), n)
             plan_file = Path(tmp) / f"plan-{n}.json"
-            walls, peaks = [], []
+            load = os.getloadavg()[0]
+            walls, cpus, peaks = [], [], []
             for _ in range(args.repeat):
-                wall, peak = run_once(program, plan_file)
+                wall, cpu, peak = run_once(program, plan_file, args.source)
                 walls.append(wall)
+                cpus.append(cpu)
                 peaks.append(peak)
             plan = json.loads(plan_file.read_text())
+            if args.keep_plans is not None:
+                shutil.copy(plan_file, args.keep_plans / f"plan-{n}.json")
             print(
                 f"| {n} | {len(plan['resources'])} | {statistics.median(walls):.2f} s | "
-                f"{max(peaks)} MiB | {depth(plan)} |",
+                f"{statistics.median(cpus):.2f} s | {max(peaks)} MiB | {depth(plan)} | {load:.1f} |",
                 flush=True,
             )
 

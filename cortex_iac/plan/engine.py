@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib.metadata
 import json
 import os
 import runpy
@@ -34,11 +35,13 @@ from typing import Any
 
 import pulumi
 import pulumi.runtime
-from google.protobuf import json_format
+import pulumi.runtime.resource as pulumi_runtime_resource
+from google.protobuf import json_format, struct_pb2
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
+from pulumi.runtime.proto import resource_pb2, source_pb2
 from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 from cortex_iac.errors import CortexError, PlanError
 from cortex_iac.plan.values import SECRET, UNKNOWN
@@ -51,6 +54,11 @@ _SIG_RESOURCE = "5cf8f73096256a8f31e491e813e4eb8e"
 _SIG_OUTPUT = "d0e6a833031e9bbcd3f4e8bde6ca49a4"
 _SIG_ASSET = "c44067f5952c0a294b673a41bacd8c17"
 _SIG_ARCHIVE = "0def7320c3a5731c473e5ecbe6d01bc7"
+
+# The speed-ups of a recording run (see docs/design.md, "Plan speed"): the monitor's preview answer
+# without the mock's round trip, the run's garbage-collection thresholds and the stack trace shim.
+# Each gives the same recording as the SDK's plain path; tests turn this off to compare the two.
+_SPEEDUPS = True
 
 FAKE_ACCOUNT = "123456789012"
 FAKE_REGION = "us-east-1"
@@ -149,6 +157,39 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _plain_struct(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """``_plain(MessageToDict(struct))`` in one pass, without json_format's descriptor-driven walk.
+
+    The result must stay exactly that (the plan is byte-identical to it; tests compare the two):
+    anything unusual (a signature key, a number JSON has no form for) takes the two-step path.
+    """
+    return {key: _plain_value(value) for key, value in struct.fields.items()}
+
+
+def _plain_value(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        text = value.string_value
+        return UNKNOWN if text == rpc.UNKNOWN else text
+    if kind == "struct_value":
+        struct = value.struct_value
+        if _SIG_KEY in struct.fields:  # secrets, resource references, assets: as _plain reads them
+            return _plain(json_format.MessageToDict(struct))
+        return _plain_struct(struct)
+    if kind == "list_value":
+        return [_plain_value(v) for v in value.list_value.values]
+    if kind == "number_value":
+        number = value.number_value
+        if number.is_integer():
+            return int(number)
+        if number != number or number in (float("inf"), float("-inf")):
+            return json_format.MessageToDict(value)  # raises, as MessageToDict of the whole object did
+        return number
+    if kind == "bool_value":
+        return value.bool_value
+    return None  # null_value, or no kind set
+
+
 def _urn_only(provider_ref: str) -> str | None:
     # A provider reference is "<urn>::<id>"; the id is unknown in preview and says nothing useful.
     return provider_ref.rsplit("::", 1)[0] if provider_ref else None
@@ -207,7 +248,10 @@ class _Mocks(pulumi.runtime.Mocks):
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
     def __init__(self, mocks: _Mocks) -> None:
         super().__init__(mocks)
+        self.mocks: _Mocks = mocks
         self.recorded: list[RecordedResource] = []
+        # Preview registrations: each resource's inputs as serialised protobuf (see _register_preview).
+        self._preview_states: dict[str, bytes] = {}
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
         # As the real engine does (Deployment.generateURN: the parent's QualifiedType, then the
@@ -220,10 +264,12 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         return "urn:pulumi:" + "::".join([pulumi.get_stack(), pulumi.get_project(), type_, name])
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the monitor's RPC name
-        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]  # pulumi's mock monitor is untyped
         if request.type == "pulumi:pulumi:Stack":
-            return response
-        raw = json_format.MessageToDict(request.object, preserving_proto_field_name=True)
+            return super().RegisterResource(request)  # type: ignore[no-untyped-call]  # pulumi's mock monitor is untyped
+        if self.mocks.preview and _SPEEDUPS:
+            response = self._register_preview(request)
+        else:
+            response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         self.recorded.append(
             RecordedResource(
                 urn=response.urn,
@@ -232,7 +278,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 parent=request.parent or None,
                 custom=bool(request.custom),
                 provider=_urn_only(request.provider),
-                inputs=_plain(raw),
+                inputs=_plain_struct(request.object),
                 dependencies=sorted(set(request.dependencies)),
                 property_dependencies={
                     k: sorted(set(v.urns)) for k, v in sorted(request.propertyDependencies.items()) if v.urns
@@ -244,6 +290,29 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
             )
         )
         return response
+
+    def _register_preview(self, request: Any) -> Any:
+        # What MockMonitor.RegisterResource answers when the mocks' new_resource echoes the inputs
+        # back (preview: no id, the inputs as the outputs), without its two walks over every input:
+        # deserialising the request's struct into Python values, then serialising those back into a
+        # struct. The SDK reads the answer with rpc.deserialize_properties, which gives the same
+        # values for the request's own struct as for that round trip (unknowns stay unknown, nulls
+        # are dropped, secrets are lifted to the enclosing value either way), so hand the struct
+        # back as it came. The monitor's registry (read only when a resource reference is
+        # rehydrated, by a getResource invoke) gets the inputs' wire form, deserialised on demand.
+        urn = self.make_urn(request.parent, request.type, request.name)
+        self._preview_states[urn] = request.object.SerializeToString()
+        return resource_pb2.RegisterResourceResponse(urn=urn, id="", object=request.object)
+
+    def Invoke(self, request: Any) -> Any:  # noqa: N802 - the monitor's RPC name
+        if request.tok == "pulumi:pulumi:getResource":
+            urn = request.args.fields["urn"].string_value
+            wire = self._preview_states.pop(urn, None)
+            if wire is not None:
+                _ensure_event_loop()  # type: ignore[no-untyped-call]  # deserialising a resource reference needs a loop on this thread
+                state = rpc.deserialize_properties(struct_pb2.Struct.FromString(wire))
+                self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, None, state)  # type: ignore[arg-type]
+        return super().Invoke(request)  # type: ignore[no-untyped-call]
 
     def _alias_urns(self, request: Any) -> list[str]:
         # An alias is a full URN or a spec of what differed (name, type, parent, stack, project);
@@ -286,6 +355,56 @@ async def _resolve(value: Any) -> Any:
     return resolved
 
 
+# The one place the recording run reaches into the Pulumi SDK's internals, for speed only (a plan is
+# the same with it or without it; tests compare the two). For each resource the SDK captures the
+# Python stack (traceback.extract_stack, reading every frame's source line) to send the engine the
+# resource's source position. The mock monitor throws it away and plans never record it, so while a
+# recording runs, the SDK's private _get_stack_trace returns an empty trace: what it returns itself
+# when it finds no user frame. Applied only to the SDK versions it was checked against (the pin in
+# constraints.txt; a test fails when the pin moves without this list); any other version runs as is.
+_STACK_TRACE_SHIM_VERSIONS = ("3.272.0",)
+
+
+def _stack_trace_shim_applies() -> bool:
+    return importlib.metadata.version("pulumi") in _STACK_TRACE_SHIM_VERSIONS and callable(
+        getattr(pulumi_runtime_resource, "_get_stack_trace", None)
+    )
+
+
+def _no_stack_trace() -> source_pb2.StackTrace:
+    return source_pb2.StackTrace()
+
+
+# Allocations between young collections while a recording runs (CPython's default is 700). The SDK
+# allocates a few hundred thousand objects per thousand resources (outputs, futures, tasks) that
+# live until the run ends, and with the default thresholds the collector walks all of them again
+# and again (at 1,000 APIs full collections took a third of the run). The few cycles a run makes are
+# collected afterwards, when the thresholds are restored.
+_RUN_GC_THRESHOLD = 50_000
+
+
+@contextmanager
+def _fast_run(*, enabled: bool = True) -> Iterator[None]:
+    """While a recording runs: fewer garbage collections, and no stack trace per resource."""
+    if not enabled:
+        yield
+        return
+    thresholds = gc.get_threshold()
+    patched = _stack_trace_shim_applies()
+    original = pulumi_runtime_resource._get_stack_trace
+    gc.freeze()  # what exists before the run (the SDK, the program's modules) is never collected by it
+    gc.set_threshold(_RUN_GC_THRESHOLD, thresholds[1], thresholds[2])
+    if patched:
+        pulumi_runtime_resource._get_stack_trace = _no_stack_trace
+    try:
+        yield
+    finally:
+        if patched:
+            pulumi_runtime_resource._get_stack_trace = original
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
 def record(
     fn: Callable[[], Any],
     *,
@@ -309,8 +428,9 @@ def record(
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=monitor)
     root = settings.get_root_resource()
     try:
-        _sync_await(run_pulumi_func(fn))
-        outputs = _sync_await(_resolve(getattr(root, "outputs", {}) or {}))
+        with _fast_run(enabled=_SPEEDUPS):
+            _sync_await(run_pulumi_func(fn))
+            outputs = _sync_await(_resolve(getattr(root, "outputs", {}) or {}))
     except PlanError:
         _drop_leftovers()
         raise
