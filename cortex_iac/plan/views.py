@@ -170,13 +170,19 @@ def quantity(value: Any) -> Decimal | None:
         return None
 
 
-def api_views(plan: dict[str, Any]) -> dict[str, ApiView]:
-    """Every API of the plan, by URN of its component."""
+def _resources_and_children(plan: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """The plan's resources (those with inputs), and their direct children by parent URN."""
     resources = [r for r in plan.get("resources", []) if isinstance(r, dict) and isinstance(r.get("inputs"), dict)]
     children: dict[str, list[dict[str, Any]]] = {}
     for r in resources:
         if r.get("parent"):
             children.setdefault(r["parent"], []).append(r)
+    return resources, children
+
+
+def api_views(plan: dict[str, Any]) -> dict[str, ApiView]:
+    """Every API of the plan, by URN of its component."""
+    resources, children = _resources_and_children(plan)
     out: dict[str, ApiView] = {}
     for r in resources:
         type_ = r["type"]
@@ -308,11 +314,7 @@ class JobWorkerView:
 
 def job_workers(plan: dict[str, Any]) -> dict[str, JobWorkerView]:
     """The worker pod of every API with a job template among its children, by the API's URN."""
-    resources = [r for r in plan.get("resources", []) if isinstance(r, dict) and isinstance(r.get("inputs"), dict)]
-    by_parent: dict[str, list[dict[str, Any]]] = {}
-    for r in resources:
-        if r.get("parent"):
-            by_parent.setdefault(r["parent"], []).append(r)
+    resources, by_parent = _resources_and_children(plan)
     out: dict[str, JobWorkerView] = {}
     for r in resources:
         if not r["type"].startswith("cortex:api:") or r["type"] in _NOT_APIS:
