@@ -27,6 +27,7 @@ import json
 import os
 import runpy
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
 from pulumi.runtime.proto import resource_pb2, source_pb2
 from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
+from pulumi.runtime.sync_await import _sync_await
 
 from cortex_iac.errors import CortexError, PlanError
 from cortex_iac.plan.values import SECRET, UNKNOWN
@@ -309,7 +310,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
             urn = request.args.fields["urn"].string_value
             wire = self._preview_states.pop(urn, None)
             if wire is not None:
-                _ensure_event_loop()  # type: ignore[no-untyped-call]  # deserialising a resource reference needs a loop on this thread
+                _loop_for_this_thread()  # deserialising a resource reference needs a loop on this thread
                 state = rpc.deserialize_properties(struct_pb2.Struct.FromString(wire))
                 self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, None, state)  # type: ignore[arg-type]
         return super().Invoke(request)  # type: ignore[no-untyped-call]
@@ -471,17 +472,32 @@ def _quiet_reported_errors(loop: asyncio.AbstractEventLoop, context: dict[str, A
     loop.default_exception_handler(context)
 
 
+# The loops this module made, one per thread, kept for the life of the process: a thread's current
+# loop is dropped by asyncio.run() elsewhere (a server, a test), and a loop garbage-collected unclosed
+# warns (ResourceWarning) from whatever code runs at that moment.
+_OWN_LOOPS: dict[int, asyncio.AbstractEventLoop] = {}
+
+
+def _loop_for_this_thread() -> asyncio.AbstractEventLoop:
+    """The thread's current loop, or (none, or closed) one of ours made current."""
+    try:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+        if not loop.is_closed():
+            return loop
+    except RuntimeError:
+        pass
+    thread = threading.get_ident()
+    own = _OWN_LOOPS.get(thread)
+    if own is None or own.is_closed():
+        own = _OWN_LOOPS[thread] = asyncio.new_event_loop()
+    asyncio.set_event_loop(own)
+    return own
+
+
 def _usable_event_loop() -> None:
     # Pulumi's runtime drives its own loop with run_until_complete on the thread's current loop.
     # After asyncio.run() elsewhere in the process (a server, a test), the thread has none left.
-    try:
-        loop = asyncio.get_event_loop_policy().get_event_loop()
-        if loop.is_closed():
-            raise RuntimeError("closed")
-    except RuntimeError:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-    loop.set_exception_handler(_quiet_reported_errors)
+    _loop_for_this_thread().set_exception_handler(_quiet_reported_errors)
 
 
 def _find_cortex_error(e: BaseException) -> BaseException | None:
