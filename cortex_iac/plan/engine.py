@@ -479,13 +479,8 @@ _OWN_LOOPS: dict[int, asyncio.AbstractEventLoop] = {}
 
 
 def _loop_for_this_thread() -> asyncio.AbstractEventLoop:
-    """The thread's current loop, or (none, or closed) one of ours made current."""
-    try:
-        loop = asyncio.get_event_loop_policy().get_event_loop()
-        if not loop.is_closed():
-            return loop
-    except RuntimeError:
-        pass
+    """Our loop for this thread, made current. (Not the thread's current one: asking the policy
+    for it makes one on the main thread, which nothing keeps or closes.)"""
     thread = threading.get_ident()
     own = _OWN_LOOPS.get(thread)
     if own is None or own.is_closed():
