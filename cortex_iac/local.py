@@ -341,21 +341,22 @@ def _finish(runtime: subprocess.Popen[bytes], proxy: subprocess.Popen[bytes] | N
     Envoy. Returns the runtime's exit code."""
     if request_timeout_seconds is not None and proxy is not None and proxy.poll() is None and runtime.poll() is None:
         _drain_envoy(admin_port, request_timeout_seconds)
-    if runtime.poll() is None:
-        runtime.send_signal(signal.SIGTERM)
-        try:
-            runtime.wait(GRACE_PERIOD_SECONDS + 5)
-        except subprocess.TimeoutExpired:
-            runtime.kill()
-            runtime.wait()
-    if proxy is not None and proxy.poll() is None:
-        proxy.send_signal(signal.SIGTERM)
-        try:
-            proxy.wait(10)
-        except subprocess.TimeoutExpired:
-            proxy.kill()
-            proxy.wait()
+    terminate(runtime, GRACE_PERIOD_SECONDS + 5)
+    if proxy is not None:
+        terminate(proxy, 10)
     return runtime.returncode
+
+
+def terminate(proc: subprocess.Popen[bytes], timeout: float) -> int:
+    """SIGTERM to ``proc`` if it still runs, SIGKILL if it outlives ``timeout`` seconds; its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
 
 
 class _StopSignal:

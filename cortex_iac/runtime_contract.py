@@ -107,7 +107,7 @@ class RuntimeConfig:
         env = {"CORTEX_HANDLER_PATH": self.handler_path}
         for name in _ENV_PARSERS:
             value = getattr(self, name)
-            if value is None or (name == "on_job_complete" and not value):
+            if value is None or value is False:  # unset, or a flag left off (the default)
                 continue
             if name in ("handler_config", "python_requirements"):
                 env["CORTEX_" + name.upper()] = json.dumps(list(value) if isinstance(value, tuple) else value)

@@ -20,6 +20,7 @@ from cortex_iac.render.autoscaling import PROMETHEUS_ADDRESS
 from cortex_iac.render.routing import INTERCEPTOR_PROXY_SERVICE
 from cortex_iac.render.workload import API_NAMESPACE
 from cortex_iac.specs import NodeGroupSpec
+from cortex_iac.specs.cluster import ANYWHERE
 
 if TYPE_CHECKING:
     import pulumi_kubernetes as k8s
@@ -78,7 +79,7 @@ class ClusterHandle:
     region: str | None = None
     keda_operator_role_arn: pulumi.Input[str] | None = None
     queue_scaler_role_path: str = "/"
-    api_egress_cidrs: Sequence[str] = ("0.0.0.0/0", "::/0")
+    api_egress_cidrs: Sequence[str] = ANYWHERE
 
     def __post_init__(self) -> None:
         # Read-only: copies the caller cannot change afterwards.

@@ -22,6 +22,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from cortex_iac import local_moto
+from cortex_iac.local import terminate
 from cortex_iac.queue import contract
 
 if TYPE_CHECKING:
@@ -146,13 +147,7 @@ def stop_process(named: tuple[str, subprocess.Popen[bytes]], grace_period: float
     """SIGTERM to one of cortex serve's processes, SIGKILL if it outlives ``grace_period`` (+5 s);
     1 (said on stderr) if one of ours (not the moto server) ended with another code than 0 or SIGTERM."""
     name, proc = named
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(grace_period + 5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    terminate(proc, grace_period + 5)
     if name != "moto server" and proc.returncode not in (0, -signal.SIGTERM):
         print(f"cortex serve: the {name} exited with code {proc.returncode}", file=sys.stderr)
         return 1

@@ -58,6 +58,7 @@ from cortex_iac.render import karpenter, routing, workload
 from cortex_iac.render.iam import policy_document
 from cortex_iac.render.workload import API_NAMESPACE, RUNTIME_UID, HandlerContainer
 from cortex_iac.specs import BatchApiSpec, TaskApiSpec
+from cortex_iac.specs.cluster import ANYWHERE
 
 if TYPE_CHECKING:
     from cortex_iac.specs import ClusterSpec, NodeGroupSpec
@@ -122,7 +123,7 @@ class JobContext:
     namespace: str = API_NAMESPACE
     table_name: str = TABLE_PLACEHOLDER
     region: str = REGION_PLACEHOLDER
-    egress_cidrs: tuple[str, ...] = ("0.0.0.0/0", "::/0")
+    egress_cidrs: tuple[str, ...] = ANYWHERE
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from cortex_iac.render.iam import policy_document
 from cortex_iac.render.routing import INTERCEPTOR_PROXY_PORT as _INTERCEPTOR_PORT
 from cortex_iac.render.routing import KEDA_NAMESPACE
 from cortex_iac.runtime_contract import RuntimeConfig
+from cortex_iac.specs.cluster import ANYWHERE
 from cortex_iac.specs.deployment import RUNTIME_IMAGE_HINT, problem_line
 from cortex_iac.specs.placement import HUGEPAGES_PER_INF, accelerators, placement
 from cortex_iac.specs.pod import DEFAULT_MEM_REQUEST
@@ -188,7 +189,7 @@ _TRAFFIC_PORT, _METRICS_PORT = 8888, 15000
 
 def network_policy(namespace: str = API_NAMESPACE, *, prometheus_namespace: str = "prometheus",
                    dns_namespace: str = "kube-system", interceptor_namespace: str = KEDA_NAMESPACE,
-                   egress_cidrs: Sequence[str] = ("0.0.0.0/0", "::/0"), name: str = "cortex-apis",
+                   egress_cidrs: Sequence[str] = ANYWHERE, name: str = "cortex-apis",
                    ingress: bool = True) -> dict[str, Any]:
     """The API namespace's NetworkPolicy: default deny, with exactly what traffic needs.
 

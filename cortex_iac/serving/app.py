@@ -220,23 +220,25 @@ class Runtime:
             install_requirements(config.python_requirements, config.packages_dir)
         return load_handler_class(config.handler_path)(config.handler_config)
 
-    async def _call_post(self, payload: Any) -> Any:
-        assert self._runner is not None and self._runner.post is not None
+    @staticmethod
+    async def _call(name: str, method: Callable[[Any], Any] | None, payload: Any) -> Any:
+        # A handler method's exception is logged with its traceback under a new error id, which the
+        # answer names (HandlerFailure).
+        assert method is not None
         try:
-            return await self._runner.post(payload)
+            return await method(payload)
         except Exception:
             error_id = uuid.uuid4().hex[:16]
-            log.exception("handle_post raised", extra={"error_id": error_id})
+            log.exception(f"{name} raised", extra={"error_id": error_id})
             raise HandlerFailure(error_id) from None
 
+    async def _call_post(self, payload: Any) -> Any:
+        assert self._runner is not None
+        return await self._call("handle_post", self._runner.post, payload)
+
     async def _call_get(self) -> Any:
-        assert self._runner is not None and self._runner.get is not None
-        try:
-            return await self._runner.get(None)
-        except Exception:
-            error_id = uuid.uuid4().hex[:16]
-            log.exception("handle_get raised", extra={"error_id": error_id})
-            raise HandlerFailure(error_id) from None
+        assert self._runner is not None
+        return await self._call("handle_get", self._runner.get, None)
 
     async def _invoke(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -307,13 +309,11 @@ class Runtime:
             return _error(404, "this handler has no on_job_complete")
         try:
             payload = decode_payload(request.headers.get("content-type", ""), await self._read_body(request))
-            result = await runner.on_job_complete(payload)
+            result = await self._call("on_job_complete", runner.on_job_complete, payload)
         except RequestError as error:
             return _error(error.status, str(error))
-        except Exception:
-            error_id = uuid.uuid4().hex[:16]
-            log.exception("on_job_complete raised", extra={"error_id": error_id})
-            return _error(500, "on_job_complete raised an exception; see the server log", error_id)
+        except HandlerFailure as failure:
+            return _error(500, "on_job_complete raised an exception; see the server log", failure.error_id)
         log.info("on_job_complete ran", extra={"job_id": request_id_of(request.headers.get(JOB_ID_HEADER))})
         try:
             return encode_result({} if result is None else result)

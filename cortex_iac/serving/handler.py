@@ -156,9 +156,9 @@ _INLINE_WINDOW_MAX = 65536
 _INLINE_SLOW_PER_WINDOW = 20
 
 
-def _voluntary_switches() -> int:
-    """How often the calling thread has given up the CPU to wait (Linux: RUSAGE_THREAD)."""
-    return resource.getrusage(_RUSAGE_THREAD).ru_nvcsw
+def _thread_usage() -> resource.struct_rusage:
+    """The calling thread's CPU time and context switches (Linux: RUSAGE_THREAD), in one syscall."""
+    return resource.getrusage(_RUSAGE_THREAD)
 
 
 _RUSAGE_THREAD = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
@@ -198,16 +198,17 @@ class _Placement:
                 self._idle.set()
                 self._idle = None
 
-    def inline_call_done(self, seconds: float, cpu_before: float, waits_before: int) -> None:
-        """After a call on the loop that took ``seconds``; ``cpu_before``/``waits_before`` are the loop
-        thread's CPU time and voluntary context switches from before it."""
+    def inline_call_done(self, seconds: float, before: resource.struct_rusage) -> None:
+        """After a call on the loop that took ``seconds``; ``before`` is the loop thread's usage
+        (CPU time, voluntary context switches) from just before it."""
         if seconds < _INLINE_LEAVE_SECONDS or self.mode != self.INLINE:
             return
         # A long wall time alone may be the process being preempted (a busy node, a CPU limit), which
         # stops the loop whichever thread the call is on. The call itself held the loop if it computed
         # that long, or if it waited (sleep, I/O, a lock: a voluntary context switch).
-        cpu = time.thread_time() - cpu_before
-        waited = _voluntary_switches() - waits_before
+        after = _thread_usage()
+        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        waited = after.ru_nvcsw - before.ru_nvcsw
         if cpu < _INLINE_LEAVE_SECONDS and waited == 0:
             return
         self.mode = self.THREAD
@@ -277,11 +278,11 @@ class HandlerRunner:
             while placement.mode == _Placement.DRAINING:
                 await placement.thread_idle()
             if placement.mode == _Placement.INLINE:
-                cpu, waits, started = time.thread_time(), _voluntary_switches(), time.perf_counter()
+                before, started = _thread_usage(), time.perf_counter()
                 try:
                     return method(*args(payload))
                 finally:
-                    placement.inline_call_done(time.perf_counter() - started, cpu, waits)
+                    placement.inline_call_done(time.perf_counter() - started, before)
             placement.outstanding += 1
             return await run(method, *args(payload))
 

@@ -79,7 +79,7 @@ class AccessLog:
     def flush(self) -> None:
         """Write every buffered record as one line each, then empty the buffer.
 
-        Each line is exactly ``json.dumps`` of its fields (see :func:`access_line`), built from a
+        Each line is exactly what ``json.dumps`` writes for its fields (tested), built from a
         template: formatting hundreds of lines a second was a tenth of the runtime's CPU.
         """
         if not self._pending:
@@ -88,18 +88,6 @@ class AccessLog:
         stream = self._stream or sys.stdout
         stream.write("".join(_access_lines(pending)))
         stream.flush()
-
-
-def access_line(created: float, method: str, status: int, latency: float, error_id: str | None = None,
-                request_id: str | None = None) -> str:
-    """One access line as ``json.dumps`` writes it (the reference :meth:`AccessLog.flush` matches)."""
-    line: dict[str, Any] = {"time": _timestamp(created), "level": "info", "logger": "cortex.access",
-                            "method": method, "path": "/", "status": status, "latency_ms": round(latency * 1000, 3)}
-    if error_id is not None:
-        line["error_id"] = error_id
-    if request_id is not None:
-        line["request_id"] = request_id
-    return json.dumps(line)
 
 
 def _access_lines(records: list[tuple[float, str, int, float, str | None, str | None]]) -> list[str]:
@@ -129,12 +117,14 @@ def _quoted(text: str) -> str:
     return json.dumps(text)
 
 
-_PLAIN = re.compile(r"[A-Za-z0-9._\-]*")
+# Characters a JSON string holds as they are, and that are harmless in a log line.
+_SAFE = r"[A-Za-z0-9._\-]"
+_PLAIN = re.compile(_SAFE + "*")
 
 
 # What a request id may be to be logged: Envoy's are UUIDs; a client's own (Envoy passes them on) is
 # logged only if it is as harmless (no quotes, newlines or control characters, at most 64 characters).
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
+_REQUEST_ID = re.compile(_SAFE + "{1,64}")
 
 
 def request_id_of(header: str | None) -> str | None:

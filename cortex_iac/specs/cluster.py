@@ -79,8 +79,12 @@ def _vpc_cidr(text: str) -> bool:
     return network is not None and network.version == 4 and 16 <= network.prefixlen <= 24
 
 
+ANYWHERE = ("0.0.0.0/0", "::/0")
+"""``api_egress_cidrs``' default: the whole IPv4 and IPv6 internet (and the VPC)."""
+
+
 def _anywhere_v4_v6() -> list[str]:
-    return ["0.0.0.0/0", "::/0"]
+    return list(ANYWHERE)
 
 
 InstanceTypeName = Annotated[str, AfterValidator(_instance_type)]
@@ -320,8 +324,9 @@ class ClusterSpec(SpecModel):
     chips. Default t3.medium."""
     api_egress_cidrs: Annotated[list[Cidr], Field(max_length=100)] = Field(default_factory=_anywhere_v4_v6)
     """cortex_iac extension: CIDR blocks the API and job pods may open connections to (the
-    NetworkPolicies of the API namespace and of each job API's namespace), at most 100; DNS, EKS Pod Identity and the platform's own in-cluster paths are always
-    allowed. [] allows nothing else. Default [0.0.0.0/0, ::/0]."""
+    NetworkPolicies of the API namespace and of each job API's namespace), at most 100; DNS, EKS Pod
+    Identity and the platform's own in-cluster paths are always allowed. [] allows nothing else.
+    Default [0.0.0.0/0, ::/0]."""
 
     # Not YAML keys: the Cortex keys given but ignored, and where the loader read the spec.
     _ignored: tuple[str, ...] = PrivateAttr(default=())
