@@ -59,7 +59,7 @@ def test_trainer_destination_comes_from_the_job_config() -> None:
 
 
 def test_trainer_task_writes_a_working_model_to_s3(tmp_path: Path) -> None:
-    pytest.importorskip("sklearn")
+    # scikit-learn is a dev dependency (pyproject.toml), as the trainer example's own requirement.
     from tests.live.jobs_moto import moto_server
 
     with moto_server(tmp_path) as moto:

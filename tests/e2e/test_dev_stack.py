@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+# A real `pulumi up` and destroy of the dev stack in an AWS account: this machine and CI have neither
+# the Pulumi CLI nor AWS credentials, so it runs only where both are given and CORTEX_E2E=1 asks for it
+# (README, "End-to-end against AWS").
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(
