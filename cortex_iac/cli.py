@@ -105,7 +105,7 @@ def plan(
 ) -> None:
     """Run a program under a recording mock engine (no cloud, no credentials) and show what it declares."""
     from cortex_iac.plan.engine import run_program
-    from cortex_iac.plan.plan import dumps, kubernetes_objects, to_plan, tree_lines, write_manifests
+    from cortex_iac.plan.plan import kubernetes_objects, to_plan, tree_lines, write, write_manifests
 
     try:
         recording = run_program(program_dir, stack, preview=True)
@@ -115,7 +115,7 @@ def plan(
         typer.echo(f"\n{len(recording.resources)} resources, {len(objects)} Kubernetes objects, stack {stack!r}")
         if json_file is not None:
             json_file.parent.mkdir(parents=True, exist_ok=True)
-            json_file.write_text(dumps(to_plan(recording)))
+            write(to_plan(recording), json_file)
             typer.echo(f"plan written to {json_file}")
         if manifests is not None:
             written = write_manifests(objects, manifests)

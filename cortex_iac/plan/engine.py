@@ -21,6 +21,8 @@ that no constructor needs cloud credentials, and a plan is the proof.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import gc
 import importlib.metadata
 import json
@@ -28,15 +30,17 @@ import os
 import runpy
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, TypeVarTuple
 
 import pulumi
 import pulumi.runtime
 import pulumi.runtime.resource as pulumi_runtime_resource
+import pulumi.runtime.resource_cycle_breaker as pulumi_cycle_breaker
 from google.protobuf import json_format, struct_pb2
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
@@ -48,6 +52,9 @@ from cortex_iac.errors import CortexError, PlanError
 from cortex_iac.plan.values import SECRET, UNKNOWN
 
 __all__ = ["SECRET", "UNKNOWN", "Program", "RecordedResource", "Recording", "load_program", "record", "run_program"]
+
+_T = TypeVar("_T")
+_Ts = TypeVarTuple("_Ts")
 
 _SIG_KEY = "4dabf18193072939515e22adb298388d"
 _SIG_SECRET = "1b47061264138c4ac30d75fd1eb44270"
@@ -253,6 +260,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         self.recorded: list[RecordedResource] = []
         # Preview registrations: each resource's inputs as serialised protobuf (see _register_preview).
         self._preview_states: dict[str, bytes] = {}
+        self._undecoded: list[tuple[RecordedResource, bytes]] = []
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
         # As the real engine does (Deployment.generateURN: the parent's QualifiedType, then the
@@ -267,32 +275,40 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the monitor's RPC name
         if request.type == "pulumi:pulumi:Stack":
             return super().RegisterResource(request)  # type: ignore[no-untyped-call]  # pulumi's mock monitor is untyped
+        wire: bytes | None = None
         if self.mocks.preview and _SPEEDUPS:
-            response = self._register_preview(request)
+            response, wire = self._register_preview(request)
         else:
             response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
-        self.recorded.append(
-            RecordedResource(
-                urn=response.urn,
-                type=request.type,
-                name=request.name,
-                parent=request.parent or None,
-                custom=bool(request.custom),
-                provider=_urn_only(request.provider),
-                inputs=_plain_struct(request.object),
-                dependencies=sorted(set(request.dependencies)),
-                property_dependencies={
-                    k: sorted(set(v.urns)) for k, v in sorted(request.propertyDependencies.items()) if v.urns
-                },
-                ignore_changes=list(request.ignoreChanges),
-                replace_on_changes=list(request.replaceOnChanges),
-                delete_before_replace=bool(request.deleteBeforeReplace),
-                aliases=self._alias_urns(request),
-            )
+        recorded = RecordedResource(
+            urn=response.urn,
+            type=request.type,
+            name=request.name,
+            parent=request.parent or None,
+            custom=bool(request.custom),
+            provider=_urn_only(request.provider),
+            inputs={} if wire is not None else _plain_struct(request.object),
+            dependencies=sorted(set(request.dependencies)),
+            property_dependencies={
+                k: sorted(set(v.urns)) for k, v in sorted(request.propertyDependencies.items()) if v.urns
+            },
+            ignore_changes=list(request.ignoreChanges),
+            replace_on_changes=list(request.replaceOnChanges),
+            delete_before_replace=bool(request.deleteBeforeReplace),
+            aliases=self._alias_urns(request),
         )
+        self.recorded.append(recorded)
+        if wire is not None:
+            self._undecoded.append((recorded, wire))
         return response
 
-    def _register_preview(self, request: Any) -> Any:
+    def decode_inputs(self) -> None:
+        """Fill in the inputs of the resources recorded in their wire form (see _register_preview)."""
+        for recorded, wire in self._undecoded:
+            recorded.inputs = _plain_struct(struct_pb2.Struct.FromString(wire))
+        self._undecoded.clear()
+
+    def _register_preview(self, request: Any) -> tuple[Any, bytes]:
         # What MockMonitor.RegisterResource answers when the mocks' new_resource echoes the inputs
         # back (preview: no id, the inputs as the outputs), without its two walks over every input:
         # deserialising the request's struct into Python values, then serialising those back into a
@@ -301,9 +317,11 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         # are dropped, secrets are lifted to the enclosing value either way), so hand the struct
         # back as it came. The monitor's registry (read only when a resource reference is
         # rehydrated, by a getResource invoke) gets the inputs' wire form, deserialised on demand.
+        # The recording keeps the same bytes until the run ends (decode_inputs): a fraction of the
+        # memory of the plain values, while the run's own state is at its largest.
         urn = self.make_urn(request.parent, request.type, request.name)
-        self._preview_states[urn] = request.object.SerializeToString()
-        return resource_pb2.RegisterResourceResponse(urn=urn, id="", object=request.object)
+        wire = self._preview_states[urn] = request.object.SerializeToString()
+        return resource_pb2.RegisterResourceResponse(urn=urn, id="", object=request.object), wire
 
     def Invoke(self, request: Any) -> Any:  # noqa: N802 - the monitor's RPC name
         if request.tok == "pulumi:pulumi:getResource":
@@ -356,24 +374,52 @@ async def _resolve(value: Any) -> Any:
     return resolved
 
 
-# The one place the recording run reaches into the Pulumi SDK's internals, for speed only (a plan is
-# the same with it or without it; tests compare the two). For each resource the SDK captures the
-# Python stack (traceback.extract_stack, reading every frame's source line) to send the engine the
-# resource's source position. The mock monitor throws it away and plans never record it, so while a
-# recording runs, the SDK's private _get_stack_trace returns an empty trace: what it returns itself
-# when it finds no user frame. Applied only to the SDK versions it was checked against (the pin in
-# constraints.txt; a test fails when the pin moves without this list); any other version runs as is.
-_STACK_TRACE_SHIM_VERSIONS = ("3.272.0",)
-
-
-def _stack_trace_shim_applies() -> bool:
-    return importlib.metadata.version("pulumi") in _STACK_TRACE_SHIM_VERSIONS and callable(
-        getattr(pulumi_runtime_resource, "_get_stack_trace", None)
-    )
+# Where the recording run reaches into the Pulumi SDK's private functions, for speed only: a plan is
+# the same with these or without them (tests compare the two). Each replaces a function whose result
+# the recording gets the same way, or does not use:
+# - pulumi.runtime.resource._get_stack_trace: for each resource the SDK captures the Python stack
+#   (traceback.extract_stack, reading every frame's source line) to send the engine the resource's
+#   source position. The mock monitor throws it away and plans never record it, so it returns an
+#   empty trace: what it returns itself when it finds no user frame.
+# - pulumi.runtime.resource_cycle_breaker._reachable: the cycle check run for every dependency a
+#   resource declares (its depends_on, expanded to components' children). The SDK walks the
+#   dependency graph with recursive generators, which costs the graph's depth per resource visited;
+#   this walks it with a stack, visiting the same resources and giving the same answer.
+# Applied only to the SDK versions they were checked against (the pin in constraints.txt; a test fails
+# when the pin moves without this list); any other version runs as is.
+_SHIM_VERSIONS = ("3.272.0",)
 
 
 def _no_stack_trace() -> source_pb2.StackTrace:
     return source_pb2.StackTrace()
+
+
+def _reachable(from_resource: pulumi.Resource, to_resource: pulumi.Resource) -> bool:
+    # The SDK's _reachable: whether to_resource is among from_resource and its transitive
+    # dependencies (the _direct_computed_dependencies the SDK keeps on each resource).
+    seen: set[pulumi.Resource] = set()
+    stack = [from_resource]
+    while stack:
+        resource = stack.pop()
+        if resource in seen:
+            continue
+        if resource == to_resource:
+            return True
+        seen.add(resource)
+        stack.extend(getattr(resource, pulumi_cycle_breaker._DEPENDENCIES_PROPERTY, ()))
+    return False
+
+
+_SHIMS: tuple[tuple[Any, str, Callable[..., Any]], ...] = (
+    (pulumi_runtime_resource, "_get_stack_trace", _no_stack_trace),
+    (pulumi_cycle_breaker, "_reachable", _reachable),
+)
+
+
+def _shims_apply() -> bool:
+    return importlib.metadata.version("pulumi") in _SHIM_VERSIONS and all(
+        callable(getattr(module, name, None)) for module, name, _ in _SHIMS
+    ) and isinstance(getattr(pulumi_cycle_breaker, "_DEPENDENCIES_PROPERTY", None), str)
 
 
 # Allocations between young collections while a recording runs (CPython's default is 700). The SDK
@@ -386,24 +432,108 @@ _RUN_GC_THRESHOLD = 50_000
 
 @contextmanager
 def _fast_run(*, enabled: bool = True) -> Iterator[None]:
-    """While a recording runs: fewer garbage collections, and no stack trace per resource."""
+    """While a recording runs: fewer garbage collections, and the SDK's shims (above)."""
     if not enabled:
         yield
         return
     thresholds = gc.get_threshold()
-    patched = _stack_trace_shim_applies()
-    original = pulumi_runtime_resource._get_stack_trace
+    originals = [(module, name, getattr(module, name)) for module, name, _ in _SHIMS] if _shims_apply() else []
     gc.freeze()  # what exists before the run (the SDK, the program's modules) is never collected by it
     gc.set_threshold(_RUN_GC_THRESHOLD, thresholds[1], thresholds[2])
-    if patched:
-        pulumi_runtime_resource._get_stack_trace = _no_stack_trace
+    if originals:
+        for module, name, replacement in _SHIMS:
+            setattr(module, name, replacement)
     try:
         yield
     finally:
-        if patched:
-            pulumi_runtime_resource._get_stack_trace = original
+        for module, name, original in originals:
+            setattr(module, name, original)
         gc.set_threshold(*thresholds)
         gc.unfreeze()
+
+
+@contextmanager
+def _inline_monitor(loop: _RecordingLoop, *, enabled: bool) -> Iterator[None]:
+    loop.inline = enabled
+    try:
+        yield
+    finally:
+        loop.inline = False
+
+
+class _Replan(Exception):
+    """A component gained a child after registrations had run: record the program again, unpumped."""
+
+
+class _Pump:
+    """Registers what the program declared so far, at points where that cannot change the plan.
+
+    The SDK runs a program's code in one go and registers its resources afterwards, so every
+    resource's pending registration (its coroutine, futures, tasks, outputs: most of a run's memory)
+    exists at once. A preview run instead calls the program outside the event loop, and this stack
+    transformation (the SDK calls it synchronously in every resource's constructor) runs the loop's
+    ready work before each top-level resource, while no component is under construction: all that
+    was declared before registers then and drops that state.
+
+    What a registration reads at that moment is what it would read at the end, with one exception,
+    checked here: a component's children (``depends_on`` a component means on its children, read
+    when the dependent registers). If the program adds a child to a component created before a
+    pump, the run is recorded again without pumping (``_Replan``). Resources declared by callbacks
+    while the loop runs are not checked: they are declared during registration either way.
+    """
+
+    _MAX_ROUNDS = 100_000  # loop iterations per pump: a bound on callbacks that reschedule themselves
+
+    def __init__(self, loop: _RecordingLoop, root: pulumi.Resource | None) -> None:
+        self.loop = loop
+        self.root = root
+        self.generation = 0
+        self.pumps = 0
+        self.late_child: str | None = None
+        self._born: weakref.WeakKeyDictionary[pulumi.Resource, int] = weakref.WeakKeyDictionary()
+
+    def __call__(self, args: pulumi.ResourceTransformationArgs) -> None:
+        if self.loop.is_running():
+            return None  # declared by a callback while registrations run
+        resource, parent = args.resource, args.opts.parent
+        top_level = parent is None or parent is self.root
+        if not top_level:
+            born = self._born.get(parent)  # type: ignore[arg-type]  # not top level: a parent is set
+            if born is not None and born < self.generation:
+                self.late_child = f"{args.type_} {args.name!r}"
+                raise _Replan(self.late_child)
+        elif self._nothing_under_construction(resource):
+            self._run_ready_work()
+        if isinstance(resource, pulumi.ComponentResource):
+            self._born[resource] = self.generation
+        return None
+
+    @staticmethod
+    def _nothing_under_construction(resource: pulumi.Resource) -> bool:
+        # No frame on the stack is a method of another component (its constructor may still add
+        # children; a method of a finished one may declare anything). Only top-level resources ask.
+        frame = sys._getframe(2)
+        while frame is not None:
+            code = frame.f_code
+            if code.co_argcount and code.co_varnames[0] == "self":
+                owner = frame.f_locals.get("self")
+                if owner is not resource and isinstance(owner, pulumi.ComponentResource):
+                    return False
+            frame = frame.f_back  # type: ignore[assignment]  # None at the bottom of the stack
+        return True
+
+    def _run_ready_work(self) -> None:
+        if self.loop.run_ready_work(self._MAX_ROUNDS):
+            self.generation += 1
+            self.pumps += 1
+
+
+def _hand_over(result: Any, failure: BaseException | None) -> Any:
+    # The program's result (or exception) for the SDK's run_pulumi_func, which waits for the
+    # outstanding registrations and then returns or raises it, as when it called the program itself.
+    if failure is not None:
+        raise failure
+    return result
 
 
 def record(
@@ -420,7 +550,18 @@ def record(
     Pulumi CLI would pass them. Defaults: test mode (``preview=False``), project ``cortex``, stack
     ``test``.
     """
-    _usable_event_loop()
+    pumped = _SPEEDUPS and preview
+    try:
+        recording = _record_once(fn, project=project, stack=stack, config=config, preview=preview, pumped=pumped)
+    except _Replan:
+        recording = _record_once(fn, project=project, stack=stack, config=config, preview=preview, pumped=False)
+    return recording
+
+
+def _record_once(
+    fn: Callable[[], Any], *, project: str, stack: str, config: dict[str, str] | None, preview: bool, pumped: bool
+) -> Recording:
+    loop = _usable_event_loop()
     _drop_leftovers()
     mocks = _Mocks(preview)
     monitor = _RecordingMonitor(mocks)
@@ -429,9 +570,29 @@ def record(
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=monitor)
     root = settings.get_root_resource()
     try:
-        with _fast_run(enabled=_SPEEDUPS):
-            _sync_await(run_pulumi_func(fn))
+        with _fast_run(enabled=_SPEEDUPS), _inline_monitor(loop, enabled=_SPEEDUPS and preview):
+            if pumped:
+                pump = _Pump(loop, root)
+                pulumi.runtime.register_stack_transformation(pump)
+                result, failure = None, None
+                try:
+                    result = fn()  # outside the loop, which the pump runs between top-level resources
+                except BaseException as e:  # noqa: BLE001 - handed to run_pulumi_func, which re-raises it
+                    failure = e
+                if pump.late_child is not None:
+                    raise _Replan(pump.late_child)
+                _sync_await(run_pulumi_func(functools.partial(_hand_over, result, failure)))
+            else:
+                _sync_await(run_pulumi_func(fn))
             outputs = _sync_await(_resolve(getattr(root, "outputs", {}) or {}))
+        if monitor._undecoded:
+            # The run's SDK objects (resources, outputs, futures, tasks) refer to each other and are
+            # garbage now: free them before the inputs take their plain form.
+            gc.collect()
+            monitor.decode_inputs()
+    except _Replan:
+        _drop_leftovers()
+        raise
     except PlanError:
         _drop_leftovers()
         raise
@@ -472,27 +633,71 @@ def _quiet_reported_errors(loop: asyncio.AbstractEventLoop, context: dict[str, A
     loop.default_exception_handler(context)
 
 
+class _RecordingLoop(asyncio.SelectorEventLoop):
+    """The event loop a recording runs on: with ``inline`` set, the SDK's calls to the monitor run
+    on the loop's own thread instead of its default thread pool.
+
+    The SDK hands every monitor call (register a resource, its outputs, an invoke) to
+    ``run_in_executor(None, ...)``, because the real monitor is a gRPC server that blocks. The
+    recording monitor's preview answer (``_RecordingMonitor._register_preview``) is a few
+    microseconds of plain work, and the hop to a pool thread and back (a handle posted across
+    threads, a self-pipe write, the interpreter lock passed back and forth) cost more than the call
+    at every resource. Inline, the call's result is in the future the SDK awaits before it awaits
+    it; the SDK's code around it is unchanged. Only preview runs use it: test mode's answer goes
+    through Pulumi's own mock, which runs a loop of its own and so needs a thread without one.
+    """
+
+    inline = False
+
+    def run_ready_work(self, max_rounds: int) -> bool:
+        """Run the loop (not running now) until no callback is ready, at most ``max_rounds``
+        iterations; whether there was any to run. Callbacks waiting on something not done yet stay."""
+        ready = self._ready  # type: ignore[attr-defined]  # asyncio's queue of ready callbacks (BaseEventLoop)
+        if not ready:
+            return False
+        for _ in range(max_rounds):
+            self.call_soon(self.stop)  # one iteration: what is ready now, then stop
+            self.run_forever()
+            if not ready:
+                break
+        return True
+
+    def run_in_executor(
+        self, executor: concurrent.futures.Executor | None, func: Callable[[*_Ts], _T], *args: *_Ts
+    ) -> asyncio.Future[_T]:
+        if executor is not None or not self.inline:
+            return super().run_in_executor(executor, func, *args)
+        future: asyncio.Future[_T] = self.create_future()
+        try:
+            future.set_result(func(*args))
+        except Exception as e:  # as the pool's worker would hand it over
+            future.set_exception(e)
+        return future
+
+
 # The loops this module made, one per thread, kept for the life of the process: a thread's current
 # loop is dropped by asyncio.run() elsewhere (a server, a test), and a loop garbage-collected unclosed
 # warns (ResourceWarning) from whatever code runs at that moment.
-_OWN_LOOPS: dict[int, asyncio.AbstractEventLoop] = {}
+_OWN_LOOPS: dict[int, _RecordingLoop] = {}
 
 
-def _loop_for_this_thread() -> asyncio.AbstractEventLoop:
+def _loop_for_this_thread() -> _RecordingLoop:
     """Our loop for this thread, made current. (Not the thread's current one: asking the policy
     for it makes one on the main thread, which nothing keeps or closes.)"""
     thread = threading.get_ident()
     own = _OWN_LOOPS.get(thread)
     if own is None or own.is_closed():
-        own = _OWN_LOOPS[thread] = asyncio.new_event_loop()
+        own = _OWN_LOOPS[thread] = _RecordingLoop()
     asyncio.set_event_loop(own)
     return own
 
 
-def _usable_event_loop() -> None:
+def _usable_event_loop() -> _RecordingLoop:
     # Pulumi's runtime drives its own loop with run_until_complete on the thread's current loop.
     # After asyncio.run() elsewhere in the process (a server, a test), the thread has none left.
-    _loop_for_this_thread().set_exception_handler(_quiet_reported_errors)
+    loop = _loop_for_this_thread()
+    loop.set_exception_handler(_quiet_reported_errors)
+    return loop
 
 
 def _find_cortex_error(e: BaseException) -> BaseException | None:

@@ -45,9 +45,27 @@ def to_plan(recording: Recording) -> dict[str, Any]:
     }
 
 
+def _encoder() -> json.JSONEncoder:
+    return json.JSONEncoder(indent=2, sort_keys=True, ensure_ascii=False)
+
+
 def dumps(plan: dict[str, Any]) -> str:
     """Serialise a plan deterministically."""
-    return json.dumps(plan, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return _encoder().encode(plan) + "\n"
+
+
+def write(plan: dict[str, Any], path: Path) -> None:
+    """Write ``dumps(plan)`` to ``path`` without holding it in memory: the encoder's pieces go out in
+    batches (the whole text and its millions of pieces were the peak of a large ``cortex plan``)."""
+    batch: list[str] = []
+    with path.open("w", encoding="utf-8") as out:
+        for piece in _encoder().iterencode(plan):
+            batch.append(piece)
+            if len(batch) >= 8192:
+                out.write("".join(batch))
+                batch.clear()
+        batch.append("\n")
+        out.write("".join(batch))
 
 
 def kubernetes_objects(recording: Recording) -> list[dict[str, Any]]:

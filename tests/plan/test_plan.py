@@ -15,16 +15,19 @@ from cortex_iac.plan.plan import (
     load_plan,
     to_plan,
     tree_lines,
+    write,
     write_manifests,
 )
 
 TINY = Path(__file__).parent / "fixtures" / "tiny"
 
 
-def test_plan_is_byte_identical_across_runs() -> None:
+def test_plan_is_byte_identical_across_runs(tmp_path: Path) -> None:
     first = dumps(to_plan(run_program(TINY, "dev")))
     second = dumps(to_plan(run_program(TINY, "dev")))
     assert first == second
+    write(to_plan(run_program(TINY, "dev")), tmp_path / "plan.json")  # what cortex plan --json writes
+    assert (tmp_path / "plan.json").read_text(encoding="utf-8") == first
     doc = json.loads(first)
     assert doc["schema_version"] == SCHEMA_VERSION
     assert doc["config"] == {"tiny:greeting": "hello", "tiny:labels": '{"team": "ml"}', "db:password": "$secret"}
