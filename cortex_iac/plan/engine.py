@@ -727,10 +727,9 @@ def load_program(program_dir: str | Path, stack: str) -> Program:
 
     Config values that are not strings are passed as JSON, like the CLI does for structured config;
     keys without a namespace get the project's name; ``secure:`` values (encrypted, so unreadable
-    here) are passed as ``$secret``.
+    here) are passed as ``$secret``. Both files are read as spec files are (size, alias and
+    duplicate-key limits: ``cortex_iac.specs.loader.read_yaml``), as a pull request may bring them.
     """
-    import yaml
-
     root = Path(program_dir)
     project_file = root / "Pulumi.yaml"
     if not project_file.is_file() and (root.resolve().parent / "Pulumi.yaml").is_file():
@@ -739,10 +738,7 @@ def load_program(program_dir: str | Path, stack: str) -> Program:
         project_file = root / "Pulumi.yaml"
     if not project_file.is_file():
         raise PlanError(f"{project_file}: not found (a Pulumi program directory has a Pulumi.yaml)")
-    try:
-        project_doc = yaml.safe_load(project_file.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise PlanError(f"{project_file}: not valid YAML: {e}") from None
+    project_doc = _read_program_yaml(project_file, "a mapping with at least 'name' and 'runtime'")
     if not isinstance(project_doc, dict) or "name" not in project_doc:
         raise PlanError(f"{project_file}: must be a mapping with at least 'name' and 'runtime'")
     runtime = project_doc.get("runtime")
@@ -756,10 +752,10 @@ def load_program(program_dir: str | Path, stack: str) -> Program:
     if not stack_file.is_file():
         have = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in config_dir.glob("Pulumi.*.yaml"))
         raise PlanError(f"{stack_file}: no such stack config; stacks here: {', '.join(have) or 'none'}")
-    try:
-        stack_doc = yaml.safe_load(stack_file.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise PlanError(f"{stack_file}: not valid YAML: {e}") from None
+    stack_doc = _read_program_yaml(stack_file, "a mapping, with the stack's settings under 'config'",
+                                   allow_empty=True) or {}
+    if not isinstance(stack_doc, dict):
+        raise PlanError(f"{stack_file}: must be a mapping, with the stack's settings under 'config'")
     raw_config = stack_doc.get("config") or {}
     if not isinstance(raw_config, dict):
         raise PlanError(f"{stack_file}: 'config' must be a mapping of keys to values")
@@ -775,6 +771,16 @@ def load_program(program_dir: str | Path, stack: str) -> Program:
         else:
             config[full_key] = json.dumps(value)
     return Program(project=project, main=main, stack=stack, config=config, secret_keys=secret_keys)
+
+
+def _read_program_yaml(path: Path, expected: str, *, allow_empty: bool = False) -> Any:
+    from cortex_iac.errors import SpecError
+    from cortex_iac.specs.loader import read_yaml
+
+    try:
+        return read_yaml(path, str(path), expected, allow_empty=allow_empty)
+    except SpecError as e:
+        raise PlanError(str(e)) from None
 
 
 @contextmanager

@@ -278,7 +278,15 @@ class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
         return mapping
 
 
-def _read_yaml(path: Path, origin: str, expected: str) -> Any:
+def read_yaml(path: Path, origin: str, expected: str, *, allow_empty: bool = False) -> Any:
+    """A YAML file's data, read as spec files are: a regular UTF-8 file of at most ``MAX_SPEC_BYTES``,
+    libyaml's parser with the safe constructor, no key twice in a mapping, aliases expanding to at
+    most ``MAX_SPEC_VALUES`` values, and not empty unless ``allow_empty`` (then ``None``; ``expected``
+    says what it must be instead). Errors are a ``SpecError`` naming ``origin``."""
+    return _read_yaml(path, origin, expected, allow_empty=allow_empty)
+
+
+def _read_yaml(path: Path, origin: str, expected: str, *, allow_empty: bool = False) -> Any:
     try:
         info = os.stat(path)
         if stat.S_ISDIR(info.st_mode):
@@ -315,6 +323,8 @@ def _read_yaml(path: Path, origin: str, expected: str) -> Any:
     except RecursionError:
         raise SpecError(f"{origin}: (top level): invalid YAML (nested too deeply)") from None
     if data is None:
+        if allow_empty:
+            return None
         raise SpecError(f"{origin}: (top level): the file is empty (must be {expected})")
     try:
         size = _expanded_size(data, {})

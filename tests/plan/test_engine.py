@@ -69,13 +69,32 @@ def test_load_program_namespaces_keys_and_encodes_objects() -> None:
     assert program.secret_keys == ["db:password"]
 
 
+def _stack(directory: Path, text: str) -> None:
+    (directory / "Pulumi.yaml").write_text("name: x\nruntime: python\n")
+    (directory / "Pulumi.dev.yaml").write_text(text)
+
+
+def test_an_empty_stack_config_is_a_stack_without_settings(tmp_path: Path) -> None:
+    _stack(tmp_path, "")
+    assert load_program(tmp_path, "dev").config == {}
+
+
 @pytest.mark.parametrize(
     ("setup", "message"),
     [
         (lambda d: None, r"Pulumi.yaml: not found"),
         (lambda d: (d / "Pulumi.yaml").write_text("name: x\nruntime: nodejs\n"), r"runtime is 'nodejs'"),
-        (lambda d: (d / "Pulumi.yaml").write_text("name: [\n"), r"not valid YAML"),
+        (lambda d: (d / "Pulumi.yaml").write_text("name: [\n"), r"Pulumi.yaml: line 2, column 1: invalid YAML"),
         (lambda d: (d / "Pulumi.yaml").write_text("name: x\nruntime: python\n"), r"Pulumi.dev.yaml: no such stack config; stacks here: none"),
+        # The files a pull request may bring are read as spec files are: duplicate keys, alias bombs,
+        # oversized and non-regular files are refused before anything runs.
+        (lambda d: _stack(d, "config:\n  a: 1\n  a: 2\n"), r"Pulumi.dev.yaml: line 3, column 3: key 'a' given twice"),
+        (lambda d: _stack(d, "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+            f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+            f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+            for i in range(6))), r"Pulumi.dev.yaml: \(top level\): YAML aliases expand to more than"),
+        (lambda d: _stack(d, "config:\n  a: '" + "x" * (4 * 1024 * 1024) + "'\n"), r"Pulumi.dev.yaml: has \d+ bytes"),
+        (lambda d: _stack(d, "[1, 2]\n"), r"Pulumi.dev.yaml: must be a mapping"),
     ],
 )
 def test_bad_programs_give_one_clear_error(tmp_path: Path, setup, message: str) -> None:
