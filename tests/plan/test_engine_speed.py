@@ -41,6 +41,22 @@ def test_stack_plan_is_the_same_without_the_speed_ups(monkeypatch: pytest.Monkey
     assert dumps(scenario_plan(None)) == fast
 
 
+def test_ready_program_plans_the_same_without_the_speed_ups_and_pumps_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The dev stack has all five kinds: every component registers early without a second recording.
+    runs: list[bool] = []
+    record_once = engine._record_once
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        runs.append(kwargs["pumped"])
+        return record_once(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_record_once", counted)
+    fast = dumps(to_plan(run_program(REPO, "dev")))
+    assert runs == [True]
+    _plain_path(monkeypatch)
+    assert dumps(to_plan(run_program(REPO, "dev"))) == fast
+
+
 def test_program_plan_is_the_same_without_the_speed_ups(monkeypatch: pytest.MonkeyPatch) -> None:
     fast = dumps(to_plan(run_program(TINY, "dev")))
     _plain_path(monkeypatch)
