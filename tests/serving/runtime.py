@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,18 @@ class RuntimeProcess:
     def records(self) -> list[dict[str, Any]]:
         """The log lines so far, parsed (every line must be JSON)."""
         return [json.loads(line) for line in list(self.lines)]
+
+    def wait_records(self, match: Callable[[dict[str, Any]], bool], count: int = 1,
+                     timeout: float = 5.0) -> list[dict[str, Any]]:
+        """The log records ``match`` accepts, once there are ``count`` of them or ``timeout`` passed
+        (what there is then). The reader thread may still be reading a line the server wrote
+        before it answered."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [r for r in self.records() if match(r)]
+            if len(found) >= count or time.monotonic() >= deadline:
+                return found
+            time.sleep(0.05)
 
     def wait_listening(self, timeout: float = 20.0) -> None:
         """Block until uvicorn reports its port, failing if the process exits first."""

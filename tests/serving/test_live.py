@@ -84,12 +84,8 @@ def test_chunked_oversize_body_is_refused(faults: RuntimeProcess) -> None:
 
 def test_handler_traceback_is_logged_under_the_error_id(faults: RuntimeProcess) -> None:
     error_id = _post(faults.url + "/", b'{"do": "raise"}', JSON).json()["error_id"]
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        errors = [r for r in faults.records() if r.get("error_id") == error_id]
-        if len(errors) == 2:  # the traceback line and the (buffered) access line
-            break
-        time.sleep(0.05)
+    # The traceback line and the (buffered) access line.
+    errors = faults.wait_records(lambda r: r.get("error_id") == error_id, count=2)
     logged = {r["logger"]: r for r in errors}
     assert "the model exploded (secret detail)" in logged["cortex.runtime"]["traceback"]
     assert logged["cortex.access"]["status"] == 500
@@ -118,12 +114,7 @@ def test_probes_metrics_and_access_log(runtime: Callable[..., RuntimeProcess]) -
     assert 'cortex_requests_total{method="POST",status="400"} 1.0' in metrics
     assert "cortex_request_duration_seconds_count 3.0" in metrics
     assert "cortex_requests_in_flight 0.0" in metrics
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        access = [r for r in faults.records() if r["logger"] == "cortex.access"]
-        if len(access) == 3:
-            break
-        time.sleep(0.05)
+    access = faults.wait_records(lambda r: r["logger"] == "cortex.access", count=3)
     assert [(r["method"], r["path"], r["status"]) for r in access] == [("POST", "/", 200)] * 2 + [("POST", "/", 400)]
     assert all(r["latency_ms"] > 0 for r in access)
 
@@ -369,8 +360,8 @@ def test_on_job_complete_is_served_only_for_batch_apis_and_only_when_the_handler
         assert [json.loads(line) for line in out.read_text().splitlines()] == [body]
         failing = _post(server.url + "/on-job-complete", json.dumps({**body, "status": "raise"}).encode(), headers)
         assert failing.status_code == 500 and failing.json()["error_id"]
-        assert any(r.get("message") == "on_job_complete raised" and "the hook failed" in r.get("traceback", "")
-                   for r in server.records())
+        assert server.wait_records(
+            lambda r: r.get("message") == "on_job_complete raised" and "the hook failed" in r.get("traceback", ""))
         assert _post(server.url + "/", b"{}", JSON).status_code == 200  # the API itself is unaffected
     finally:
         server.kill()
