@@ -48,7 +48,7 @@ from pulumi.runtime.proto import resource_pb2, source_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from cortex_iac.errors import CortexError, PlanError
+from cortex_iac.errors import CortexError, PlanError, SpecError
 from cortex_iac.plan.values import SECRET, UNKNOWN
 
 __all__ = ["SECRET", "UNKNOWN", "Program", "RecordedResource", "Recording", "load_program", "record", "run_program"]
@@ -303,7 +303,13 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         return response
 
     def decode_inputs(self) -> None:
-        """Fill in the inputs of the resources recorded in their wire form (see _register_preview)."""
+        """Fill in the inputs of the resources recorded in their wire form (see _register_preview),
+        once the run is over."""
+        if not self._undecoded:
+            return
+        # The run's SDK objects (resources, outputs, futures, tasks) refer to each other and are
+        # garbage now: free them before the inputs take their plain form.
+        gc.collect()
         for recorded, wire in self._undecoded:
             recorded.inputs = _plain_struct(struct_pb2.Struct.FromString(wire))
         self._undecoded.clear()
@@ -488,7 +494,6 @@ class _Pump:
         self.loop = loop
         self.root = root
         self.generation = 0
-        self.pumps = 0
         self.late_child: str | None = None
         self._born: weakref.WeakKeyDictionary[pulumi.Resource, int] = weakref.WeakKeyDictionary()
 
@@ -525,7 +530,6 @@ class _Pump:
     def _run_ready_work(self) -> None:
         if self.loop.run_ready_work(self._MAX_ROUNDS):
             self.generation += 1
-            self.pumps += 1
 
 
 def _hand_over(result: Any, failure: BaseException | None) -> Any:
@@ -585,11 +589,7 @@ def _record_once(
             else:
                 _sync_await(run_pulumi_func(fn))
             outputs = _sync_await(_resolve(getattr(root, "outputs", {}) or {}))
-        if monitor._undecoded:
-            # The run's SDK objects (resources, outputs, futures, tasks) refer to each other and are
-            # garbage now: free them before the inputs take their plain form.
-            gc.collect()
-            monitor.decode_inputs()
+        monitor.decode_inputs()
     except _Replan:
         _drop_leftovers()
         raise
@@ -774,8 +774,7 @@ def load_program(program_dir: str | Path, stack: str) -> Program:
 
 
 def _read_program_yaml(path: Path, expected: str, *, allow_empty: bool = False) -> Any:
-    from cortex_iac.errors import SpecError
-    from cortex_iac.specs.loader import read_yaml
+    from cortex_iac.specs.loader import read_yaml  # the spec layer (pydantic), only when a program is read
 
     try:
         return read_yaml(path, str(path), expected, allow_empty=allow_empty)

@@ -35,10 +35,13 @@ UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 def _samples() -> list[dict[str, Any]]:
     if not SAMPLE_DIR.is_dir():
-        # Not tests.needs.missing (which fails in CI): the samples are fetched data, which may live only
-        # in shared/ and not in the repository, and a CI machine's shared/ may predate them. The
-        # structs fixture (test_preview.py) still checks the shape there.
-        pytest.skip(f"samples of pulumi preview --json not found at {SAMPLE_DIR}; see its SOURCES.md in shared/")
+        # Cannot run without the samples, which are not in the repository (fetched data stays out of
+        # commits) and not in this machine's shared/ (read-only, without them): real `pulumi preview
+        # --json` output from pulumi-labs/pulumi-tool-drift-adopter, cmd/pulumi-drift-adopt/testdata/
+        # (the two SAMPLES), snapshot 20db95ca. Not tests.needs.missing, which fails in CI: CI has no
+        # network to fetch them. The structs fixture (test_preview.py) checks the shape everywhere.
+        pytest.skip(f"samples of pulumi preview --json not found at {SAMPLE_DIR} (from "
+                    "pulumi-labs/pulumi-tool-drift-adopter cmd/pulumi-drift-adopt/testdata/, snapshot 20db95ca)")
     return [json.loads((SAMPLE_DIR / name).read_text()) for name in SAMPLES]
 
 
