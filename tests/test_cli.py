@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cortex_iac.cli import app
+from cortex_iac.cli import app, main
 from tests.needs import missing
 
 TINY = Path(__file__).parent / "plan" / "fixtures" / "tiny"
@@ -256,3 +258,16 @@ def test_render_a_handler_api_needs_a_runtime_image(tmp_path: Path) -> None:
     assert container["command"] == ["python", "-m", "cortex_iac.serving"]
     assert any(o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("iris-classifier-handler-") for o in objects)
     assert validate_all(objects) == len(objects)
+
+
+def test_the_console_entry_point_leaves_what_is_alive_to_the_process_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The interpreter's last collections at exit would walk a large plan's objects (docs/benchmarks.md).
+    monkeypatch.setattr("sys.argv", ["cortex", "--help"])
+    assert gc.get_freeze_count() == 0
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main()
+        assert exited.value.code == 0
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

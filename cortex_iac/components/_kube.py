@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any, cast
@@ -60,6 +61,26 @@ def with_values(obj: Any, values: Mapping[str, pulumi.Input[str]]) -> Any:
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
 
+@functools.cache
+def _kube_classes() -> dict[tuple[str, str], Any]:
+    # Looked up once: each attribute of the provider SDK's lazily loaded modules is a lookup through
+    # its loader, and a plan makes thousands of these objects.
+    import pulumi_kubernetes as k8s
+
+    return {
+        ("v1", "Namespace"): k8s.core.v1.Namespace,
+        ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
+        ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
+        ("v1", "Service"): k8s.core.v1.Service,
+        ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
+        ("policy/v1", "PodDisruptionBudget"): k8s.policy.v1.PodDisruptionBudget,
+        ("networking.k8s.io/v1", "Ingress"): k8s.networking.v1.Ingress,
+        ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
+        ("rbac.authorization.k8s.io/v1", "Role"): k8s.rbac.v1.Role,
+        ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
+    }
+
+
 def kube_object(
     name: str,
     obj: Mapping[str, Any],
@@ -74,20 +95,7 @@ def kube_object(
     ``metadata`` replaces the rendered metadata when given (e.g. with a namespace from an Output,
     so the object waits for it), and ``fields`` replace top-level fields (e.g. ``data`` computed
     from Outputs). Typed ``Any``: the provider SDK's classes are not followed by the type checker."""
-    import pulumi_kubernetes as k8s
-
-    classes: dict[tuple[str, str], Any] = {
-        ("v1", "Namespace"): k8s.core.v1.Namespace,
-        ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
-        ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
-        ("v1", "Service"): k8s.core.v1.Service,
-        ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
-        ("policy/v1", "PodDisruptionBudget"): k8s.policy.v1.PodDisruptionBudget,
-        ("networking.k8s.io/v1", "Ingress"): k8s.networking.v1.Ingress,
-        ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
-        ("rbac.authorization.k8s.io/v1", "Role"): k8s.rbac.v1.Role,
-        ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
-    }
+    classes = _kube_classes()
     meta = obj["metadata"] if metadata is None else metadata
     cls = classes.get((obj["apiVersion"], obj["kind"]))
     if cls is None:

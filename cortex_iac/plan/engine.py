@@ -26,6 +26,7 @@ import functools
 import gc
 import importlib.metadata
 import json
+import logging
 import os
 import runpy
 import sys
@@ -38,7 +39,11 @@ from pathlib import Path
 from typing import Any, TypeVar, TypeVarTuple
 
 import pulumi
+import pulumi._types as pulumi_types
+import pulumi.log as pulumi_log
+import pulumi.output as pulumi_output
 import pulumi.runtime
+import pulumi.runtime._depends_on as pulumi_depends_on
 import pulumi.runtime.resource as pulumi_runtime_resource
 import pulumi.runtime.resource_cycle_breaker as pulumi_cycle_breaker
 from google.protobuf import json_format, struct_pb2
@@ -391,6 +396,31 @@ async def _resolve(value: Any) -> Any:
 #   resource declares (its depends_on, expanded to components' children). The SDK walks the
 #   dependency graph with recursive generators, which costs the graph's depth per resource visited;
 #   this walks it with a stack, visiting the same resources and giving the same answer.
+# - pulumi.runtime.resource_cycle_breaker.declare_dependency (and rpc's import of it): the check
+#   above asks whether the dependent is reachable from its dependency. Nothing reaches a resource
+#   no dependency has yet pointed to (edges are added only here), so for those the walk is skipped:
+#   the same answer without walking a dependency's whole graph (the add-ons' for every API child).
+# - pulumi.runtime.rpc.contains_unknowns (and pulumi.output's wrapper of it): asked of every value
+#   an Output is made from or resolves to, a dozen times per resource. The SDK's builds a closure
+#   and a set per call and recurses; this answers a scalar at once and walks containers with a
+#   stack: whether an Unknown is among the value and what its dicts' and lists' items hold.
+# - pulumi.runtime.resource._resolve_depends_on_urns, for a depends_on that is a list of resources
+#   (every API child lists the cluster's add-ons): the SDK makes an Output of each element (a
+#   future, a done-callback on the loop, the outputs registry) only to read the resource back;
+#   this takes the resources as they are and expands them with the SDK's own _expand_dependencies
+#   (components to their children, the cycle check). Anything else in depends_on (an Output, an
+#   awaitable) goes to the SDK's.
+# - pulumi.runtime.resource.create_urn, for plain strings: the SDK builds a URN from Outputs (four of
+#   them, each a future and loop callbacks), and for every registration computes one it uses only
+#   when there is no monitor. Given strings (no Output, no resource as the parent), this gives an
+#   Output of the same string: known, not secret, depending on nothing, as the SDK's is then.
+# - pulumi.log.debug: the SDK's debug lines (two per resource) go, under the mocks, to the root
+#   logger's debug level through a protobuf LogRequest each; this drops them unless that logger
+#   would write them, and then hands them to the SDK's.
+# - pulumi._types.unwrap_type: asked of every input property's declared type, for every value
+#   serialised, it takes the type apart with typing.get_origin/get_args each time. Its answer
+#   depends on the type alone, so this keeps each type's answer (a type that cannot be a dict key
+#   goes to the SDK's every time).
 # Applied only to the SDK versions they were checked against (the pin in constraints.txt; a test fails
 # when the pin moves without this list); any other version runs as is.
 _SHIM_VERSIONS = ("3.272.0",)
@@ -416,9 +446,122 @@ def _reachable(from_resource: pulumi.Resource, to_resource: pulumi.Resource) -> 
     return False
 
 
+_POINTED_TO = "_cortex_plan_pointed_to"  # set on a resource once a dependency points to it
+
+
+def _declare_dependency(from_resource: pulumi.Resource, to_resource: pulumi.Resource) -> bool:
+    # The SDK's declare_dependency: record the edge unless it closes a cycle. A cycle needs a path
+    # from to_resource back to from_resource, whose last edge points to from_resource.
+    if (from_resource is to_resource or getattr(from_resource, _POINTED_TO, False)) and _reachable(
+        from_resource=to_resource, to_resource=from_resource
+    ):
+        return False
+    dependencies: set[pulumi.Resource] = getattr(from_resource, pulumi_cycle_breaker._DEPENDENCIES_PROPERTY, set())
+    setattr(from_resource, pulumi_cycle_breaker._DEPENDENCIES_PROPERTY, dependencies | {to_resource})
+    setattr(to_resource, _POINTED_TO, True)
+    return True
+
+
+_UNKNOWN_TYPE = pulumi_output.Unknown
+
+
+def _contains_unknowns(value: Any) -> bool:
+    # The SDK's contains_unknowns: whether value, or anything in its dicts' values and lists' items
+    # (each container visited once), is an Unknown.
+    if isinstance(value, _UNKNOWN_TYPE):
+        return True
+    if not isinstance(value, (dict, list)):
+        return False
+    seen = {id(value)}
+    stack: list[Any] = [value]
+    while stack:
+        container = stack.pop()
+        # A dict subclass may answer [] differently from .values(): read it as the SDK does.
+        items = container if isinstance(container, list) else (
+            container.values() if type(container) is dict else (container[k] for k in container)
+        )
+        for item in items:
+            if isinstance(item, _UNKNOWN_TYPE):
+                return True
+            if isinstance(item, (dict, list)) and id(item) not in seen:
+                seen.add(id(item))
+                stack.append(item)
+    return False
+
+
+_SDK_RESOLVE_DEPENDS_ON_URNS = pulumi_depends_on._resolve_depends_on_urns  # what pulumi.runtime.resource imports
+
+
+async def _resolve_depends_on_urns(depends_on: Any, from_resource: pulumi.Resource | None = None) -> set[str]:
+    # The SDK's _resolve_depends_on_urns, as it answers a list of resources: their set, expanded.
+    if not isinstance(depends_on, list) or not all(isinstance(d, pulumi.Resource) for d in depends_on):
+        return await _SDK_RESOLVE_DEPENDS_ON_URNS(depends_on, from_resource)
+    if not depends_on:
+        return set()
+    resources: set[pulumi.Resource] = set()
+    for resource in depends_on:
+        # Built as the SDK builds it (a copy per element, then the element added), so the set
+        # iterates in the same order and the cycle check meets the resources in the same order.
+        resources = resources | set()
+        resources.add(resource)
+    expanded = await rpc._expand_dependencies(resources, from_resource)
+    return set(expanded.keys())
+
+
+_SDK_CREATE_URN = pulumi_runtime_resource.create_urn
+
+
+def _create_urn(
+    name: Any, type_: Any, parent: Any = None, project: str | None = None, stack: str | None = None
+) -> pulumi.Output[str]:
+    # The SDK's create_urn, as it computes the URN of plain strings.
+    if not (isinstance(name, str) and isinstance(type_, str) and (parent is None or isinstance(parent, str))
+            and (project is None or isinstance(project, str)) and (stack is None or isinstance(stack, str))):
+        return _SDK_CREATE_URN(name, type_, parent, project, stack)
+    if parent is not None:
+        prefix = parent[0 : parent.rfind("::")] + "$"
+    else:
+        stack = settings.get_stack() if stack is None else stack
+        project = settings.get_project() if project is None else project
+        prefix = "urn:pulumi:" + stack + "::" + project + "::"
+    return pulumi.Output.from_input(prefix + type_ + "::" + name)
+
+
+_SDK_DEBUG = pulumi_log.debug
+
+
+def _debug(
+    msg: str, resource: pulumi.Resource | None = None, stream_id: int | None = None, ephemeral: bool | None = None
+) -> None:
+    if logging.getLogger().isEnabledFor(logging.DEBUG):  # the mocks' engine logs to the root logger
+        _SDK_DEBUG(msg, resource, stream_id, ephemeral)
+
+
+_SDK_UNWRAP_TYPE = pulumi_types.unwrap_type
+_UNWRAPPED: dict[Any, Any] = {}
+
+
+def _unwrap_type(value: type) -> type:
+    try:
+        return _UNWRAPPED[value]  # type: ignore[no-any-return]
+    except KeyError:
+        unwrapped = _UNWRAPPED[value] = _SDK_UNWRAP_TYPE(value)
+        return unwrapped
+    except TypeError:  # not hashable
+        return _SDK_UNWRAP_TYPE(value)
+
+
 _SHIMS: tuple[tuple[Any, str, Callable[..., Any]], ...] = (
     (pulumi_runtime_resource, "_get_stack_trace", _no_stack_trace),
     (pulumi_cycle_breaker, "_reachable", _reachable),
+    (pulumi_cycle_breaker, "declare_dependency", _declare_dependency),
+    (rpc, "declare_dependency", _declare_dependency),
+    (rpc, "contains_unknowns", _contains_unknowns),
+    (pulumi_output, "contains_unknowns", _contains_unknowns),
+    (pulumi_runtime_resource, "_resolve_depends_on_urns", _resolve_depends_on_urns),
+    (pulumi_runtime_resource, "create_urn", _create_urn),
+    (pulumi_log, "debug", _debug),
+    (pulumi_types, "unwrap_type", _unwrap_type),
 )
 
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import re
+import typing
 from pathlib import Path
 from typing import Any
 
 import pulumi
+import pulumi.output as pulumi_output
 import pulumi.runtime.resource as pulumi_runtime_resource
 import pulumi.runtime.resource_cycle_breaker as pulumi_cycle_breaker
+import pulumi.runtime.sync_await
 import pulumi_aws as aws
 import pytest
 from google.protobuf import json_format, struct_pb2
@@ -106,16 +110,164 @@ def test_unusual_inputs_plan_the_same_without_the_speed_ups(monkeypatch: pytest.
 
 def test_the_run_leaves_the_collector_and_the_sdk_as_it_found_them() -> None:
     thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
-    stack_trace, reachable = pulumi_runtime_resource._get_stack_trace, pulumi_cycle_breaker._reachable
+    originals = [(module, name, getattr(module, name)) for module, name, _ in engine._SHIMS]
+    assert all(original is not shim for (_, _, original), (_, _, shim) in zip(originals, engine._SHIMS, strict=True))
     record(lambda: aws.ec2.Vpc("a", cidr_block="10.0.0.0/16"), preview=True)
     with pytest.raises(Exception, match="data source"):
         record(lambda: aws.get_caller_identity(), preview=True)
     assert gc.get_threshold() == thresholds
     assert gc.get_freeze_count() == frozen
     assert gc.isenabled()
-    assert pulumi_runtime_resource._get_stack_trace is stack_trace
-    assert pulumi_cycle_breaker._reachable is reachable
+    assert all(getattr(module, name) is original for module, name, original in originals)
     assert all(not loop.inline for loop in engine._OWN_LOOPS.values())
+
+
+def _cyclic_program() -> None:
+    # depends_on a component means on its children, and the dependent is one of them.
+    component = pulumi.ComponentResource("test:index:Group", "group")
+    aws.ec2.Vpc("a", cidr_block="10.0.0.0/16", opts=pulumi.ResourceOptions(parent=component))
+    aws.ec2.Vpc("b", cidr_block="10.0.0.0/16", opts=pulumi.ResourceOptions(parent=component, depends_on=[component]))
+
+
+def test_a_dependency_cycle_fails_as_without_the_speed_ups(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = "circular dependency involving a resource of type aws:ec2/vpc:Vpc named b"
+    with pytest.raises(RuntimeError, match=message):
+        record(_cyclic_program, preview=True)
+    _plain_path(monkeypatch)
+    with pytest.raises(RuntimeError, match=message):
+        record(_cyclic_program, preview=True)
+
+
+def _depends_on_program() -> None:
+    # depends_on in each form the SDK takes: resources, a component (its children), an Output of
+    # resources, a list holding an Output; and a resource named as its own dependency's child.
+    group = pulumi.ComponentResource("test:index:Group", "group")
+    first = aws.ec2.Vpc("first", cidr_block="10.0.0.0/16", opts=pulumi.ResourceOptions(parent=group))
+    inner = pulumi.ComponentResource("test:index:Inner", "inner", opts=pulumi.ResourceOptions(parent=group))
+    second = aws.ec2.Vpc("second", cidr_block="10.1.0.0/16", opts=pulumi.ResourceOptions(parent=inner))
+    forms: list[Any] = [[first], [group], [first, second, first], pulumi.Output.from_input([second]),
+                        [pulumi.Output.from_input(first)], first, []]
+    for index, depends_on in enumerate(forms):
+        aws.ec2.Vpc(f"dependent-{index}", cidr_block="10.2.0.0/16", opts=pulumi.ResourceOptions(depends_on=depends_on))
+
+
+def test_every_form_of_depends_on_records_as_without_the_speed_ups(monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = record(_depends_on_program, preview=True)
+    group = {"urn:pulumi:test::cortex::test:index:Group$aws:ec2/vpc:Vpc::first",
+             "urn:pulumi:test::cortex::test:index:Group$test:index:Inner$aws:ec2/vpc:Vpc::second"}
+    assert set(fast.find("aws:ec2/vpc:Vpc", "dependent-1").dependencies) == group
+    _plain_path(monkeypatch)
+    assert dumps(to_plan(record(_depends_on_program, preview=True))) == dumps(to_plan(fast))
+
+
+_SDK_CONTAINS_UNKNOWNS = rpc.contains_unknowns
+_SDK_DECLARE_DEPENDENCY = pulumi_cycle_breaker.declare_dependency
+_SDK_CREATE_URN = pulumi_runtime_resource.create_urn
+
+
+class _Mapping(dict):  # type: ignore[type-arg]
+    """A dict whose [] answers differently from its stored values (as the SDK reads dicts)."""
+
+    def __getitem__(self, key: Any) -> Any:
+        return pulumi_output.UNKNOWN if key == "lie" else super().__getitem__(key)
+
+
+_JSONISH = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=3), st.just(pulumi_output.UNKNOWN)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.sampled_from(["a", "b", "lie"]), inner, max_size=3),
+        st.dictionaries(st.sampled_from(["a", "b", "lie"]), inner, max_size=3).map(_Mapping),
+        st.lists(inner, max_size=3).map(tuple),  # not walked, by either
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSONISH, st.booleans())
+def test_the_unknowns_check_shim_answers_as_the_sdk(value: Any, shared: bool) -> None:
+    if shared and isinstance(value, (dict, list)):
+        value = [value, {"again": value}, value]  # one container reached several times
+    assert engine._contains_unknowns(value) is _SDK_CONTAINS_UNKNOWNS(value)
+    if isinstance(value, list):  # a container that holds itself
+        value.append(value)
+        assert engine._contains_unknowns(value) is _SDK_CONTAINS_UNKNOWNS(value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=1, max_value=10).flatmap(
+    lambda n: st.tuples(st.just(n), st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=30))
+))
+def test_the_declared_dependencies_shim_answers_as_the_sdk(case: tuple[int, list[tuple[int, int]]]) -> None:
+    # The same declarations, one by one, into two graphs: the same answers and the same edges.
+    n, declarations = case
+    sdk_nodes, shim_nodes = [_Node(i) for i in range(n)], [_Node(i) for i in range(n)]
+
+    def edges(nodes: list[_Node]) -> list[set[int]]:
+        return [{d.index for d in getattr(node, pulumi_cycle_breaker._DEPENDENCIES_PROPERTY, set())} for node in nodes]
+
+    for a, b in declarations:
+        sdk = _SDK_DECLARE_DEPENDENCY(sdk_nodes[a], sdk_nodes[b])  # type: ignore[arg-type]
+        assert engine._declare_dependency(shim_nodes[a], shim_nodes[b]) is sdk  # type: ignore[arg-type]
+        assert edges(shim_nodes) == edges(sdk_nodes)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=6), st.text(max_size=6), st.one_of(st.none(), st.text(max_size=12), st.just("urn:a::b::c::d")),
+       st.one_of(st.none(), st.text(max_size=4)), st.one_of(st.none(), st.text(max_size=4)))
+def test_the_urn_shim_answers_as_the_sdk(name: str, type_: str, parent: str | None, project: str | None,
+                                         stack: str | None) -> None:
+    async def read(output: pulumi.Output[str]) -> tuple[Any, ...]:
+        return (await output.future(), await output.is_known(), await output.is_secret(), await output.resources())
+
+    async def both() -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        return (await read(engine._create_urn(name, type_, parent, project, stack)),
+                await read(_SDK_CREATE_URN(name, type_, parent, project, stack)))
+
+    def check() -> None:
+        shim, sdk = pulumi.runtime.sync_await._sync_await(both())
+        assert shim == sdk
+
+    record(check, project="proj", stack="stk")
+
+
+def test_the_urn_shim_leaves_outputs_and_resources_to_the_sdk() -> None:
+    seen: list[tuple[Any, ...]] = []
+
+    def program() -> None:
+        vpc = aws.ec2.Vpc("a", cidr_block="10.0.0.0/16")
+        for args in ((pulumi.Output.from_input("n"), "t:x:Y", None), ("n", "t:x:Y", vpc)):
+            urn = engine._create_urn(*args)
+            urn.apply(lambda value, args=args: seen.append((value, args[2] is vpc)))
+
+    record(program, preview=False)
+    assert sorted(seen) == [("urn:pulumi:test::cortex::aws:ec2/vpc:Vpc$t:x:Y::n", True),
+                            ("urn:pulumi:test::cortex::t:x:Y::n", False)]
+
+
+def test_the_type_shim_answers_as_the_sdk_and_passes_on_what_it_cannot_keep() -> None:
+    import pulumi._types as pulumi_types
+    from pulumi_kubernetes.core.v1 import _inputs as core_inputs
+
+    hints = [hint for cls in (core_inputs.ContainerArgs, core_inputs.PodSpecArgs)
+             for hint in typing.get_type_hints(cls.__init__).values()]
+    assert len(hints) > 50
+    for hint in hints + [str, typing.Optional[pulumi.Input[str]]]:  # noqa: UP045 - the SDK's own spelling
+        assert engine._unwrap_type(hint) == pulumi_types.unwrap_type(hint)
+        assert engine._unwrap_type(hint) == pulumi_types.unwrap_type(hint)  # kept
+    unhashable = typing.Annotated[int, []]  # hashing it fails
+    assert engine._unwrap_type(unhashable) == pulumi_types.unwrap_type(unhashable)
+
+
+def test_the_sdk_debug_lines_reach_a_debug_logger_and_only_then(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG):
+        record(lambda: aws.ec2.Vpc("a", cidr_block="10.0.0.0/16"), preview=True)
+    assert any("registering resource: ty=aws:ec2/vpc:Vpc, name=a" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        record(lambda: aws.ec2.Vpc("a", cidr_block="10.0.0.0/16"), preview=True)
+    assert not any("registering resource" in r.getMessage() for r in caplog.records)
 
 
 def test_the_shims_apply_to_the_pinned_pulumi() -> None:
