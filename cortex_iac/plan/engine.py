@@ -69,7 +69,7 @@ _SIG_ASSET = "c44067f5952c0a294b673a41bacd8c17"
 _SIG_ARCHIVE = "0def7320c3a5731c473e5ecbe6d01bc7"
 
 # The speed-ups of a recording run (see docs/design.md, "Plan speed"): the monitor's preview answer
-# without the mock's round trip, no automatic garbage collection during the run, and the SDK shims.
+# without the mock's round trip, the run's garbage-collection thresholds and the SDK shims.
 # Each gives the same recording as the SDK's plain path; tests turn this off to compare the two.
 _SPEEDUPS = True
 
@@ -571,24 +571,24 @@ def _shims_apply() -> bool:
     ) and isinstance(getattr(pulumi_cycle_breaker, "_DEPENDENCIES_PROPERTY", None), str)
 
 
-# No automatic garbage collection while a recording runs. The SDK allocates a few hundred thousand
-# objects per thousand resources (outputs, futures, tasks), most of which live until the run ends,
-# and the collector walks them again and again: with CPython's default thresholds full collections
-# took a third of a 1,000-API run; with collections every 50,000 allocations, still several seconds
-# (docs/benchmarks.md). A run makes few cycles (about 5 MiB at 1,000 APIs); they are collected after
-# the run: a preview's decode_inputs collects before the inputs take their plain form, while what
-# existed before the run (the SDK, the program's modules) is still frozen, so only the run's objects
-# are walked.
+# Allocations between young collections while a recording runs (CPython's default is 700). The SDK
+# allocates a few hundred thousand objects per thousand resources (outputs, futures, tasks) that
+# live until the run ends, and with the default thresholds the collector walks all of them again
+# and again (at 1,000 APIs full collections took a third of the run). The few cycles a run makes are
+# collected afterwards, when the thresholds are restored.
+_RUN_GC_THRESHOLD = 50_000
+
+
 @contextmanager
 def _fast_run(*, enabled: bool = True) -> Iterator[None]:
-    """While a recording runs: no automatic garbage collection, and the SDK's shims (above)."""
+    """While a recording runs: fewer garbage collections, and the SDK's shims (above)."""
     if not enabled:
         yield
         return
-    collecting = gc.isenabled()
+    thresholds = gc.get_threshold()
     originals = [(module, name, getattr(module, name)) for module, name, _ in _SHIMS] if _shims_apply() else []
-    gc.freeze()  # what exists before the run: left out of the collection at its end
-    gc.disable()
+    gc.freeze()  # what exists before the run (the SDK, the program's modules) is never collected by it
+    gc.set_threshold(_RUN_GC_THRESHOLD, thresholds[1], thresholds[2])
     if originals:
         for module, name, replacement in _SHIMS:
             setattr(module, name, replacement)
@@ -597,8 +597,7 @@ def _fast_run(*, enabled: bool = True) -> Iterator[None]:
     finally:
         for module, name, original in originals:
             setattr(module, name, original)
-        if collecting:
-            gc.enable()
+        gc.set_threshold(*thresholds)
         gc.unfreeze()
 
 
@@ -733,7 +732,7 @@ def _record_once(
             else:
                 _sync_await(run_pulumi_func(fn))
             outputs = _sync_await(_resolve(getattr(root, "outputs", {}) or {}))
-            monitor.decode_inputs()  # its collection walks what the run made, not the frozen rest
+        monitor.decode_inputs()
     except _Replan:
         _drop_leftovers()
         raise
