@@ -419,8 +419,7 @@ async def _resolve(value: Any) -> Any:
 #   would write them, and then hands them to the SDK's.
 # - pulumi._types.unwrap_type: asked of every input property's declared type, for every value
 #   serialised, it takes the type apart with typing.get_origin/get_args each time. Its answer
-#   depends on the type alone, so this keeps each type's answer (a type that cannot be a dict key
-#   goes to the SDK's every time).
+#   depends on the type object alone, so this keeps each one's answer (up to 10,000 of them).
 # Applied only to the SDK versions they were checked against (the pin in constraints.txt; a test fails
 # when the pin moves without this list); any other version runs as is.
 _SHIM_VERSIONS = ("3.272.0",)
@@ -538,17 +537,19 @@ def _debug(
 
 
 _SDK_UNWRAP_TYPE = pulumi_types.unwrap_type
-_UNWRAPPED: dict[Any, Any] = {}
+_UNWRAPPED: dict[int, tuple[Any, Any]] = {}  # id of a type: the type (kept, so the id stays its) and its answer
 
 
 def _unwrap_type(value: type) -> type:
-    try:
-        return _UNWRAPPED[value]  # type: ignore[no-any-return]
-    except KeyError:
-        unwrapped = _UNWRAPPED[value] = _SDK_UNWRAP_TYPE(value)
-        return unwrapped
-    except TypeError:  # not hashable
-        return _SDK_UNWRAP_TYPE(value)
+    # Kept by identity, not equality: an equal type object (a ForwardRef of the same name) is still
+    # answered with itself, as the SDK does.
+    kept = _UNWRAPPED.get(id(value))
+    if kept is not None and kept[0] is value:
+        return kept[1]  # type: ignore[no-any-return]
+    unwrapped = _SDK_UNWRAP_TYPE(value)
+    if len(_UNWRAPPED) < 10_000:
+        _UNWRAPPED[id(value)] = (value, unwrapped)
+    return unwrapped
 
 
 _SHIMS: tuple[tuple[Any, str, Callable[..., Any]], ...] = (

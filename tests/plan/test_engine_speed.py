@@ -246,7 +246,7 @@ def test_the_urn_shim_leaves_outputs_and_resources_to_the_sdk() -> None:
                             ("urn:pulumi:test::cortex::t:x:Y::n", False)]
 
 
-def test_the_type_shim_answers_as_the_sdk_and_passes_on_what_it_cannot_keep() -> None:
+def test_the_type_shim_answers_as_the_sdk_for_each_type_object() -> None:
     import pulumi._types as pulumi_types
     from pulumi_kubernetes.core.v1 import _inputs as core_inputs
 
@@ -258,6 +258,10 @@ def test_the_type_shim_answers_as_the_sdk_and_passes_on_what_it_cannot_keep() ->
         assert engine._unwrap_type(hint) == pulumi_types.unwrap_type(hint)  # kept
     unhashable = typing.Annotated[int, []]  # hashing it fails
     assert engine._unwrap_type(unhashable) == pulumi_types.unwrap_type(unhashable)
+    # Equal type objects are each answered with themselves, as the SDK answers them.
+    first, second = typing.ForwardRef("Spec"), typing.ForwardRef("Spec")
+    assert first == second and first is not second
+    assert engine._unwrap_type(first) is first and engine._unwrap_type(second) is second
 
 
 def test_the_sdk_debug_lines_reach_a_debug_logger_and_only_then(caplog: pytest.LogCaptureFixture) -> None:
