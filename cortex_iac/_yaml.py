@@ -46,7 +46,10 @@ def _scalar(value: Any) -> str:
     try:
         text = _SCALARS[key]
     except KeyError:
-        dumped = _library_dump([value])  # "- <scalar>\n" for a single-line scalar
+        try:
+            dumped = _library_dump([value])  # "- <scalar>\n" for a single-line scalar
+        except Exception:  # noqa: BLE001 - e.g. a lone surrogate: PyYAML's dump of the document says what
+            raise _Fallback from None
         text = dumped[2:-1] if dumped.startswith("- ") and dumped.count("\n") == 1 else None
         if len(_SCALARS) < 100_000:
             _SCALARS[key] = text

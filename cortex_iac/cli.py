@@ -245,7 +245,9 @@ def main() -> None:
     finally:
         # What is still alive goes with the process. Left to the collector, the interpreter's last
         # collections at exit walk all of it: a large plan's recording, the SDK's objects (7.8 s of
-        # a 51 s run at 1,000 APIs, docs/benchmarks.md). Frozen objects are never collected.
+        # a 51 s run at 1,000 APIs, docs/benchmarks.md). Frozen objects are never collected, so a
+        # finalizer of garbage in a reference cycle does not run at exit: the commands close what
+        # they write (with-blocks) before they return.
         gc.freeze()
 
 

@@ -87,3 +87,12 @@ def test_a_document_that_contains_itself_goes_to_pyyaml() -> None:
     nested.append(nested)
     outer = {"x": nested}
     assert _yaml.dump(outer) == _yaml._library_dump(outer)
+
+
+def test_a_scalar_pyyaml_cannot_write_fails_as_pyyaml_fails() -> None:
+    document = {"a": ["\ud800", 1]}  # a lone surrogate
+    assert _yaml._block(document) is None
+    with pytest.raises(Exception) as library:
+        _yaml._library_dump(document)
+    with pytest.raises(type(library.value)):
+        _yaml.dump(document)

@@ -26,7 +26,6 @@ import functools
 import gc
 import importlib.metadata
 import json
-import logging
 import os
 import runpy
 import sys
@@ -40,7 +39,6 @@ from typing import Any, TypeVar, TypeVarTuple
 
 import pulumi
 import pulumi._types as pulumi_types
-import pulumi.log as pulumi_log
 import pulumi.output as pulumi_output
 import pulumi.runtime
 import pulumi.runtime._depends_on as pulumi_depends_on
@@ -413,10 +411,9 @@ async def _resolve(value: Any) -> Any:
 # - pulumi.runtime.resource.create_urn, for plain strings: the SDK builds a URN from Outputs (four of
 #   them, each a future and loop callbacks), and for every registration computes one it uses only
 #   when there is no monitor. Given strings (no Output, no resource as the parent), this gives an
-#   Output of the same string: known, not secret, depending on nothing, as the SDK's is then.
-# - pulumi.log.debug: the SDK's debug lines (two per resource) go, under the mocks, to the root
-#   logger's debug level through a protobuf LogRequest each; this drops them unless that logger
-#   would write them, and then hands them to the SDK's.
+#   Output of the same string: known, not secret, depending on nothing, as the SDK's is then. It is
+#   resolved already, so a registration does not yield to the loop there: registrations may
+#   interleave in another order than the SDK's (the recording's order; plans are sorted by URN).
 # - pulumi._types.unwrap_type: asked of every input property's declared type, for every value
 #   serialised, it takes the type apart with typing.get_origin/get_args each time. Its answer
 #   depends on the type object alone, so this keeps each one's answer (up to 10,000 of them).
@@ -451,7 +448,7 @@ _POINTED_TO = "_cortex_plan_pointed_to"  # set on a resource once a dependency p
 def _declare_dependency(from_resource: pulumi.Resource, to_resource: pulumi.Resource) -> bool:
     # The SDK's declare_dependency: record the edge unless it closes a cycle. A cycle needs a path
     # from to_resource back to from_resource, whose last edge points to from_resource.
-    if (from_resource is to_resource or getattr(from_resource, _POINTED_TO, False)) and _reachable(
+    if (from_resource == to_resource or getattr(from_resource, _POINTED_TO, False)) and _reachable(
         from_resource=to_resource, to_resource=from_resource
     ):
         return False
@@ -464,15 +461,16 @@ def _declare_dependency(from_resource: pulumi.Resource, to_resource: pulumi.Reso
 _UNKNOWN_TYPE = pulumi_output.Unknown
 
 
-def _contains_unknowns(value: Any) -> bool:
-    # The SDK's contains_unknowns: whether value, or anything in its dicts' values and lists' items
-    # (each container visited once), is an Unknown.
-    if isinstance(value, _UNKNOWN_TYPE):
+def _contains_unknowns(val: Any) -> bool:
+    # The SDK's contains_unknowns (its parameter name too): whether val, or anything in its dicts'
+    # values and lists' items (each container visited once), is an Unknown. Without the SDK's
+    # recursion limit: a value nested too deep for it is answered instead of raising.
+    if isinstance(val, _UNKNOWN_TYPE):
         return True
-    if not isinstance(value, (dict, list)):
+    if not isinstance(val, (dict, list)):
         return False
-    seen = {id(value)}
-    stack: list[Any] = [value]
+    seen = {id(val)}
+    stack: list[Any] = [val]
     while stack:
         container = stack.pop()
         # A dict subclass may answer [] differently from .values(): read it as the SDK does.
@@ -526,29 +524,19 @@ def _create_urn(
     return pulumi.Output.from_input(prefix + type_ + "::" + name)
 
 
-_SDK_DEBUG = pulumi_log.debug
-
-
-def _debug(
-    msg: str, resource: pulumi.Resource | None = None, stream_id: int | None = None, ephemeral: bool | None = None
-) -> None:
-    if logging.getLogger().isEnabledFor(logging.DEBUG):  # the mocks' engine logs to the root logger
-        _SDK_DEBUG(msg, resource, stream_id, ephemeral)
-
-
 _SDK_UNWRAP_TYPE = pulumi_types.unwrap_type
 _UNWRAPPED: dict[int, tuple[Any, Any]] = {}  # id of a type: the type (kept, so the id stays its) and its answer
 
 
-def _unwrap_type(value: type) -> type:
+def _unwrap_type(val: type) -> type:
     # Kept by identity, not equality: an equal type object (a ForwardRef of the same name) is still
     # answered with itself, as the SDK does.
-    kept = _UNWRAPPED.get(id(value))
-    if kept is not None and kept[0] is value:
+    kept = _UNWRAPPED.get(id(val))
+    if kept is not None and kept[0] is val:
         return kept[1]  # type: ignore[no-any-return]
-    unwrapped = _SDK_UNWRAP_TYPE(value)
+    unwrapped = _SDK_UNWRAP_TYPE(val)
     if len(_UNWRAPPED) < 10_000:
-        _UNWRAPPED[id(value)] = (value, unwrapped)
+        _UNWRAPPED[id(val)] = (val, unwrapped)
     return unwrapped
 
 
@@ -561,7 +549,6 @@ _SHIMS: tuple[tuple[Any, str, Callable[..., Any]], ...] = (
     (pulumi_output, "contains_unknowns", _contains_unknowns),
     (pulumi_runtime_resource, "_resolve_depends_on_urns", _resolve_depends_on_urns),
     (pulumi_runtime_resource, "create_urn", _create_urn),
-    (pulumi_log, "debug", _debug),
     (pulumi_types, "unwrap_type", _unwrap_type),
 )
 
