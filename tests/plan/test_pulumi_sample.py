@@ -1,7 +1,8 @@
 """``cortex diff --format pulumi-json`` against real ``pulumi preview --json`` output.
 
-The samples are two files of the CLI's own output, kept in the project's shared/ folder
-(``shared/pulumi-preview/``, sources and hashes in its SOURCES.md): a mixed preview (create,
+The samples are two files of the CLI's own output from pulumi-labs/pulumi-tool-drift-adopter's
+test data, read from the workspace's shared/ folder (``shared/pulumi-preview/``) or from a git mirror
+of that repository at the snapshot they were taken from: a mixed preview (create,
 update, replace, delete and same) and an AWS one (detailed diffs down to list items,
 ``update-replace``, dependencies). Each test reads what the samples do, checks that the samples
 really do it, then checks that our output for every golden scenario does the same: the same
@@ -21,9 +22,15 @@ from typing import Any
 import pytest
 
 from cortex_iac.plan.diff import diff_command
+from scripts.gen_prices import git_show
 from tests.plan.fixtures.stacks import SCENARIOS, plan_path
 
 SAMPLE_DIR = Path(__file__).resolve().parents[3] / "shared" / "pulumi-preview"
+# Where else the samples are: their source repository, a git mirror fetched with the tool library on
+# the dev machine, at the snapshot they were taken from.
+SAMPLE_MIRROR = Path("/work/.mirror/pulumi-labs+pulumi-tool-drift-adopter/repo")
+SAMPLE_COMMIT = "20db95ca3eb1e29532e2e9a29043b5d5c66cd8a5"
+SAMPLE_PATH = "cmd/pulumi-drift-adopt/testdata"
 SAMPLES = ("small_scale_10_replace.json", "aws_tags_and_sets.json")
 STRUCTS = json.loads((Path(__file__).parent / "fixtures" / "pulumi" / "preview-digest.json").read_text())
 
@@ -34,15 +41,17 @@ UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
 def _samples() -> list[dict[str, Any]]:
-    if not SAMPLE_DIR.is_dir():
-        # Cannot run without the samples, which are not in the repository (fetched data stays out of
-        # commits) and not in this machine's shared/ (read-only, without them): real `pulumi preview
-        # --json` output from pulumi-labs/pulumi-tool-drift-adopter, cmd/pulumi-drift-adopt/testdata/
-        # (the two SAMPLES), snapshot 20db95ca. Not tests.needs.missing, which fails in CI: CI has no
-        # network to fetch them. The structs fixture (test_preview.py) checks the shape everywhere.
-        pytest.skip(f"samples of pulumi preview --json not found at {SAMPLE_DIR} (from "
-                    "pulumi-labs/pulumi-tool-drift-adopter cmd/pulumi-drift-adopt/testdata/, snapshot 20db95ca)")
-    return [json.loads((SAMPLE_DIR / name).read_text()) for name in SAMPLES]
+    if SAMPLE_DIR.is_dir():
+        return [json.loads((SAMPLE_DIR / name).read_text()) for name in SAMPLES]
+    if SAMPLE_MIRROR.is_dir():
+        return [json.loads(git_show(SAMPLE_MIRROR, SAMPLE_COMMIT, f"{SAMPLE_PATH}/{name}")) for name in SAMPLES]
+    # Cannot run without the samples: real `pulumi preview --json` output from
+    # pulumi-labs/pulumi-tool-drift-adopter (SAMPLE_PATH at SAMPLE_COMMIT), which is fetched data and
+    # stays out of commits. CI has neither the shared/ copy nor the network to fetch the mirror; not
+    # tests.needs.missing, which fails in CI. The structs fixture (test_preview.py) checks the shape
+    # everywhere.
+    pytest.skip(f"samples of pulumi preview --json found neither at {SAMPLE_DIR} nor in a mirror at {SAMPLE_MIRROR} "
+                f"(pulumi-labs/pulumi-tool-drift-adopter {SAMPLE_PATH}/, snapshot {SAMPLE_COMMIT[:8]})")
 
 
 @pytest.fixture(scope="module")
@@ -108,10 +117,11 @@ def _go_maps(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
             yield from _maps(state.get(key))
 
 
-def test_samples_are_what_the_sources_note_says(samples: list[dict[str, Any]]) -> None:
-    notes = (SAMPLE_DIR / "SOURCES.md").read_text()
-    for name in SAMPLES:
-        assert f"`{name}`" in notes
+def test_samples_are_what_their_source_says(samples: list[dict[str, Any]]) -> None:
+    if SAMPLE_DIR.is_dir():  # the shared/ copy names them in its note (the mirror's are its commit's)
+        notes = (SAMPLE_DIR / "SOURCES.md").read_text()
+        for name in SAMPLES:
+            assert f"`{name}`" in notes
     mixed, aws = samples
     assert [s["op"] for s in mixed["steps"]] == ["same", "create", "replace", "update", "replace", "delete"]
     assert mixed["changeSummary"] == {"create": 1, "delete": 1, "replace": 2, "same": 7, "update": 1}
