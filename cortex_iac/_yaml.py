@@ -1,4 +1,5 @@
-"""Deterministic YAML output, through libyaml when PyYAML has it (several times faster, same bytes)."""
+"""Deterministic YAML output: PyYAML's text (libyaml's emitter when PyYAML has it), with the block layout of
+the renderers' documents written here without PyYAML's representer (same bytes; see below)."""
 
 from __future__ import annotations
 
