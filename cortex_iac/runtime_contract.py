@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from cortex_iac.errors import CortexError
@@ -42,6 +42,28 @@ class RuntimeConfig:
             only writable place under a read-only root filesystem (default ``/tmp/cortex/python``).
         log_level: level of the runtime's own log lines; per-request lines are always written
             (default ``"info"``).
+        max_concurrency: admission inside the runtime (a handler RealtimeAPI's pod has no Envoy
+            sidecar): at most this many handler requests run at once, ``max_queue_length`` more
+            wait, any further one gets 503 with ``Retry-After: retry_after`` at once. A request is
+            admitted only once its whole body has arrived, so slow uploads hold no slot. ``None``
+            (default): no admission, the sidecar in front does it.
+        max_queue_length: requests waiting for a slot (with ``max_concurrency``; default 0).
+        request_timeout: seconds from a request's full receipt (queueing included) to its answer,
+            then 504 (with ``max_concurrency``; default none).
+        retry_after: the ``Retry-After`` of a queue-full 503, in seconds (default 1).
+        metrics_port: serve ``/metrics`` on this port only (the pod's metrics port, which only
+            Prometheus may reach) instead of on ``port`` (default none: on ``port``).
+        max_connections: connections open at once; one more is closed as soon as it is accepted
+            (default none: no cap).
+        request_headers_timeout: seconds a client has to send a request's headers, and that a
+            request's body may pause between two chunks; then 408 and the connection closes
+            (default 10).
+        drain_seconds: after SIGTERM, readiness fails and every answer carries ``Connection:
+            close``, but new connections are still accepted for this long (the load balancer's
+            deregistration time; default 0).
+        drain_quiet_seconds: after ``drain_seconds``, keep accepting until no connection came for
+            this long (at most :data:`DRAIN_MAX_SECONDS` more; default 0: stop at once). Locally,
+            where no load balancer deregisters the pod, the clients themselves must go away.
         on_job_complete: serve ``POST /on-job-complete`` with the handler's ``on_job_complete``
             method (a BatchAPI's: its batch worker posts there once, when the job ends); otherwise
             that path is 404, as for any path but ``/`` (default ``False``; written to the
@@ -60,6 +82,15 @@ class RuntimeConfig:
     python_requirements: tuple[str, ...] = ()
     packages_dir: str = "/tmp/cortex/python"
     log_level: str = "info"
+    max_concurrency: int | None = None
+    max_queue_length: int = 0
+    request_timeout: float | None = None
+    retry_after: int = 1
+    metrics_port: int | None = None
+    max_connections: int | None = None
+    request_headers_timeout: float = 10.0
+    drain_seconds: float = 0.0
+    drain_quiet_seconds: float = 0.0
     on_job_complete: bool = False
 
     def __post_init__(self) -> None:
@@ -74,6 +105,22 @@ class RuntimeConfig:
         _require(0 <= self.port <= 65535, "port", self.port, "must be 0..65535")
         _require(self.max_body_bytes >= 1, "max_body_bytes", self.max_body_bytes, "must be >= 1")
         _require(self.grace_period > 0, "grace_period", self.grace_period, "must be > 0 seconds")
+        _require(self.max_concurrency is None or self.max_concurrency >= 1,
+                 "max_concurrency", self.max_concurrency, "must be >= 1, or unset")
+        _require(self.max_queue_length >= 0, "max_queue_length", self.max_queue_length, "must be >= 0")
+        _require(self.request_timeout is None or self.request_timeout > 0,
+                 "request_timeout", self.request_timeout, "must be > 0 seconds, or unset")
+        _require(0 <= self.retry_after <= 3600, "retry_after", self.retry_after, "must be 0..3600 seconds")
+        _require(self.metrics_port is None or (0 <= self.metrics_port <= 65535
+                                               and (self.metrics_port != self.port or self.port == 0)),
+                 "metrics_port", self.metrics_port, "must be 0..65535 and not the port (0: any free one), or unset")
+        _require(self.max_connections is None or self.max_connections >= 1,
+                 "max_connections", self.max_connections, "must be >= 1, or unset")
+        _require(self.request_headers_timeout > 0, "request_headers_timeout", self.request_headers_timeout,
+                 "must be > 0 seconds")
+        _require(self.drain_seconds >= 0, "drain_seconds", self.drain_seconds, "must be >= 0 seconds")
+        _require(self.drain_quiet_seconds >= 0, "drain_quiet_seconds", self.drain_quiet_seconds,
+                 "must be >= 0 seconds")
         _require(
             self.log_level in LOG_LEVELS, "log_level", self.log_level, f"must be one of {', '.join(LOG_LEVELS)}"
         )
@@ -109,6 +156,8 @@ class RuntimeConfig:
             value = getattr(self, name)
             if value is None or value is False:  # unset, or a flag left off (the default)
                 continue
+            if name in _WRITTEN_ONLY_WHEN_SET and value == _DEFAULTS[name]:
+                continue
             if name in ("handler_config", "python_requirements"):
                 env["CORTEX_" + name.upper()] = json.dumps(list(value) if isinstance(value, tuple) else value)
             elif isinstance(value, bool):
@@ -119,6 +168,20 @@ class RuntimeConfig:
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+
+DRAIN_MAX_SECONDS = 30.0
+"""The most ``drain_quiet_seconds`` may extend the accepting part of a drain by."""
+
+READINESS_PATH = "/-/ready"
+"""Readiness on the traffic port: the Envoy sidecar answers it, or the runtime itself when it admits
+requests (``max_concurrency``); 503 from the drain's start. The load balancer's health check."""
+METRICS_PORT = 15000
+"""The pod's metrics port: the Envoy sidecar's metrics listener, or the runtime's ``metrics_port``."""
+RUNTIME_METRICS_PORT_NAME = "cortex-metrics"
+"""The container port name of the runtime's metrics port in a pod without a sidecar; the
+``cortex-runtime`` scrape job keeps only pod ports of this name."""
+RUNTIME_METRICS_PATH = "/metrics"
+"""Where the runtime serves its Prometheus metrics."""
 
 JOB_ID_HEADER = "X-Cortex-Job-ID"
 """Header of every batch (and of the end-of-job call) a BatchAPI's worker POSTs to its app."""
@@ -176,6 +239,12 @@ def parse_string_list(raw: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+# The admission settings of a pod without a sidecar: left out of a pod's environment at their
+# defaults, so the other pods' variables stay what they were.
+_WRITTEN_ONLY_WHEN_SET = frozenset({"max_queue_length", "retry_after", "request_headers_timeout", "drain_seconds",
+                                    "drain_quiet_seconds"})
+_DEFAULTS = {f.name: f.default for f in fields(RuntimeConfig)}
+
 _ENV_PARSERS: dict[str, Callable[[str], Any]] = {
     "handler_config": parse_object,
     "threads_per_process": parse_int,
@@ -188,5 +257,14 @@ _ENV_PARSERS: dict[str, Callable[[str], Any]] = {
     "python_requirements": parse_string_list,
     "packages_dir": str,
     "log_level": str.lower,
+    "max_concurrency": parse_int,
+    "max_queue_length": parse_int,
+    "request_timeout": parse_float,
+    "retry_after": parse_int,
+    "metrics_port": parse_int,
+    "max_connections": parse_int,
+    "request_headers_timeout": parse_float,
+    "drain_seconds": parse_float,
+    "drain_quiet_seconds": parse_float,
     "on_job_complete": parse_bool,
 }

@@ -1,4 +1,10 @@
-"""The Starlette application: ``/`` calls the handler; ``/healthz``, ``/readyz``, ``/metrics`` for the pod."""
+"""The Starlette application: ``/`` calls the handler; ``/healthz``, ``/readyz`` (and
+:data:`~cortex_iac.runtime_contract.READINESS_PATH`), ``/metrics`` for the pod.
+
+With ``max_concurrency`` set (a handler RealtimeAPI's pod, which has no Envoy sidecar) the runtime
+admits requests itself (:mod:`cortex_iac.serving.admission`): queue-full 503s with ``Retry-After``,
+504 after ``request_timeout``, and ``/metrics`` only on ``metrics_port``. See docs/design.md,
+"Serving runtime: where a call runs, and the sidecar's cost"."""
 
 from __future__ import annotations
 
@@ -24,7 +30,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from cortex_iac.runtime_contract import JOB_ID_HEADER, ON_JOB_COMPLETE_PATH
+from cortex_iac.runtime_contract import JOB_ID_HEADER, ON_JOB_COMPLETE_PATH, READINESS_PATH, RUNTIME_METRICS_PATH
+from cortex_iac.serving.admission import Admission
 from cortex_iac.serving.batching import Batcher
 from cortex_iac.serving.codec import (
     RequestError,
@@ -39,6 +46,7 @@ from cortex_iac.serving.handler import (
     load_handler_class,
 )
 from cortex_iac.serving.logs import AccessLog, request_id_of
+from cortex_iac.serving.protocol import TIMED_OUT_KEY
 
 log = logging.getLogger("cortex.runtime")
 
@@ -91,7 +99,7 @@ async def _in_daemon_thread(function: Callable[[], Any]) -> Any:
 class Metrics:
     """The runtime's Prometheus metrics, in a registry of their own (one per runtime)."""
 
-    def __init__(self, max_batch_size: int) -> None:
+    def __init__(self, max_batch_size: int, admission: Admission | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._requests = Counter(
             "cortex_requests", "Requests to the handler, by method and status.", ["method", "status"],
@@ -102,8 +110,18 @@ class Metrics:
             buckets=_LATENCY_BUCKETS, registry=self.registry,
         )
         self.in_flight = Gauge(
-            "cortex_requests_in_flight", "Handler requests accepted and not yet answered.", registry=self.registry
+            "cortex_requests_in_flight",
+            "Handler requests admitted and not yet answered (running + queued)" if admission is not None
+            else "Handler requests accepted and not yet answered.", registry=self.registry,
         )
+        self.queue_full: Any = None
+        if admission is not None:
+            # Read when scraped: nothing to count per request.
+            self.in_flight.set_function(lambda: admission.in_flight)
+            self.queue_full = Counter(
+                "cortex_requests_rejected", "Handler requests refused with 503 before running, by reason.",
+                ["reason"], registry=self.registry,
+            ).labels("queue_full")
         self.batch_size: Histogram | None = None
         if max_batch_size > 1:
             buckets = sorted({2**i for i in range(max_batch_size.bit_length())} | {max_batch_size})
@@ -133,7 +151,12 @@ class Runtime:
     def __init__(self, config: RuntimeConfig, on_fatal: Callable[[], None] = lambda: None) -> None:
         self.config = config
         self.exit_code = 0
-        self.metrics = Metrics(config.max_batch_size)
+        self._admission = (None if config.max_concurrency is None
+                           else Admission(config.max_concurrency, config.max_queue_length))
+        self.metrics = Metrics(config.max_batch_size, self._admission)
+        # The port whose requests get /metrics only (and nothing else): the bound metrics port
+        # (server.py sets it once bound; it differs from config.metrics_port 0).
+        self.metrics_port: int | None = config.metrics_port
         # Access lines are info-level lines: CORTEX_LOG_LEVEL=warning (or error) turns them off.
         self.access_log = AccessLog(enabled=config.log_level in ("debug", "info"))
         self._on_fatal = on_fatal
@@ -146,7 +169,8 @@ class Runtime:
                 Route("/", self._invoke, methods=["GET", "POST"]),
                 Route("/healthz", self._healthz, methods=["GET"]),
                 Route("/readyz", self._readyz, methods=["GET"]),
-                Route("/metrics", self._metrics, methods=["GET"]),
+                Route(READINESS_PATH, self._readyz, methods=["GET"]),
+                Route(RUNTIME_METRICS_PATH, self._metrics, methods=["GET"]),
                 *([Route(ON_JOB_COMPLETE_PATH, self._on_job_complete, methods=["POST"])]
                   if config.on_job_complete else []),
             ],
@@ -240,14 +264,28 @@ class Runtime:
         assert self._runner is not None
         return await self._call("handle_get", self._runner.get, None)
 
+    def _on_metrics_port(self, request: Request) -> bool:
+        server = request.scope.get("server")
+        return self.metrics_port is not None and server is not None and server[1] == self.metrics_port
+
     async def _invoke(self, request: Request) -> Response:
+        if self.metrics_port is not None and self._on_metrics_port(request):
+            return _error(404, "the metrics port serves only " + RUNTIME_METRICS_PATH)
         started = time.perf_counter()
         method = request.method
         metrics = self.metrics
-        metrics.in_flight.inc()
+        admission = self._admission
+        if admission is None:
+            metrics.in_flight.inc()
         error_id = None
         try:
-            response = await self._respond(request, method)
+            payload = await self._payload(request, method)
+            # Latency counts from the request's full receipt (queueing included), as Envoy's does.
+            started = time.perf_counter()
+            if admission is None:
+                response = await self._answer(method, payload)
+            else:
+                response = await self._admitted(admission, method, payload)
         except HandlerFailure as failure:
             error_id = failure.error_id
             response = _error(500, "the handler raised an exception; see the server log", error_id)
@@ -258,28 +296,62 @@ class Runtime:
         except RequestError as error:
             response = _error(error.status, str(error))
         finally:
-            metrics.in_flight.dec()
+            if admission is None:
+                metrics.in_flight.dec()
         latency = time.perf_counter() - started
         status = response.status_code
+        if self._draining:
+            # The pod is going away: clients should not send their next request on this connection.
+            response.headers["connection"] = "close"
         metrics.count(method, status)
         metrics.latency.observe(latency)
         self.access_log.record(method, status, latency, error_id, request_id_of(request.headers.get("x-request-id")))
         return response
 
-    async def _respond(self, request: Request, method: str) -> Response:
+    async def _payload(self, request: Request, method: str) -> Any:
+        """The request's payload (None for GET), read whole; RequestError when it cannot be served."""
         runner = self._runner
         if runner is None:
-            return _error(503, "not ready: the handler is still loading")
+            raise RequestError(503, "not ready: the handler is still loading")
         if method in ("GET", "HEAD"):  # Starlette routes HEAD with GET; the server drops the body
             if runner.get is None:
-                return _error(405, "this handler has no handle_get; send a POST")
-            return encode_result(await self._call_get())
+                raise RequestError(405, "this handler has no handle_get; send a POST")
+            return None
         if runner.post is None:
-            return _error(405, "this handler has no handle_post; send a GET")
-        payload = decode_payload(request.headers.get("content-type", ""), await self._read_body(request))
+            raise RequestError(405, "this handler has no handle_post; send a GET")
+        return decode_payload(request.headers.get("content-type", ""), await self._read_body(request))
+
+    async def _answer(self, method: str, payload: Any) -> Response:
+        if method in ("GET", "HEAD"):
+            return encode_result(await self._call_get())
         if self._batcher is not None:
             return encode_result(await self._batcher.submit(payload))
         return encode_result(await self._call_post(payload))
+
+    async def _admitted(self, admission: Admission, method: str, payload: Any) -> Response:
+        """``_answer`` within the slots: a free one at once, else a queue place, else 503; 504 once
+        ``request_timeout`` has passed since the request was received (its queueing included)."""
+        entered = admission.try_enter()
+        if entered is False:
+            self.metrics.queue_full.inc()
+            return JSONResponse(
+                {"error": f"queue full: {admission.max_concurrency} requests running and "
+                          f"{admission.max_queue_length} waiting; retry later"},
+                status_code=503, headers={"retry-after": str(self.config.retry_after)},
+            )
+        held = entered is True
+        timeout = self.config.request_timeout
+        try:
+            async with contextlib.nullcontext() if timeout is None else asyncio.timeout(timeout):
+                if not held:
+                    await admission.wait()
+                    held = True
+                return await self._answer(method, payload)
+        except TimeoutError:
+            return _error(504, f"no answer within the request timeout ({timeout:g} s), queueing included")
+        finally:
+            if held:
+                admission.leave()
 
     async def _read_body(self, request: Request) -> bytes:
         limit = self.config.max_body_bytes
@@ -295,6 +367,8 @@ class Runtime:
                     raise RequestError(413, f"request body is over the limit of {limit} bytes")
                 chunks.append(chunk)
         except ClientDisconnect:
+            if request.scope.get(TIMED_OUT_KEY):  # the connection guard closed it (serving/protocol.py)
+                raise RequestError(408, "the client stopped sending the request body") from None
             # Nobody will read the answer; 499 (nginx's "client closed request") marks it in metrics and logs.
             raise RequestError(499, "the client disconnected before sending the whole body") from None
         return b"".join(chunks)
@@ -327,7 +401,10 @@ class Runtime:
         if self.ready:
             return JSONResponse({"status": "ready"})
         status = "draining" if self._draining else ("failed" if self.exit_code else "loading")
-        return JSONResponse({"status": status}, status_code=503)
+        return JSONResponse({"status": status}, status_code=503,
+                            headers={"connection": "close"} if self._draining else None)
 
     async def _metrics(self, request: Request) -> Response:
+        if self.metrics_port is not None and not self._on_metrics_port(request):
+            return _error(404, f"metrics are served on port {self.metrics_port}")
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)

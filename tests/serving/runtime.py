@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 HANDLERS = Path(__file__).parent / "handlers"
-_LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+_LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)(?:, metrics on http://127\.0\.0\.1:(\d+))?")
 
 
 class RuntimeProcess:
@@ -35,6 +35,7 @@ class RuntimeProcess:
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self.port: int | None = None
+        self.metrics_port: int | None = None
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -71,11 +72,18 @@ class RuntimeProcess:
                 match = _LISTENING.search(line)
                 if match:
                     self.port = int(match.group(1))
+                    self.metrics_port = int(match.group(2)) if match.group(2) else None
                     return
             if self.process.poll() is not None:
                 raise AssertionError(f"runtime exited with {self.process.returncode}:\n" + "\n".join(self.lines))
             time.sleep(0.02)
         raise AssertionError("runtime did not start listening in time:\n" + "\n".join(self.lines))
+
+    @property
+    def metrics_url(self) -> str:
+        """``/metrics`` on the metrics port if the runtime has one, else on its port."""
+        port = self.metrics_port if self.metrics_port is not None else self.port
+        return f"http://127.0.0.1:{port}/metrics"
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Block until ``/readyz`` answers 200."""

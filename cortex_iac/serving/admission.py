@@ -1,0 +1,75 @@
+"""Admission inside the runtime, for a pod without the Envoy sidecar: what Envoy's circuit breakers
+and route timeout do for an image API, in the event loop.
+
+A request is admitted only once its whole body has arrived (the app reads it first), so a slow
+upload holds no slot. Then at most ``max_concurrency`` requests run at once, ``max_queue_length``
+more wait in arrival order, and any further one is refused at once (the caller answers 503 with
+``Retry-After``). ``in_flight`` (running + waiting) is the pod's in-flight count the autoscaler
+averages, Envoy's ``upstream_rq_active + upstream_rq_pending_active``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+
+
+class Admission:
+    """The slots of one runtime; used from the event loop only."""
+
+    __slots__ = ("_waiters", "active", "max_concurrency", "max_queue_length")
+
+    def __init__(self, max_concurrency: int, max_queue_length: int) -> None:
+        if max_concurrency < 1 or max_queue_length < 0:
+            raise ValueError(f"max_concurrency {max_concurrency} must be >= 1 and max_queue_length "
+                             f"{max_queue_length} >= 0")
+        self.max_concurrency = max_concurrency
+        self.max_queue_length = max_queue_length
+        self.active = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests holding a slot plus requests waiting for one."""
+        return self.active + len(self._waiters)
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a slot."""
+        return len(self._waiters)
+
+    def try_enter(self) -> bool | None:
+        """Take a slot at once (True), or say the queue is full (False), or None: wait with :meth:`wait`."""
+        if self.active < self.max_concurrency and not self._waiters:
+            self.active += 1
+            return True
+        if len(self._waiters) >= self.max_queue_length:
+            return False
+        return None
+
+    async def wait(self) -> None:
+        """Wait in the queue until :meth:`leave` hands this request a slot (call only after
+        :meth:`try_enter` returned None). Cancelled (a timeout, a shutdown), it leaves the queue,
+        or passes on a slot it was handed in the same instant."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.leave()  # handed a slot just as it was cancelled: the next one gets it
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(future)
+            raise
+
+    def leave(self) -> None:
+        """Give up a slot: to the longest-waiting request, else it becomes free."""
+        waiters = self._waiters
+        while waiters:
+            future = waiters.popleft()
+            if not future.done():
+                future.set_result(None)
+                return
+        self.active -= 1
