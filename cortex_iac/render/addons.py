@@ -21,7 +21,7 @@ from importlib import resources
 from typing import Any
 
 from cortex_iac.errors import CortexError
-from cortex_iac.render.envoy import DEFAULT_DEREGISTRATION_SECONDS, prometheus_scrape_job
+from cortex_iac.render.envoy import DEFAULT_DEREGISTRATION_SECONDS, prometheus_scrape_job, runtime_scrape_job
 from cortex_iac.render.iam import partition_of, policy_document
 from cortex_iac.render.karpenter import GPU_RESOURCE, NEURON_RESOURCE, accelerator_label
 from cortex_iac.render.observability import queries
@@ -606,14 +606,15 @@ def prometheus_values(
     """Values of the ``prometheus`` chart: the server, Alertmanager, kube-state-metrics and the
     node exporter (no pushgateway).
 
-    The platform needs the API pods' in-flight gauges, scraped by the ``cortex-envoy`` job of
-    :func:`prometheus_scrape_job` every :data:`API_SCRAPE_INTERVAL`, besides the chart's default jobs
+    The platform needs the API pods' in-flight gauges, scraped every :data:`API_SCRAPE_INTERVAL` by
+    the ``cortex-envoy`` job of :func:`prometheus_scrape_job` (pods with the Envoy sidecar) and the
+    ``cortex-runtime`` job of :func:`runtime_scrape_job` (pods without it), besides the chart's default jobs
     (annotated pods and services, the kubelets' cAdvisor). Data lives on the node's disk (no EBS CSI
     driver needed) for ``retention`` (default 7d) or ``retention_size`` (default 20GB). The server
     runs alone on the Prometheus node group. Observability (docs/observability.md) adds the rest,
     see :func:`observability_prometheus_values`.
     """
-    job = prometheus_scrape_job()
+    jobs = (prometheus_scrape_job(), runtime_scrape_job())
     values: dict[str, Any] = {
         "alertmanager": {"enabled": False},
         "prometheus-pushgateway": {"enabled": False},
@@ -629,7 +630,7 @@ def prometheus_values(
                  "effect": "NoSchedule"},
             ],
         },
-        "scrapeConfigs": {job["job_name"]: {**job, "scrape_interval": API_SCRAPE_INTERVAL}},
+        "scrapeConfigs": {job["job_name"]: {**job, "scrape_interval": API_SCRAPE_INTERVAL} for job in jobs},
     }
     if rules is not None:
         _merge(values, observability_prometheus_values(rules, alerting or AlertingSpec()))

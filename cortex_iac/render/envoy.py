@@ -24,6 +24,7 @@ from typing import Any
 
 from cortex_iac import _yaml
 from cortex_iac.errors import CortexError
+from cortex_iac.runtime_contract import RUNTIME_METRICS_PATH, RUNTIME_METRICS_PORT_NAME
 
 LISTEN_PORT = 8888
 METRICS_PORT = 15000
@@ -454,23 +455,43 @@ def inflight_query(namespace: str, api_name: str, window_seconds: int) -> str:
     """PromQL of the API's total in-flight requests (processing + queued, all its pods) averaged
     over the last ``window_seconds``.
 
-    Per pod the in-flight count is Envoy's ``upstream_rq_active + upstream_rq_pending_active`` of
-    the app cluster. The total is summed at every second of the window (a subquery, each pod
-    contributing its latest sample) and those totals are averaged: a time average of the total
-    that does not depend on how the pods' scrapes are phased, and in which a pod counts only for
-    the part of the window it existed in (Prometheus marks a vanished pod's series stale).
-    Cortex's own ``sum(sum_over_time) / max(count_over_time)`` is off by up to a sample per pod
-    when scrapes are not aligned. Relies on the ``namespace`` and ``api`` labels that
-    :func:`prometheus_scrape_job` sets. No pod scraped gives an empty result (KEDA reads 0).
+    Per pod the in-flight count is, in a pod with the Envoy sidecar, Envoy's ``upstream_rq_active +
+    upstream_rq_pending_active`` of the app cluster, and in a pod without it (a handler API, where
+    the serving runtime admits requests itself) the runtime's ``cortex_requests_in_flight``. One
+    selector reads all three gauges: ``envoy_cluster_name=~"app|"`` keeps Envoy's app cluster and
+    the runtime's series, which have no such label (a TrafficSplitter router's clusters are named
+    after its targets and never match). So an API whose pods are mid-rollout between the two
+    shapes counts every pod, whichever shape. The total is summed at every second of the window (a
+    subquery, each pod contributing its latest sample) and those totals are averaged: a time
+    average of the total that does not depend on how the pods' scrapes are phased, and in which a
+    pod counts only for the part of the window it existed in (Prometheus marks a vanished pod's
+    series stale). Cortex's own ``sum(sum_over_time) / max(count_over_time)`` is off by up to a
+    sample per pod when scrapes are not aligned. Relies on the ``namespace`` and ``api`` labels
+    that :func:`prometheus_scrape_job` and :func:`runtime_scrape_job` set. No pod scraped gives an
+    empty result (KEDA reads 0).
     """
     for name, value in (("namespace", namespace), ("api_name", api_name)):
         if not isinstance(value, str) or len(value) > 63 or not _DNS_LABEL.fullmatch(value):
             raise CortexError(f"inflight_query {name}: {value!r} is not a DNS label "
                               "(lowercase letters, digits and '-', at most 63 characters)")
     _check_range("window_seconds", window_seconds, 1, 24 * 3600)
-    selector = (f'{{__name__=~"{"|".join(_INFLIGHT_METRICS)}",namespace="{namespace}",'
-                f'api="{api_name}",envoy_cluster_name="{_APP_CLUSTER}"}}')
+    names = "|".join((*_INFLIGHT_METRICS, RUNTIME_INFLIGHT_METRIC))
+    selector = (f'{{__name__=~"{names}",namespace="{namespace}",'
+                f'api="{api_name}",envoy_cluster_name=~"{_APP_CLUSTER}|"}}')
     return f"avg_over_time(sum({selector})[{window_seconds}s:1s])"
+
+
+def _api_pod_relabels(port_name: str) -> list[dict[str, Any]]:
+    """Pod discovery's relabelling of the API scrape jobs: only pods labelled :data:`API_NAME_LABEL`
+    and their container port named ``port_name``; labels ``namespace``, ``pod`` and ``api``."""
+    api_label = "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", API_NAME_LABEL)
+    return [
+        {"source_labels": [api_label], "regex": ".+", "action": "keep"},
+        {"source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": port_name, "action": "keep"},
+        {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+        {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+        {"source_labels": [api_label], "target_label": "api"},
+    ]
 
 
 def prometheus_scrape_job(job_name: str = "cortex-envoy") -> dict[str, Any]:
@@ -480,23 +501,49 @@ def prometheus_scrape_job(job_name: str = "cortex-envoy") -> dict[str, Any]:
     :data:`METRICS_PORT_NAME`; scrapes :data:`METRICS_PATH`; sets the labels ``namespace``, ``pod``
     and ``api`` (the API's name) that :func:`inflight_query` selects on; stores only the in-flight
     gauges, the per-cluster request and outcome counters and the latency histogram (an Envoy exports
-    hundreds of series). ``job_name`` defaults to ``cortex-envoy``.
+    hundreds of series). ``job_name`` defaults to ``cortex-envoy``. The pods without a sidecar are
+    :func:`runtime_scrape_job`'s.
     """
-    api_label = "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", API_NAME_LABEL)
     return {
         "job_name": job_name,
         "kubernetes_sd_configs": [{"role": "pod"}],
         "metrics_path": METRICS_PATH,
-        "relabel_configs": [
-            {"source_labels": [api_label], "regex": ".+", "action": "keep"},
-            {"source_labels": ["__meta_kubernetes_pod_container_port_name"],
-             "regex": METRICS_PORT_NAME, "action": "keep"},
-            {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
-            {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
-            {"source_labels": [api_label], "target_label": "api"},
-        ],
+        "relabel_configs": _api_pod_relabels(METRICS_PORT_NAME),
         "metric_relabel_configs": [
             {"source_labels": ["__name__"], "regex": "|".join(_INFLIGHT_METRICS + _REQUEST_METRICS + _LATENCY_METRICS),
              "action": "keep"},
+        ],
+    }
+
+
+# The serving runtime's metrics in a pod without the sidecar (it admits requests itself):
+# requests answered by method and status (queue-full 503s included, as Envoy's upstream_rq_xx counts
+# its overflows), the queue-full 503s alone (Envoy's upstream_rq_pending_overflow), the in-flight
+# gauge (processing + queued: Envoy's upstream_rq_active + upstream_rq_pending_active) and the
+# latency histogram in SECONDS from full receipt to answer, queueing included (Envoy's
+# upstream_rq_time, in milliseconds). prometheus_client's *_created series are dropped.
+RUNTIME_INFLIGHT_METRIC = "cortex_requests_in_flight"
+RUNTIME_METRICS = ("cortex_requests_total", "cortex_requests_rejected_total", RUNTIME_INFLIGHT_METRIC,
+                   "cortex_request_duration_seconds_bucket", "cortex_request_duration_seconds_sum",
+                   "cortex_request_duration_seconds_count")
+
+
+def runtime_scrape_job(job_name: str = "cortex-runtime") -> dict[str, Any]:
+    """Prometheus scrape job for the serving runtime of every API pod without an Envoy sidecar.
+
+    The same pod discovery and labels (``namespace``, ``pod``, ``api``) as
+    :func:`prometheus_scrape_job`, but keeps only the container port named
+    :data:`~cortex_iac.runtime_contract.RUNTIME_METRICS_PORT_NAME` (a pod with a sidecar has none,
+    so no pod is scraped by both jobs), scrapes
+    :data:`~cortex_iac.runtime_contract.RUNTIME_METRICS_PATH` and stores only
+    :data:`RUNTIME_METRICS`. ``job_name`` defaults to ``cortex-runtime``.
+    """
+    return {
+        "job_name": job_name,
+        "kubernetes_sd_configs": [{"role": "pod"}],
+        "metrics_path": RUNTIME_METRICS_PATH,
+        "relabel_configs": _api_pod_relabels(RUNTIME_METRICS_PORT_NAME),
+        "metric_relabel_configs": [
+            {"source_labels": ["__name__"], "regex": "|".join(RUNTIME_METRICS), "action": "keep"},
         ],
     }

@@ -1,37 +1,37 @@
-"""A real Prometheus scrapes real Envoys and evaluates the exact in-flight PromQL of the
-ScaledObject.
+"""A real Prometheus scrapes real pods and evaluates the exact in-flight PromQL of the ScaledObject,
+for both pod shapes: Envoy sidecars in front of an app, the serving runtime admitting requests
+itself, and an API mid-rollout between the two (one pod of each).
 
-The scrape job is ``prometheus_scrape_job()`` itself with its Kubernetes discovery swapped for
-static targets that carry the ``__meta_kubernetes_*`` labels pod discovery would attach, so the
-job's own relabelling produces the ``namespace``/``pod``/``api`` labels the query selects on.
+The scrape jobs are ``prometheus_scrape_job()`` and ``runtime_scrape_job()`` themselves with their
+Kubernetes discovery swapped for static targets that carry the ``__meta_kubernetes_*`` labels pod
+discovery would attach (tests/live/runtime_pods.py), so each job's own relabelling keeps its pods'
+metrics ports and produces the ``namespace``/``pod``/``api`` labels the query selects on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 import pytest
 import yaml
 
-from cortex_iac.render.envoy import (
-    API_NAME_LABEL,
-    METRICS_PORT_NAME,
-    inflight_query,
-    prometheus_scrape_job,
-)
-from tests.live.procs import (
-    Sidecar,
-    envoy_sidecar,
-    free_port,
-    prometheus_binary,
-    running,
-    slow_app,
+from cortex_iac.render.envoy import inflight_query
+from tests.live.procs import free_port, prometheus_binary, running, slow_app
+from tests.live.runtime_pods import (
+    JOB_OF_SHAPE,
+    Pod,
+    Shape,
+    envoy_pod,
+    pod_target,
+    pod_targets,
+    runtime_pod,
+    scrape_jobs,
 )
 from tests.needs import missing
 
@@ -40,18 +40,13 @@ pytestmark = pytest.mark.live
 T = TypeVar("T")
 WINDOW = 4
 NAMESPACE = "models"
-
-
-def _pod_target(sidecar: Sidecar, pod: str, api: str | None, port_name: str) -> dict[str, Any]:
-    labels = {
-        "__meta_kubernetes_namespace": NAMESPACE,
-        "__meta_kubernetes_pod_name": pod,
-        "__meta_kubernetes_pod_container_port_name": port_name,
-    }
-    if api is not None:
-        # Pod discovery's name for a pod label: every character outside [a-zA-Z0-9_] becomes "_".
-        labels["__meta_kubernetes_pod_label_" + re.sub(r"\W", "_", API_NAME_LABEL)] = api
-    return {"targets": [f"127.0.0.1:{sidecar.metrics_port}"], "labels": labels}
+HOLD_SECONDS = 40.0
+# The shapes of the pods api-a-1 and api-a-2 (API my-api) and other-1 (API other).
+SHAPES: dict[str, tuple[Shape, Shape, Shape]] = {
+    "envoy": ("envoy", "envoy", "envoy"),
+    "runtime": ("runtime", "runtime", "runtime"),
+    "mixed": ("envoy", "runtime", "runtime"),
+}
 
 
 def _wait_for(what: str, probe: Callable[[], T], ok: Callable[[T], bool], timeout: float) -> T:
@@ -66,45 +61,53 @@ def _wait_for(what: str, probe: Callable[[], T], ok: Callable[[T], bool], timeou
         time.sleep(0.25)
 
 
-async def _hold(sidecar: Sidecar, requests: int, warm: int, stop: asyncio.Event) -> None:
-    """Open ``warm`` connections from Envoy to the app, then send ``requests`` requests at once and
-    keep them open until ``stop``."""
-    url = f"http://127.0.0.1:{sidecar.listen_port}/predict"
+async def _hold(pod: Pod, requests: int, warm: int, stop: asyncio.Event) -> list[int]:
+    """Send ``warm`` short requests, then ``requests`` long ones at once, kept open until ``stop``;
+    return the statuses of those answered before (the queue-full 503s)."""
     async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=requests)) as c:
-        # As steady traffic would have (a request waiting for a connection to open takes a queue
-        # slot, see envoy_config).
-        await asyncio.gather(*(c.get(f"{url}?sleep=0.2") for _ in range(warm)))
-        tasks = [asyncio.create_task(c.get(url)) for _ in range(requests)]
+        if pod.shape == "envoy":
+            # Open connections from Envoy to the app, as steady traffic would have (a request waiting
+            # for a connection to open takes a queue slot, see envoy_config).
+            await asyncio.gather(*(c.get(f"{pod.url}predict?sleep=0.2") for _ in range(warm)))
+            tasks = [asyncio.create_task(c.get(f"{pod.url}predict")) for _ in range(requests)]
+        else:
+            await asyncio.gather(*(c.post(pod.url, json={"seconds": 0.2}) for _ in range(warm)))
+            tasks = [asyncio.create_task(c.post(pod.url, json={})) for _ in range(requests)]
         await stop.wait()
+        answered = [t.result().status_code for t in tasks if t.done() and not t.exception()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+    return answered
 
 
-def test_prometheus_evaluates_the_inflight_query(tmp_path: Path) -> None:
+@pytest.mark.parametrize("case", sorted(SHAPES))
+def test_prometheus_evaluates_the_inflight_query(tmp_path: Path, case: str) -> None:
     binary = prometheus_binary()
     if binary is None:
         missing("prometheus binary not on PATH (Debian: apt-get install -y prometheus)")
+    shapes = SHAPES[case]
+    # (pod, API, max_concurrency, max_queue_length)
+    layout = (("api-a-1", "my-api", 2, 3), ("api-a-2", "my-api", 2, 3), ("other-1", "other", 1, 0))
 
-    with slow_app(tmp_path, 40.0) as app, \
-            envoy_sidecar(tmp_path, app_port=app, max_concurrency=2, max_queue_length=3,
-                          request_timeout_seconds=60) as pod_a, \
-            envoy_sidecar(tmp_path, app_port=app, max_concurrency=2, max_queue_length=3,
-                          request_timeout_seconds=60) as pod_b, \
-            envoy_sidecar(tmp_path, app_port=app, max_concurrency=1, max_queue_length=0,
-                          request_timeout_seconds=60) as other_api:
-        job = prometheus_scrape_job()
-        del job["kubernetes_sd_configs"]
-        job["static_configs"] = [
-            _pod_target(pod_a, "api-a-1", "my-api", METRICS_PORT_NAME),
-            _pod_target(pod_b, "api-a-2", "my-api", METRICS_PORT_NAME),
-            _pod_target(other_api, "other-1", "other", METRICS_PORT_NAME),
-            # Dropped by the job's relabelling: another port of an API pod, and a pod of no API.
-            _pod_target(pod_a, "api-a-1", "my-api", "http"),
-            _pod_target(pod_b, "unrelated", None, METRICS_PORT_NAME),
-        ]
+    with contextlib.ExitStack() as stack:
+        app = stack.enter_context(slow_app(tmp_path, HOLD_SECONDS)) if "envoy" in shapes else 0
+        pods: list[Pod] = []
+        for shape, (_, _, concurrency, queue) in zip(shapes, layout, strict=True):
+            if shape == "envoy":
+                pods.append(stack.enter_context(envoy_pod(tmp_path, app, max_concurrency=concurrency,
+                                                          max_queue_length=queue, request_timeout=60)))
+            else:
+                pods.append(stack.enter_context(runtime_pod(
+                    tmp_path, max_concurrency=concurrency, max_queue_length=queue, request_timeout=60,
+                    handler_config={"seconds": HOLD_SECONDS})))
+        pod_a, pod_b, other_api = pods
+        targets = [t for (name, api, _, _), pod in zip(layout, pods, strict=True)
+                   for t in pod_targets(NAMESPACE, name, api, pod)]
+        # Dropped by the jobs' relabelling too: a pod of no API (its metrics port).
+        targets.append(pod_target(NAMESPACE, "unrelated", None, pod_b.metrics_port, pod_b.metrics_port_name))
         config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                  "scrape_configs": [job]}
+                  "scrape_configs": scrape_jobs(targets)}
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
         port = free_port()
         cmd = [binary, f"--config.file={tmp_path / 'prometheus.yml'}",
@@ -112,17 +115,21 @@ def test_prometheus_evaluates_the_inflight_query(tmp_path: Path) -> None:
         with running(cmd, ports=[port], log=tmp_path / "prometheus.log", timeout=20), \
                 httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as api:
 
+            # Prometheus answers 503 until its storage is ready, after it opened its port.
+            _wait_for("Prometheus ready", lambda: api.get("/-/ready").status_code, lambda c: c == 200, 20)
+
             def scraped_targets() -> list[dict[str, str]] | None:
                 active = api.get("/api/v1/targets").json()["data"]["activeTargets"]
                 if len(active) == 3 and all(t["health"] == "up" for t in active):
                     return [t["labels"] for t in active]
                 return None
 
+            # One target per pod, in its shape's job: every other port (and pod) is dropped.
             labels = _wait_for("3 healthy targets", scraped_targets, bool, timeout=15)
             assert labels is not None
-            assert sorted((t["namespace"], t["pod"], t["api"]) for t in labels) == [
-                (NAMESPACE, "api-a-1", "my-api"), (NAMESPACE, "api-a-2", "my-api"),
-                (NAMESPACE, "other-1", "other")]
+            assert sorted((t["job"], t["namespace"], t["pod"], t["api"]) for t in labels) == sorted(
+                (JOB_OF_SHAPE[shape], NAMESPACE, name, api_name)
+                for shape, (name, api_name, _, _) in zip(shapes, layout, strict=True))
 
             def value(api_name: str) -> float | None:
                 query = inflight_query(NAMESPACE, api_name, WINDOW)
@@ -136,20 +143,23 @@ def test_prometheus_evaluates_the_inflight_query(tmp_path: Path) -> None:
                     _wait_for, f"{api_name}'s in-flight average", lambda: value(api_name),
                     lambda v: v == expected, WINDOW + 10)
 
-            async def load_and_measure() -> tuple[float | None, float | None]:
+            async def load_and_measure() -> tuple[float | None, float | None, list[list[int]]]:
                 stop = asyncio.Event()
                 # pod_a: 2 processing + 3 queued (the other 5 get 503); pod_b: 2 processing;
-                # other API: 1. Held open (the app takes 40 s) until measured.
-                holders = [asyncio.create_task(_hold(s, n, warm, stop))
-                           for s, n, warm in ((pod_a, 10, 2), (pod_b, 2, 2), (other_api, 1, 1))]
+                # other API: 1. Held open (40 s) until measured.
+                holders = [asyncio.create_task(_hold(p, n, warm, stop))
+                           for p, n, warm in ((pod_a, 10, 2), (pod_b, 2, 2), (other_api, 1, 1))]
                 try:
                     # The window's average reaches the steady total once the window holds only
                     # samples taken under load: about WINDOW + 2 scrape intervals.
-                    return await settled("my-api", 7.0), await settled("other", 1.0)
+                    mine, other = await settled("my-api", 7.0), await settled("other", 1.0)
                 finally:
                     stop.set()
-                    await asyncio.gather(*holders)
+                    answered = await asyncio.gather(*holders)
+                return mine, other, answered
 
-            mine, other = asyncio.run(load_and_measure())
+            mine, other, refused = asyncio.run(load_and_measure())
     assert mine == 7.0
     assert other == 1.0
+    # Only pod_a's 5 beyond its slots and queue were answered while held: queue-full 503s.
+    assert refused == [[503] * 5, [], []]

@@ -232,8 +232,10 @@ def test_prometheus_is_only_a_server_on_its_node_scraping_api_pods_every_10s() -
     assert server["tolerations"] == [
         {"key": addons.ROLE_LABEL, "operator": "Equal", "value": "prometheus", "effect": "NoSchedule"}
     ]
-    job = envoy.prometheus_scrape_job()
-    assert values["scrapeConfigs"] == {job["job_name"]: {**job, "scrape_interval": "10s"}}
+    # The pods with the Envoy sidecar and those without it (the serving runtime's metrics), alike.
+    jobs = (envoy.prometheus_scrape_job(), envoy.runtime_scrape_job())
+    assert values["scrapeConfigs"] == {job["job_name"]: {**job, "scrape_interval": "10s"} for job in jobs}
+    assert list(values["scrapeConfigs"]) == ["cortex-envoy", "cortex-runtime"]
 
 
 def test_nvidia_plugin_tolerates_the_gpu_taint_of_the_node_groups_and_keeps_the_charts_affinity() -> None:

@@ -25,7 +25,9 @@ from cortex_iac.render.envoy import (
     inflight_query,
     prometheus_scrape_job,
     render_envoy_yaml,
+    runtime_scrape_job,
 )
+from cortex_iac.runtime_contract import RUNTIME_METRICS_PATH, RUNTIME_METRICS_PORT_NAME
 from tests.needs import missing
 
 GOLDEN = Path(__file__).parent / "golden" / "envoy" / "envoy.yaml"
@@ -151,10 +153,12 @@ def test_bad_parameters_are_named(params: dict[str, Any], message: str) -> None:
 
 
 def test_inflight_query_is_exact() -> None:
+    # Both pod shapes: Envoy's app cluster, and the serving runtime's gauge (no envoy_cluster_name:
+    # the empty alternative of the regex matches a missing label).
     assert inflight_query("default", "iris-classifier", 60) == (
         'avg_over_time(sum({__name__=~"envoy_cluster_upstream_rq_active|'
-        'envoy_cluster_upstream_rq_pending_active",namespace="default",api="iris-classifier",'
-        'envoy_cluster_name="app"})[60s:1s])')
+        'envoy_cluster_upstream_rq_pending_active|cortex_requests_in_flight",namespace="default",'
+        'api="iris-classifier",envoy_cluster_name=~"app|"})[60s:1s])')
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -185,17 +189,41 @@ def test_scrape_job_relabels_pod_discovery_into_the_query_labels() -> None:
     ]
 
 
-def test_promtool_accepts_the_scrape_job(tmp_path: Path) -> None:
+def test_runtime_scrape_job_finds_the_same_pods_by_their_runtime_metrics_port() -> None:
+    envoy_job, job = prometheus_scrape_job(), runtime_scrape_job()
+    assert job["job_name"] == "cortex-runtime" != envoy_job["job_name"]
+    assert job["kubernetes_sd_configs"] == [{"role": "pod"}]
+    assert job["metrics_path"] == RUNTIME_METRICS_PATH == "/metrics"
+    # The same relabelling but the port: a pod is scraped by one job or the other, never both.
+    assert RUNTIME_METRICS_PORT_NAME == "cortex-metrics" != METRICS_PORT_NAME
+    expected = [dict(r) for r in envoy_job["relabel_configs"]]
+    expected[1] = {**expected[1], "regex": RUNTIME_METRICS_PORT_NAME}
+    assert job["relabel_configs"] == expected
+    # Only what the queries read; prometheus_client's *_created series are dropped.
+    (keep,) = job["metric_relabel_configs"]
+    assert keep["source_labels"] == ["__name__"] and keep["action"] == "keep"
+    kept = {"cortex_requests_total", "cortex_requests_rejected_total", "cortex_requests_in_flight",
+            "cortex_request_duration_seconds_bucket", "cortex_request_duration_seconds_sum",
+            "cortex_request_duration_seconds_count"}
+    assert set(keep["regex"].split("|")) == kept
+    for dropped in ("cortex_requests_created", "cortex_requests_total_created", "cortex_request_duration_seconds_created",
+                    "cortex_requests_rejected_created", "python_gc_objects_collected_total", "process_cpu_seconds_total"):
+        assert not re.fullmatch(keep["regex"], dropped), dropped
+    assert all(re.fullmatch(keep["regex"], name) for name in kept)
+
+
+def test_promtool_accepts_the_scrape_jobs(tmp_path: Path) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
         missing("promtool not on PATH (Debian: apt-get install -y prometheus)")
-    # Debian builds Prometheus without Kubernetes discovery, so the check sees the job with
+    # Debian builds Prometheus without Kubernetes discovery, so the check sees the jobs with
     # static targets instead; everything else (relabelling included) is checked as rendered.
-    job = prometheus_scrape_job()
-    job["static_configs"] = [{"targets": ["127.0.0.1:15000"]}]
-    del job["kubernetes_sd_configs"]
+    jobs = [prometheus_scrape_job(), runtime_scrape_job()]
+    for job in jobs:
+        job["static_configs"] = [{"targets": ["127.0.0.1:15000"]}]
+        del job["kubernetes_sd_configs"]
     path = tmp_path / "prometheus.yml"
-    path.write_text(yaml.safe_dump({"scrape_configs": [job]}))
+    path.write_text(yaml.safe_dump({"scrape_configs": jobs}))
     result = subprocess.run([promtool, "check", "config", str(path)], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr

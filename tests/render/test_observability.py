@@ -214,10 +214,12 @@ def test_prometheus_values_carry_the_rules_alertmanager_and_exporters() -> None:
     assert files["prometheus.yml"]["rule_files"][-1] == f"{API_RULES_DIR}/*.yml"
 
 
-def test_prometheus_keeps_envoys_latency_histogram() -> None:
-    (job,) = addons.prometheus_values()["scrapeConfigs"].values()
-    kept = job["metric_relabel_configs"][0]["regex"].split("|")
+def test_prometheus_keeps_both_shapes_latency_histograms() -> None:
+    jobs = addons.prometheus_values()["scrapeConfigs"]
+    kept = jobs["cortex-envoy"]["metric_relabel_configs"][0]["regex"].split("|")
     assert {"envoy_cluster_upstream_rq_time_bucket", "envoy_cluster_upstream_rq_time_count"} <= set(kept)
+    kept = jobs["cortex-runtime"]["metric_relabel_configs"][0]["regex"].split("|")
+    assert {"cortex_request_duration_seconds_bucket", "cortex_request_duration_seconds_count"} <= set(kept)
 
 
 def test_dcgm_exporter_runs_on_gpu_nodes_and_is_scraped_by_annotation() -> None:

@@ -2,8 +2,10 @@
 (`promtool test rules`) show each alert firing on the series that should fire it and quiet on the
 ones that should not.
 
-The input series carry the names and labels the real exporters give them (Envoy's as the scrape
-job relabels them, kube-state-metrics', Karpenter's): see cortex_iac/render/observability/queries.py.
+The input series carry the names and labels the real exporters give them (Envoy's and the serving
+runtime's as their scrape jobs relabel them, kube-state-metrics', Karpenter's): see
+cortex_iac/render/observability/queries.py. APIs of both pod shapes are in them: with the Envoy
+sidecar, without it (the runtime's metrics), and one mid-rollout with a pod of each.
 """
 
 from __future__ import annotations
@@ -124,8 +126,23 @@ def test_alert_thresholds_are_checked_in_the_spec() -> None:
 
 def _envoy(api: str, pod: str, metric: str, values: str, **labels: str) -> dict[str, str]:
     extra = "".join(f',{k}="{v}"' for k, v in labels.items())
-    return {"series": f'{metric}{{namespace="{NS}",pod="{pod}",api="{api}",envoy_cluster_name="app"{extra}}}',
+    return {"series": f'{metric}{{job="cortex-envoy",namespace="{NS}",pod="{pod}",api="{api}",'
+                      f'envoy_cluster_name="app"{extra}}}',
             "values": values}
+
+
+def _runtime(api: str, pod: str, metric: str, values: str, **labels: str) -> dict[str, str]:
+    """A series of the serving runtime of a pod without a sidecar (job cortex-runtime)."""
+    extra = "".join(f',{k}="{v}"' for k, v in labels.items())
+    return {"series": f'{metric}{{job="cortex-runtime",namespace="{NS}",pod="{pod}",api="{api}"{extra}}}',
+            "values": values}
+
+
+def _runtime_requests(api: str, pod: str, per_minute: dict[str, int], rejected: int) -> list[dict[str, str]]:
+    """``per_minute`` requests answered by status, ``rejected`` of the 503s queue-full (exported from 0)."""
+    series = [_runtime(api, pod, "cortex_requests_total", f"0+{n}x30", method="POST", status=status)
+              for status, n in per_minute.items()]
+    return [*series, _runtime(api, pod, "cortex_requests_rejected_total", f"0+{rejected}x30", reason="queue_full")]
 
 
 def _deployment(api: str, ready: str, desired: str) -> list[dict[str, str]]:
@@ -164,6 +181,29 @@ def _series() -> list[dict[str, str]]:
     series.append(_envoy("slow", "slow-1", "envoy_cluster_upstream_rq_xx", "0+60x30", envoy_response_code_class="2"))
     series.append(_envoy("slow", "slow-1", "envoy_cluster_upstream_rq_pending_overflow", "0x30"))
     series += _deployment("slow", "1x30", "1x30")
+    # Pods without a sidecar (the runtime's metrics): rt-failing as failing above (7 x 200, 2 x 500
+    # and 1 queue-full 503 per s), rt-saturated as saturated (7 x 200, 3 queue-full 503s per s, no app
+    # 5xx), rt-slow as slow (9.5 s, the runtime's buckets are in seconds).
+    series += _runtime_requests("rt-failing", "rt-failing-1", {"200": 420, "500": 120, "503": 60}, 60)
+    series += _runtime_requests("rt-saturated", "rt-saturated-1", {"200": 420, "503": 180}, 180)
+    for le, step in (("5", "0"), ("10", "60"), ("+Inf", "60")):
+        series.append(_runtime("rt-slow", "rt-slow-1", "cortex_request_duration_seconds_bucket", f"0+{step}x30", le=le))
+    series += _runtime_requests("rt-slow", "rt-slow-1", {"200": 60}, 0)
+    series += _deployment("rt-failing", "1x30", "1x30") + _deployment("rt-saturated", "1x30", "1x30")
+    series += _deployment("rt-slow", "1x30", "1x30")
+    # mixed, mid-rollout: pod 1 with the sidecar (5 x 2xx per s and no 5xx series at all; 240 ms;
+    # 2 processing + 1 queued), pod 2 without (4 x 200 and 1 x 500 per s; 0.5 to 1 s; 3 in flight).
+    series.append(_envoy("mixed", "mixed-1", "envoy_cluster_upstream_rq_xx", "0+300x30", envoy_response_code_class="2"))
+    series.append(_envoy("mixed", "mixed-1", "envoy_cluster_upstream_rq_pending_overflow", "0x30"))
+    for le, step in (("100", "0"), ("250", "300"), ("+Inf", "300")):
+        series.append(_envoy("mixed", "mixed-1", "envoy_cluster_upstream_rq_time_bucket", f"0+{step}x30", le=le))
+    series.append(_envoy("mixed", "mixed-1", "envoy_cluster_upstream_rq_active", "2x30"))
+    series.append(_envoy("mixed", "mixed-1", "envoy_cluster_upstream_rq_pending_active", "1x30"))
+    series += _runtime_requests("mixed", "mixed-2", {"200": 240, "500": 60}, 0)
+    for le, step in (("0.5", "0"), ("1.0", "300"), ("+Inf", "300")):
+        series.append(_runtime("mixed", "mixed-2", "cortex_request_duration_seconds_bucket", f"0+{step}x30", le=le))
+    series.append(_runtime("mixed", "mixed-2", "cortex_requests_in_flight", "3x30"))
+    series += _deployment("mixed", "2x30", "2x30")
     # A fast API's histogram (100 ms): never slow.
     for le, step in (("250", "600"), ("+Inf", "600")):
         series.append(_envoy("healthy", "healthy-1", "envoy_cluster_upstream_rq_time_bucket", f"0+{step}x30", le=le))
@@ -218,15 +258,18 @@ def _api_labels(api: str, severity: str = "warning") -> dict[str, str]:
 
 def test_promtool_unit_tests_every_alert(tmp_path: Path) -> None:
     apis = [_api("down"), _api("healthy"), _api("quiet-down", alerts={"enabled": False}),
-            _api("failing", alerts={"queue_full_ratio": 0.2}), _api("saturated"), _api("slow")]
+            _api("failing", alerts={"queue_full_ratio": 0.2}), _api("saturated"), _api("slow"),
+            _api("rt-failing", alerts={"queue_full_ratio": 0.2}), _api("rt-saturated"), _api("rt-slow"),
+            _api("mixed")]
     names = _write_rules(tmp_path, apis, annotations=False)
     tests = [
         # Nothing fires before its `for`.
         _alerts("CortexApiDown", "4m"),
         _alerts("CortexApiDown", "10m", _api_labels("down", "page")),
-        _alerts("CortexApiErrorRatio", "12m", _api_labels("failing")),
-        _alerts("CortexApiQueueFull", "20m", _api_labels("saturated")),
-        _alerts("CortexApiLatencyHigh", "20m", _api_labels("slow")),
+        # mixed: 1 app 5xx per s of 10, all from its pod without a sidecar.
+        _alerts("CortexApiErrorRatio", "12m", _api_labels("failing"), _api_labels("rt-failing"), _api_labels("mixed")),
+        _alerts("CortexApiQueueFull", "20m", _api_labels("saturated"), _api_labels("rt-saturated")),
+        _alerts("CortexApiLatencyHigh", "20m", _api_labels("slow"), _api_labels("rt-slow")),
         _alerts("CortexApiAtMaxReplicas", "10m"),
         _alerts("CortexApiAtMaxReplicas", "20m", _api_labels("saturated")),
         _alerts("CortexPodCrashLooping", "20m",
@@ -241,9 +284,26 @@ def test_promtool_unit_tests_every_alert(tmp_path: Path) -> None:
         # 3 on-demand m5.large + 1 t3.large + 1 spot m5.large at 40 % + the EKS control plane.
         {"expr": "cortex:cluster_cost_dollars_per_hour", "eval_time": "10m",
          "exp_samples": [{"labels": "cortex:cluster_cost_dollars_per_hour", "value": 3 * 0.096 + 0.0832 + 0.4 * 0.096 + 0.1}]},
+        # Only APIs with a 5xx series: the others have no value (as before the runtime's shape).
         {"expr": "cortex:api_app_errors:rate5m", "eval_time": "10m",
-         "exp_samples": [{"labels": f'cortex:api_app_errors:rate5m{{namespace="{NS}",api="failing"}}', "value": 2},
-                         {"labels": f'cortex:api_app_errors:rate5m{{namespace="{NS}",api="saturated"}}', "value": 0}]},
+         "exp_samples": [{"labels": f'cortex:api_app_errors:rate5m{{namespace="{NS}",api="{api}"}}', "value": value}
+                         for api, value in (("failing", 2), ("saturated", 0), ("rt-failing", 2),
+                                            ("rt-saturated", 0), ("mixed", 1))]},
+    ]
+    # The other per-API recordings, by (namespace, api), of both shapes.
+    def recorded(name: str, at: str, *values: tuple[str, float]) -> dict[str, Any]:
+        return {"expr": f'{name}{{api=~"mixed|rt-.*"}}', "eval_time": at,
+                "exp_samples": [{"labels": f'{name}{{namespace="{NS}",api="{api}"}}', "value": value}
+                                for api, value in values]}
+
+    promql += [
+        recorded("cortex:api_requests:rate5m", "10m", ("rt-failing", 10), ("rt-saturated", 10), ("rt-slow", 1),
+                 ("mixed", 10)),
+        recorded("cortex:api_queue_full:rate5m", "10m", ("rt-failing", 1), ("rt-saturated", 3), ("rt-slow", 0),
+                 ("mixed", 0)),
+        # mixed: the higher of its two shapes' p99 (0.2485 s and 0.995 s); rt-slow 5 + 0.99 x 5 s.
+        recorded("cortex:api_latency_seconds:p99_5m", "10m", ("rt-slow", 9.95), ("mixed", 0.995)),
+        recorded("cortex:api_in_flight", "10m", ("mixed", 6)),
     ]
     # The dashboards' queries over kube-state-metrics and cAdvisor series (only the healthy API's pod
     # counts for it; the other API's restarts do not).
@@ -269,6 +329,26 @@ def test_promtool_unit_tests_every_alert(tmp_path: Path) -> None:
         sample(q.spot_interruptions("10m"), "25m", 1),
         sample(q.request_rate(NS, "failing", "5m"), "10m", 10),
         sample(q.queue_full_rate(NS, "saturated", "5m"), "10m", 3),
+        # The dashboard's request queries over pods without a sidecar, and over both shapes at once.
+        sample(q.request_rate(NS, "rt-failing", "5m"), "10m", 10),
+        sample(q.queue_full_rate(NS, "rt-saturated", "5m"), "10m", 3),
+        sample(q.app_error_rate(NS, "rt-failing", "5m"), "10m", 2),
+        sample(q.app_error_rate(NS, "rt-saturated", "5m"), "10m", 0),
+        sample(q.request_rate(NS, "mixed", "5m"), "10m", 10),
+        sample(q.queue_full_rate(NS, "mixed", "5m"), "10m", 0),
+        sample(q.app_error_rate(NS, "mixed", "5m"), "10m", 1),
+        sample(q.in_flight(NS, "mixed"), "10m", 6),
+        sample(q.latency_quantile(NS, "mixed", 0.99, "5m"), "10m", 0.995),
+        sample(q.latency_quantile(NS, "mixed", 0.5, "5m"), "10m", 0.75),
+        sample(q.latency_quantile(NS, "slow", 0.99, "5m"), "10m", 9.95),
+        sample(q.latency_quantile(NS, "rt-slow", 0.99, "5m"), "10m", 9.95),
+        {"expr": q.request_rate_by_class(NS, "mixed", "5m"), "eval_time": "10m", "exp_samples": [
+            {"labels": '{envoy_response_code_class="2"}', "value": 9},
+            {"labels": '{envoy_response_code_class="5"}', "value": 1}]},
+        {"expr": q.request_rate_by_class(NS, "rt-slow", "5m"), "eval_time": "10m", "exp_samples": [
+            {"labels": '{envoy_response_code_class="2"}', "value": 1}]},
+        # An API of one shape without a 5xx yet: no value (both shapes export 5xx from the first).
+        {"expr": q.app_error_rate(NS, "healthy", "5m"), "eval_time": "10m", "exp_samples": []},
     ]
     test_file = {"rule_files": names, "evaluation_interval": "1m",
                  "tests": [{"interval": "1m", "input_series": _series(), "alert_rule_test": tests,

@@ -339,7 +339,10 @@ def test_clusters_are_named_after_the_targets_and_the_pods_are_found_by_the_scra
     assert re.fullmatch(keep_port["regex"], envoy.METRICS_PORT_NAME) and ports[envoy.METRICS_PORT_NAME] == 15000
     # The router's pods never count in a target API's in-flight query: other `api`, other cluster names.
     assert pod["metadata"]["labels"][envoy.API_NAME_LABEL] == "hello-world"
-    assert 'envoy_cluster_name="app"' in envoy.inflight_query("cortex-apis", "hello-world-a", 60)
+    query = envoy.inflight_query("cortex-apis", "hello-world-a", 60)
+    cluster = re.search(r'envoy_cluster_name=~"([^"]*)"', query)
+    assert cluster is not None
+    assert not any(re.fullmatch(cluster.group(1), name) for name in _clusters(_config(list(objects.values()))))
 
 
 # --- the router's objects ------------------------------------------------------------------------

@@ -64,11 +64,13 @@ def api_panels(namespace: str, api: str = API_VARIABLE, rate: str = RATE) -> lis
     return [
         PanelSpec("Requests by status class", "reqps",
                   (Target(q.request_rate_by_class(n, a, rate), "{{envoy_response_code_class}}xx"),),
-                  "Requests answered per second by the API's Envoys, by status class (queue-full 503s are 5xx)."),
+                  "Requests answered per second by the API's pods (their Envoy, or the serving runtime where there "
+                  "is no sidecar), by status class (queue-full 503s are 5xx)."),
         PanelSpec("Latency p50 / p95 / p99", "s",
                   tuple(Target(q.latency_quantile(n, a, quantile, rate), f"p{round(quantile * 100)}")
                         for quantile in (0.5, 0.95, 0.99)),
-                  "From Envoy's histogram: time in the pod, queueing included."),
+                  "From Envoy's histogram, or the serving runtime's where there is no sidecar: time in the pod, "
+                  "queueing included. While the pods change between the two, the slower one's."),
         PanelSpec("In flight vs target x replicas", "short",
                   (Target(q.in_flight(n, a), "in flight"), Target(q.in_flight_target(n, a), "target x ready replicas")),
                   "Requests being processed or queued in the API's pods, and what the autoscaler aims for."),

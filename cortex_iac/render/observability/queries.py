@@ -7,6 +7,18 @@ Sources, and the labels each query keys on:
   queue-full 503 (``upstream_rq_pending_overflow``) in ``upstream_rq_xx{envoy_response_code_class="5"}``
   too (measured: 5 requests on 1 slot + 1 queue place gave 2 x 2xx, 3 x 5xx and 3 overflows), so
   the app's own 5xx are the difference; ``upstream_rq_time`` is in milliseconds, queueing included;
+- the serving runtime of the API pods without a sidecar (a handler API, which admits requests
+  itself; scrape job :func:`cortex_iac.render.envoy.runtime_scrape_job`, the same three labels, no
+  ``envoy_cluster_name``): ``cortex_requests_total{method, status}`` (queue-full 503s included, as
+  Envoy's), ``cortex_requests_rejected_total{reason="queue_full"}``, ``cortex_requests_in_flight``
+  and ``cortex_request_duration_seconds`` (seconds, queueing included).
+
+  Every per-API request query reads both shapes and unites them series by series (``or``: the two
+  never share a label set) before aggregating, so an API whose pods are mid-rollout between the
+  shapes counts all of its pods, and one shape without any series leaves the other's result whole
+  (a ``-`` or ``+`` of two sums would be empty). The exception is latency: the two histograms'
+  buckets are in different units, so each shape gets its own quantile and the higher one is shown
+  (see :func:`latency_quantile`);
 - kube-state-metrics (``kube_deployment_*``, ``kube_pod_*``, ``kube_node_labels`` with the node
   labels allowed in :func:`cortex_iac.render.addons.prometheus_values`), scraped by the chart's
   ``kubernetes-service-endpoints`` job with ``honor_labels`` (its ``namespace`` label is the object's);
@@ -26,7 +38,10 @@ from __future__ import annotations
 from cortex_iac.render.envoy import API_NAME_LABEL
 
 APP_CLUSTER = 'envoy_cluster_name="app"'
-INFLIGHT_METRICS = "envoy_cluster_upstream_rq_active|envoy_cluster_upstream_rq_pending_active"
+# The in-flight gauges of both pod shapes (Envoy's two, the runtime's one), and the matcher that
+# keeps Envoy's app cluster and the runtime's series, which have no envoy_cluster_name.
+INFLIGHT_METRICS = "envoy_cluster_upstream_rq_active|envoy_cluster_upstream_rq_pending_active|cortex_requests_in_flight"
+ANY_SHAPE = 'envoy_cluster_name=~"app|"'
 # kube-state-metrics' names of the node labels it is allowed to export (render/addons.py).
 NODE_GROUP_NODE_LABEL = "label_cortex_dev_node_group"
 CAPACITY_TYPE_NODE_LABEL = "label_karpenter_sh_capacity_type"
@@ -43,39 +58,107 @@ def envoy(namespace: str, api: str, extra: str = "") -> str:
     return f'namespace="{namespace}",api="{api}",{APP_CLUSTER}' + (f",{extra}" if extra else "")
 
 
+def runtime(namespace: str, api: str, extra: str = "") -> str:
+    """The label matchers of one API's serving-runtime series (pods without a sidecar)."""
+    return f'namespace="{namespace}",api="{api}"' + (f",{extra}" if extra else "")
+
+
 def request_rate_by_class(namespace: str, api: str, window: str) -> str:
-    """Requests per second answered, by status class (``envoy_response_code_class``: 2, 4, 5)."""
-    return (f"sum by (envoy_response_code_class) "
-            f"(rate(envoy_cluster_upstream_rq_xx{{{envoy(namespace, api)}}}[{window}]))")
+    """Requests per second answered, by status class (``envoy_response_code_class``: 2, 4, 5; the
+    runtime's ``status`` label gives its first digit)."""
+    return f"sum by (envoy_response_code_class) ({requests_by_class_series(envoy(namespace, api), runtime(namespace, api), window)})"
 
 
 def request_rate(namespace: str, api: str, window: str) -> str:
     """Requests per second answered, every status."""
-    return f"sum(rate(envoy_cluster_upstream_rq_xx{{{envoy(namespace, api)}}}[{window}]))"
+    return f"sum({requests_series(envoy(namespace, api), runtime(namespace, api), window)})"
 
 
 def queue_full_rate(namespace: str, api: str, window: str) -> str:
-    """503s per second Envoy answered itself because every slot and queue place was taken."""
-    return f"sum(rate(envoy_cluster_upstream_rq_pending_overflow{{{envoy(namespace, api)}}}[{window}]))"
+    """503s per second answered because every slot and queue place was taken (by Envoy, or by the
+    runtime in a pod without a sidecar)."""
+    return f"sum({queue_full_series(envoy(namespace, api), runtime(namespace, api), window)})"
 
 
 def app_error_rate(namespace: str, api: str, window: str) -> str:
     """5xx per second that were not queue-full 503s: the app's own, its timeouts (504) and failed
-    connections to it. Envoy exports the 5xx series from the first 5xx on: before, no value."""
-    five = envoy(namespace, api, 'envoy_response_code_class="5"')
-    return (f"sum(rate(envoy_cluster_upstream_rq_xx{{{five}}}[{window}])) - "
-            f"sum(rate(envoy_cluster_upstream_rq_pending_overflow{{{envoy(namespace, api)}}}[{window}]))")
+    connections to it. Both shapes export their 5xx series from the first 5xx on (before: no value,
+    when no pod of either shape has answered one), their queue-full counters from the start."""
+    return (f"sum({server_errors_series(envoy(namespace, api), runtime(namespace, api), window)}) - "
+            f"sum({queue_full_series(envoy(namespace, api), runtime(namespace, api), window)})")
 
 
 def latency_quantile(namespace: str, api: str, quantile: float, window: str) -> str:
-    """The ``quantile`` of request latency in seconds (Envoy's histogram, queueing included)."""
-    return (f"histogram_quantile({quantile}, sum by (le) "
-            f"(rate(envoy_cluster_upstream_rq_time_bucket{{{envoy(namespace, api)}}}[{window}]))) / 1000")
+    """The ``quantile`` of request latency in seconds, queueing included: Envoy's histogram
+    (milliseconds) and the runtime's (seconds).
+
+    Each shape's quantile is computed over its own pods, and the higher is the result. With the
+    API's pods all of one shape (the usual case) it is that shape's quantile. Mid-rollout between
+    the shapes it is the slower shape's quantile, never below the quantile over all the pods (the
+    quantile of a mix lies between those of its parts), so a latency alert does not miss a slow
+    shape; it overstates the API's quantile while the slower shape serves a small share.
+    """
+    return f"max({latency_by_shape(quantile, envoy(namespace, api), runtime(namespace, api), window)})"
 
 
 def in_flight(namespace: str, api: str) -> str:
-    """Requests in the API's pods now (processing + queued), all pods: what the autoscaler averages."""
-    return f'sum({{__name__=~"{INFLIGHT_METRICS}",{envoy(namespace, api)}}})'
+    """Requests in the API's pods now (processing + queued), all pods of both shapes: what the
+    autoscaler averages (:func:`cortex_iac.render.envoy.inflight_query`)."""
+    return f'sum({{__name__=~"{INFLIGHT_METRICS}",namespace="{namespace}",api="{api}",{ANY_SHAPE}}})'
+
+
+# --- both shapes, series by series (shared with the recording rules of .rules) ---------------------------
+# ``envoy_matchers`` and ``runtime_matchers`` are label matchers without braces (``runtime_matchers``
+# may be empty); each result is an instant vector of per-pod series of both shapes, to aggregate.
+
+
+def _matchers(*parts: str) -> str:
+    return ",".join(p for p in parts if p)
+
+
+def _selector(metric: str, *matchers: str) -> str:
+    joined = _matchers(*matchers)
+    return f"{metric}{{{joined}}}" if joined else metric
+
+
+def requests_series(envoy_matchers: str, runtime_matchers: str, window: str) -> str:
+    """Per-pod request rates, every status, of both shapes."""
+    return (f"rate({_selector('envoy_cluster_upstream_rq_xx', envoy_matchers)}[{window}]) or "
+            f"rate({_selector('cortex_requests_total', runtime_matchers)}[{window}])")
+
+
+def requests_by_class_series(envoy_matchers: str, runtime_matchers: str, window: str) -> str:
+    """:func:`requests_series` with the runtime's ``status`` class as ``envoy_response_code_class``."""
+    return (f"rate({_selector('envoy_cluster_upstream_rq_xx', envoy_matchers)}[{window}]) or "
+            f"label_replace(rate({_selector('cortex_requests_total', runtime_matchers)}[{window}]), "
+            '"envoy_response_code_class", "$1", "status", "([0-9])[0-9][0-9]")')
+
+
+def server_errors_series(envoy_matchers: str, runtime_matchers: str, window: str) -> str:
+    """Per-pod 5xx rates of both shapes, queue-full 503s included."""
+    five = _selector("envoy_cluster_upstream_rq_xx", envoy_matchers, 'envoy_response_code_class="5"')
+    status = _selector("cortex_requests_total", runtime_matchers, 'status=~"5.."')
+    return f"rate({five}[{window}]) or rate({status}[{window}])"
+
+
+def queue_full_series(envoy_matchers: str, runtime_matchers: str, window: str) -> str:
+    """Per-pod queue-full 503 rates of both shapes."""
+    overflow = _selector("envoy_cluster_upstream_rq_pending_overflow", envoy_matchers)
+    rejected = _selector("cortex_requests_rejected_total", runtime_matchers, 'reason="queue_full"')
+    return f"rate({overflow}[{window}]) or rate({rejected}[{window}])"
+
+
+def latency_by_shape(quantile: float, envoy_matchers: str, runtime_matchers: str, window: str,
+                     by: tuple[str, ...] = ()) -> str:
+    """The ``quantile`` in seconds of each shape's histogram summed ``by`` those labels (and ``le``),
+    one series per shape: grouped by ``job`` too (each shape has its own scrape job), so the two keep
+    distinct label sets through the ``or``, for the caller's ``max``. Envoy's is in milliseconds.
+    A shape without requests in the window gives NaN, which ``max`` ignores beside a number."""
+    group = ", ".join((*by, "le", "job"))
+    return (f"histogram_quantile({quantile}, sum by ({group}) "
+            f"(rate({_selector('envoy_cluster_upstream_rq_time_bucket', envoy_matchers)}[{window}]))) / 1000 or "
+            f"histogram_quantile({quantile}, sum by ({group}) "
+            f"(rate({_selector('cortex_request_duration_seconds_bucket', runtime_matchers)}[{window}])))")
 
 
 def in_flight_target(namespace: str, api: str) -> str:

@@ -35,9 +35,6 @@ SEVERITY = "severity"
 API_RULES_LABEL = "cortex.dev/prometheus-rules"
 API_RULES_DIR = "/etc/cortex-rules"
 
-_APP_5XX = f'envoy_cluster_upstream_rq_xx{{{q.APP_CLUSTER},envoy_response_code_class="5"}}'
-_ALL = f"envoy_cluster_upstream_rq_xx{{{q.APP_CLUSTER}}}"
-_OVERFLOW = f"envoy_cluster_upstream_rq_pending_overflow{{{q.APP_CLUSTER}}}"
 _BY_API = "sum by (namespace, api)"
 
 
@@ -61,16 +58,19 @@ def api_recording_rules() -> list[dict[str, Any]]:
     """Per-API series by (namespace, api), recorded for the alerts and dashboards."""
     w = RATE_WINDOW
     return [
-        _record(f"cortex:api_requests:rate{w}", f"{_BY_API} (rate({_ALL}[{w}]))"),
-        _record(f"cortex:api_queue_full:rate{w}", f"{_BY_API} (rate({_OVERFLOW}[{w}]))"),
-        # The app's own 5xx: Envoy counts its queue-full 503s as 5xx too (see queries.py).
-        # Envoy exports the overflow counter from its start, the 5xx one from the first 5xx.
+        # Both pod shapes (Envoy's app cluster, the serving runtime's series where there is no
+        # sidecar), united series by series before the sum (see queries.py).
+        _record(f"cortex:api_requests:rate{w}", f"{_BY_API} ({q.requests_series(q.APP_CLUSTER, '', w)})"),
+        _record(f"cortex:api_queue_full:rate{w}", f"{_BY_API} ({q.queue_full_series(q.APP_CLUSTER, '', w)})"),
+        # The app's own 5xx: both shapes count their queue-full 503s as 5xx too (see queries.py).
+        # Both export their queue-full counter from the start, their 5xx from the first 5xx.
         _record(f"cortex:api_app_errors:rate{w}",
-                f"{_BY_API} (rate({_APP_5XX}[{w}])) - on(namespace, api) {_BY_API} (rate({_OVERFLOW}[{w}]))"),
+                f"{_BY_API} ({q.server_errors_series(q.APP_CLUSTER, '', w)}) - on(namespace, api) "
+                f"{_BY_API} ({q.queue_full_series(q.APP_CLUSTER, '', w)})"),
+        # Each shape's p99, the higher one (q.latency_quantile says why).
         _record(f"cortex:api_latency_seconds:p99_{w}",
-                f"histogram_quantile(0.99, sum by (namespace, api, le) "
-                f"(rate(envoy_cluster_upstream_rq_time_bucket{{{q.APP_CLUSTER}}}[{w}]))) / 1000"),
-        _record("cortex:api_in_flight", f'{_BY_API} ({{__name__=~"{q.INFLIGHT_METRICS}",{q.APP_CLUSTER}}})'),
+                f"max by (namespace, api) ({q.latency_by_shape(0.99, q.APP_CLUSTER, '', w, ('namespace', 'api'))})"),
+        _record("cortex:api_in_flight", f'{_BY_API} ({{__name__=~"{q.INFLIGHT_METRICS}",{q.ANY_SHAPE}}})'),
         # An API's Deployment is named after it (render/realtime.py).
         _record("cortex:api_replicas_ready",
                 'label_replace(sum by (namespace, deployment) (kube_deployment_status_replicas_ready), '
