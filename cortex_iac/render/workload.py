@@ -22,7 +22,7 @@ from cortex_iac.render.envoy import API_NAME_LABEL
 from cortex_iac.render.iam import policy_document
 from cortex_iac.render.routing import INTERCEPTOR_PROXY_PORT as _INTERCEPTOR_PORT
 from cortex_iac.render.routing import KEDA_NAMESPACE
-from cortex_iac.runtime_contract import RuntimeConfig
+from cortex_iac.runtime_contract import RUNTIME_METRICS_PORT_NAME, RuntimeConfig
 from cortex_iac.specs.cluster import ANYWHERE
 from cortex_iac.specs.deployment import RUNTIME_IMAGE_HINT, problem_line
 from cortex_iac.specs.placement import HUGEPAGES_PER_INF, accelerators, placement
@@ -61,6 +61,21 @@ class Shutdown:
 
     prestop_sleep_seconds: int
     runtime_grace_seconds: int
+
+
+@dataclass(frozen=True)
+class DirectTraffic:
+    """The handler container serves the pod's traffic itself (a RealtimeAPI pod without the Envoy
+    sidecar): it listens on ``port`` (port name ``port_name``), serves its metrics on
+    ``metrics_port`` (:data:`~cortex_iac.runtime_contract.RUNTIME_METRICS_PORT_NAME`), answers
+    ``readiness_path`` there, and takes ``settings`` (admission, drain) as its runtime config. It drains
+    on SIGTERM itself (``drain_seconds``), so it gets no preStop sleep."""
+
+    port: int
+    port_name: str
+    metrics_port: int
+    readiness_path: str
+    settings: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -193,11 +208,12 @@ def network_policy(namespace: str = API_NAMESPACE, *, prometheus_namespace: str 
                    ingress: bool = True) -> dict[str, Any]:
     """The API namespace's NetworkPolicy: default deny, with exactly what traffic needs.
 
-    Ingress: the sidecars' traffic port 8888 from anywhere (the load balancer's targets are pod IPs
-    it reaches from the VPC; the KEDA interceptor and the TrafficSplitter routers reach API
-    Services there), and their metrics port 15000 from the Prometheus namespace only. Nothing
-    else: the app's own port (``pod.port``) is reachable only by its pod's Envoy over loopback,
-    which a NetworkPolicy does not filter, so no other pod can bypass the sidecar's limits.
+    Ingress: the pods' traffic port 8888 (the sidecar's, or in a pod without one the serving
+    runtime's) from anywhere (the load balancer's targets are pod IPs it reaches from the VPC; the
+    KEDA interceptor and the TrafficSplitter routers reach API Services there), and their metrics
+    port 15000 from the Prometheus namespace only. Nothing else: the app's own port (``pod.port``)
+    is reachable only by its pod's Envoy over loopback, which a NetworkPolicy does not filter, so no
+    other pod can bypass the sidecar's limits.
     Egress, always: DNS in ``kube-system``, the EKS Pod Identity agent (the pods' AWS credentials),
     and the platform's own paths of the TrafficSplitter routers, 8888 of this namespace's pods and
     the interceptor's proxy port in ``interceptor_namespace``. Beyond that ``egress_cidrs``
@@ -248,10 +264,12 @@ def service_account(api_name: str, namespace: str, component: str) -> dict[str, 
     }
 
 
-def user_containers(spec: WorkloadSpec, shutdown: Shutdown, handler: HandlerContainer | None) -> list[dict[str, Any]]:
+def user_containers(spec: WorkloadSpec, shutdown: Shutdown, handler: HandlerContainer | None,
+                    direct: DirectTraffic | None = None) -> list[dict[str, Any]]:
     """The pod's containers as the user declared them (image or handler), with their requests,
     probes, preStop hook (:func:`pre_stop`), security context and mounts; ``handler`` is the pod's
-    handler container (:func:`handler_container`), if any."""
+    handler container (:func:`handler_container`), if any; ``direct``: it serves the pod's traffic
+    itself (see :class:`DirectTraffic`)."""
     # Cortex's proxy probed the app's port over TCP when no readiness probe did; the same probe goes
     # on the first container that has none (the pod's containers share one network namespace). A
     # handler container listens on the port and has its own probes.
@@ -262,7 +280,9 @@ def user_containers(spec: WorkloadSpec, shutdown: Shutdown, handler: HandlerCont
     containers = []
     for index, c in enumerate(spec.pod.containers):
         runtime = handler if handler is not None and handler.index == index else None
-        env = {**runtime_config(spec, runtime, shutdown).to_env(), **c.env} if runtime is not None else c.env
+        serves = direct if runtime is not None else None
+        settings = dict(serves.settings) if serves is not None else {}
+        env = {**runtime_config(spec, runtime, shutdown, **settings).to_env(), **c.env} if runtime is not None else c.env
         container: dict[str, Any] = {"name": c.name, "image": c.image if runtime is None else runtime.image}
         if runtime is not None:
             container["command"] = list(RUNTIME_COMMAND)
@@ -275,8 +295,17 @@ def user_containers(spec: WorkloadSpec, shutdown: Shutdown, handler: HandlerCont
         resources = resources_of(c)
         if resources:
             container["resources"] = resources
+        if serves is not None:
+            container["ports"] = [
+                {"name": serves.port_name, "containerPort": serves.port, "protocol": "TCP"},
+                {"name": RUNTIME_METRICS_PORT_NAME, "containerPort": serves.metrics_port, "protocol": "TCP"},
+            ]
         if c.readiness_probe is not None:
-            container["readinessProbe"] = probe(c.readiness_probe)
+            container["readinessProbe"] = _on_traffic_port(probe(c.readiness_probe), spec, serves)
+        elif serves is not None:
+            # The load balancer's health check too; fails from the drain's start.
+            container["readinessProbe"] = {"httpGet": {"path": serves.readiness_path, "port": serves.port},
+                                           "periodSeconds": 5, "timeoutSeconds": 1, "failureThreshold": 2}
         elif runtime is not None:
             # Ready once Handler.__init__ returned (the runtime answers 503 while it loads).
             container["readinessProbe"] = {"httpGet": {"path": RUNTIME_READINESS_PATH, "port": spec.pod.port},
@@ -285,13 +314,18 @@ def user_containers(spec: WorkloadSpec, shutdown: Shutdown, handler: HandlerCont
             container["readinessProbe"] = {"tcpSocket": {"port": spec.pod.port}, "periodSeconds": 10,
                                            "timeoutSeconds": 1, "failureThreshold": 3}
         if c.liveness_probe is not None:
-            container["livenessProbe"] = probe(c.liveness_probe)
+            container["livenessProbe"] = _on_traffic_port(probe(c.liveness_probe), spec, serves)
         elif runtime is not None:
             # The event loop answers while the handler loads and while its threads compute; a generous
             # timeout still tolerates a handler that holds the GIL for a while.
-            container["livenessProbe"] = {"httpGet": {"path": RUNTIME_LIVENESS_PATH, "port": spec.pod.port},
+            container["livenessProbe"] = {"httpGet": {"path": RUNTIME_LIVENESS_PATH,
+                                                      "port": spec.pod.port if serves is None else serves.port},
                                           "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3}
-        container["lifecycle"] = {"preStop": pre_stop(c, shutdown)}
+        if serves is None:
+            container["lifecycle"] = {"preStop": pre_stop(c, shutdown)}
+        elif c.pre_stop is not None and c.pre_stop.exec is not None:
+            # The runtime drains on SIGTERM itself; the user's hook runs first, without a sleep.
+            container["lifecycle"] = {"preStop": {"exec": {"command": list(c.pre_stop.exec.command)}}}
         mounts = []
         if runtime is not None:
             # Our own image: it runs as its non-root user and writes nowhere but /tmp.
@@ -311,6 +345,17 @@ def user_containers(spec: WorkloadSpec, shutdown: Shutdown, handler: HandlerCont
             container["volumeMounts"] = mounts
         containers.append(container)
     return containers
+
+
+def _on_traffic_port(rendered: dict[str, Any], spec: WorkloadSpec, serves: DirectTraffic | None) -> dict[str, Any]:
+    """A handler container's own probe of ``pod.port``, pointed at the port the runtime listens on
+    when it serves the pod's traffic itself (there it is the API's port; ``pod.port`` is unused)."""
+    if serves is None:
+        return rendered
+    for action in ("httpGet", "tcpSocket"):
+        if action in rendered and rendered[action].get("port") == spec.pod.port:
+            rendered[action] = {**rendered[action], "port": serves.port}
+    return rendered
 
 
 def runtime_config(spec: WorkloadSpec, handler: HandlerContainer, shutdown: Shutdown, **local: Any) -> RuntimeConfig:

@@ -131,6 +131,11 @@ class Metrics:
         # labels() takes a lock and builds a key on every call; children are looked up once instead.
         self._children: dict[tuple[str, int], Any] = {}
 
+    def count_from_zero(self, method: str, status: int) -> None:
+        """Export the series of ``method`` and ``status`` at 0 before the first such answer."""
+        if (method, status) not in self._children:
+            self._children[(method, status)] = self._requests.labels(method, str(status))
+
     def count(self, method: str, status: int) -> None:
         """Count one answered handler request."""
         child = self._children.get((method, status))
@@ -231,6 +236,13 @@ class Runtime:
                 on_batch=self.metrics.batch_size.observe if self.metrics.batch_size else lambda size: None,
             )
             self._batcher.start()
+        if self._admission is not None:
+            # Queue-full 503s are counted from 0, as Envoy's overflow counter is: the app-error
+            # queries subtract the rejections from the 5xx (render/observability/queries.py), which
+            # must not see the first rejection before its 503.
+            for method, served in (("POST", runner.post), ("GET", runner.get)):
+                if served is not None:
+                    self.metrics.count_from_zero(method, 503)
         self._runner = runner
         self._ready = True
         log.info(
@@ -305,7 +317,13 @@ class Runtime:
             response.headers["connection"] = "close"
         metrics.count(method, status)
         metrics.latency.observe(latency)
-        self.access_log.record(method, status, latency, error_id, request_id_of(request.headers.get("x-request-id")))
+        request_id = request_id_of(request.headers.get("x-request-id"))
+        if request_id is None and admission is not None:
+            # No sidecar to give the request an id (Envoy does): the runtime gives it one, in the
+            # access line and in the answer, so the logs' request-id queries find it.
+            request_id = uuid.uuid4().hex
+            response.headers["x-request-id"] = request_id
+        self.access_log.record(method, status, latency, error_id, request_id)
         return response
 
     async def _payload(self, request: Request, method: str) -> Any:

@@ -9,7 +9,7 @@ renderer share.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from cortex_iac.jobs.contract import WORKER_RESOURCES
 from cortex_iac.specs.api import API_KINDS
@@ -82,6 +82,18 @@ KINDS: dict[str, KindSupport] = {
     "TrafficSplitter": KindSupport("TrafficSplitter", frozenset({"validate", "render", "deploy"})),
 }
 assert tuple(KINDS) == API_KINDS
+
+
+def runtime_serves_traffic(spec: Any) -> bool:
+    """Whether a pod of ``spec`` has no Envoy sidecar, its serving runtime admitting requests itself:
+    a RealtimeAPI whose container gives a ``handler`` (docs/design.md, "Serving runtime: where a call
+    runs, and the sidecar's cost"). Image APIs keep the sidecar: their servers are not ours."""
+    return spec.kind == "RealtimeAPI" and any(c.handler is not None for c in spec.pod.containers)
+
+
+def sidecar_of(spec: Any) -> SidecarResources | None:
+    """The sidecar's requests in a pod of ``spec``: its kind's, none where the runtime serves traffic."""
+    return None if runtime_serves_traffic(spec) else KINDS[spec.kind].sidecar
 
 
 def supported(action: Action) -> list[str]:

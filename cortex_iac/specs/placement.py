@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Literal
 
 from cortex_iac.instance_types import InstanceType, get_instance_type
-from cortex_iac.specs.kinds import KINDS
+from cortex_iac.specs.kinds import sidecar_of
 from cortex_iac.specs.pod import DEFAULT_MEM_REQUEST
 from cortex_iac.specs.problems import Path, Phrase
 from cortex_iac.specs.quantity import Quantity
@@ -57,7 +57,7 @@ class PodRequests:
 
 def pod_requests(spec: WorkloadSpec) -> PodRequests:
     """The requests of one pod of ``spec``."""
-    sidecar = KINDS[spec.kind].sidecar
+    sidecar = sidecar_of(spec)
     cpu = sidecar.cpu.value if sidecar else Decimal(0)
     memory = sidecar.memory.value if sidecar else Decimal(0)
     gpu = inf = 0

@@ -34,7 +34,6 @@ from cortex_iac.specs import (
     load_apis,
     read_handler_sources,
 )
-from cortex_iac.versions import ENVOY_IMAGE
 from tests.components.conftest import FAKE_DIGEST
 
 STACK = "urn:pulumi:test::cortex::"
@@ -299,10 +298,10 @@ def test_runtime_image_output_goes_into_the_handler_container(tmp_path: Path, pr
     spec = _handler_api(tmp_path)
     rec = record(_program(spec, runtime_image=built_image), preview=preview)
     deployment = rec.find("kubernetes:apps/v1:Deployment", "echo-deployment")
-    api, proxy = deployment.inputs["spec"]["template"]["spec"]["containers"]
+    (api,) = deployment.inputs["spec"]["template"]["spec"]["containers"]  # no sidecar in a handler pod
     tag = image_tag()
     assert api["image"] == ("$unknown" if preview else f"123456789012.dkr.ecr.us-east-1.amazonaws.com/serving:{tag}@{FAKE_DIGEST}")
-    assert proxy["image"] == ENVOY_IMAGE
+    assert not [r for r in rec.resources if r.name == "echo-envoy-config"]
     assert rec.find("docker-build:index:Image", "serving-image").urn in deployment.dependencies
     # Everything else is what the renderer gives for a known image.
     objects = api_objects(spec, ApiContext(node_groups=tuple(NODE_GROUPS), https=True, runtime_image="x"),

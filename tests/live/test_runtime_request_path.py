@@ -190,8 +190,21 @@ def test_metrics_only_on_the_metrics_port_and_no_handler_there() -> None:
     with _runtime() as server:
         assert httpx.get(server.url + "/metrics", timeout=5).status_code == 404
         assert httpx.post(server.metrics_url.removesuffix("metrics"), json={}, timeout=5).status_code == 404
-        assert "cortex_requests_in_flight 0.0" in httpx.get(server.metrics_url, timeout=5).text
+        metrics = httpx.get(server.metrics_url, timeout=5).text
+        assert "cortex_requests_in_flight 0.0" in metrics
+        # Counted from 0, as Envoy's counters are, for the methods the handler serves.
+        assert 'cortex_requests_total{method="POST",status="503"} 0.0' in metrics
+        assert 'cortex_requests_total{method="GET",status="503"} 0.0' in metrics
+        assert 'cortex_requests_rejected_total{reason="queue_full"} 0.0' in metrics
         assert httpx.get(server.url + "/healthz", timeout=5).status_code == 200
+        # No sidecar gives requests an id: the runtime does, in its answer and its access line.
+        answer = httpx.post(server.url + "/", json={}, timeout=5)
+        request_id = answer.headers["x-request-id"]
+        assert len(request_id) == 32
+        assert server.wait_records(lambda r: r.get("request_id") == request_id)
+        assert httpx.post(server.url + "/", json={}, headers={"x-request-id": "abc-1"}, timeout=5
+                          ).headers.get("x-request-id") is None  # a client's own id is kept, not replaced
+        assert server.wait_records(lambda r: r.get("request_id") == "abc-1")
 
 
 def test_a_port_in_use_exits_2_naming_it() -> None:

@@ -367,10 +367,10 @@ def test_proxy_sidecar_is_locked_down_and_serves_the_service_port() -> None:
 
 @pytest.mark.parametrize(("written", "seconds"), [(None, 60), ("45s", 45), ("1s", 1)])
 def test_request_timeout_sets_the_route_timeout_and_the_whole_drain(written: str | None, seconds: int) -> None:
-    data = _handler_api()
+    data = {"name": "echo", "kind": "RealtimeAPI", "pod": {"containers": [_container()]}}
     if written is not None:
         data["pod"]["request_timeout"] = written
-    objects = _by_kind([o for o in _handler_objects(data) if "-handler-" not in o["metadata"]["name"]])
+    objects = _by_kind(render_api(_spec(data), _cluster()))
     config = yaml.safe_load(objects["ConfigMap"]["data"]["envoy.yaml"])
     route = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][-1]["typed_config"][
         "route_config"]["virtual_hosts"][0]["routes"][0]["route"]
@@ -385,10 +385,31 @@ def test_request_timeout_sets_the_route_timeout_and_the_whole_drain(written: str
     annotations = objects["Ingress"]["metadata"]["annotations"]
     assert annotations["alb.ingress.kubernetes.io/target-group-attributes"] == (
         f"deregistration_delay.timeout_seconds={plan.app_prestop_sleep_seconds}")
-    # The runtime's SIGTERM comes after its preStop sleep: what is left of the grace period is its own.
-    env = {e["name"]: e["value"] for e in api["env"]}
-    assert RuntimeConfig.from_env(env).grace_period == (
-        plan.termination_grace_period_seconds - plan.app_prestop_sleep_seconds)
+
+
+@pytest.mark.parametrize(("written", "seconds"), [(None, 60), ("45s", 45), ("1s", 1)])
+def test_request_timeout_sets_the_runtime_timeout_and_the_whole_drain_without_a_sidecar(
+        written: str | None, seconds: int) -> None:
+    data = _handler_api()
+    if written is not None:
+        data["pod"]["request_timeout"] = written
+    objects = _by_kind([o for o in _handler_objects(data) if "-handler-" not in o["metadata"]["name"]])
+    assert "ConfigMap" not in objects  # no Envoy config: the pod has no sidecar
+    plan = envoy.drain_plan(request_timeout_seconds=seconds)
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    (api,) = pod["containers"]
+    assert pod["terminationGracePeriodSeconds"] == plan.termination_grace_period_seconds
+    assert "lifecycle" not in api  # SIGTERM at once: the runtime drains itself
+    annotations = objects["Ingress"]["metadata"]["annotations"]
+    assert annotations["alb.ingress.kubernetes.io/target-group-attributes"] == (
+        f"deregistration_delay.timeout_seconds={plan.app_prestop_sleep_seconds}")
+    config = RuntimeConfig.from_env({e["name"]: e["value"] for e in api["env"]})
+    assert config.request_timeout == seconds
+    # It accepts for the deregistration time, then finishes what it accepted (the request timeout
+    # + 1 s), and exits a second before the kubelet would kill it.
+    assert config.drain_seconds == plan.deregistration_seconds
+    assert config.grace_period == plan.termination_grace_period_seconds - 1
+    assert config.drain_seconds + seconds + 1 < config.grace_period
 
 
 def test_request_timeout_limit_is_the_load_balancer_idle_timeout() -> None:
@@ -567,7 +588,7 @@ def test_iris_example_golden_and_valid() -> None:
     (spec,) = load_apis(IRIS)
     assert isinstance(spec, RealtimeApiSpec)
     objects = render_api(spec, runtime_image=RUNTIME_IMAGE, handler_sources=read_handler_sources(spec))
-    assert validate_all(objects) == len(objects) == 8
+    assert validate_all(objects) == len(objects) == 7  # no Envoy ConfigMap: the pod has no sidecar
     _check_golden("iris-classifier", objects)
     assert _handler_config_map(objects)["data"] == {"handler.py": (IRIS.parent / "handler.py").read_text()}
 
@@ -576,20 +597,24 @@ def test_handler_container_runs_the_runtime_with_the_spec_settings() -> None:
     objects = _handler_objects(_handler_api(config={"k": [1, 2]}, threads_per_process=3, max_batch_size=8,
                                             batch_interval=0.05, python_requirements=["numpy==2.3.0"]))
     pod = _handler_pod(objects)["spec"]
-    api = pod["containers"][0]
+    (api,) = pod["containers"]  # no Envoy sidecar: the runtime admits requests itself
     assert (api["image"], api["command"]) == (RUNTIME_IMAGE, ["python", "-m", "cortex_iac.serving"])
     env = {e["name"]: e["value"] for e in api["env"]}
     plan = envoy.drain_plan()
     assert RuntimeConfig.from_env(env) == RuntimeConfig(
         handler_path="/opt/cortex/handler/echo.py", handler_config={"k": [1, 2]}, threads_per_process=3,
-        max_batch_size=8, batch_interval=0.05, port=9000, python_requirements=("numpy==2.3.0",),
-        # SIGTERM comes after the preStop sleep; the runtime must be gone before the kubelet kills it.
-        grace_period=plan.termination_grace_period_seconds - plan.app_prestop_sleep_seconds,
+        max_batch_size=8, batch_interval=0.05, python_requirements=("numpy==2.3.0",),
+        # The sidecar's ports, limits and drain (render/envoy.py), in the runtime.
+        port=8888, metrics_port=15000, max_concurrency=1, max_queue_length=100, request_timeout=60.0,
+        retry_after=1, max_connections=1024, request_headers_timeout=10.0,
+        drain_seconds=plan.deregistration_seconds,
+        # SIGTERM comes at once; the runtime must be gone before the kubelet kills it.
+        grace_period=plan.termination_grace_period_seconds - 1,
     )
-    assert 0 < float(env["CORTEX_GRACE_PERIOD"]) <= pod["terminationGracePeriodSeconds"] - plan.app_prestop_sleep_seconds
-    assert api["lifecycle"] == {"preStop": {"sleep": {"seconds": plan.app_prestop_sleep_seconds}}}
-    assert api["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 9000}
-    assert api["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 9000}
+    assert "lifecycle" not in api
+    assert {p["name"]: p["containerPort"] for p in api["ports"]} == {"http": 8888, "cortex-metrics": 15000}
+    assert api["readinessProbe"]["httpGet"] == {"path": "/-/ready", "port": 8888}
+    assert api["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 8888}
     assert api["securityContext"] == {
         "runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
@@ -599,7 +624,21 @@ def test_handler_container_runs_the_runtime_with_the_spec_settings() -> None:
     assert {"name": "handler", "configMap": {"name": config_map["metadata"]["name"]}} in pod["volumes"]
     assert {"name": "tmp", "emptyDir": {}} in pod["volumes"]
     assert config_map["data"] == {"echo.py": "class Handler: ...\n"}
+    service = next(o for o in objects if o["kind"] == "Service")
+    assert service["spec"]["ports"] == [{"name": "http", "port": 8888, "targetPort": "http", "protocol": "TCP"}]
     assert validate_all(objects) == len(objects)
+
+
+def test_a_handler_pod_keeps_the_sidecar_drain_for_its_image_containers() -> None:
+    data = _handler_api()
+    data["pod"]["containers"].append(_container(name="helper", pre_stop={"exec": {"command": ["flush"]}}))
+    data["pod"]["containers"][0]["pre_stop"] = {"exec": {"command": ["/bin/true"]}}
+    api, helper = _handler_pod(_handler_objects(data))["spec"]["containers"]
+    plan = envoy.drain_plan()
+    # The image container outlives the runtime's drain; the runtime's own hook runs without a sleep.
+    assert helper["lifecycle"]["preStop"]["exec"]["command"][:3] == [
+        "/bin/sh", "-c", f'sleep {plan.app_prestop_sleep_seconds}; exec "$@"']
+    assert api["lifecycle"] == {"preStop": {"exec": {"command": ["/bin/true"]}}}
 
 
 def test_spec_probes_env_and_shm_of_a_handler_container() -> None:
@@ -608,8 +647,9 @@ def test_spec_probes_env_and_shm_of_a_handler_container() -> None:
         readiness_probe={"http_get": {"path": "/warm", "port": 9000}}, liveness_probe={"tcp_socket": {"port": 9000}},
         env={"MODEL": "small"}, compute={"cpu": "1", "mem": "2Gi", "shm": "256Mi"})
     api = _handler_pod(_handler_objects(data))["spec"]["containers"][0]
-    assert api["readinessProbe"]["httpGet"] == {"path": "/warm", "port": 9000}
-    assert api["livenessProbe"]["tcpSocket"] == {"port": 9000}
+    # The runtime listens on the pod's traffic port, not pod.port: probes of pod.port go there.
+    assert api["readinessProbe"]["httpGet"] == {"path": "/warm", "port": 8888}
+    assert api["livenessProbe"]["tcpSocket"] == {"port": 8888}
     assert api["env"][-1] == {"name": "MODEL", "value": "small"}
     assert [m["mountPath"] for m in api["volumeMounts"]] == ["/opt/cortex/handler", "/tmp", "/dev/shm"]
 

