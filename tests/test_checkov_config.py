@@ -53,8 +53,16 @@ def test_ours_keeps_the_sidecar_and_the_runtime_and_drops_the_users_image() -> N
     (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
     ours = scan.without_user_containers(copy.deepcopy(deployment), scan.platform_images())
     names = [(c["name"], c["image"]) for c in ours["spec"]["template"]["spec"]["containers"]]
-    assert names == [("h", "r.example/runtime@sha256:" + "a" * 64), ("proxy", ENVOY_IMAGE)]
+    # A pod with a handler has no sidecar (the runtime admits requests itself).
+    assert names == [("h", "r.example/runtime@sha256:" + "a" * 64)]
     assert tuple(ours["spec"]["template"]["spec"]["containers"][0]["command"]) == RUNTIME_COMMAND
+    (image_only,) = load_apis([{"name": "i", "kind": "RealtimeAPI", "pod": {"containers": [
+        {"name": "api", "image": "r.example/model:latest"}]}}], origin="test")
+    assert isinstance(image_only, RealtimeApiSpec)
+    (deployment,) = [o for o in render_api(image_only) if o["kind"] == "Deployment"]
+    ours = scan.without_user_containers(copy.deepcopy(deployment), scan.platform_images())
+    assert [(c["name"], c["image"]) for c in ours["spec"]["template"]["spec"]["containers"]] == [
+        ("proxy", ENVOY_IMAGE)]
     # Objects without a pod pass as they are; a pod with nothing of ours is left out.
     service = next(o for o in objects if o["kind"] == "Service")
     assert scan.without_user_containers(copy.deepcopy(service), scan.platform_images()) == service
