@@ -53,8 +53,8 @@ def serve_api(api_file: str, *, name: str | None, port: int, aws_endpoint: str |
     its containers give handlers (see :mod:`cortex_iac.jobs.serve`).
 
     ``name`` picks the API when the file defines several (default: the file's only API). The URL is
-    printed once the handler is ready; on Ctrl-C/SIGTERM the runtime drains (accepted requests finish)
-    and then Envoy stops. Returns the exit code: 0 after a drain, the runtime's code if it failed (1 for a
+    printed once the handler is ready; on Ctrl-C/SIGTERM the runtime drains as a pod does (readiness
+    fails, it accepts until clients stop connecting, accepted requests finish). Returns the exit code: 0 after a drain, the runtime's code if it failed (1 for a
     handler whose ``__init__`` raised). Raises ``SpecError`` for a bad file and ``ServeError`` for an API
     that cannot run here.
     """
@@ -95,7 +95,7 @@ def serve_api(api_file: str, *, name: str | None, port: int, aws_endpoint: str |
            "grace_period": DRAIN_MAX_SECONDS + api.pod.request_timeout + GRACE_PERIOD_SECONDS},
         handler_path=str(handler_path), host="127.0.0.1", python_requirements=(),
     )
-    env = {**os.environ, **config.to_env(), **container.env}
+    env = {**_own_environment(), **config.to_env(), **container.env}
     # Its own session: a terminal's Ctrl-C reaches only this process, which then drains the runtime.
     runtime = subprocess.Popen([sys.executable, "-m", "cortex_iac.serving"], env=env, start_new_session=True)
     stop = _StopSignal()
@@ -124,7 +124,7 @@ def _serve_async(api: AsyncApiSpec, container: ContainerSpec, handler_path: Path
         api, HandlerContainer(index=index, container=container, image="", config_map={}),
         _local_shutdown(), handler_path=str(handler_path), host="127.0.0.1", port=app_port, python_requirements=(),
     )
-    env = {**os.environ, **config.to_env(), **container.env}
+    env = {**_own_environment(), **config.to_env(), **container.env}
     stop = _StopSignal()
     try:
         return serve_async(api, config, env, port=port, aws_endpoint=aws_endpoint, grace_period=GRACE_PERIOD_SECONDS,
@@ -226,6 +226,12 @@ def _check_requirements(api_name: str, requirements: list[str]) -> None:
 # new connection has come for QUIET_SECONDS (at most DRAIN_MAX_SECONDS), so closing the listener
 # resets no connection a client already opened. Then what was accepted finishes, as in a pod.
 QUIET_SECONDS = 1.0
+
+
+def _own_environment() -> dict[str, str]:
+    """This shell's environment without its ``CORTEX_*`` variables: the runtime's settings are the
+    pod's (``RuntimeConfig.to_env`` leaves some defaults out, which a stale variable would override)."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("CORTEX_")}
 
 
 def _check_port_free(port: int) -> None:

@@ -58,6 +58,11 @@ class RuntimeConfig:
         request_headers_timeout: seconds a client has to send a request's headers, and that a
             request's body may pause between two chunks; then 408 and the connection closes
             (default 10).
+        keep_alive: seconds an idle keep-alive connection (or a new one that has not sent a byte)
+            stays open (default 75). Whatever sends requests on kept-alive connections must close
+            idle ones sooner, or it may send one just as the runtime closes it (the keep-alive
+            race): Envoy's app cluster closes them after 1 s; in a pod without the sidecar the
+            renderer sets it above the load balancer's and the KEDA interceptor's idle timeouts.
         drain_seconds: after SIGTERM, readiness fails and every answer carries ``Connection:
             close``, but new connections are still accepted for this long (the load balancer's
             deregistration time; default 0).
@@ -89,6 +94,7 @@ class RuntimeConfig:
     metrics_port: int | None = None
     max_connections: int | None = None
     request_headers_timeout: float = 10.0
+    keep_alive: float = 75.0
     drain_seconds: float = 0.0
     drain_quiet_seconds: float = 0.0
     on_job_complete: bool = False
@@ -118,6 +124,7 @@ class RuntimeConfig:
                  "max_connections", self.max_connections, "must be >= 1, or unset")
         _require(self.request_headers_timeout > 0, "request_headers_timeout", self.request_headers_timeout,
                  "must be > 0 seconds")
+        _require(self.keep_alive > 0, "keep_alive", self.keep_alive, "must be > 0 seconds")
         _require(self.drain_seconds >= 0, "drain_seconds", self.drain_seconds, "must be >= 0 seconds")
         _require(self.drain_quiet_seconds >= 0, "drain_quiet_seconds", self.drain_quiet_seconds,
                  "must be >= 0 seconds")
@@ -241,8 +248,8 @@ def parse_string_list(raw: str) -> tuple[str, ...]:
 
 # The admission settings of a pod without a sidecar: left out of a pod's environment at their
 # defaults, so the other pods' variables stay what they were.
-_WRITTEN_ONLY_WHEN_SET = frozenset({"max_queue_length", "retry_after", "request_headers_timeout", "drain_seconds",
-                                    "drain_quiet_seconds"})
+_WRITTEN_ONLY_WHEN_SET = frozenset({"max_queue_length", "retry_after", "request_headers_timeout", "keep_alive",
+                                    "drain_seconds", "drain_quiet_seconds"})
 _DEFAULTS = {f.name: f.default for f in fields(RuntimeConfig)}
 
 _ENV_PARSERS: dict[str, Callable[[str], Any]] = {
@@ -264,6 +271,7 @@ _ENV_PARSERS: dict[str, Callable[[str], Any]] = {
     "metrics_port": parse_int,
     "max_connections": parse_int,
     "request_headers_timeout": parse_float,
+    "keep_alive": parse_float,
     "drain_seconds": parse_float,
     "drain_quiet_seconds": parse_float,
     "on_job_complete": parse_bool,

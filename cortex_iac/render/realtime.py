@@ -228,6 +228,15 @@ def pod_envoy_config(spec: RealtimeApiSpec, *, app_port: int | None = None, list
     )
 
 
+# How long the runtime of a pod without the sidecar keeps an idle connection. What sends it requests
+# on kept-alive connections must close idle ones first, or a request sent just as the runtime closes
+# one fails (the keep-alive race): the shared ALB closes idle connections after its idle timeout
+# (routing.ALB_IDLE_TIMEOUT_SECONDS, 300 s), the KEDA interceptor after 90 s (Go's default idle
+# connection timeout), the TrafficSplitter routers after 1 s (envoy.UPSTREAM_IDLE_TIMEOUT_SECONDS).
+RUNTIME_KEEP_ALIVE_SECONDS = 2 * routing.ALB_IDLE_TIMEOUT_SECONDS + 20
+INTERCEPTOR_IDLE_CONNECTION_SECONDS = 90
+
+
 def direct_traffic(spec: RealtimeApiSpec, *, port: int = envoy.LISTEN_PORT, metrics_port: int = envoy.METRICS_PORT,
                    drain: envoy.DrainPlan | None = None) -> DirectTraffic | None:
     """How the serving runtime takes the pod's traffic itself where ``spec`` has no sidecar
@@ -251,6 +260,7 @@ def direct_traffic(spec: RealtimeApiSpec, *, port: int = envoy.LISTEN_PORT, metr
             "retry_after": envoy.DEFAULT_RETRY_AFTER_SECONDS,
             "max_connections": envoy.DEFAULT_MAX_CONNECTIONS,
             "request_headers_timeout": float(envoy.REQUEST_HEADERS_TIMEOUT_SECONDS),
+            "keep_alive": float(RUNTIME_KEEP_ALIVE_SECONDS),
             "drain_seconds": float(plan.deregistration_seconds),
             # SIGTERM comes at once (no preStop); exit a second before the kubelet would kill it.
             "grace_period": float(plan.termination_grace_period_seconds - 1),

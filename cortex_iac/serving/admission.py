@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections import deque
 
 
@@ -73,3 +74,29 @@ class Admission:
                 future.set_result(None)
                 return
         self.active -= 1
+
+
+class Slot:
+    """One admitted request's slot, which a handler call on a thread takes over
+    (:meth:`hand_over`): the handler pool gives it back when the call really ends, so a request
+    answered 504 (or cut at shutdown) while its call still computes keeps the slot taken until then,
+    and the next request waits in the queue, counted, instead of behind it in the pool, uncounted."""
+
+    __slots__ = ("_admission", "handed_over")
+
+    def __init__(self, admission: Admission) -> None:
+        self._admission = admission
+        self.handed_over = False
+
+    def hand_over(self) -> Slot:
+        """Called by the handler runner as it queues the call on a thread; returns the slot, whose
+        :meth:`release` the pool calls once the call has ended."""
+        self.handed_over = True
+        return self
+
+    def release(self) -> None:
+        self._admission.leave()
+
+
+current_slot: contextvars.ContextVar[Slot | None] = contextvars.ContextVar("cortex_slot", default=None)
+"""The slot of the request whose handler call is being made (set by the app around the call)."""

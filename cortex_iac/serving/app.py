@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cortex_iac.runtime_contract import JOB_ID_HEADER, ON_JOB_COMPLETE_PATH, READINESS_PATH, RUNTIME_METRICS_PATH
-from cortex_iac.serving.admission import Admission
+from cortex_iac.serving.admission import Admission, Slot, current_slot
 from cortex_iac.serving.batching import Batcher
 from cortex_iac.serving.codec import (
     RequestError,
@@ -240,8 +240,8 @@ class Runtime:
             # Queue-full 503s are counted from 0, as Envoy's overflow counter is: the app-error
             # queries subtract the rejections from the 5xx (render/observability/queries.py), which
             # must not see the first rejection before its 503.
-            for method, served in (("POST", runner.post), ("GET", runner.get)):
-                if served is not None:
+            for methods, served in ((("POST",), runner.post), (("GET", "HEAD"), runner.get)):
+                for method in methods if served is not None else ():
                     self.metrics.count_from_zero(method, 503)
         self._runner = runner
         self._ready = True
@@ -297,7 +297,12 @@ class Runtime:
             if admission is None:
                 response = await self._answer(method, payload)
             else:
-                response = await self._admitted(admission, method, payload)
+                response = await self._admitted(admission, request, method, payload)
+        except asyncio.CancelledError:
+            # Cut at the end of the grace period: counted and logged (uvicorn answers 500 to the
+            # client if it can), then the cancellation goes on.
+            self._record(request, method, 503, time.perf_counter() - started, None)
+            raise
         except HandlerFailure as failure:
             error_id = failure.error_id
             response = _error(500, "the handler raised an exception; see the server log", error_id)
@@ -310,21 +315,29 @@ class Runtime:
         finally:
             if admission is None:
                 metrics.in_flight.dec()
-        latency = time.perf_counter() - started
         status = response.status_code
-        if self._draining:
-            # The pod is going away: clients should not send their next request on this connection.
+        if self._draining or status == 413:
+            # The pod is going away, or the body was refused unread (what follows on the connection
+            # is not a request): clients must not send their next request on this connection.
             response.headers["connection"] = "close"
+        request_id = self._record(request, method, status, time.perf_counter() - started, error_id)
+        if request_id is not None:
+            response.headers["x-request-id"] = request_id
+        return response
+
+    def _record(self, request: Request, method: str, status: int, latency: float, error_id: str | None) -> str | None:
+        """Count and log one answered request; the request id the runtime gave it, if it gave one."""
+        metrics = self.metrics
         metrics.count(method, status)
         metrics.latency.observe(latency)
         request_id = request_id_of(request.headers.get("x-request-id"))
-        if request_id is None and admission is not None:
+        given = None
+        if request_id is None and self._admission is not None:
             # No sidecar to give the request an id (Envoy does): the runtime gives it one, in the
             # access line and in the answer, so the logs' request-id queries find it.
-            request_id = uuid.uuid4().hex
-            response.headers["x-request-id"] = request_id
+            request_id = given = uuid.uuid4().hex
         self.access_log.record(method, status, latency, error_id, request_id)
-        return response
+        return given
 
     async def _payload(self, request: Request, method: str) -> Any:
         """The request's payload (None for GET), read whole; RequestError when it cannot be served."""
@@ -346,9 +359,13 @@ class Runtime:
             return encode_result(await self._batcher.submit(payload))
         return encode_result(await self._call_post(payload))
 
-    async def _admitted(self, admission: Admission, method: str, payload: Any) -> Response:
+    async def _admitted(self, admission: Admission, request: Request, method: str, payload: Any) -> Response:
         """``_answer`` within the slots: a free one at once, else a queue place, else 503; 504 once
-        ``request_timeout`` has passed since the request was received (its queueing included)."""
+        ``request_timeout`` has passed since the request was received (its queueing included).
+
+        A call that outlives the timeout keeps its slot until it ends (a handler thread cannot be
+        stopped, and the next request would only wait behind it, uncounted); a request whose client
+        left while it waited in the queue is not run (499)."""
         entered = admission.try_enter()
         if entered is False:
             self.metrics.queue_full.inc()
@@ -359,16 +376,22 @@ class Runtime:
             )
         held = entered is True
         timeout = self.config.request_timeout
+        slot = Slot(admission)
+        context = current_slot.set(slot)
         try:
             async with contextlib.nullcontext() if timeout is None else asyncio.timeout(timeout):
                 if not held:
                     await admission.wait()
                     held = True
+                    if await request.is_disconnected():
+                        return _error(499, "the client left while the request waited for a slot")
                 return await self._answer(method, payload)
         except TimeoutError:
             return _error(504, f"no answer within the request timeout ({timeout:g} s), queueing included")
         finally:
-            if held:
+            current_slot.reset(context)
+            # A call on a handler thread took the slot over: the pool frees it when the call ends.
+            if held and not slot.handed_over:
                 admission.leave()
 
     async def _read_body(self, request: Request) -> bytes:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cortex_iac.errors import CortexError
+from cortex_iac.serving.admission import Slot, current_slot
 
 log = logging.getLogger("cortex.runtime")
 
@@ -79,8 +80,10 @@ _YIELD_EVERY_SECONDS = 0.001
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None, seconds: float,
-            on_call: Callable[[float], None]) -> None:
+            on_call: Callable[[float], None], slot: Slot | None) -> None:
     on_call(seconds)
+    if slot is not None:  # the call has ended: its request's slot is free (serving/admission.py)
+        slot.release()
     if future.done():  # the awaiting request was cancelled (shutdown past the grace period)
         return
     if error is None:
@@ -99,7 +102,8 @@ class _ThreadPool:
     """
 
     def __init__(self, threads: int, on_call: Callable[[float], None] = lambda seconds: None) -> None:
-        self._queue: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]] | None]
+        self._queue: queue.SimpleQueue[
+            tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any], Slot | None] | None]
         self._queue = queue.SimpleQueue()
         self._on_call = on_call
         self._threads = [
@@ -109,16 +113,19 @@ class _ThreadPool:
             thread.start()
 
     def run(self, function: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-        """Queue ``function(*args)``; the returned future (of the running loop) gets its outcome."""
+        """Queue ``function(*args)``; the returned future (of the running loop) gets its outcome.
+        The calling request's admission slot (:data:`~cortex_iac.serving.admission.current_slot`),
+        if any, is held until the call ends, even if the request stops waiting for it."""
         future = asyncio.get_running_loop().create_future()
-        self._queue.put((function, args, future))
+        slot = current_slot.get()
+        self._queue.put((function, args, future, None if slot is None else slot.hand_over()))
         return future
 
     def _work(self) -> None:
         last_yield = 0.0
         on_call = self._on_call
         while (item := self._queue.get()) is not None:
-            function, args, future = item
+            function, args, future, slot = item
             started = time.perf_counter()
             try:
                 result, error = function(*args), None
@@ -126,7 +133,7 @@ class _ThreadPool:
                 result, error = None, raised
             now = time.perf_counter()
             try:
-                future.get_loop().call_soon_threadsafe(_settle, future, result, error, now - started, on_call)
+                future.get_loop().call_soon_threadsafe(_settle, future, result, error, now - started, on_call, slot)
             except RuntimeError:  # the loop is closed: the process is exiting, nobody waits
                 return
             if now - last_yield >= _YIELD_EVERY_SECONDS:

@@ -23,10 +23,6 @@ log = logging.getLogger("cortex.runtime")
 
 # Part of the grace period kept back for what follows the drain (lifespan shutdown, log flush, exit).
 _EXIT_MARGIN_SECONDS = 1.0
-# How long an idle keep-alive connection stays open. The proxy in front must close idle upstream
-# connections sooner (Envoy: the app cluster's idle_timeout), or it may send a request on a connection
-# the server is closing at that moment, and the client gets a 503.
-_KEEP_ALIVE_SECONDS = 75
 
 
 class PortInUseError(Exception):
@@ -138,12 +134,13 @@ def run(config: RuntimeConfig) -> int:
     server = _DrainingServer(
         uvicorn.Config(
             runtime.app,
-            http=guarded_protocol(headers_timeout=config.request_headers_timeout,
-                                  max_connections=config.max_connections, stats=stats),
+            http=guarded_protocol(headers_timeout=config.request_headers_timeout, idle_timeout=config.keep_alive,
+                                  max_connections=config.max_connections, capped_port=bound[0], stats=stats),
             log_config=None,
             access_log=False,
             server_header=False,
-            timeout_keep_alive=_KEEP_ALIVE_SECONDS,
+            # The proxy in front must close idle connections sooner (RuntimeConfig.keep_alive).
+            timeout_keep_alive=config.keep_alive,  # type: ignore[arg-type]
             timeout_graceful_shutdown=max(config.grace_period - _EXIT_MARGIN_SECONDS, 0.1),  # type: ignore[arg-type]
         ),
         runtime,

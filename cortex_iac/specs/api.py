@@ -284,6 +284,11 @@ class WorkloadSpec(_ApiBase):
                     "not supported: the container must keep serving while the pod drains, and Kubernetes sends an "
                     "HTTP hook at once; use pre_stop.exec, which runs after the drain",
                 )
+            if container.handler is not None and container.pre_stop is not None and kind == "RealtimeAPI":
+                problems.add((*at, "pre_stop"), written(container.pre_stop),
+                             "not supported on a RealtimeAPI's handler container: the serving runtime drains "
+                             "itself on SIGTERM (readiness fails, the load balancer deregisters the pod, accepted "
+                             "requests finish), and a hook run first would push that drain past the grace period")
             if container.handler is not None and not self._KIND_HAS_HANDLER:
                 problems.add((*at, "handler"), written(container.handler),
                              f"not supported by {kind}: a handler serves requests and never exits, so the task would "

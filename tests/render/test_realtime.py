@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from cortex_iac.errors import SpecError
-from cortex_iac.render import autoscaling, envoy, routing
+from cortex_iac.render import autoscaling, envoy, realtime, routing
 from cortex_iac.render.realtime import (
     API_NAMESPACE,
     ENVOY_CONFIG_CHECKSUM,
@@ -30,6 +30,7 @@ from cortex_iac.render.realtime import (
     render_api,
     render_namespace,
 )
+from cortex_iac.render.workload import runtime_liveness_probe
 from cortex_iac.serving.config import RuntimeConfig
 from cortex_iac.specs import (
     ClusterSpec,
@@ -606,7 +607,7 @@ def test_handler_container_runs_the_runtime_with_the_spec_settings() -> None:
         max_batch_size=8, batch_interval=0.05, python_requirements=("numpy==2.3.0",),
         # The sidecar's ports, limits and drain (render/envoy.py), in the runtime.
         port=8888, metrics_port=15000, max_concurrency=1, max_queue_length=100, request_timeout=60.0,
-        retry_after=1, max_connections=1024, request_headers_timeout=10.0,
+        retry_after=1, max_connections=1024, request_headers_timeout=10.0, keep_alive=620.0,
         drain_seconds=plan.deregistration_seconds,
         # SIGTERM comes at once; the runtime must be gone before the kubelet kills it.
         grace_period=plan.termination_grace_period_seconds - 1,
@@ -614,7 +615,9 @@ def test_handler_container_runs_the_runtime_with_the_spec_settings() -> None:
     assert "lifecycle" not in api
     assert {p["name"]: p["containerPort"] for p in api["ports"]} == {"http": 8888, "cortex-metrics": 15000}
     assert api["readinessProbe"]["httpGet"] == {"path": "/-/ready", "port": 8888}
-    assert api["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 8888}
+    # Over loopback to the metrics port, which the traffic port's connection cap does not cover (run
+    # against the real runtime in tests/live/test_runtime_request_path.py).
+    assert api["livenessProbe"] == runtime_liveness_probe(15000)
     assert api["securityContext"] == {
         "runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
@@ -632,13 +635,30 @@ def test_handler_container_runs_the_runtime_with_the_spec_settings() -> None:
 def test_a_handler_pod_keeps_the_sidecar_drain_for_its_image_containers() -> None:
     data = _handler_api()
     data["pod"]["containers"].append(_container(name="helper", pre_stop={"exec": {"command": ["flush"]}}))
-    data["pod"]["containers"][0]["pre_stop"] = {"exec": {"command": ["/bin/true"]}}
     api, helper = _handler_pod(_handler_objects(data))["spec"]["containers"]
     plan = envoy.drain_plan()
-    # The image container outlives the runtime's drain; the runtime's own hook runs without a sleep.
+    # The image container outlives the runtime's drain, which needs no hook.
     assert helper["lifecycle"]["preStop"]["exec"]["command"][:3] == [
         "/bin/sh", "-c", f'sleep {plan.app_prestop_sleep_seconds}; exec "$@"']
-    assert api["lifecycle"] == {"preStop": {"exec": {"command": ["/bin/true"]}}}
+    assert "lifecycle" not in api
+
+
+def test_the_runtime_closes_idle_connections_after_everything_in_front_of_it() -> None:
+    # Whatever sends requests on kept-alive connections must close idle ones first, or a request sent
+    # as the runtime closes one fails (the keep-alive race the sidecar's 1 s upstream timeout avoids).
+    (api,) = _handler_pod(_handler_objects(_handler_api()))["spec"]["containers"]
+    keep_alive = RuntimeConfig.from_env({e["name"]: e["value"] for e in api["env"]}).keep_alive
+    assert keep_alive > routing.ALB_IDLE_TIMEOUT_SECONDS
+    assert keep_alive > realtime.INTERCEPTOR_IDLE_CONNECTION_SECONDS
+    assert keep_alive > envoy.UPSTREAM_IDLE_TIMEOUT_SECONDS  # the TrafficSplitter routers
+
+
+def test_a_pre_stop_on_a_realtime_handler_container_is_refused() -> None:
+    data = _handler_api()
+    data["pod"]["containers"][0]["pre_stop"] = {"exec": {"command": ["/bin/true"]}}
+    with pytest.raises(SpecError, match=r"pod\.containers\[0\]\.pre_stop.*not supported on a RealtimeAPI's handler "
+                                        r"container: the serving runtime drains itself on SIGTERM"):
+        _spec(data)
 
 
 def test_spec_probes_env_and_shm_of_a_handler_container() -> None:
