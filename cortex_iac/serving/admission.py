@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import contextvars
 from collections import deque
+from typing import Any
 
 
 class Admission:
@@ -74,6 +75,72 @@ class Admission:
                 future.set_result(None)
                 return
         self.active -= 1
+
+
+class Deadline:
+    """One request's deadline (see :class:`Deadlines`)."""
+
+    __slots__ = ("expired", "finished", "task", "when")
+
+    def __init__(self, when: float, task: asyncio.Task[Any] | None) -> None:
+        self.when = when
+        self.task = task
+        self.finished = False
+        self.expired = False
+
+
+class Deadlines:
+    """The request timeout of every admitted request, with one timer for all of them.
+
+    ``asyncio.timeout`` arms and cancels a timer per request, which measured 6-12 µs a request
+    here. The timeout is the same for every request, so deadlines come in arrival order: a FIFO
+    whose head is the next to expire, and one timer at the head's deadline. A request past its
+    deadline has its task cancelled with :attr:`Deadline.expired` set, which the app turns into a
+    504 (and ``Task.uncancel``). Finished entries leave the head at once, and those behind an older
+    unfinished one keep no reference to their task.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._entries: deque[Deadline] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> Deadline:
+        """The current task's deadline, from now."""
+        loop = asyncio.get_running_loop()
+        entry = Deadline(loop.time() + self.seconds, asyncio.current_task())
+        self._entries.append(entry)
+        if self._timer is None:
+            self._timer = loop.call_at(entry.when, self._expire, loop)
+        return entry
+
+    def finish(self, entry: Deadline) -> None:
+        """The request ended (answered, or its deadline was turned into a 504)."""
+        entry.finished = True
+        entry.task = None
+        entries = self._entries
+        while entries and entries[0].finished:
+            entries.popleft()
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        now = loop.time()
+        entries = self._entries
+        while entries:
+            entry = entries[0]
+            if entry.finished:
+                entries.popleft()
+            elif entry.when > now:
+                self._timer = loop.call_at(entry.when, self._expire, loop)
+                return
+            else:
+                entries.popleft()
+                entry.expired = True
+                if entry.task is not None:
+                    entry.task.cancel()
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 class Slot:

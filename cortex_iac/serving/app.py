@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import os
 import threading
 import time
 import uuid
@@ -31,7 +33,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cortex_iac.runtime_contract import JOB_ID_HEADER, ON_JOB_COMPLETE_PATH, READINESS_PATH, RUNTIME_METRICS_PATH
-from cortex_iac.serving.admission import Admission, Slot, current_slot
+from cortex_iac.serving.admission import Admission, Deadlines, Slot, current_slot
 from cortex_iac.serving.batching import Batcher
 from cortex_iac.serving.codec import (
     RequestError,
@@ -159,6 +161,12 @@ class Runtime:
         self._admission = (None if config.max_concurrency is None
                            else Admission(config.max_concurrency, config.max_queue_length))
         self.metrics = Metrics(config.max_batch_size, self._admission)
+        self._deadlines = (None if self._admission is None or config.request_timeout is None
+                           else Deadlines(config.request_timeout))
+        # Request ids the runtime gives: 16 random hex digits per process, then a counter (unique
+        # across pods without a uuid4 per request, which costs several µs).
+        self._request_ids = itertools.count()
+        self._request_id_prefix = os.urandom(8).hex()
         # The port whose requests get /metrics only (and nothing else): the bound metrics port
         # (server.py sets it once bound; it differs from config.metrics_port 0).
         self.metrics_port: int | None = config.metrics_port
@@ -325,6 +333,9 @@ class Runtime:
             response.headers["x-request-id"] = request_id
         return response
 
+    def _next_request_id(self) -> str:
+        return f"{self._request_id_prefix}{next(self._request_ids):016x}"
+
     def _record(self, request: Request, method: str, status: int, latency: float, error_id: str | None) -> str | None:
         """Count and log one answered request; the request id the runtime gave it, if it gave one."""
         metrics = self.metrics
@@ -335,7 +346,7 @@ class Runtime:
         if request_id is None and self._admission is not None:
             # No sidecar to give the request an id (Envoy does): the runtime gives it one, in the
             # access line and in the answer, so the logs' request-id queries find it.
-            request_id = given = uuid.uuid4().hex
+            request_id = given = self._next_request_id()
         self.access_log.record(method, status, latency, error_id, request_id)
         return given
 
@@ -375,20 +386,29 @@ class Runtime:
                 status_code=503, headers={"retry-after": str(self.config.retry_after)},
             )
         held = entered is True
-        timeout = self.config.request_timeout
+        deadlines = self._deadlines
+        deadline = None if deadlines is None else deadlines.start()
         slot = Slot(admission)
         context = current_slot.set(slot)
         try:
-            async with contextlib.nullcontext() if timeout is None else asyncio.timeout(timeout):
-                if not held:
-                    await admission.wait()
-                    held = True
-                    if await request.is_disconnected():
-                        return _error(499, "the client left while the request waited for a slot")
-                return await self._answer(method, payload)
-        except TimeoutError:
-            return _error(504, f"no answer within the request timeout ({timeout:g} s), queueing included")
+            if not held:
+                await admission.wait()
+                held = True
+                if await request.is_disconnected():
+                    return _error(499, "the client left while the request waited for a slot")
+            return await self._answer(method, payload)
+        except asyncio.CancelledError:
+            if deadline is None or not deadline.expired:
+                raise  # a shutdown's, not the timeout's
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            return _error(504, f"no answer within the request timeout ({self.config.request_timeout:g} s), "
+                               "queueing included")
         finally:
+            if deadline is not None:
+                assert deadlines is not None
+                deadlines.finish(deadline)
             current_slot.reset(context)
             # A call on a handler thread took the slot over: the pool frees it when the call ends.
             if held and not slot.handed_over:

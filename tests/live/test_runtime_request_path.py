@@ -218,6 +218,8 @@ def test_metrics_only_on_the_metrics_port_and_no_handler_there() -> None:
         answer = httpx.post(server.url + "/", json={}, timeout=5)
         request_id = answer.headers["x-request-id"]
         assert len(request_id) == 32
+        following = httpx.post(server.url + "/", json={}, timeout=5).headers["x-request-id"]
+        assert following != request_id and following[:16] == request_id[:16]  # the process's prefix, then a count
         assert server.wait_records(lambda r: r.get("request_id") == request_id)
         assert httpx.post(server.url + "/", json={}, headers={"x-request-id": "abc-1"}, timeout=5
                           ).headers.get("x-request-id") is None  # a client's own id is kept, not replaced
