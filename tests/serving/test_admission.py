@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cortex_iac.serving.admission import Admission
+from cortex_iac.serving.admission import Admission, Deadlines
 
 
 def test_slots_then_queue_then_refusal() -> None:
@@ -117,5 +117,46 @@ def test_never_more_than_the_limits_and_first_come_first_served(
             assert admission.active == len(running)
         assert granted == [i for i in order if i in granted]  # first come, first served
         assert granted == order[:len(granted)]
+
+    asyncio.run(scenario())
+
+
+def test_deadlines_cancel_only_what_is_past_its_deadline_with_one_timer() -> None:
+    async def scenario() -> None:
+        deadlines = Deadlines(0.2)
+        outcomes: dict[str, str] = {}
+
+        async def request(name: str, seconds: float) -> None:
+            entry = deadlines.start()
+            try:
+                await asyncio.sleep(seconds)
+                outcomes[name] = "answered"
+            except asyncio.CancelledError:
+                assert entry.expired
+                outcomes[name] = "timed out"
+            finally:
+                deadlines.finish(entry)
+
+        tasks = [asyncio.ensure_future(request("fast", 0.05)), asyncio.ensure_future(request("slow", 0.5))]
+        await asyncio.sleep(0.1)
+        tasks.append(asyncio.ensure_future(request("late-fast", 0.05)))  # its deadline is after slow's
+        tasks.append(asyncio.ensure_future(request("late-slow", 0.5)))
+        await asyncio.gather(*tasks)
+        assert outcomes == {"fast": "answered", "slow": "timed out", "late-fast": "answered", "late-slow": "timed out"}
+        assert len(deadlines) == 0  # nothing kept once everything finished
+
+    asyncio.run(scenario())
+
+
+def test_finished_deadlines_behind_an_older_one_keep_no_task() -> None:
+    async def scenario() -> None:
+        deadlines = Deadlines(10)
+        old = deadlines.start()
+        newer = [deadlines.start() for _ in range(100)]
+        for entry in newer:
+            deadlines.finish(entry)
+        assert len(deadlines) == 101 and all(entry.task is None for entry in newer)
+        deadlines.finish(old)
+        assert len(deadlines) == 0
 
     asyncio.run(scenario())
