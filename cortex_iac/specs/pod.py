@@ -360,7 +360,8 @@ class ContainerSpec(SpecModel):
     """Whether the container still works; it is restarted when the probe fails. Default none; its
     success_threshold must be 1."""
     pre_stop: PreStopSpec | None = None
-    """Hook run before the container is stopped (RealtimeAPI and AsyncAPI). Default none."""
+    """Hook run before the container is stopped (RealtimeAPI and AsyncAPI; not on a RealtimeAPI's handler
+    container, whose runtime drains on SIGTERM itself). Default none."""
 
     @model_validator(mode="after")
     def _consistent(self) -> ContainerSpec:
