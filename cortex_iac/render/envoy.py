@@ -24,12 +24,15 @@ from typing import Any
 
 from cortex_iac import _yaml
 from cortex_iac.errors import CortexError
+
+# The pod's readiness path and metrics port are the contract's: the runtime serves them too, in a pod
+# without the sidecar. Re-exported here, where the sidecar's other ports are.
+from cortex_iac.runtime_contract import METRICS_PORT as METRICS_PORT
+from cortex_iac.runtime_contract import READINESS_PATH as READINESS_PATH
 from cortex_iac.runtime_contract import RUNTIME_METRICS_PATH, RUNTIME_METRICS_PORT_NAME
 
 LISTEN_PORT = 8888
-METRICS_PORT = 15000
 ADMIN_PORT = 15001
-READINESS_PATH = "/-/ready"
 # Envoy closes an idle connection to the app after this long, before the app can close it: an app
 # closing an idle connection just as Envoy reuses it would fail that request (the keep-alive race).
 # 1 s is below every common server's keep-alive (gunicorn 2 s, uvicorn 5 s, the serving runtime 75 s,
@@ -494,6 +497,18 @@ def _api_pod_relabels(port_name: str) -> list[dict[str, Any]]:
     ]
 
 
+def _api_scrape_job(job_name: str, path: str, port_name: str, metrics: tuple[str, ...]) -> dict[str, Any]:
+    """A scrape job of the API pods' container ports named ``port_name`` at ``path`` (pod discovery,
+    :func:`_api_pod_relabels`), storing only ``metrics``."""
+    return {
+        "job_name": job_name,
+        "kubernetes_sd_configs": [{"role": "pod"}],
+        "metrics_path": path,
+        "relabel_configs": _api_pod_relabels(port_name),
+        "metric_relabel_configs": [{"source_labels": ["__name__"], "regex": "|".join(metrics), "action": "keep"}],
+    }
+
+
 def prometheus_scrape_job(job_name: str = "cortex-envoy") -> dict[str, Any]:
     """Prometheus scrape job for every API pod's Envoy, found by Kubernetes pod discovery.
 
@@ -504,16 +519,8 @@ def prometheus_scrape_job(job_name: str = "cortex-envoy") -> dict[str, Any]:
     hundreds of series). ``job_name`` defaults to ``cortex-envoy``. The pods without a sidecar are
     :func:`runtime_scrape_job`'s.
     """
-    return {
-        "job_name": job_name,
-        "kubernetes_sd_configs": [{"role": "pod"}],
-        "metrics_path": METRICS_PATH,
-        "relabel_configs": _api_pod_relabels(METRICS_PORT_NAME),
-        "metric_relabel_configs": [
-            {"source_labels": ["__name__"], "regex": "|".join(_INFLIGHT_METRICS + _REQUEST_METRICS + _LATENCY_METRICS),
-             "action": "keep"},
-        ],
-    }
+    return _api_scrape_job(job_name, METRICS_PATH, METRICS_PORT_NAME,
+                           _INFLIGHT_METRICS + _REQUEST_METRICS + _LATENCY_METRICS)
 
 
 # The serving runtime's metrics in a pod without the sidecar (it admits requests itself):
@@ -538,12 +545,4 @@ def runtime_scrape_job(job_name: str = "cortex-runtime") -> dict[str, Any]:
     :data:`~cortex_iac.runtime_contract.RUNTIME_METRICS_PATH` and stores only
     :data:`RUNTIME_METRICS`. ``job_name`` defaults to ``cortex-runtime``.
     """
-    return {
-        "job_name": job_name,
-        "kubernetes_sd_configs": [{"role": "pod"}],
-        "metrics_path": RUNTIME_METRICS_PATH,
-        "relabel_configs": _api_pod_relabels(RUNTIME_METRICS_PORT_NAME),
-        "metric_relabel_configs": [
-            {"source_labels": ["__name__"], "regex": "|".join(RUNTIME_METRICS), "action": "keep"},
-        ],
-    }
+    return _api_scrape_job(job_name, RUNTIME_METRICS_PATH, RUNTIME_METRICS_PORT_NAME, RUNTIME_METRICS)

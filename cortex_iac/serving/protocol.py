@@ -48,11 +48,10 @@ _TIMEOUT_RESPONSE = (
 
 @dataclass
 class ConnectionStats:
-    """Counted by every connection of one server: ``accepted`` since start (every port), ``refused``
-    over the cap, ``open`` on the capped port now."""
+    """Counted by every connection of one server: ``accepted`` since start (every port), ``open`` on
+    the capped port now."""
 
     accepted: int = 0
-    refused: int = 0
     open: int = 0
 
 
@@ -74,7 +73,6 @@ def guarded_protocol(*, headers_timeout: float, idle_timeout: float, max_connect
             stats.accepted += 1
             if max_connections is not None and self.server is not None and self.server[1] == capped_port:
                 if stats.open >= max_connections:
-                    stats.refused += 1
                     transport.close()
                     return
                 stats.open += 1
